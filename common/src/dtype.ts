@@ -1,0 +1,127 @@
+/**
+ * Element types on the wire and their conversion to and from float32.
+ *
+ * In memory every tensor is float32; float16 and bfloat16 exist only on the wire, to halve the bytes
+ * of a pull or a push. Conversions round to nearest, ties to even.
+ */
+import { Dtype } from "./gen/paramserver/v1/parameter_server_pb.js";
+
+/** Bytes per element of a wire dtype; throws for DTYPE_UNSPECIFIED or unknown values. */
+export function bytesPerElement(dtype: Dtype): number {
+  switch (dtype) {
+    case Dtype.FLOAT32:
+      return 4;
+    case Dtype.FLOAT16:
+    case Dtype.BFLOAT16:
+      return 2;
+    default:
+      throw new RangeError(`unsupported dtype ${dtype} (expected FLOAT32, FLOAT16 or BFLOAT16)`);
+  }
+}
+
+export function dtypeName(dtype: Dtype): string {
+  return Dtype[dtype] ?? `dtype ${dtype}`;
+}
+
+// Scratch views for bit-level conversion; module-level so conversion allocates nothing.
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** float32 → IEEE binary16 bits. */
+export function float32ToFloat16Bits(value: number): number {
+  f32[0] = value;
+  const x = u32[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0); // Inf or NaN (quiet)
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow → Inf
+  if (e <= 0) {
+    if (e < -10) return sign; // underflows to ±0
+    mant |= 0x800000; // implicit leading bit
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = mant & ((1 << shift) - 1);
+    let out = mant >>> shift;
+    if (rest > half || (rest === half && (out & 1) === 1)) out += 1;
+    return sign | out;
+  }
+  let out = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (out & 1) === 1)) out += 1; // may carry into exponent: correct
+  return sign | out;
+}
+
+// All 65536 half values precomputed: decoding is a table lookup per element.
+const HALF_TO_FLOAT = (() => {
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    let v: number;
+    if (exp === 0) v = mant * 2 ** -24;
+    else if (exp === 0x1f) v = mant === 0 ? Infinity : NaN;
+    else v = (1 + mant / 1024) * 2 ** (exp - 15);
+    table[h] = sign * v;
+  }
+  return table;
+})();
+
+export function float16BitsToFloat32(bits: number): number {
+  return HALF_TO_FLOAT[bits & 0xffff]!;
+}
+
+/** float32 → bfloat16 bits (the upper half of the float32, rounded). */
+export function float32ToBfloat16Bits(value: number): number {
+  f32[0] = value;
+  const x = u32[0]!;
+  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return (x >>> 16) | 0x40; // keep NaN a NaN
+  const rounded = x + 0x7fff + ((x >>> 16) & 1);
+  return (rounded >>> 16) & 0xffff;
+}
+
+export function bfloat16BitsToFloat32(bits: number): number {
+  u32[0] = (bits & 0xffff) << 16;
+  return f32[0]!;
+}
+
+/**
+ * Encodes src[from, to) as `dtype` into a new byte array (little-endian). For float32 on a
+ * little-endian host this is a view, not a copy.
+ */
+export function encodeElements(src: Float32Array, from: number, to: number, dtype: Dtype): Uint8Array {
+  if (dtype === Dtype.FLOAT32) {
+    return new Uint8Array(src.buffer, src.byteOffset + from * 4, (to - from) * 4);
+  }
+  const out = new Uint16Array(to - from);
+  const convert = dtype === Dtype.FLOAT16 ? float32ToFloat16Bits : float32ToBfloat16Bits;
+  if (dtype !== Dtype.FLOAT16 && dtype !== Dtype.BFLOAT16) bytesPerElement(dtype); // throws
+  for (let i = from; i < to; i++) out[i - from] = convert(src[i]!);
+  return new Uint8Array(out.buffer);
+}
+
+/**
+ * Decodes little-endian `bytes` of `dtype` into dst starting at element `at`. `bytes` may sit at any
+ * byte offset (decoded protobuf fields often do), so float32 is copied bytewise rather than viewed.
+ * Returns the number of non-finite values written, so callers can refuse NaN/Inf without a second
+ * pass.
+ */
+export function decodeElements(bytes: Uint8Array, dtype: Dtype, dst: Float32Array, at: number): number {
+  const size = bytesPerElement(dtype);
+  const count = bytes.length / size;
+  let nonFinite = 0;
+  if (dtype === Dtype.FLOAT32) {
+    new Uint8Array(dst.buffer, dst.byteOffset + at * 4, bytes.length).set(bytes);
+    for (let i = at; i < at + count; i++) if (!Number.isFinite(dst[i]!)) nonFinite++;
+    return nonFinite;
+  }
+  const toFloat = dtype === Dtype.FLOAT16 ? float16BitsToFloat32 : bfloat16BitsToFloat32;
+  for (let i = 0; i < count; i++) {
+    const v = toFloat(bytes[2 * i]! | (bytes[2 * i + 1]! << 8));
+    dst[at + i] = v;
+    if (!Number.isFinite(v)) nonFinite++;
+  }
+  return nonFinite;
+}

@@ -1,0 +1,206 @@
+/**
+ * Cutting named tensors into TensorChunk messages and putting them back together.
+ *
+ * Rules of a tensor stream (both directions): the tensors follow one another; the chunks of one
+ * tensor arrive in order without gaps; the first chunk of a tensor (byte_offset 0) carries its shape
+ * and dtype; every chunk repeats the name. The receiver checks all of it, so a malformed stream is
+ * refused with a message that says what was wrong, before anything is applied.
+ */
+import { endianness } from "node:os";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { Dtype, TensorChunkSchema, type TensorChunk } from "./gen/paramserver/v1/parameter_server_pb.js";
+import { bytesPerElement, decodeElements, dtypeName, encodeElements } from "./dtype.ts";
+import { elementCount, type NamedTensor } from "./named-tensor.ts";
+
+// Float32Array views are in host byte order and the wire is little-endian. Every platform Node
+// ships for (x64, arm64) is little-endian; refuse loudly rather than corrupt data elsewhere.
+if (endianness() !== "LE") throw new Error("this program needs a little-endian host");
+
+/** Default chunk payload: 1 MiB keeps messages small and HTTP/2 frames full. */
+export const DEFAULT_CHUNK_BYTES = 1 << 20;
+
+/** A malformed tensor stream; the message says what was wrong. Maps to InvalidArgument. */
+export class TensorStreamError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TensorStreamError";
+  }
+}
+
+/** Yields the chunks of `tensors` as `dtype`, each payload at most `chunkBytes` bytes. */
+export function* chunkTensors(
+  tensors: readonly NamedTensor[],
+  dtype: Dtype = Dtype.FLOAT32,
+  chunkBytes: number = DEFAULT_CHUNK_BYTES,
+): Generator<TensorChunk> {
+  const size = bytesPerElement(dtype);
+  const perChunk = Math.max(1, Math.floor(chunkBytes / size));
+  for (const t of tensors) {
+    const n = t.data.length;
+    if (n !== elementCount(t.shape)) {
+      throw new TensorStreamError(`tensor "${t.name}" has ${n} elements but shape [${t.shape}]`);
+    }
+    let from = 0;
+    do {
+      const to = Math.min(n, from + perChunk);
+      const chunk: MessageInitShape<typeof TensorChunkSchema> = {
+        name: t.name,
+        byteOffset: BigInt(from * size),
+        data: encodeElements(t.data, from, to, dtype),
+      };
+      if (from === 0) {
+        chunk.shape = [...t.shape];
+        chunk.dtype = dtype;
+      }
+      yield create(TensorChunkSchema, chunk);
+      from = to;
+    } while (from < n);
+  }
+}
+
+/** What the receiver requires of an incoming tensor; returned by the `expect` callback. */
+export interface TensorExpectation {
+  shape: readonly number[];
+  /** Where to decode the elements; its length must equal the shape's element count. */
+  into: Float32Array;
+}
+
+/**
+ * Receives the chunks of a tensor stream in order and decodes them into caller-provided buffers.
+ *
+ * `expect(name, shape)` is called at the first chunk of each tensor; it returns where to decode it,
+ * or throws TensorStreamError (for example for an unknown name or a shape that differs from the
+ * stored one). `allowedDtypes` bounds what the sender may use.
+ */
+export class TensorAssembler {
+  readonly #expect: (name: string, shape: readonly number[]) => TensorExpectation;
+  readonly #allowNonFinite: boolean;
+  readonly #received = new Set<string>();
+  #current: { name: string; dtype: Dtype; into: Float32Array; bytes: number; nextByte: number } | undefined;
+  #chunks = 0;
+
+  constructor(
+    expect: (name: string, shape: readonly number[]) => TensorExpectation,
+    options: { allowNonFinite?: boolean } = {},
+  ) {
+    this.#expect = expect;
+    this.#allowNonFinite = options.allowNonFinite ?? false;
+  }
+
+  /** Names of the tensors completely received so far, in arrival order. */
+  get received(): ReadonlySet<string> {
+    return this.#received;
+  }
+
+  add(chunk: TensorChunk): void {
+    this.#chunks++;
+    const offset = Number(chunk.byteOffset);
+    if (chunk.name === "") throw new TensorStreamError(`chunk ${this.#chunks} has no tensor name`);
+
+    if (offset === 0) {
+      if (this.#current !== undefined) {
+        throw new TensorStreamError(
+          `tensor "${this.#current.name}" ended after ${this.#current.nextByte} of ${this.#current.bytes} bytes ` +
+            `when "${chunk.name}" began`,
+        );
+      }
+      if (this.#received.has(chunk.name)) throw new TensorStreamError(`tensor "${chunk.name}" sent twice`);
+      let size: number;
+      try {
+        size = bytesPerElement(chunk.dtype);
+      } catch {
+        throw new TensorStreamError(`tensor "${chunk.name}": unsupported dtype ${dtypeName(chunk.dtype)}`);
+      }
+      const shape = chunk.shape;
+      const expectation = this.#expect(chunk.name, shape);
+      const elements = elementCount(shape);
+      if (expectation.into.length !== elements) {
+        throw new TensorStreamError(`tensor "${chunk.name}": buffer holds ${expectation.into.length} elements, shape needs ${elements}`);
+      }
+      this.#current = { name: chunk.name, dtype: chunk.dtype, into: expectation.into, bytes: elements * size, nextByte: 0 };
+    }
+
+    const cur = this.#current;
+    if (cur === undefined) {
+      throw new TensorStreamError(`chunk of tensor "${chunk.name}" at byte ${offset} arrived before its first chunk`);
+    }
+    if (chunk.name !== cur.name) {
+      throw new TensorStreamError(`chunk of tensor "${chunk.name}" arrived while tensor "${cur.name}" was incomplete`);
+    }
+    if (offset !== cur.nextByte) {
+      throw new TensorStreamError(`tensor "${cur.name}": chunk at byte ${offset}, expected byte ${cur.nextByte} (chunks out of order or missing)`);
+    }
+    if (offset !== 0 && chunk.dtype !== Dtype.UNSPECIFIED && chunk.dtype !== cur.dtype) {
+      throw new TensorStreamError(`tensor "${cur.name}": dtype changed from ${dtypeName(cur.dtype)} to ${dtypeName(chunk.dtype)} mid-tensor`);
+    }
+    const size = bytesPerElement(cur.dtype);
+    if (chunk.data.length % size !== 0) {
+      throw new TensorStreamError(`tensor "${cur.name}": chunk of ${chunk.data.length} bytes is not a whole number of ${size}-byte elements`);
+    }
+    if (offset + chunk.data.length > cur.bytes) {
+      throw new TensorStreamError(`tensor "${cur.name}": ${offset + chunk.data.length} bytes sent, shape holds ${cur.bytes}`);
+    }
+    if (chunk.data.length === 0 && cur.bytes !== 0) {
+      throw new TensorStreamError(`tensor "${cur.name}": empty chunk at byte ${offset}`);
+    }
+    const nonFinite = decodeElements(chunk.data, cur.dtype, cur.into, offset / size);
+    if (nonFinite > 0 && !this.#allowNonFinite) {
+      throw new TensorStreamError(`tensor "${cur.name}": ${nonFinite} NaN or infinite value(s) near element ${offset / size}`);
+    }
+    cur.nextByte += chunk.data.length;
+    if (cur.nextByte === cur.bytes) {
+      this.#received.add(cur.name);
+      this.#current = undefined;
+    }
+  }
+
+  /** Checks that the stream ended on a tensor boundary with exactly `expectedCount` tensors. */
+  finish(expectedCount: number): void {
+    if (this.#current !== undefined) {
+      throw new TensorStreamError(
+        `stream ended inside tensor "${this.#current.name}" after ${this.#current.nextByte} of ${this.#current.bytes} bytes`,
+      );
+    }
+    if (this.#received.size !== expectedCount) {
+      throw new TensorStreamError(`stream carried ${this.#received.size} tensors, header announced ${expectedCount}`);
+    }
+  }
+}
+
+/**
+ * Collects a whole tensor stream into fresh NamedTensors (used where the receiver has no buffers of
+ * its own yet: parameter initialisation on the server, pulls on the worker).
+ */
+export class TensorCollector {
+  readonly tensors: NamedTensor[] = [];
+  readonly #assembler: TensorAssembler;
+
+  constructor(limits: { maxElements: number; maxTensors: number }) {
+    let total = 0;
+    this.#assembler = new TensorAssembler((name, shape) => {
+      if (this.tensors.length >= limits.maxTensors) {
+        throw new TensorStreamError(`more than ${limits.maxTensors} tensors`);
+      }
+      if (shape.some((d) => !Number.isInteger(d) || d < 0)) {
+        throw new TensorStreamError(`tensor "${name}": invalid shape [${shape}]`);
+      }
+      const n = elementCount(shape);
+      total += n;
+      if (total > limits.maxElements) {
+        throw new TensorStreamError(`tensor "${name}" takes the stream past ${limits.maxElements} elements`);
+      }
+      const data = new Float32Array(n);
+      this.tensors.push({ name, shape: [...shape], data });
+      return { shape, into: data };
+    });
+  }
+
+  add(chunk: TensorChunk): void {
+    this.#assembler.add(chunk);
+  }
+
+  finish(expectedCount: number): NamedTensor[] {
+    this.#assembler.finish(expectedCount);
+    return this.tensors;
+  }
+}

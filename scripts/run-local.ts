@@ -1,0 +1,157 @@
+/**
+ * `make test-local`: one whole training job on this machine — the parameter server and WORKERS
+ * worker processes talking gRPC over loopback — then a summary, and a non-zero exit if any process
+ * failed or the accuracy target was missed.
+ *
+ * Settings (environment): WORKERS (4), MODE (sync|async|ssp; default sync), ACCURACY_TARGET (0.75),
+ * RUN_TIMEOUT_S (600), PORT (0 = any free port), RESULTS_DIR (where the logs and summary go).
+ * Every other variable (EPOCHS, BATCH_SIZE, OPTIMIZER, ...) passes through to the processes.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, createWriteStream } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { enumVar, intVar, numberVar, parseEnv, ConfigError, stringVar } from "../common/src/env.ts";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+const settingsSchema = z.object({
+  WORKERS: intVar({ min: 1, max: 64, default: 4 }),
+  MODE: enumVar(["sync", "async", "ssp"], "sync"),
+  ACCURACY_TARGET: numberVar({ min: 0, max: 1, default: 0.75 }),
+  RUN_TIMEOUT_S: intVar({ min: 1, max: 86_400, default: 600 }),
+  PORT: intVar({ min: 0, max: 65_535, default: 0 }),
+  RESULTS_DIR: stringVar("a directory path", join(root, "runs", new Date().toISOString().replace(/[:.]/g, "-"))),
+});
+
+let settings: z.output<typeof settingsSchema>;
+try {
+  settings = parseEnv(settingsSchema);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`test-local: ${err.message}\n`);
+  process.exit(2);
+}
+
+/** A free TCP port on loopback (the OS picks; we release it just before the server binds it). */
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  exit: Promise<number>;
+  metrics: Record<string, unknown> | undefined;
+}
+
+function start(name: string, script: string, env: NodeJS.ProcessEnv): Proc {
+  const child = spawn(process.execPath, [join(root, script)], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+  const log = createWriteStream(join(settings.RESULTS_DIR, `${name}.log`));
+  const proc: Proc = {
+    name,
+    child,
+    metrics: undefined,
+    exit: new Promise((res) => child.once("exit", (code, signal) => res(code ?? (signal ? 128 : 1)))),
+  };
+  const pad = name.padEnd(9);
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on("line", (line) => {
+      log.write(`${line}\n`);
+      const m = /^METRICS_JSON: (.*)$/.exec(line);
+      if (m) proc.metrics = JSON.parse(m[1]!) as Record<string, unknown>;
+      process.stdout.write(`${pad}| ${line}\n`);
+    });
+  }
+  return proc;
+}
+
+async function main(): Promise<number> {
+  mkdirSync(settings.RESULTS_DIR, { recursive: true });
+  const port = settings.PORT || (await freePort());
+  const started = Date.now();
+  const base = { ...process.env, TOTAL_WORKERS_EXPECTED: String(settings.WORKERS), SERVER_MODE: settings.MODE };
+  console.log(`test-local: ${settings.WORKERS} workers, mode ${settings.MODE}, server on 127.0.0.1:${port}, logs in ${settings.RESULTS_DIR}`);
+
+  const server = start("server", "server/src/main.ts", { ...base, SERVER_PORT: String(port), SERVER_HOST: "127.0.0.1" });
+  const workers = Array.from({ length: settings.WORKERS }, (_, i) =>
+    start(`worker-${i}`, "worker/src/main.ts", { ...base, PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, WORKER_LABEL: `local worker ${i}` }),
+  );
+  const all = [server, ...workers];
+
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    console.error(`test-local: the run exceeded RUN_TIMEOUT_S=${settings.RUN_TIMEOUT_S}; stopping every process`);
+    for (const p of all) p.child.kill("SIGKILL");
+  }, settings.RUN_TIMEOUT_S * 1000);
+  const stopAll = () => {
+    for (const p of all) p.child.kill("SIGTERM");
+  };
+  process.once("SIGINT", stopAll);
+  process.once("SIGTERM", stopAll);
+
+  const workerCodes = await Promise.all(workers.map((w) => w.exit));
+  // The server exits by itself once every worker has finished; give it a moment, then insist.
+  const serverCode = await Promise.race([server.exit, new Promise<number>((res) => setTimeout(() => res(-1), 10_000))]);
+  if (serverCode === -1) server.child.kill("SIGTERM");
+  clearTimeout(timer);
+  const wall = (Date.now() - started) / 1000;
+
+  const failures: string[] = [];
+  if (timedOut) failures.push("timed out");
+  workers.forEach((w, i) => {
+    if (workerCodes[i] !== 0) failures.push(`${w.name} exited with code ${workerCodes[i]}`);
+    else if (w.metrics === undefined) failures.push(`${w.name} printed no METRICS_JSON`);
+  });
+  if (serverCode !== 0) failures.push(serverCode === -1 ? "server did not exit after the run" : `server exited with code ${serverCode}`);
+
+  const accuracies = workers.map((w) => Number(w.metrics?.final_test_accuracy ?? NaN));
+  const accuracy = Math.min(...accuracies);
+  if (!(accuracy >= settings.ACCURACY_TARGET)) {
+    failures.push(`final test accuracy ${(accuracy * 100).toFixed(2)}% is below the target ${(settings.ACCURACY_TARGET * 100).toFixed(2)}%`);
+  }
+
+  const summary = {
+    mode: settings.MODE,
+    workers: settings.WORKERS,
+    wall_time_s: wall,
+    final_test_accuracy: accuracy,
+    accuracy_target: settings.ACCURACY_TARGET,
+    passed: failures.length === 0,
+    failures,
+    server: server.metrics,
+    worker_metrics: workers.map((w) => w.metrics),
+  };
+  await writeFile(join(settings.RESULTS_DIR, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+
+  console.log("");
+  console.log(`slot  test accuracy  steps  samples/s`);
+  for (const w of workers) {
+    const m = w.metrics;
+    if (!m) continue;
+    console.log(
+      `${String(m.worker_id).padStart(4)}  ${(Number(m.final_test_accuracy) * 100).toFixed(2).padStart(12)}%  ${String(m.steps).padStart(5)}  ${Number(m.samples_per_s).toFixed(0).padStart(9)}`,
+    );
+  }
+  console.log(
+    `test-local: mode ${settings.MODE}, ${settings.WORKERS} workers: final test accuracy ${(accuracy * 100).toFixed(2)}% ` +
+      `(target ${(settings.ACCURACY_TARGET * 100).toFixed(0)}%) in ${wall.toFixed(1)} s — ${failures.length === 0 ? "PASSED" : "FAILED"}`,
+  );
+  for (const f of failures) console.log(`  - ${f}`);
+  console.log(`RUN_JSON: ${JSON.stringify({ mode: summary.mode, workers: summary.workers, wall_time_s: wall, final_test_accuracy: accuracy, passed: summary.passed })}`);
+  return failures.length === 0 ? 0 : 1;
+}
+
+process.exit(await main());

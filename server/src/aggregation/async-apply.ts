@@ -1,0 +1,57 @@
+/**
+ * Asynchronous training: every gradient is applied the moment it has arrived, against whatever the
+ * parameters are by then. A gradient computed more than MAX_STALENESS versions ago is refused with
+ * Aborted (the worker pulls and computes again) rather than silently dropped or applied.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import type { GradientBuffers } from "../gradient-buffers.ts";
+import type { Slot } from "../membership.ts";
+import type { Updater } from "../updater.ts";
+import type { Aggregator, ModeName, Push, PushOutcome } from "./aggregator.ts";
+
+export class AsyncApply implements Aggregator {
+  readonly mode: ModeName = "async";
+  staleRejected = 0;
+  protected readonly updater: Updater;
+  readonly #buffers: GradientBuffers;
+  readonly #maxStaleness: number;
+
+  constructor(o: { updater: Updater; buffers: GradientBuffers; maxStaleness: number }) {
+    this.updater = o.updater;
+    this.#buffers = o.buffers;
+    this.#maxStaleness = o.maxStaleness;
+  }
+
+  admit(_slot: Slot, baseVersion: number): void {
+    const version = this.updater.store.version;
+    if (baseVersion > version) {
+      throw new ConnectError(`gradient claims version ${baseVersion}, but the parameters are at version ${version}`, Code.InvalidArgument);
+    }
+    const staleness = version - baseVersion;
+    if (staleness > this.#maxStaleness) {
+      this.staleRejected++;
+      throw new ConnectError(
+        `gradient computed at version ${baseVersion} is ${staleness} versions stale (limit ${this.#maxStaleness}); pull the parameters and compute again`,
+        Code.Aborted,
+      );
+    }
+  }
+
+  async submit(push: Push, gradient: NamedTensor[]): Promise<PushOutcome> {
+    try {
+      this.admit(push.slot, push.baseVersion);
+      const staleness = this.updater.store.version - push.baseVersion;
+      const version = this.updater.apply(gradient);
+      push.slot.pushes++;
+      if (push.position) push.slot.position = push.position;
+      return { version, staleness, contributors: 1 };
+    } finally {
+      this.#buffers.give(gradient);
+    }
+  }
+
+  onJoin(_slot: Slot, _replacement: boolean): void {}
+  onLeave(): void {}
+  close(): void {}
+}

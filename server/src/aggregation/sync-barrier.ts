@@ -1,0 +1,144 @@
+/**
+ * Synchronous training: a real barrier per step.
+ *
+ * Step t collects at most one gradient per slot, each computed against version t. The step is
+ * applied, as the average of the gradients received, once every live (active) slot has pushed —
+ * slots whose lease runs out or that finish stop being waited for — or when SYNC_TIMEOUT_MS has
+ * passed since the step's first gradient (the straggler bound). A push returns only after its step
+ * was applied, so the next pull is guaranteed to include the step's update.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import type { Logger } from "@distributed-ps/common/log.ts";
+import type { GradientBuffers } from "../gradient-buffers.ts";
+import type { Membership, Slot } from "../membership.ts";
+import type { Updater } from "../updater.ts";
+import { accumulate, type Aggregator, type Push, type PushOutcome } from "./aggregator.ts";
+
+interface PendingStep {
+  step: number;
+  pushed: Set<number>;
+  sum: NamedTensor[] | undefined;
+  timer: NodeJS.Timeout | undefined;
+  done: Promise<PushOutcome>;
+  resolve: (o: PushOutcome) => void;
+  reject: (e: Error) => void;
+}
+
+export class SyncBarrier implements Aggregator {
+  readonly mode = "sync";
+  staleRejected = 0;
+  readonly #updater: Updater;
+  readonly #membership: Membership;
+  readonly #buffers: GradientBuffers;
+  readonly #timeoutMs: number;
+  readonly #log: Logger;
+  #pending: PendingStep;
+
+  constructor(o: { updater: Updater; membership: Membership; buffers: GradientBuffers; syncTimeoutMs: number; log: Logger }) {
+    this.#updater = o.updater;
+    this.#membership = o.membership;
+    this.#buffers = o.buffers;
+    this.#timeoutMs = o.syncTimeoutMs;
+    this.#log = o.log;
+    this.#pending = this.#open(o.updater.store.version);
+  }
+
+  /** Slots that have pushed for the open step (for tests and status). */
+  get pushedThisStep(): ReadonlySet<number> {
+    return this.#pending.pushed;
+  }
+
+  #open(step: number): PendingStep {
+    let resolve!: (o: PushOutcome) => void;
+    let reject!: (e: Error) => void;
+    const done = new Promise<PushOutcome>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    done.catch(() => {}); // a step nobody awaits must not become an unhandled rejection
+    return { step, pushed: new Set(), sum: undefined, timer: undefined, done, resolve, reject };
+  }
+
+  admit(slot: Slot, baseVersion: number): void {
+    const step = this.#pending.step;
+    if (baseVersion < step) {
+      this.staleRejected++;
+      throw new ConnectError(
+        `gradient for step ${baseVersion} arrived after that step was applied (current step ${step}); pull the parameters and compute again`,
+        Code.Aborted,
+      );
+    }
+    if (baseVersion > step) {
+      throw new ConnectError(`gradient claims step ${baseVersion}, but the current step is ${step}`, Code.InvalidArgument);
+    }
+    if (this.#pending.pushed.has(slot.index)) {
+      throw new ConnectError(`slot ${slot.index} already pushed a gradient for step ${step}; it is counted once`, Code.AlreadyExists);
+    }
+  }
+
+  async submit(push: Push, gradient: NamedTensor[]): Promise<PushOutcome> {
+    try {
+      this.admit(push.slot, push.baseVersion);
+    } catch (err) {
+      this.#buffers.give(gradient);
+      throw err;
+    }
+    const p = this.#pending;
+    p.pushed.add(push.slot.index);
+    push.slot.pushes++;
+    if (push.position) push.slot.position = push.position;
+    if (p.sum === undefined) {
+      p.sum = gradient; // the first gradient becomes the running sum: no copy
+      p.timer = setTimeout(() => this.#expire(p), this.#timeoutMs);
+    } else {
+      accumulate(p.sum, gradient);
+      this.#buffers.give(gradient);
+    }
+    this.#completeIfReady();
+
+    const aborted = new Promise<never>((_, reject) => {
+      const onAbort = () => reject(new ConnectError("push cancelled while waiting for the step's barrier; the gradient still counts", Code.Canceled));
+      if (push.signal.aborted) onAbort();
+      else push.signal.addEventListener("abort", onAbort, { once: true });
+      p.done.finally(() => push.signal.removeEventListener("abort", onAbort)).catch(() => {});
+    });
+    aborted.catch(() => {});
+    return Promise.race([p.done, aborted]);
+  }
+
+  onJoin(): void {}
+
+  onLeave(): void {
+    this.#completeIfReady();
+  }
+
+  close(): void {
+    clearTimeout(this.#pending.timer);
+    this.#pending.reject(new ConnectError("server is shutting down", Code.Unavailable));
+  }
+
+  #completeIfReady(): void {
+    const p = this.#pending;
+    if (p.sum === undefined) return;
+    if (this.#membership.active().every((s) => p.pushed.has(s.index))) this.#apply(p);
+  }
+
+  #expire(p: PendingStep): void {
+    if (p !== this.#pending) return;
+    const missing = this.#membership.active().filter((s) => !p.pushed.has(s.index)).map((s) => s.index);
+    this.#log.warn(
+      `step ${p.step}: applying with ${p.pushed.size} gradient(s) after ${this.#timeoutMs} ms; no gradient from slot(s) ${missing.join(", ")} (stragglers)`,
+    );
+    this.#apply(p);
+  }
+
+  #apply(p: PendingStep): void {
+    clearTimeout(p.timer);
+    const contributors = p.pushed.size;
+    const version = this.#updater.apply(p.sum!, 1 / contributors);
+    this.#buffers.give(p.sum!);
+    this.#pending = this.#open(version);
+    p.resolve({ version, staleness: 0, contributors });
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * The server's configuration, read from the environment (see the README's table).
+ */
+import { z } from "zod";
+import { boolVar, enumVar, intVar, numberVar, stringVar } from "@distributed-ps/common/env.ts";
+
+export const serverEnvSchema = z
+  .object({
+    SERVER_HOST: stringVar("an interface address to listen on", "0.0.0.0"),
+    SERVER_PORT: intVar({ min: 0, max: 65535, default: 8000 }),
+    TOTAL_WORKERS_EXPECTED: intVar({ min: 1, max: 1024, default: 4 }),
+    SERVER_MODE: enumVar(["sync", "async", "ssp"], "sync"),
+    STALENESS_BOUND: intVar({ min: 0, max: 1_000_000, default: 3 }),
+    MAX_STALENESS: intVar({ min: 0, max: 1_000_000, default: 64 }),
+    OPTIMIZER: enumVar(["sgd", "momentum", "adam"], "sgd"),
+    LEARNING_RATE: numberVar({ min: 0, max: 100, default: 0.1 }),
+    MOMENTUM: numberVar({ min: 0, max: 0.9999, default: 0.9 }),
+    NESTEROV: boolVar(false),
+    ADAM_BETA1: numberVar({ min: 0, max: 0.9999, default: 0.9 }),
+    ADAM_BETA2: numberVar({ min: 0, max: 0.999999, default: 0.999 }),
+    ADAM_EPSILON: numberVar({ min: 1e-12, max: 1, default: 1e-8 }),
+    WEIGHT_DECAY: numberVar({ min: 0, max: 1, default: 0 }),
+    LR_SCHEDULE: enumVar(["constant", "step", "cosine"], "constant"),
+    LR_STEP_SIZE: intVar({ min: 1, max: 1e9, default: 1000 }),
+    LR_GAMMA: numberVar({ min: 0, max: 1, default: 0.1 }),
+    LR_DECAY_STEPS: intVar({ min: 1, max: 1e9, default: 10_000 }),
+    LR_MIN: numberVar({ min: 0, max: 100, default: 0 }),
+    LR_WARMUP_STEPS: intVar({ min: 0, max: 1e9, default: 0 }),
+    LEASE_MS: intVar({ min: 100, max: 3_600_000, default: 10_000 }),
+    START_TIMEOUT_MS: intVar({ min: 0, max: 86_400_000, default: 60_000 }),
+    SYNC_TIMEOUT_MS: intVar({ min: 100, max: 86_400_000, default: 600_000 }),
+    WAIT_TIMEOUT_MS: intVar({ min: 10, max: 600_000, default: 20_000 }),
+    MAX_CHUNK_BYTES: intVar({ min: 1024, max: 64 << 20, default: 4 << 20 }),
+    MAX_MODEL_ELEMENTS: intVar({ min: 1, max: 1_000_000_000, default: 100_000_000 }),
+    MAX_TENSORS: intVar({ min: 1, max: 1_000_000, default: 10_000 }),
+    EXIT_ON_COMPLETE: boolVar(true),
+    STATUS_INTERVAL_MS: intVar({ min: 0, max: 3_600_000, default: 5_000 }),
+    LOG_LEVEL: enumVar(["debug", "info", "warn", "error"], "info"),
+  })
+  .superRefine((c, ctx) => {
+    if (c.LR_SCHEDULE === "cosine" && c.LR_MIN > c.LEARNING_RATE) {
+      ctx.addIssue({ code: "custom", path: ["LR_MIN"], message: `must not exceed LEARNING_RATE (${c.LEARNING_RATE})` });
+    }
+  });
+
+export type ServerEnv = z.output<typeof serverEnvSchema>;

@@ -1,0 +1,47 @@
+import { StateBuffers, type Optimizer } from "./optimizer.ts";
+
+/**
+ * SGD with momentum, in PyTorch's formulation (so learning rates carry over from it):
+ *   d = g + wd·p;  v ← μ·v + d;  p ← p − lr·v            (classic)
+ *                               p ← p − lr·(d + μ·v)      (Nesterov)
+ */
+export class Momentum implements Optimizer {
+  readonly name: string;
+  readonly #momentum: number;
+  readonly #nesterov: boolean;
+  readonly #weightDecay: number;
+  readonly #velocity = new StateBuffers("velocity");
+
+  constructor(options: { momentum: number; nesterov: boolean; weightDecay: number }) {
+    this.#momentum = options.momentum;
+    this.#nesterov = options.nesterov;
+    this.#weightDecay = options.weightDecay;
+    this.name = options.nesterov ? "nesterov" : "momentum";
+  }
+
+  apply(key: string, param: Float32Array, grad: Float32Array, lr: number): void {
+    const v = this.#velocity.get(key, param.length);
+    const mu = this.#momentum;
+    const wd = this.#weightDecay;
+    if (this.#nesterov) {
+      for (let i = 0; i < param.length; i++) {
+        const d = grad[i]! + wd * param[i]!;
+        const vi = mu * v[i]! + d;
+        v[i] = vi;
+        param[i] = param[i]! - lr * (d + mu * vi);
+      }
+    } else {
+      for (let i = 0; i < param.length; i++) {
+        const vi = mu * v[i]! + grad[i]! + wd * param[i]!;
+        v[i] = vi;
+        param[i] = param[i]! - lr * vi;
+      }
+    }
+  }
+
+  state(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    this.#velocity.addTo(out);
+    return out;
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Optimizers run on the server: workers send raw gradients, the server turns them into parameter
+ * updates. Each optimizer updates one tensor in place, touching each element once per step.
+ *
+ * Per-tensor state (momentum buffers, Adam moments) is kept as named Float32Arrays so a checkpoint
+ * can store it like parameters.
+ */
+export interface Optimizer {
+  /** Short name for logs, e.g. "adam". */
+  readonly name: string;
+  /**
+   * Applies one update to `param` in place.
+   * @param key identifies the tensor, so the optimizer can keep state per tensor
+   * @param grad the (averaged) gradient, same length as param; not modified
+   * @param lr learning rate for this step
+   * @param step 1-based count of updates applied so far including this one (Adam's bias correction)
+   */
+  apply(key: string, param: Float32Array, grad: Float32Array, lr: number, step: number): void;
+  /** Optimizer state as named tensors (for checkpoints); names are `<tensor>/<slot>`. */
+  state(): Map<string, Float32Array>;
+}
+
+/**
+ * How weight decay is applied: "l2" adds decay·param to the gradient (classic SGD weight decay);
+ * "decoupled" shrinks the parameter directly (AdamW), which is what Adam needs to regularise as
+ * intended.
+ */
+export type WeightDecayStyle = "l2" | "decoupled";
+
+/** Lazily allocated, zero-filled per-tensor buffers. */
+export class StateBuffers {
+  readonly #buffers = new Map<string, Float32Array>();
+  readonly #slot: string;
+
+  constructor(slot: string) {
+    this.#slot = slot;
+  }
+
+  get(key: string, length: number): Float32Array {
+    let b = this.#buffers.get(key);
+    if (b === undefined) {
+      b = new Float32Array(length);
+      this.#buffers.set(key, b);
+    }
+    return b;
+  }
+
+  addTo(out: Map<string, Float32Array>): void {
+    for (const [key, b] of this.#buffers) out.set(`${key}/${this.#slot}`, b);
+  }
+}

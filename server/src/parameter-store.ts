@@ -1,0 +1,114 @@
+/**
+ * The named-tensor store: the model's parameters as the server sees them (names, shapes, float32
+ * values) and their version. It knows nothing about models.
+ *
+ * Pulls stream the parameters over many event-loop turns while updates may be applied in between,
+ * yet every pull must see one version. A pull therefore holds a snapshot; an update writes in place
+ * when nobody holds the current buffers, and otherwise copies them first (copy-on-write) into
+ * buffers recycled from earlier versions, so steady state allocates nothing.
+ */
+import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+
+/** One version of the parameters as a pull sees it. Call release() when done with it. */
+export interface Snapshot {
+  readonly version: number;
+  readonly tensors: readonly NamedTensor[];
+  release(): void;
+}
+
+interface Generation {
+  version: number;
+  tensors: NamedTensor[];
+  readers: number;
+}
+
+export class ParameterStore {
+  #current: Generation | undefined;
+  /** Released buffers of superseded versions, reused by the next copy-on-write. */
+  #spare: NamedTensor[][] = [];
+  readonly #index = new Map<string, number>();
+  #elements = 0;
+
+  get initialized(): boolean {
+    return this.#current !== undefined;
+  }
+
+  get version(): number {
+    return this.#current?.version ?? 0;
+  }
+
+  get elementCount(): number {
+    return this.#elements;
+  }
+
+  get tensorCount(): number {
+    return this.#index.size;
+  }
+
+  /** Shape of a stored tensor, or undefined for an unknown name. */
+  shapeOf(name: string): readonly number[] | undefined {
+    const i = this.#index.get(name);
+    return i === undefined ? undefined : this.#current!.tensors[i]!.shape;
+  }
+
+  /** Names and shapes in storage order. */
+  layout(): { name: string; shape: readonly number[] }[] {
+    return (this.#current?.tensors ?? []).map((t) => ({ name: t.name, shape: t.shape }));
+  }
+
+  /** Stores the initial parameters (version `version`, 0 for a fresh run). Only once. */
+  initialize(tensors: readonly NamedTensor[], version = 0): void {
+    if (this.#current !== undefined) throw new Error("parameters are already initialised");
+    const seen = new Set<string>();
+    for (const t of tensors) {
+      if (seen.has(t.name)) throw new Error(`duplicate tensor name "${t.name}"`);
+      seen.add(t.name);
+      if (elementCount(t.shape) !== t.data.length) throw new Error(`tensor "${t.name}" data does not match shape [${t.shape}]`);
+    }
+    this.#current = {
+      version,
+      readers: 0,
+      tensors: tensors.map((t) => ({ name: t.name, shape: [...t.shape], data: Float32Array.from(t.data) })),
+    };
+    this.#current.tensors.forEach((t, i) => this.#index.set(t.name, i));
+    this.#elements = tensors.reduce((n, t) => n + t.data.length, 0);
+  }
+
+  /** Takes a consistent view of the current version; the caller must release() it. */
+  acquire(): Snapshot {
+    const gen = this.#current;
+    if (gen === undefined) throw new Error("parameters are not initialised");
+    gen.readers++;
+    let released = false;
+    return {
+      version: gen.version,
+      tensors: gen.tensors,
+      release: () => {
+        if (released) return;
+        released = true;
+        gen.readers--;
+        // Keep at most two spare sets: enough for a steady stream of overlapping pulls.
+        if (gen.readers === 0 && gen !== this.#current && this.#spare.length < 2) this.#spare.push(gen.tensors);
+      },
+    };
+  }
+
+  /**
+   * Applies `mutate` to writable parameter buffers and advances the version by one. `mutate` must
+   * finish synchronously: nothing else may observe a half-applied update.
+   */
+  update(mutate: (tensors: readonly NamedTensor[]) => void): number {
+    const gen = this.#current;
+    if (gen === undefined) throw new Error("parameters are not initialised");
+    if (gen.readers === 0) {
+      mutate(gen.tensors);
+      gen.version++;
+      return gen.version;
+    }
+    const tensors = this.#spare.pop() ?? gen.tensors.map((t) => ({ ...t, data: new Float32Array(t.data.length) }));
+    tensors.forEach((t, i) => t.data.set(gen.tensors[i]!.data));
+    mutate(tensors);
+    this.#current = { version: gen.version + 1, tensors, readers: 0 };
+    return this.#current.version;
+  }
+}

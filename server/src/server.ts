@@ -1,0 +1,81 @@
+/**
+ * The HTTP/2 listener: Connect routes for the parameter-server service, served as gRPC (and the
+ * Connect and gRPC-Web protocols, which the same handler speaks), without compression — tensor
+ * bytes do not compress, and gzip costs more time than the bytes it saves.
+ */
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ParameterServerService } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import type { Logger } from "@distributed-ps/common/log.ts";
+import type { ServerEnv } from "./config.ts";
+import { createService } from "./service.ts";
+import { TrainingRun } from "./training-run.ts";
+
+/** HTTP/2 flow-control windows: large enough that a multi-megabyte chunk is never stalled. */
+const STREAM_WINDOW_BYTES = 16 << 20;
+const CONNECTION_WINDOW_BYTES = 64 << 20;
+
+export interface RunningServer {
+  readonly run: TrainingRun;
+  readonly port: number;
+  /** Stops accepting calls, ends pending waits and closes connections. */
+  close(): Promise<void>;
+}
+
+export async function startServer(config: ServerEnv, log: Logger): Promise<RunningServer> {
+  const run = new TrainingRun(config, log);
+  const shutdown = new AbortController();
+  let advertised = `${config.SERVER_HOST === "0.0.0.0" ? "localhost" : config.SERVER_HOST}:${config.SERVER_PORT}`;
+  const handler = connectNodeAdapter({
+    routes: (router) => router.service(ParameterServerService, createService(run, advertisedAddress())),
+    acceptCompression: [],
+    // A message is at most one chunk plus its framing; anything larger is refused before decoding.
+    readMaxBytes: config.MAX_CHUNK_BYTES + (64 << 10),
+    writeMaxBytes: config.MAX_CHUNK_BYTES + (64 << 10),
+    shutdownSignal: shutdown.signal,
+  });
+  function advertisedAddress(): string {
+    return advertised;
+  }
+
+  const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } }, handler);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    session.once("connect", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.SERVER_PORT, config.SERVER_HOST, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  advertised = advertised.replace(/:\d+$/, `:${port}`);
+
+  // Leases are also checked on every call, but a dead worker makes no calls: sweep on a timer so
+  // the barrier learns of it within a fraction of the lease.
+  const sweeper = setInterval(() => run.membership.sweep(), Math.min(1000, Math.max(25, config.LEASE_MS / 4)));
+  sweeper.unref();
+
+  return {
+    run,
+    port,
+    close: async () => {
+      clearInterval(sweeper);
+      shutdown.abort();
+      run.close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.close();
+      // Sessions with calls still in flight get a moment to finish, then go.
+      const force = setTimeout(() => {
+        for (const s of sessions) s.destroy();
+      }, 2000);
+      await closed;
+      clearTimeout(force);
+    },
+  };
+}

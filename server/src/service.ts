@@ -1,0 +1,247 @@
+/**
+ * The RPC handlers: they translate messages to and from the training run and map every failure to a
+ * ConnectError with the right code and a message that says what was wrong. Where a gradient goes:
+ * pushGradients → TensorAssembler (validation, decode) → the run's Aggregator → Updater →
+ * Optimizer → ParameterStore.
+ */
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  Dtype,
+  InitParametersResponseSchema,
+  Mode,
+  ParameterServerService,
+  PullParametersResponseSchema,
+  PushGradientsResponseSchema,
+  RunConfigSchema,
+  SlotState,
+  type InitParametersRequest,
+  type PullParametersRequest,
+  type PullParametersResponse,
+  type PushGradientsRequest,
+  type RunConfig,
+} from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { chunkTensors, TensorAssembler, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
+import type { Slot } from "./membership.ts";
+import type { TrainingRun } from "./training-run.ts";
+
+const MODES = { sync: Mode.SYNC, async: Mode.ASYNC, ssp: Mode.SSP } as const;
+const SLOT_STATES = { free: SlotState.FREE, active: SlotState.ACTIVE, finished: SlotState.FINISHED } as const;
+
+/** Turns anything thrown inside a handler into a ConnectError with a meaningful code. */
+function asConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof TensorStreamError) return new ConnectError(err.message, Code.InvalidArgument);
+  return ConnectError.from(err, Code.Internal);
+}
+
+/** Reads the first message of a client stream, which must be the header. */
+async function readHeader<R extends { message: { case: string | undefined; value?: unknown } }, H>(
+  requests: AsyncIterator<R>,
+  headerCase: string,
+  rpc: string,
+): Promise<H> {
+  const first = await requests.next();
+  if (first.done) throw new ConnectError(`${rpc}: empty stream, expected a header first`, Code.InvalidArgument);
+  if (first.value.message.case !== headerCase) {
+    throw new ConnectError(`${rpc}: the first message must be a header, got ${first.value.message.case ?? "an empty message"}`, Code.InvalidArgument);
+  }
+  return first.value.message.value as H;
+}
+
+/** Feeds the remaining chunk messages of a client stream to `add`. */
+async function readChunks<R extends PushGradientsRequest | InitParametersRequest>(
+  requests: AsyncIterator<R>,
+  rpc: string,
+  add: (chunk: Extract<R["message"], { case: "chunk" }>["value"]) => void,
+): Promise<void> {
+  for (let next = await requests.next(); !next.done; next = await requests.next()) {
+    const m = next.value.message;
+    if (m.case !== "chunk") throw new ConnectError(`${rpc}: after the header only chunks may follow, got ${m.case ?? "an empty message"}`, Code.InvalidArgument);
+    add(m.value as never);
+  }
+}
+
+export function runConfig(run: TrainingRun, shardAddress: string): RunConfig {
+  const c = run.config;
+  return create(RunConfigSchema, {
+    mode: MODES[c.SERVER_MODE],
+    totalWorkers: c.TOTAL_WORKERS_EXPECTED,
+    stalenessBound: c.SERVER_MODE === "ssp" ? c.STALENESS_BOUND : c.MAX_STALENESS,
+    leaseMs: c.LEASE_MS,
+    heartbeatIntervalMs: Math.max(50, Math.floor(c.LEASE_MS / 4)),
+    maxChunkBytes: c.MAX_CHUNK_BYTES,
+    shards: [{ index: 0, address: shardAddress }],
+  });
+}
+
+export function createService(run: TrainingRun, shardAddress: string): ServiceImpl<typeof ParameterServerService> {
+  const { membership, store, aggregator, config } = run;
+  const requireInitialized = (rpc: string) => {
+    if (!store.initialized) {
+      throw new ConnectError(`${rpc}: the parameters are not initialised yet; call WaitForParameters first`, Code.FailedPrecondition);
+    }
+  };
+
+  return {
+    register(req) {
+      const slot = membership.register(req.preferredSlot, req.jobFingerprint, req.workerLabel);
+      return {
+        session: { slot: slot.index, token: slot.token },
+        config: runConfig(run, shardAddress),
+        resumeFrom: slot.position,
+      };
+    },
+
+    heartbeat(req) {
+      membership.authenticate(req.session);
+      return { leaseMs: config.LEASE_MS, version: store.version };
+    },
+
+    async waitForParameters(req, ctx) {
+      const slot = membership.authenticate(req.session);
+      if (run.trainingStarted()) return { ready: true };
+      if (run.claimInitialization(slot)) return { initialize: true };
+      // Wait for the parameters and the start quorum, or for the initialiser to vanish (then this
+      // caller may be chosen instead). The quorum's own timeout wakes us too.
+      const bound = Math.min(config.WAIT_TIMEOUT_MS, Math.max(1, run.startTimeoutLeftMs()) + 5);
+      await run.changed.until(() => run.trainingStarted() || run.initializerVacant(), bound, ctx.signal);
+      if (run.trainingStarted()) return { ready: true };
+      return { initialize: run.claimInitialization(slot) };
+    },
+
+    async initParameters(requests) {
+      try {
+        const it = requests[Symbol.asyncIterator]();
+        const header = await readHeader<InitParametersRequest, { session: Parameters<typeof membership.authenticate>[0]; tensorCount: number }>(
+          it,
+          "header",
+          "InitParameters",
+        );
+        const slot = membership.authenticate(header.session);
+        if (store.initialized) throw new ConnectError("InitParameters: the parameters are already initialised", Code.AlreadyExists);
+        if (!run.isInitializer(slot)) {
+          throw new ConnectError(`InitParameters: slot ${slot.index} was not chosen to initialise; call WaitForParameters`, Code.FailedPrecondition);
+        }
+        if (header.tensorCount < 1 || header.tensorCount > config.MAX_TENSORS) {
+          throw new ConnectError(`InitParameters: tensor_count ${header.tensorCount} outside 1..${config.MAX_TENSORS}`, Code.InvalidArgument);
+        }
+        const collector = new TensorCollector({ maxElements: config.MAX_MODEL_ELEMENTS, maxTensors: header.tensorCount });
+        await readChunks(it, "InitParameters", (c) => collector.add(c));
+        const tensors = collector.finish(header.tensorCount);
+        if (store.initialized) throw new ConnectError("InitParameters: the parameters are already initialised", Code.AlreadyExists);
+        run.initialize(tensors);
+        return create(InitParametersResponseSchema, {
+          version: store.version,
+          tensorCount: store.tensorCount,
+          elementCount: BigInt(store.elementCount),
+        });
+      } catch (err) {
+        throw asConnectError(err);
+      }
+    },
+
+    async *pullParameters(req: PullParametersRequest, ctx: HandlerContext): AsyncGenerator<PullParametersResponse> {
+      membership.authenticate(req.session);
+      requireInitialized("PullParameters");
+      if (req.minVersion > store.version) {
+        await run.changed.until(() => store.version >= req.minVersion, config.WAIT_TIMEOUT_MS, ctx.signal);
+      }
+      const dtype = req.dtype === Dtype.UNSPECIFIED ? Dtype.FLOAT32 : req.dtype;
+      if (dtype !== Dtype.FLOAT32 && dtype !== Dtype.FLOAT16 && dtype !== Dtype.BFLOAT16) {
+        throw new ConnectError(`PullParameters: unsupported dtype ${dtype}`, Code.InvalidArgument);
+      }
+      const snapshot = store.acquire();
+      try {
+        yield create(PullParametersResponseSchema, {
+          message: { case: "header", value: { version: snapshot.version, tensorCount: snapshot.tensors.length } },
+        });
+        for (const chunk of chunkTensors(snapshot.tensors, dtype, config.MAX_CHUNK_BYTES)) {
+          if (ctx.signal.aborted) return;
+          yield create(PullParametersResponseSchema, { message: { case: "chunk", value: chunk } });
+        }
+      } finally {
+        snapshot.release();
+      }
+    },
+
+    async pushGradients(requests, ctx) {
+      try {
+        const it = requests[Symbol.asyncIterator]();
+        const header = await readHeader<PushGradientsRequest, Extract<PushGradientsRequest["message"], { case: "header" }>["value"]>(
+          it,
+          "header",
+          "PushGradients",
+        );
+        const slot: Slot = membership.authenticate(header.session);
+        requireInitialized("PushGradients");
+        if (header.tensorCount !== store.tensorCount) {
+          throw new ConnectError(`PushGradients: header announces ${header.tensorCount} tensors, the parameters have ${store.tensorCount}`, Code.InvalidArgument);
+        }
+        aggregator.admit(slot, header.baseVersion);
+
+        const gradient = run.buffers.take();
+        const index = new Map(gradient.map((g, i) => [g.name, i]));
+        const assembler = new TensorAssembler((name, shape) => {
+          const i = index.get(name);
+          if (i === undefined) throw new TensorStreamError(`gradient for unknown tensor "${name}"`);
+          const expected = gradient[i]!.shape;
+          if (shape.length !== expected.length || shape.some((d, k) => d !== expected[k])) {
+            throw new TensorStreamError(`gradient for "${name}" has shape [${shape}], the parameter has shape [${expected}]`);
+          }
+          return { shape, into: gradient[i]!.data };
+        });
+        try {
+          await readChunks(it, "PushGradients", (c) => assembler.add(c));
+          assembler.finish(header.tensorCount);
+        } catch (err) {
+          run.buffers.give(gradient);
+          throw err;
+        }
+        const position = header.position ? { epoch: header.position.epoch, batch: header.position.batch } : undefined;
+        const outcome = await aggregator.submit({ slot, baseVersion: header.baseVersion, position, signal: ctx.signal }, gradient);
+        return create(PushGradientsResponseSchema, outcome);
+      } catch (err) {
+        throw asConnectError(err);
+      }
+    },
+
+    reportMetrics(req) {
+      const slot = membership.authenticate(req.session);
+      if (req.metrics === undefined) throw new ConnectError("ReportMetrics: metrics missing", Code.InvalidArgument);
+      run.recordMetrics(slot, req.metrics);
+      return {};
+    },
+
+    finish(req) {
+      const slot = membership.authenticate(req.session);
+      if (req.finalMetrics !== undefined) run.recordMetrics(slot, req.finalMetrics);
+      membership.finish(req.session);
+      return { runComplete: membership.runComplete };
+    },
+
+    getStatus() {
+      membership.sweep();
+      const now = Date.now();
+      return {
+        config: runConfig(run, shardAddress),
+        version: store.version,
+        initialized: store.initialized,
+        runComplete: membership.runComplete,
+        staleGradientsRejected: aggregator.staleRejected,
+        uptimeSeconds: (now - run.startedAt) / 1000,
+        elementCount: BigInt(store.elementCount),
+        slots: membership.slots.map((s) => ({
+          slot: s.index,
+          state: SLOT_STATES[s.state],
+          workerLabel: s.label,
+          lastSeenMsAgo: s.lastSeen === 0 ? 0 : Math.max(0, now - s.lastSeen),
+          pushes: s.pushes,
+          registrations: s.registrations,
+          latestMetrics: s.latestMetrics,
+          position: s.position,
+        })),
+      };
+    },
+  };
+}

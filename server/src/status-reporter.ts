@@ -1,0 +1,77 @@
+/**
+ * The server's periodic progress line (one every STATUS_INTERVAL_MS, not one per request) and its
+ * end-of-run summary.
+ */
+import type { Logger } from "@distributed-ps/common/log.ts";
+import type { TrainingRun } from "./training-run.ts";
+
+export class StatusReporter {
+  readonly #run: TrainingRun;
+  readonly #log: Logger;
+  readonly #timer: NodeJS.Timeout | undefined;
+  #lastVersion = 0;
+  #lastAt = Date.now();
+
+  constructor(run: TrainingRun, log: Logger, intervalMs: number) {
+    this.#run = run;
+    this.#log = log;
+    if (intervalMs > 0) {
+      this.#timer = setInterval(() => this.report(), intervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  report(): void {
+    const run = this.#run;
+    if (!run.store.initialized) {
+      const active = run.membership.active().length;
+      this.#log.info(`waiting for parameters: ${active}/${run.config.TOTAL_WORKERS_EXPECTED} workers registered`);
+      return;
+    }
+    const now = Date.now();
+    const version = run.store.version;
+    const rate = ((version - this.#lastVersion) * 1000) / Math.max(1, now - this.#lastAt);
+    this.#lastVersion = version;
+    this.#lastAt = now;
+    const slots = run.membership.slots;
+    const count = (state: string) => slots.filter((s) => s.state === state).length;
+    const metrics = slots.map((s) => s.latestMetrics).filter((m) => m !== undefined);
+    const mean = (xs: number[]) => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
+    const loss = mean(metrics.map((m) => m.trainLoss));
+    const tested = metrics.filter((m) => m.testAccuracy >= 0);
+    const acc = mean(tested.map((m) => m.testAccuracy));
+    this.#log.info(
+      `version ${version} (${rate.toFixed(1)} updates/s) | workers ${count("active")} active, ${count("finished")} finished, ${count("free")} free` +
+        ` | lr ${run.updater.learningRate.toPrecision(3)}` +
+        (Number.isNaN(loss) ? "" : ` | train loss ${loss.toFixed(4)}`) +
+        (Number.isNaN(acc) ? "" : ` | test acc ${(acc * 100).toFixed(2)}%`) +
+        (run.aggregator.staleRejected > 0 ? ` | stale rejected ${run.aggregator.staleRejected}` : ""),
+    );
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** The server's METRICS_JSON record. */
+  summary(): Record<string, unknown> {
+    const run = this.#run;
+    const finals = run.membership.slots.map((s) => s.latestMetrics?.testAccuracy ?? -1).filter((a) => a >= 0);
+    return {
+      role: "server",
+      mode: run.config.SERVER_MODE,
+      total_workers: run.config.TOTAL_WORKERS_EXPECTED,
+      optimizer: run.updater.optimizer.name,
+      version: run.store.version,
+      updates_applied: run.updater.updatesApplied,
+      parameters: run.store.elementCount,
+      tensors: run.store.tensorCount,
+      stale_gradients_rejected: run.aggregator.staleRejected,
+      registrations: run.membership.slots.map((s) => s.registrations),
+      gradients_per_slot: run.membership.slots.map((s) => s.pushes),
+      run_complete: run.membership.runComplete,
+      wall_time_s: (Date.now() - run.startedAt) / 1000,
+      mean_final_test_accuracy: finals.length > 0 ? finals.reduce((a, b) => a + b, 0) / finals.length : null,
+    };
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Turns an aggregated gradient into a parameter update: learning rate from the schedule, optimizer
+ * step per tensor, version advanced by the store.
+ */
+import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import type { Optimizer } from "./optimizer/optimizer.ts";
+import type { Schedule } from "./optimizer/schedule.ts";
+import type { ParameterStore } from "./parameter-store.ts";
+
+export class Updater {
+  readonly store: ParameterStore;
+  readonly optimizer: Optimizer;
+  readonly #schedule: Schedule;
+  readonly #onApplied: (version: number) => void;
+  /** Updates applied so far; drives the schedule and Adam's bias correction. */
+  updatesApplied = 0;
+
+  constructor(store: ParameterStore, optimizer: Optimizer, schedule: Schedule, onApplied: (version: number) => void = () => {}) {
+    this.store = store;
+    this.optimizer = optimizer;
+    this.#schedule = schedule;
+    this.#onApplied = onApplied;
+  }
+
+  /** Learning rate the next update will use. */
+  get learningRate(): number {
+    return this.#schedule(this.updatesApplied);
+  }
+
+  /**
+   * Applies `gradients` (in storage order) scaled by `scale` — 1/n to average a sum of n — and
+   * returns the new version. Scaling is folded into the gradient buffers, which the caller owns and
+   * may reuse afterwards.
+   */
+  apply(gradients: readonly NamedTensor[], scale = 1): number {
+    const lr = this.learningRate;
+    const step = this.updatesApplied + 1;
+    if (scale !== 1) for (const g of gradients) for (let i = 0; i < g.data.length; i++) g.data[i] = g.data[i]! * scale;
+    const version = this.store.update((params) => {
+      params.forEach((p, i) => this.optimizer.apply(p.name, p.data, gradients[i]!.data, lr, step));
+    });
+    this.updatesApplied = step;
+    this.#onApplied(version);
+    return version;
+  }
+}

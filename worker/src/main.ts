@@ -1,0 +1,141 @@
+/**
+ * Worker entry point: `node worker/src/main.ts`, configured by environment variables.
+ *
+ * Registers with the parameter server (retrying with backoff while it is unreachable or every slot
+ * is taken), initialises the parameters if chosen to, trains its slice, and prints one
+ * METRICS_JSON line. If its session is lost mid-run (lease expired, server restarted) it registers
+ * again and continues from the position the server has for its slot.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { loadConfigOrExit } from "@distributed-ps/common/env.ts";
+import { Mode } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { createLogger, printMetricsJson, type Logger } from "@distributed-ps/common/log.ts";
+import { workerEnvSchema, type WorkerEnv } from "./config.ts";
+import { makeSyntheticDataset } from "./data/synthetic.ts";
+import { initBackend } from "./model/backend.ts";
+import { createModel } from "./model/models.ts";
+import { Trainer } from "./model/trainer.ts";
+import { connectToServer, WorkerConnection, type ParameterServerClient } from "./ps-client.ts";
+import { RetryBudgetExhausted, withRetry } from "./retry.ts";
+import { train } from "./training-loop.ts";
+
+/** Times a worker may lose its session and register again before giving up. */
+const MAX_REJOINS = 10;
+
+const config = loadConfigOrExit("worker", workerEnvSchema);
+let log: Logger = createLogger("worker", config.LOG_LEVEL);
+
+class RunAlreadyComplete extends Error {}
+
+async function register(client: ParameterServerClient, c: WorkerEnv, fingerprint: string): Promise<WorkerConnection> {
+  try {
+    return await withRetry(
+      `connecting to the parameter server at ${c.PARAMETER_SERVER_ADDRESS}`,
+      () => WorkerConnection.register(client, { preferredSlot: c.WORKER_SLOT, jobFingerprint: fingerprint, workerLabel: c.WORKER_LABEL }, c.RPC_TIMEOUT_MS),
+      {
+        budgetMs: c.CONNECT_TIMEOUT_MS,
+        retryable: (e) => e.code === Code.Unavailable || e.code === Code.DeadlineExceeded || e.code === Code.ResourceExhausted,
+        onRetry: (e, n, delay) =>
+          log.warn(`register attempt ${n} at ${c.PARAMETER_SERVER_ADDRESS} failed (${Code[e.code]}: ${e.rawMessage}); retrying in ${Math.round(delay)} ms`),
+      },
+    );
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.FailedPrecondition && /run is complete/.test(err.rawMessage)) {
+      throw new RunAlreadyComplete(err.rawMessage);
+    }
+    throw err;
+  }
+}
+
+/** Makes sure the parameters exist on the server, creating them from this worker's model if asked. */
+async function ensureParameters(conn: WorkerConnection, trainer: Trainer): Promise<void> {
+  for (;;) {
+    const r = await conn.waitForParameters();
+    if (r.ready) return;
+    if (r.initialize) {
+      log.info(`initialising the server's parameters (${trainer.parameters().length} tensors)`);
+      await conn.initParameters(trainer.parameters());
+      return;
+    }
+    log.info("waiting for another worker to initialise the parameters");
+  }
+}
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  const backend = await initBackend(config.TF_BACKEND, (m) => log.warn(m));
+  const data = makeSyntheticDataset({ seed: config.SEED, trainExamples: config.TRAIN_EXAMPLES, testExamples: config.TEST_EXAMPLES });
+  const trainer = new Trainer(createModel(config.MODEL, { inputShape: data.inputShape, classes: data.classes, seed: config.SEED }));
+  const fingerprint = `${config.DATASET}:${config.MODEL}:seed=${config.SEED}:batch=${config.BATCH_SIZE}:local=${config.LOCAL_STEPS}:train=${data.train.count}`;
+  log.info(
+    `${config.DATASET} dataset (${data.train.count} train / ${data.test.count} test, Bayes-optimal test accuracy ${(data.bayesAccuracy * 100).toFixed(1)}%), ` +
+      `model ${config.MODEL}, backend ${backend}`,
+  );
+  const client = connectToServer(config.PARAMETER_SERVER_ADDRESS);
+
+  for (let rejoin = 0; ; rejoin++) {
+    let conn: WorkerConnection;
+    try {
+      conn = await register(client, config, fingerprint);
+    } catch (err) {
+      if (err instanceof RunAlreadyComplete) {
+        log.info(`nothing to do: ${err.message}`);
+        return 0;
+      }
+      throw err;
+    }
+    log = createLogger(`worker ${conn.slot}`, config.LOG_LEVEL);
+    log.info(`registered as slot ${conn.slot} of ${conn.config.totalWorkers} (mode ${Mode[conn.config.mode].toLowerCase()})`);
+    const heartbeat = setInterval(() => {
+      conn.heartbeat().catch((e: unknown) => log.warn(`heartbeat failed: ${ConnectError.from(e).message}`));
+    }, conn.config.heartbeatIntervalMs);
+    try {
+      await ensureParameters(conn, trainer);
+      const result = await train(
+        conn,
+        trainer,
+        data,
+        { epochs: config.EPOCHS, batchSize: config.BATCH_SIZE, localSteps: config.LOCAL_STEPS, seed: config.SEED, progressIntervalMs: config.PROGRESS_INTERVAL_MS },
+        log,
+      );
+      log.info(`finished: test accuracy ${(result.finalTestAccuracy * 100).toFixed(2)}% after ${result.steps} steps in ${result.trainSeconds.toFixed(1)} s`);
+      printMetricsJson({
+        role: "worker",
+        worker_id: conn.slot,
+        total_workers: conn.config.totalWorkers,
+        mode: Mode[conn.config.mode].toLowerCase(),
+        dataset: config.DATASET,
+        model: config.MODEL,
+        backend,
+        final_test_accuracy: result.finalTestAccuracy,
+        final_test_loss: result.finalTestLoss,
+        final_train_loss: result.finalTrainLoss,
+        bayes_accuracy: data.bayesAccuracy,
+        steps: result.steps,
+        examples: result.examples,
+        retried_batches: result.retriedBatches,
+        rejoins: rejoin,
+        train_time_s: result.trainSeconds,
+        wall_time_s: (Date.now() - started) / 1000,
+        samples_per_s: result.examples / Math.max(result.trainSeconds, 1e-9),
+      });
+      return 0;
+    } catch (raw) {
+      const err = raw instanceof ConnectError ? raw : undefined;
+      const lost = err !== undefined && (err.code === Code.FailedPrecondition || err.code === Code.Unavailable);
+      if (!lost || rejoin >= MAX_REJOINS) throw raw;
+      log.warn(`lost the session (${Code[err.code]}: ${err.rawMessage}); registering again`);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const message = err instanceof RetryBudgetExhausted || err instanceof ConnectError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    log.error(message);
+    process.exit(1);
+  },
+);

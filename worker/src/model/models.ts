@@ -1,0 +1,53 @@
+/**
+ * The registry of model architectures a worker can train, by name. Each architecture lives in its own
+ * file and exports a builder with the ModelBuilder signature; to add one (e.g. "cnn", "resnet18"),
+ * write its file and add it to MODEL_BUILDERS.
+ *
+ * Contract for every builder, relied on by the Trainer and the parameter server:
+ *   - Output: LOGITS of shape [batch, classes] (no softmax; the loss applies it stably).
+ *   - Explicit, unique layer names, so parameter names ("dense1/kernel", ...) are identical across
+ *     workers and runs.
+ *   - Seeded initialisers (distinct seed per layer derived from options.seed), so every worker builds
+ *     bit-identical initial weights from the same seed.
+ *   - Accepts an input of shape [batch, ...inputShape].
+ */
+import type * as tfl from "@tensorflow/tfjs-layers";
+import { buildLinear, buildMlp } from "./mlp.ts";
+
+export interface ModelOptions {
+  /** Shape of one example without the batch dimension, e.g. [32] or [28, 28, 1]. */
+  readonly inputShape: readonly number[];
+  readonly classes: number;
+  /** Initial-weight seed; the same seed gives the same initial weights on every worker. */
+  readonly seed: number;
+}
+
+export type ModelBuilder = (options: ModelOptions) => tfl.LayersModel;
+
+export const MODEL_BUILDERS = {
+  /** Two hidden ReLU layers of 64 units: features-64-64-classes. */
+  mlp: buildMlp,
+  /** Softmax regression (a single dense layer): the linear baseline. */
+  linear: buildLinear,
+} satisfies Record<string, ModelBuilder>;
+
+export type ModelName = keyof typeof MODEL_BUILDERS;
+
+export function isModelName(name: string): name is ModelName {
+  return Object.hasOwn(MODEL_BUILDERS, name);
+}
+
+/** Builds a fresh model. The tfjs backend must already be initialised (see initBackend). */
+export function createModel(name: ModelName, options: ModelOptions): tfl.LayersModel {
+  if (!isModelName(name)) {
+    throw new Error(`unknown model "${name}"; known models: ${Object.keys(MODEL_BUILDERS).join(", ")}`);
+  }
+  if (options.inputShape.length === 0 || !options.inputShape.every((d) => Number.isInteger(d) && d > 0)) {
+    throw new RangeError(`inputShape must be non-empty positive integers, got [${options.inputShape.join(", ")}]`);
+  }
+  if (!Number.isInteger(options.classes) || options.classes < 2) {
+    throw new RangeError(`classes must be an integer >= 2, got ${options.classes}`);
+  }
+  if (!Number.isInteger(options.seed)) throw new RangeError(`seed must be an integer, got ${options.seed}`);
+  return MODEL_BUILDERS[name](options);
+}

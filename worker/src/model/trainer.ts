@@ -1,0 +1,226 @@
+/**
+ * Computes gradients and evaluations for one model, and moves its weights in and out as NamedTensors.
+ *
+ * The Trainer never applies an optimizer: the parameter server owns the update rule. A worker's step
+ * is: setParameters(pulled from the server) -> gradients(batch) -> push gradients to the server. The
+ * model's weights change only through setParameters.
+ *
+ * Parameter names are the layer-scoped names the model was built with ("dense1/kernel", ...). They are
+ * taken from tfjs-layers' `originalName`, not `name`: tfjs uniquifies variable names per process
+ * ("dense1/kernel_1" for the second model built), which would differ between workers.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type * as tfl from "@tensorflow/tfjs-layers";
+import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+
+export interface GradientResult {
+  /** d(mean loss)/d(weight) for every trainable weight, same names and order as parameters(). */
+  readonly gradients: NamedTensor[];
+  /** Mean softmax cross-entropy over the batch (nats per example), before any update. */
+  readonly loss: number;
+  /** Examples in the batch whose argmax logit equals the label. */
+  readonly correct: number;
+}
+
+export interface Evaluation {
+  /** Mean softmax cross-entropy per example (nats). */
+  readonly loss: number;
+  /** Fraction of examples classified correctly, in [0, 1]. */
+  readonly accuracy: number;
+}
+
+/** One trainable weight: its stable name, shape and the tf.Variable backing it. */
+interface Weight {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly variable: tf.Variable;
+}
+
+export class Trainer {
+  readonly #model: tfl.LayersModel;
+  /** Trainable weights in the model's own order (layer order; kernel before bias): stable. */
+  readonly #weights: readonly Weight[];
+  readonly #byName: ReadonlyMap<string, Weight>;
+  /** Shape of one example, without the batch dimension. */
+  readonly inputShape: readonly number[];
+  /** Values per example: product of inputShape. */
+  readonly features: number;
+  readonly classes: number;
+
+  /** `model` must output logits of shape [batch, classes] (see models.ts). The Trainer takes
+   *  ownership: dispose() disposes the model. */
+  constructor(model: tfl.LayersModel) {
+    this.#model = model;
+    const [input] = model.inputs;
+    const [output] = model.outputs;
+    if (input === undefined || output === undefined || model.inputs.length !== 1 || model.outputs.length !== 1) {
+      throw new Error(`Trainer needs a model with one input and one output, "${model.name}" has ` +
+        `${model.inputs.length} and ${model.outputs.length}`);
+    }
+    const inputShape = input.shape.slice(1);
+    const classes = output.shape[1];
+    if (!inputShape.every((d): d is number => typeof d === "number") || output.shape.length !== 2 ||
+      typeof classes !== "number") {
+      throw new Error(`model "${model.name}" must have a fully known input shape and [batch, classes] ` +
+        `output, got input [${input.shape.join(", ")}] output [${output.shape.join(", ")}]`);
+    }
+    this.inputShape = inputShape;
+    this.features = elementCount(inputShape);
+    this.classes = classes;
+
+    this.#weights = model.trainableWeights.map((w) => {
+      // LayerVariable.read() returns the backing tf.Variable itself (not a copy).
+      const variable = w.read() as tf.Variable;
+      return { name: w.originalName, shape: [...variable.shape], variable };
+    });
+    const byName = new Map<string, Weight>();
+    for (const weight of this.#weights) {
+      if (byName.has(weight.name)) {
+        throw new Error(`model "${model.name}" has two trainable weights named "${weight.name}"; give its layers unique names`);
+      }
+      byName.set(weight.name, weight);
+    }
+    this.#byName = byName;
+  }
+
+  /** Names and shapes of the trainable weights, in parameters() order, without copying data. */
+  parameterSpecs(): { name: string; shape: readonly number[] }[] {
+    return this.#weights.map(({ name, shape }) => ({ name, shape }));
+  }
+
+  /** Copies of the current trainable weights, in a stable order. */
+  parameters(): NamedTensor[] {
+    // new Float32Array(...) copies: dataSync() may return the backend's own storage.
+    return this.#weights.map(({ name, shape, variable }) => ({
+      name,
+      shape,
+      data: new Float32Array(variable.dataSync() as Float32Array),
+    }));
+  }
+
+  /**
+   * Replaces every trainable weight. `tensors` must name each weight exactly once (any order) with
+   * the right shape; everything is validated before anything is assigned, so a rejected call leaves
+   * the model unchanged.
+   */
+  setParameters(tensors: readonly NamedTensor[]): void {
+    const seen = new Set<string>();
+    for (const tensor of tensors) {
+      const weight = this.#byName.get(tensor.name);
+      if (weight === undefined) {
+        throw new Error(`setParameters: unknown tensor "${tensor.name}"; the model's weights are ` +
+          this.#weights.map((w) => w.name).join(", "));
+      }
+      if (seen.has(tensor.name)) throw new Error(`setParameters: tensor "${tensor.name}" given twice`);
+      seen.add(tensor.name);
+      if (!sameShape(tensor.shape, weight.shape)) {
+        throw new Error(`setParameters: tensor "${tensor.name}" has shape [${tensor.shape.join(", ")}], ` +
+          `the model expects [${weight.shape.join(", ")}]`);
+      }
+      if (tensor.data.length !== elementCount(weight.shape)) {
+        throw new Error(`setParameters: tensor "${tensor.name}" has ${tensor.data.length} values, ` +
+          `its shape [${weight.shape.join(", ")}] needs ${elementCount(weight.shape)}`);
+      }
+    }
+    const missing = this.#weights.filter((w) => !seen.has(w.name)).map((w) => w.name);
+    if (missing.length > 0) throw new Error(`setParameters: missing tensor(s) ${missing.map((n) => `"${n}"`).join(", ")}`);
+
+    for (const tensor of tensors) {
+      const weight = this.#byName.get(tensor.name)!;
+      tf.tidy(() => weight.variable.assign(tf.tensor(tensor.data, [...weight.shape], "float32")));
+    }
+  }
+
+  /**
+   * Gradients of the mean softmax cross-entropy over one batch, with respect to every trainable
+   * weight, at the current weights. `x` holds `count` rows of `features` values, `y` `count` labels.
+   * Does not change the weights.
+   */
+  gradients(x: Float32Array, y: Int32Array, count: number): GradientResult {
+    this.#checkBatch(x, y, count);
+    if (count === 0) throw new RangeError("gradients: the batch is empty");
+    const variables = this.#weights.map((w) => w.variable);
+    let logits: tf.Tensor | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const input = tf.tensor(x, [count, ...this.inputShape], "float32");
+      const labels = tf.cast(tf.oneHot(tf.tensor1d(y, "int32"), this.classes), "float32");
+      // training: true so that future layers with train-time behaviour (dropout, batch norm) use it.
+      const out = this.#model.apply(input, { training: true }) as tf.Tensor;
+      logits = tf.keep(out); // survives variableGrads' internal tidy, disposed below
+      return tf.losses.softmaxCrossEntropy(labels, out) as tf.Scalar; // mean over the batch
+    }, variables);
+    try {
+      const gradients = this.#weights.map(({ name, shape, variable }) => {
+        const grad = grads[variable.name];
+        if (grad === undefined) throw new Error(`gradients: no gradient for "${name}"`);
+        return { name, shape, data: new Float32Array(grad.dataSync() as Float32Array) };
+      });
+      const loss = scalarValue(value);
+      const correct = countCorrect(logits!, y);
+      return { gradients, loss, correct };
+    } finally {
+      value.dispose();
+      for (const grad of Object.values(grads)) grad.dispose();
+      logits?.dispose();
+    }
+  }
+
+  /** Mean loss and accuracy over `count` examples, computed in chunks of `batchSize` (memory bound). */
+  evaluate(x: Float32Array, y: Int32Array, count: number, batchSize = 512): Evaluation {
+    this.#checkBatch(x, y, count);
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`evaluate: batchSize must be a positive integer, got ${batchSize}`);
+    if (count === 0) return { loss: Number.NaN, accuracy: Number.NaN };
+    let lossSum = 0; // summed over examples, in nats
+    let correct = 0;
+    for (let start = 0; start < count; start += batchSize) {
+      const n = Math.min(batchSize, count - start);
+      const labelsChunk = y.subarray(start, start + n);
+      const [chunkLoss, chunkCorrect] = tf.tidy(() => {
+        const input = tf.tensor(x.subarray(start * this.features, (start + n) * this.features), [n, ...this.inputShape], "float32");
+        const logits = this.#model.apply(input, { training: false }) as tf.Tensor;
+        const labels = tf.cast(tf.oneHot(tf.tensor1d(labelsChunk, "int32"), this.classes), "float32");
+        const meanLoss = scalarValue(tf.losses.softmaxCrossEntropy(labels, logits));
+        return [meanLoss, countCorrect(logits, labelsChunk)] as const;
+      });
+      lossSum += chunkLoss * n;
+      correct += chunkCorrect;
+    }
+    return { loss: lossSum / count, accuracy: correct / count };
+  }
+
+  /** Frees the model's weights. The Trainer must not be used afterwards. */
+  dispose(): void {
+    this.#model.dispose();
+  }
+
+  #checkBatch(x: Float32Array, y: Int32Array, count: number): void {
+    if (!Number.isInteger(count) || count < 0) throw new RangeError(`count must be an integer >= 0, got ${count}`);
+    if (x.length !== count * this.features) {
+      throw new RangeError(`x has ${x.length} values but count * features is ${count} * ${this.features}`);
+    }
+    if (y.length !== count) throw new RangeError(`y has ${y.length} labels but count is ${count}`);
+    // An out-of-range label would silently one-hot to all zeros (zero loss, zero gradient).
+    const bad = y.findIndex((label) => !(label >= 0 && label < this.classes));
+    if (bad >= 0) throw new RangeError(`label ${y[bad]} of example ${bad} is outside [0, ${this.classes})`);
+  }
+}
+
+function scalarValue(scalar: tf.Tensor): number {
+  const [value] = scalar.dataSync();
+  if (value === undefined || scalar.size !== 1) throw new Error(`expected a scalar, got shape [${scalar.shape.join(", ")}]`);
+  return value;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Number of rows of `logits` ([n, classes]) whose argmax equals the label. */
+function countCorrect(logits: tf.Tensor, labels: Int32Array): number {
+  return tf.tidy(() => {
+    const predicted = tf.argMax(logits, 1).dataSync();
+    let correct = 0;
+    for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) correct++;
+    return correct;
+  });
+}

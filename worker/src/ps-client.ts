@@ -1,0 +1,148 @@
+/**
+ * The worker's side of the protocol: one object per registration that knows its session and turns
+ * the streaming RPCs into plain calls on NamedTensors. It holds no training logic, so tests and
+ * benchmarks use it as well.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  Dtype,
+  ParameterServerService,
+  PushGradientsRequestSchema,
+  InitParametersRequestSchema,
+  type RegisterResponse,
+  type RunConfig,
+  type WorkerMetricsSchema,
+  type WorkerSession,
+  type PushGradientsResponse,
+  type DataPosition,
+} from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
+
+export type ParameterServerClient = Client<typeof ParameterServerService>;
+
+/** A gRPC (HTTP/2) client for `address` (host:port), uncompressed, with bounded message sizes. */
+export function connectToServer(address: string, o: { maxMessageBytes?: number } = {}): ParameterServerClient {
+  const maxMessageBytes = o.maxMessageBytes ?? (64 << 20);
+  const transport = createGrpcTransport({
+    baseUrl: `http://${address}`,
+    // Tensor bytes are incompressible: gzip would cost more time than it saves.
+    acceptCompression: [],
+    readMaxBytes: maxMessageBytes,
+    writeMaxBytes: maxMessageBytes,
+    nodeOptions: { settings: { initialWindowSize: 16 << 20 } },
+  });
+  return createClient(ParameterServerService, transport);
+}
+
+export interface PulledParameters {
+  version: number;
+  tensors: NamedTensor[];
+}
+
+export class WorkerConnection {
+  readonly client: ParameterServerClient;
+  readonly session: WorkerSession;
+  readonly config: RunConfig;
+  readonly resumeFrom: DataPosition | undefined;
+  /** Deadline for each call, milliseconds. Sync pushes wait for the whole barrier within it. */
+  readonly callTimeoutMs: number;
+  readonly #chunkBytes: number;
+
+  constructor(client: ParameterServerClient, registration: RegisterResponse, callTimeoutMs: number) {
+    if (registration.session === undefined || registration.config === undefined) {
+      throw new Error("registration answer lacks a session or configuration");
+    }
+    this.client = client;
+    this.session = registration.session;
+    this.config = registration.config;
+    this.resumeFrom = registration.resumeFrom;
+    this.callTimeoutMs = callTimeoutMs;
+    this.#chunkBytes = Math.min(DEFAULT_CHUNK_BYTES, registration.config.maxChunkBytes || DEFAULT_CHUNK_BYTES);
+  }
+
+  get slot(): number {
+    return this.session.slot;
+  }
+
+  static async register(
+    client: ParameterServerClient,
+    request: { preferredSlot: number; jobFingerprint: string; workerLabel: string },
+    callTimeoutMs: number,
+  ): Promise<WorkerConnection> {
+    const answer = await client.register(request, { timeoutMs: callTimeoutMs });
+    return new WorkerConnection(client, answer, callTimeoutMs);
+  }
+
+  async heartbeat(): Promise<void> {
+    await this.client.heartbeat({ session: this.session }, { timeoutMs: this.callTimeoutMs });
+  }
+
+  /** Blocks (server-bounded) until the parameters exist or this worker must create them. */
+  async waitForParameters(): Promise<{ ready: boolean; initialize: boolean }> {
+    const r = await this.client.waitForParameters({ session: this.session }, { timeoutMs: this.callTimeoutMs });
+    return { ready: r.ready, initialize: r.initialize };
+  }
+
+  async initParameters(tensors: readonly NamedTensor[]): Promise<void> {
+    const session = this.session;
+    const chunkBytes = this.#chunkBytes;
+    async function* messages() {
+      yield create(InitParametersRequestSchema, { message: { case: "header", value: { session, tensorCount: tensors.length } } });
+      for (const chunk of chunkTensors(tensors, Dtype.FLOAT32, chunkBytes)) {
+        yield create(InitParametersRequestSchema, { message: { case: "chunk", value: chunk } });
+      }
+    }
+    await this.client.initParameters(messages(), { timeoutMs: this.callTimeoutMs });
+  }
+
+  /** The current parameters (at least `minVersion`, if the server reaches it within its wait bound). */
+  async pull(minVersion = 0, dtype: Dtype = Dtype.FLOAT32): Promise<PulledParameters> {
+    const collector = new TensorCollector({ maxElements: Number.MAX_SAFE_INTEGER, maxTensors: Number.MAX_SAFE_INTEGER });
+    let version: number | undefined;
+    let count = 0;
+    for await (const res of this.client.pullParameters({ session: this.session, dtype, minVersion }, { timeoutMs: this.callTimeoutMs })) {
+      if (res.message.case === "header") {
+        version = res.message.value.version;
+        count = res.message.value.tensorCount;
+      } else if (res.message.case === "chunk") {
+        collector.add(res.message.value);
+      }
+    }
+    if (version === undefined) throw new Error("pull ended without a header");
+    return { version, tensors: collector.finish(count) };
+  }
+
+  /** Pushes one gradient per parameter, computed against `baseVersion`. */
+  async push(
+    gradients: readonly NamedTensor[],
+    baseVersion: number,
+    o: { exampleCount: number; position?: { epoch: number; batch: number }; dtype?: Dtype },
+  ): Promise<PushGradientsResponse> {
+    const session = this.session;
+    const chunkBytes = this.#chunkBytes;
+    async function* messages() {
+      yield create(PushGradientsRequestSchema, {
+        message: {
+          case: "header",
+          value: { session, tensorCount: gradients.length, baseVersion, exampleCount: o.exampleCount, position: o.position },
+        },
+      });
+      for (const chunk of chunkTensors(gradients, o.dtype ?? Dtype.FLOAT32, chunkBytes)) {
+        yield create(PushGradientsRequestSchema, { message: { case: "chunk", value: chunk } });
+      }
+    }
+    return this.client.pushGradients(messages(), { timeoutMs: this.callTimeoutMs });
+  }
+
+  async reportMetrics(metrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<void> {
+    await this.client.reportMetrics({ session: this.session, metrics }, { timeoutMs: this.callTimeoutMs });
+  }
+
+  async finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<boolean> {
+    const r = await this.client.finish({ session: this.session, finalMetrics }, { timeoutMs: this.callTimeoutMs });
+    return r.runComplete;
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * One worker's training: pull the parameters, compute a gradient on its own slice of the data, push
+ * it, repeat; evaluate on the held-out test set after every epoch; report progress to the server.
+ *
+ * What a push's refusal means for the loop (the data is never skipped because of it):
+ * - Aborted: the gradient was too stale (async) or its step was applied without it (sync, a
+ *   straggler) — recompute the same batch on fresher parameters.
+ * - AlreadyExists: this slot already has a gradient in the open step (a replacement inherited it) —
+ *   wait for the next step and recompute the same batch.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Mode, type WorkerMetricsSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import type { Logger } from "@distributed-ps/common/log.ts";
+import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import type { Dataset } from "./data/dataset.ts";
+import { epochBatches, gather, sliceForSlot } from "./data/partition.ts";
+import type { Trainer } from "./model/trainer.ts";
+import type { WorkerConnection } from "./ps-client.ts";
+
+export interface TrainingOptions {
+  epochs: number;
+  batchSize: number;
+  /** Minibatches whose gradients are averaged locally into one push. */
+  localSteps: number;
+  seed: number;
+  progressIntervalMs: number;
+}
+
+export interface TrainingResult {
+  steps: number;
+  examples: number;
+  retriedBatches: number;
+  finalTestAccuracy: number;
+  finalTestLoss: number;
+  finalTrainLoss: number;
+  trainSeconds: number;
+  runComplete: boolean;
+}
+
+/** Gives up on a batch after this many refusals in a row (each refusal means fresher parameters). */
+const MAX_RETRIES_PER_BATCH = 20;
+
+export async function train(
+  conn: WorkerConnection,
+  trainer: Trainer,
+  data: Dataset,
+  o: TrainingOptions,
+  log: Logger,
+): Promise<TrainingResult> {
+  const started = Date.now();
+  const totalWorkers = conn.config.totalWorkers;
+  const sync = conn.config.mode === Mode.SYNC;
+  const slice = sliceForSlot(data.train.count, conn.slot, totalWorkers, o.seed);
+  const resume = conn.resumeFrom ?? { epoch: 0, batch: 0 };
+  if (resume.epoch > 0 || resume.batch > 0) log.info(`resuming slot ${conn.slot} at epoch ${resume.epoch + 1}, batch ${resume.batch}`);
+
+  let steps = 0;
+  let examples = 0;
+  let retriedBatches = 0;
+  let minVersion = 0;
+  let window = { loss: 0, correct: 0, count: 0, since: Date.now() };
+  let lastTest = { loss: -1, accuracy: -1 };
+  let lastVersion = 0;
+
+  const metrics = (epoch: number, test?: { loss: number; accuracy: number }): MessageInitShape<typeof WorkerMetricsSchema> & { trainLoss: number; trainAccuracy: number; samplesPerSecond: number } => {
+    const seconds = (Date.now() - window.since) / 1000;
+    return {
+      epoch,
+      version: lastVersion,
+      trainLoss: window.count > 0 ? window.loss / window.count : -1,
+      trainAccuracy: window.count > 0 ? window.correct / window.count : -1,
+      testAccuracy: test?.accuracy ?? -1,
+      testLoss: test?.loss ?? -1,
+      samplesPerSecond: seconds > 0 ? window.count / seconds : 0,
+      timestampMs: Date.now(),
+    };
+  };
+
+  // Mean training loss of the latest epoch, for the final summary.
+  let epochLoss = { sum: 0, count: 0 };
+  for (let epoch = resume.epoch; epoch < o.epochs; epoch++) {
+    epochLoss = { sum: 0, count: 0 };
+    const batches = epochBatches(slice, o.batchSize, o.seed + conn.slot * 7919, epoch);
+    const firstBatch = epoch === resume.epoch ? Math.min(resume.batch, batches.length) : 0;
+    log.info(`epoch ${epoch + 1}/${o.epochs}: ${batches.length - firstBatch} batches of ${o.batchSize} from a slice of ${slice.length} examples`);
+
+    for (let b = firstBatch; b < batches.length; ) {
+      const group = batches.slice(b, Math.min(b + o.localSteps, batches.length));
+      for (let attempt = 0; ; attempt++) {
+        const pulled = await conn.pull(minVersion);
+        trainer.setParameters(pulled.tensors);
+        lastVersion = pulled.version;
+        const { gradient, loss, correct, count } = averagedGradient(trainer, data, group);
+        try {
+          const r = await conn.push(gradient, pulled.version, { exampleCount: count, position: { epoch, batch: b + group.length } });
+          lastVersion = r.version;
+          minVersion = 0;
+          window.loss += loss * count;
+          window.correct += correct;
+          window.count += count;
+          epochLoss.sum += loss * count;
+          epochLoss.count += count;
+          examples += count;
+          steps++;
+          break;
+        } catch (raw) {
+          const err = ConnectError.from(raw);
+          const refused = err.code === Code.Aborted || err.code === Code.AlreadyExists;
+          if (!refused || attempt >= MAX_RETRIES_PER_BATCH) throw err;
+          retriedBatches++;
+          log.debug(`push refused (${Code[err.code]}: ${err.rawMessage}); recomputing the batch`);
+          // In sync mode the fresh parameters are the next step's: wait for them rather than spin.
+          minVersion = sync ? pulled.version + 1 : 0;
+        }
+      }
+      b += group.length;
+
+      if (Date.now() - window.since >= o.progressIntervalMs) {
+        const m = metrics(epoch);
+        log.info(
+          `epoch ${epoch + 1}/${o.epochs} batch ${b}/${batches.length} | version ${lastVersion} | loss ${m.trainLoss.toFixed(4)}` +
+            ` | train acc ${(m.trainAccuracy * 100).toFixed(1)}% | ${m.samplesPerSecond.toFixed(0)} samples/s`,
+        );
+        await conn.reportMetrics(m);
+        window = { loss: 0, correct: 0, count: 0, since: Date.now() };
+      }
+    }
+
+    lastTest = trainer.evaluate(data.test.x, data.test.y, data.test.count);
+    const m = metrics(epoch, lastTest);
+    log.info(`epoch ${epoch + 1}/${o.epochs} done | test accuracy ${(lastTest.accuracy * 100).toFixed(2)}% | test loss ${lastTest.loss.toFixed(4)}`);
+    await conn.reportMetrics(m);
+    window = { loss: 0, correct: 0, count: 0, since: Date.now() };
+  }
+
+  // Evaluate the final parameters (the last push changed them after the last evaluation).
+  const final = await conn.pull();
+  trainer.setParameters(final.tensors);
+  lastVersion = final.version;
+  lastTest = trainer.evaluate(data.test.x, data.test.y, data.test.count);
+  const runComplete = await conn.finish(metrics(o.epochs - 1, lastTest));
+  return {
+    steps,
+    examples,
+    retriedBatches,
+    finalTestAccuracy: lastTest.accuracy,
+    finalTestLoss: lastTest.loss,
+    finalTrainLoss: epochLoss.count > 0 ? epochLoss.sum / epochLoss.count : -1,
+    trainSeconds: (Date.now() - started) / 1000,
+    runComplete,
+  };
+}
+
+/** Mean gradient over the batches of `group` (local accumulation), with loss and accuracy counts. */
+function averagedGradient(trainer: Trainer, data: Dataset, group: readonly Int32Array[]) {
+  let gradient: NamedTensor[] | undefined;
+  let loss = 0;
+  let correct = 0;
+  let count = 0;
+  for (const indices of group) {
+    const batch = gather(data.train, indices);
+    const r = trainer.gradients(batch.x, batch.y, batch.count);
+    loss += r.loss * batch.count;
+    correct += r.correct;
+    count += batch.count;
+    if (gradient === undefined) gradient = r.gradients;
+    else gradient.forEach((g, i) => addInto(g.data, r.gradients[i]!.data));
+  }
+  if (group.length > 1) for (const g of gradient!) scaleInPlace(g.data, 1 / group.length);
+  return { gradient: gradient!, loss: loss / count, correct, count };
+}
+
+function addInto(acc: Float32Array, x: Float32Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + x[i]!;
+}
+
+function scaleInPlace(a: Float32Array, s: number): void {
+  for (let i = 0; i < a.length; i++) a[i] = a[i]! * s;
+}
