@@ -1,0 +1,53 @@
+/**
+ * End to end: the `make test-local` path (scripts/run-local.ts: a real server process and real
+ * worker processes over loopback gRPC) with 2 workers reaches its accuracy target in every mode,
+ * and reports failure when the target is out of reach.
+ */
+import t from "tap";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const script = fileURLToPath(new URL("../run-local.ts", import.meta.url));
+
+interface RunResult {
+  code: number | null;
+  output: string;
+  run: { mode: string; workers: number; wall_time_s: number; final_test_accuracy: number; passed: boolean } | undefined;
+}
+
+function runLocal(env: Record<string, string>, dir: string): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [script], {
+      env: { ...process.env, RESULTS_DIR: dir, PROGRESS_INTERVAL_MS: "60000", STATUS_INTERVAL_MS: "0", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    child.once("exit", (code) => {
+      const line = /^RUN_JSON: (.*)$/m.exec(output);
+      resolve({ code, output, run: line ? JSON.parse(line[1]!) : undefined });
+    });
+  });
+}
+
+for (const mode of ["sync", "async", "ssp"]) {
+  t.test(`${mode}: 2 workers train to the accuracy target`, async (t) => {
+    const dir = t.testdir();
+    const r = await runLocal({ WORKERS: "2", MODE: mode, EPOCHS: "3", ACCURACY_TARGET: "0.75" }, dir);
+    t.equal(r.code, 0, "run-local exits 0");
+    if (r.code !== 0) t.comment(r.output.slice(-3000));
+    t.equal(r.run?.mode, mode, "the run used the requested mode");
+    t.equal(r.run?.workers, 2, "with 2 workers");
+    t.ok((r.run?.final_test_accuracy ?? 0) >= 0.75, `final test accuracy ${r.run?.final_test_accuracy} reaches 0.75`);
+    t.match(r.output, /"role":"server".*"run_complete":true/, "the server printed its summary with the run complete");
+    t.equal((r.output.match(/"role":"worker"/g) ?? []).length, 2, "each worker printed its METRICS_JSON line");
+  });
+}
+
+t.test("an unreachable accuracy target makes the run fail", async (t) => {
+  const r = await runLocal({ WORKERS: "2", MODE: "async", EPOCHS: "1", ACCURACY_TARGET: "0.99" }, t.testdir());
+  t.equal(r.code, 1, "run-local exits 1");
+  t.equal(r.run?.passed, false, "the summary says it did not pass");
+  t.match(r.output, /below the target 99\.00%/, "and says why");
+});
