@@ -86,8 +86,16 @@ async function main(): Promise<number> {
     }
     log = createLogger(`worker ${conn.slot}`, config.LOG_LEVEL);
     log.info(`registered as slot ${conn.slot} of ${conn.config.totalWorkers} (mode ${Mode[conn.config.mode].toLowerCase()})`);
+    // A single missed heartbeat is harmless (the lease is four intervals long); say so only when
+    // they keep failing.
+    let missedHeartbeats = 0;
     const heartbeat = setInterval(() => {
-      conn.heartbeat().catch((e: unknown) => log.warn(`heartbeat failed: ${ConnectError.from(e).message}`));
+      conn.heartbeat().then(
+        () => (missedHeartbeats = 0),
+        (e: unknown) => {
+          if (++missedHeartbeats >= 2) log.warn(`${missedHeartbeats} heartbeats in a row failed: ${ConnectError.from(e).message}`);
+        },
+      );
     }, conn.config.heartbeatIntervalMs);
     try {
       await ensureParameters(conn, trainer);

@@ -13,7 +13,8 @@ t.test("slices are disjoint, cover every index once, and differ in size by at mo
       sizes.push(slice.length);
       for (const index of slice) {
         if (!(index >= 0 && index < count)) outOfRange++;
-        else if (seen[index]++) duplicates++;
+        else if (seen[index] === 1) duplicates++;
+        else seen[index] = 1;
       }
     }
     t.equal(outOfRange, 0, `count ${count}, ${workers} workers: every index in range`);

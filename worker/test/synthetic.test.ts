@@ -67,6 +67,13 @@ t.test("bayesAccuracy tracks the generating model in the limits", async (t) => {
   t.ok(blur.bayesAccuracy < 0.16, `overlapping clusters: ${blur.bayesAccuracy} is near chance 0.1`);
 });
 
+t.test("checkSplit catches inconsistent splits", async (t) => {
+  const x = new Float32Array(6);
+  t.throws(() => checkSplit({ x, y: new Int32Array(3), count: 2 }, 3, 2), /y has 3 labels but count is 2/, "label count");
+  t.throws(() => checkSplit({ x, y: new Int32Array(3), count: 3 }, 3, 2), /x has 6 values/, "row length");
+  t.throws(() => checkSplit({ x, y: Int32Array.from([0, 2]), count: 2 }, 3, 2), /label 2 of example 1/, "label range");
+});
+
 t.test("invalid options are rejected", async (t) => {
   t.throws(() => makeSyntheticDataset({ seed: 1, trainExamples: -1, testExamples: 1 }), RangeError, "negative trainExamples");
   t.throws(() => makeSyntheticDataset({ seed: 1, trainExamples: 1, testExamples: 1, classes: 1 }), RangeError, "one class");

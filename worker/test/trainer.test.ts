@@ -110,22 +110,34 @@ t.test("MLP gradients agree with central finite differences", async (t) => {
   const trainer = makeTrainer("mlp", 6, 3, 4);
   const batch = randomBatch(8, 6, 3, 9);
   const base = trainer.parameters();
-  const { gradients } = trainer.gradients(batch.x, batch.y, batch.count);
+  const { gradients, loss } = trainer.gradients(batch.x, batch.y, batch.count);
   const lossWith = (tensor: number, element: number, delta: number) => {
     const moved = base.map((p, i) => (i === tensor ? { ...p, data: p.data.map((v, j) => (j === element ? v + delta : v)) } : p));
     trainer.setParameters(moved);
     return trainer.gradients(batch.x, batch.y, batch.count).loss;
   };
-  const epsilon = 5e-3; // float32 loss: smaller steps drown in rounding noise
+  // Float32 loss: much smaller steps drown in rounding noise (~1e-7 / epsilon).
+  const epsilon = 1e-3;
+  const tolerance = (analytic: number) => 2e-4 + 0.02 * Math.abs(analytic);
   for (const [tensor, g] of gradients.entries()) {
-    // The element with the largest gradient (a strong check) and a fixed one.
-    const largest = g.data.reduce((best, v, i) => (Math.abs(v) > Math.abs(g.data[best]!) ? i : best), 0);
-    for (const element of new Set([largest, Math.floor(g.data.length / 3)])) {
-      const numeric = (lossWith(tensor, element, epsilon) - lossWith(tensor, element, -epsilon)) / (2 * epsilon);
+    // Check the two largest-gradient elements at which the loss is smooth. Where a ReLU input of
+    // some example lies within epsilon of 0, the loss has a kink and a finite difference is not the
+    // derivative; such points show as disagreeing forward and backward differences and are skipped.
+    const byMagnitude = Array.from(g.data.keys()).sort((a, b) => Math.abs(g.data[b]!) - Math.abs(g.data[a]!));
+    let checked = 0;
+    for (const element of byMagnitude.slice(0, 10)) {
+      const up = lossWith(tensor, element, epsilon);
+      const down = lossWith(tensor, element, -epsilon);
+      const forward = (up - loss) / epsilon;
+      const backward = (loss - down) / epsilon;
       const analytic = g.data[element]!;
-      t.ok(Math.abs(numeric - analytic) <= 1e-3 + 0.03 * Math.abs(analytic),
-        `${g.name}[${element}]: analytic ${analytic.toExponential(4)} vs numeric ${numeric.toExponential(4)}`);
+      if (Math.abs(forward - backward) > tolerance(analytic)) continue; // kink within epsilon
+      const central = (up - down) / (2 * epsilon);
+      t.ok(Math.abs(central - analytic) <= tolerance(analytic),
+        `${g.name}[${element}]: analytic ${analytic.toExponential(4)} vs numeric ${central.toExponential(4)}`);
+      if (++checked === 2) break;
     }
+    t.equal(checked, 2, `${g.name}: two smooth elements were checked`);
   }
   trainer.dispose();
 });

@@ -6,6 +6,9 @@ import * as tfl from "@tensorflow/tfjs-layers";
 import { deriveSeed } from "../data/random.ts";
 import type { ModelOptions } from "./models.ts";
 
+/** Keeps initialiser seeds apart from the dataset's streams when both use the same user seed. */
+const INIT_SALT = 0x1417;
+
 /** features -> 64 ReLU -> 64 ReLU -> classes logits. */
 export function buildMlp(options: ModelOptions): tfl.LayersModel {
   return denseStack(options, [64, 64]);
@@ -30,7 +33,7 @@ function denseStack(options: ModelOptions, hiddenUnits: readonly number[]): tfl.
         units: width,
         activation: isLogits ? "linear" : "relu",
         // Glorot-uniform (the Keras default) with a per-layer seed: identical on every worker.
-        kernelInitializer: tfl.initializers.glorotUniform({ seed: deriveSeed(options.seed, i + 1) }),
+        kernelInitializer: tfl.initializers.glorotUniform({ seed: deriveSeed(deriveSeed(options.seed, INIT_SALT), i + 1) }),
         biasInitializer: "zeros",
       })
       .apply(h) as tfl.SymbolicTensor;
