@@ -25,15 +25,23 @@ export class ConfigError extends Error {
 // the default rather than failing to parse "".
 const unsetIfEmpty = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
 
-function withDefault<T extends z.ZodType>(schema: T, fallback: z.input<T> | undefined, accepts: string) {
-  const inner = fallback === undefined ? schema : schema.default(fallback as never);
+// Defaults are given as the string a user would write and go through the same parsing as real
+// values (zod's prefault), so a default can never have a different type than a parsed value.
+function withDefault<T extends z.ZodType>(schema: T, fallback: string | number | boolean | undefined, accepts: string) {
+  const inner = fallback === undefined ? schema : schema.prefault(String(fallback) as never);
   return z.preprocess(unsetIfEmpty, inner).describe(accepts);
 }
 
-/** An integer in [min, max]. */
+/** An integer in [min, max], written in decimal. */
 export function intVar(opts: { min: number; max: number; default?: number }) {
   const accepts = `an integer from ${opts.min} to ${opts.max}`;
-  return withDefault(z.coerce.number().int().min(opts.min).max(opts.max), opts.default, accepts);
+  const schema = z
+    .string()
+    .trim()
+    .regex(/^[+-]?\d+$/, "expected a decimal integer")
+    .transform(Number)
+    .pipe(z.number().int().min(opts.min).max(opts.max));
+  return withDefault(schema, opts.default, accepts);
 }
 
 /** A finite number in [min, max]. */
@@ -55,7 +63,7 @@ export function boolVar(fallback?: boolean) {
     .enum(["true", "false", "1", "0", "yes", "no"])
     .transform((v) => v === "true" || v === "1" || v === "yes");
   const lowered = z.preprocess((v) => (typeof v === "string" ? v.trim().toLowerCase() : v), schema);
-  return withDefault(lowered, fallback === undefined ? undefined : String(fallback), "true or false");
+  return withDefault(lowered, fallback, "true or false");
 }
 
 /** A host:port address (host name, IPv4, or [IPv6]). */
@@ -74,6 +82,21 @@ export function addressVar(fallback?: string) {
 /** Any non-empty string. */
 export function stringVar(accepts: string, fallback?: string) {
   return withDefault(z.string().min(1), fallback, accepts);
+}
+
+/** A string that may be left unset (then undefined). */
+export function optionalStringVar(accepts: string) {
+  return z.preprocess(unsetIfEmpty, z.string().min(1).optional()).describe(accepts);
+}
+
+/**
+ * Marks an issue raised by a rule that relates two variables (superRefine), whose message stands on
+ * its own: the variable's "accepts" text would only confuse, as its value is valid by itself.
+ */
+export const CROSS_FIELD = { crossField: true } as const;
+
+function isCrossField(issue: z.core.$ZodIssue): boolean {
+  return issue.code === "custom" && (issue.params as { crossField?: boolean } | undefined)?.crossField === true;
 }
 
 /**
@@ -97,7 +120,7 @@ export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEn
     const shown = value === undefined ? "unset" : JSON.stringify(value);
     const accepts = field?.description;
     problems.push(
-      accepts === undefined
+      accepts === undefined || isCrossField(issue)
         ? `${key}=${shown}: ${issue.message}`
         : `${key}=${shown}: accepts ${accepts} (${issue.message})`,
     );

@@ -2,7 +2,7 @@
  * The server's configuration, read from the environment (see the README's table).
  */
 import { z } from "zod";
-import { boolVar, enumVar, intVar, numberVar, stringVar } from "@distributed-ps/common/env.ts";
+import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, stringVar } from "@distributed-ps/common/env.ts";
 
 export const serverEnvSchema = z
   .object({
@@ -39,7 +39,7 @@ export const serverEnvSchema = z
   })
   .superRefine((c, ctx) => {
     if (c.LR_SCHEDULE === "cosine" && c.LR_MIN > c.LEARNING_RATE) {
-      ctx.addIssue({ code: "custom", path: ["LR_MIN"], message: `must not exceed LEARNING_RATE (${c.LEARNING_RATE})` });
+      ctx.addIssue({ code: "custom", path: ["LR_MIN"], message: `must not exceed LEARNING_RATE (${c.LEARNING_RATE})`, params: CROSS_FIELD });
     }
   });
 

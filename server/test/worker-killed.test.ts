@@ -2,7 +2,7 @@
  * A worker process killed with SIGKILL mid-step does not stop the others: the step completes once
  * its lease runs out, and a replacement process takes the same slot.
  */
-import t from "tap";
+import t, { type Test } from "tap";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
@@ -11,7 +11,7 @@ import { gradient, settledWithin, startTestServer } from "./helpers/test-server.
 
 const fixture = fileURLToPath(new URL("./fixtures/stuck-worker.ts", import.meta.url));
 
-function startStuckWorker(t: Tap.Test, address: string) {
+function startStuckWorker(t: Test, address: string) {
   const child = spawn(process.execPath, [fixture, address], { stdio: ["ignore", "pipe", "inherit"] });
   t.teardown(() => void child.kill("SIGKILL"));
   const slot = new Promise<number>((resolve, reject) => {

@@ -1,0 +1,179 @@
+import t, { type Test } from "tap";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { WorkerSessionSchema, type WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { Membership, type LeaveReason, type Slot } from "../src/membership.ts";
+
+const FP = "synthetic:mlp:seed=42";
+const LEASE = 1000;
+
+/** A membership with a hand-driven clock that records every join and leave. */
+function setup(totalWorkers = 3) {
+  let now = 10_000;
+  const joins: { slot: number; replacement: boolean }[] = [];
+  const leaves: { slot: number; reason: LeaveReason }[] = [];
+  const m = new Membership({
+    totalWorkers,
+    leaseMs: LEASE,
+    now: () => now,
+    onJoin: (s, replacement) => joins.push({ slot: s.index, replacement }),
+    onLeave: (s, reason) => leaves.push({ slot: s.index, reason }),
+  });
+  return {
+    m,
+    joins,
+    leaves,
+    advance: (ms: number) => {
+      now += ms;
+    },
+    now: () => now,
+  };
+}
+
+const session = (s: Slot | { index: number; token: string }): WorkerSession =>
+  create(WorkerSessionSchema, { slot: s.index, token: s.token });
+
+/** Asserts `fn` throws a ConnectError with `code` and a message matching `pattern`. */
+function rejects(t: Test, fn: () => unknown, code: Code, pattern: RegExp, what: string) {
+  try {
+    fn();
+    t.fail(`${what}: expected ConnectError ${Code[code]}, nothing was thrown`);
+  } catch (err) {
+    t.type(err, ConnectError, `${what}: throws a ConnectError`);
+    t.equal((err as ConnectError).code, code, `${what}: code ${Code[code]}`);
+    t.match((err as ConnectError).rawMessage, pattern, `${what}: message explains`);
+  }
+}
+
+t.test("slots are handed out lowest first; a free preferred slot is honoured", async (t) => {
+  const { m, joins } = setup(4);
+  t.equal(m.register(-1, FP, "a").index, 0, "first worker gets slot 0");
+  t.equal(m.register(-1, FP, "b").index, 1, "second worker gets slot 1");
+  t.equal(m.register(3, FP, "c").index, 3, "preferred free slot 3 is honoured");
+  t.equal(m.register(1, FP, "d").index, 2, "preferred slot 1 is taken: lowest free (2) instead");
+  t.same(joins, [
+    { slot: 0, replacement: false },
+    { slot: 1, replacement: false },
+    { slot: 3, replacement: false },
+    { slot: 2, replacement: false },
+  ], "onJoin called once per registration, none a replacement");
+  t.same(m.active().map((s) => s.index), [0, 1, 2, 3], "all four active");
+  const s0 = m.slots[0]!;
+  t.equal(s0.state, "active", "slot 0 active");
+  t.equal(s0.label, "a", "slot keeps the worker label");
+  t.equal(s0.leaseExpiresAt, 10_000 + LEASE, "lease runs out LEASE ms after registration");
+  t.equal(s0.registrations, 1, "one registration");
+  t.not(s0.token, m.slots[1]!.token, "tokens differ between slots");
+  t.ok(s0.token.length > 0, "token is non-empty");
+});
+
+t.test("registration beyond the worker count is ResourceExhausted, naming the lease", async (t) => {
+  const { m } = setup(2);
+  m.register(-1, FP, "a");
+  m.register(-1, FP, "b");
+  rejects(t, () => m.register(-1, FP, "c"), Code.ResourceExhausted, /no free slot: 2 of 2 slots are held.*lease \(1000 ms\) runs out/, "third of 2");
+  rejects(t, () => m.register(0, FP, "c"), Code.ResourceExhausted, /no free slot/, "preferred but taken, none free");
+});
+
+t.test("invalid registrations: preferred slot out of range, fingerprint mismatch", async (t) => {
+  const { m } = setup(3);
+  rejects(t, () => m.register(3, FP, "a"), Code.InvalidArgument, /preferred slot 3 does not exist: the run has 3 slots \(0\.\.2\)/, "preferred slot 3 of 3");
+  rejects(t, () => m.register(50, FP, "a"), Code.InvalidArgument, /preferred slot 50 does not exist/, "preferred slot 50");
+  m.register(-1, FP, "a");
+  rejects(t, () => m.register(-1, "other:model", "b"), Code.FailedPrecondition, /job fingerprint "other:model" differs from the run's "synthetic:mlp:seed=42"/, "fingerprint mismatch");
+  t.equal(m.active().length, 1, "refused registrations take no slot");
+  t.equal(m.register(-1, FP, "b").index, 1, "a matching fingerprint still registers");
+});
+
+t.test("an expired lease frees the slot, which the next registration reuses as a replacement", async (t) => {
+  const { m, joins, leaves, advance } = setup(2);
+  const a = m.register(-1, FP, "a");
+  const b = m.register(-1, FP, "b");
+  const oldToken = a.token;
+  advance(LEASE - 1);
+  m.authenticate(session(b)); // b renews, a stays silent
+  t.same(m.sweep(), [], "one ms before expiry nothing is freed");
+  advance(1);
+  const freed = m.sweep();
+  t.same(freed.map((s) => s.index), [0], "at exactly LEASE ms slot 0's lease has run out");
+  t.equal(m.slots[0]!.state, "free", "slot 0 is free");
+  t.equal(m.slots[0]!.token, "", "its token is cleared");
+  t.same(leaves, [{ slot: 0, reason: "lease expired" }], "onLeave(slot 0, 'lease expired')");
+  t.equal(m.slots[1]!.state, "active", "slot 1 (renewed) is still active");
+
+  const again = m.register(-1, FP, "a2");
+  t.equal(again.index, 0, "the next registration gets the same slot 0");
+  t.not(again.token, oldToken, "with a new token");
+  t.same(joins.at(-1), { slot: 0, replacement: true }, "onJoin reports a replacement");
+  t.equal(again.registrations, 2, "slot 0 has been registered twice");
+  rejects(t, () => m.authenticate(session({ index: 0, token: oldToken })), Code.FailedPrecondition, /session for slot 0 is not current \(its lease expired or the slot was re-registered\)/, "the old holder's token");
+});
+
+t.test("20 restarts of every worker never produce a slot id >= N", async (t) => {
+  const N = 3;
+  const { m, advance, leaves } = setup(N);
+  const seen = new Set<number>();
+  for (let round = 0; round < 20; round++) {
+    for (let i = 0; i < N; i++) seen.add(m.register(-1, FP, `w${round}.${i}`).index);
+    advance(LEASE); // everyone goes silent: all leases run out
+  }
+  t.same([...seen].sort(), [0, 1, 2], "only slots 0, 1, 2 were ever handed out");
+  t.equal(leaves.filter((l) => l.reason === "lease expired").length, 19 * N, "19 rounds × 3 expiries observed by the 20th round");
+  t.equal(
+    m.slots.reduce((n, s) => n + s.registrations, 0),
+    20 * N,
+    "60 registrations spread over 3 slots",
+  );
+  t.equal(m.slots.length, N, "slot table never grew");
+});
+
+t.test("authenticate renews the lease; a stale or bad session is refused", async (t) => {
+  const { m, advance, leaves } = setup(2);
+  const a = m.register(-1, FP, "a");
+  for (let i = 0; i < 5; i++) {
+    advance(LEASE - 100);
+    t.equal(m.authenticate(session(a)).index, 0, `renewal ${i + 1} at ${(i + 1) * (LEASE - 100)} ms succeeds`);
+  }
+  t.equal(a.state, "active", "after 4500 ms of regular calls (lease 1000 ms) the slot is still held");
+  t.equal(leaves.length, 0, "no leave");
+  t.equal(a.leaseExpiresAt, 10_000 + 5 * 900 + LEASE, "lease runs out LEASE ms after the last call");
+  t.equal(a.lastSeen, 10_000 + 5 * 900, "lastSeen is the last call");
+
+  rejects(t, () => m.authenticate(session({ index: 0, token: "forged" })), Code.FailedPrecondition, /not current/, "wrong token");
+  rejects(t, () => m.authenticate(session({ index: 1, token: "" })), Code.FailedPrecondition, /not current/, "empty token on a free slot");
+  rejects(t, () => m.authenticate(session({ index: 7, token: a.token })), Code.FailedPrecondition, /slot 7 does not exist \(the run has 2\)/, "unknown slot");
+  rejects(t, () => m.authenticate(undefined), Code.InvalidArgument, /no worker session/, "no session");
+
+  const token = a.token;
+  advance(LEASE);
+  rejects(t, () => m.authenticate(session({ index: 0, token })), Code.FailedPrecondition, /not current/, "authenticating after the lease ran out");
+  t.same(leaves, [{ slot: 0, reason: "lease expired" }], "authenticate swept the expired lease");
+});
+
+t.test("finish: slot leaves, is never handed out again; run completes; then registering is refused", async (t) => {
+  const { m, leaves, advance } = setup(2);
+  const a = m.register(-1, FP, "a");
+  const bToken = m.register(-1, FP, "b").token;
+  const aToken = a.token;
+  m.finish(session(a));
+  t.equal(a.state, "finished", "slot 0 finished");
+  t.equal(a.token, "", "its token is cleared");
+  t.same(leaves, [{ slot: 0, reason: "finished" }], "onLeave(slot 0, 'finished')");
+  t.equal(m.runComplete, false, "run not complete while slot 1 is active");
+  rejects(t, () => m.authenticate(session({ index: 0, token: aToken })), Code.FailedPrecondition, /the slot has finished/, "finished session can no longer call");
+
+  // slot 1's worker dies; its replacement must get slot 1, never the finished slot 0
+  advance(LEASE);
+  const b2 = m.register(0, FP, "b2");
+  t.equal(b2.index, 1, "preferring finished slot 0 still yields the free slot 1");
+  rejects(t, () => m.register(-1, FP, "c"), Code.ResourceExhausted, /1 of 2 slots are held by live workers and 1 have finished/, "no slot: finished slot 0 is not reused");
+  t.not(b2.token, bToken, "replacement has a new token");
+  advance(5 * LEASE);
+  t.equal(a.state, "finished", "a finished slot does not expire into free");
+
+  const b3 = m.register(-1, FP, "b3");
+  m.finish(session(b3));
+  t.equal(m.runComplete, true, "every slot finished → run complete");
+  t.same(leaves.map((l) => l.reason), ["finished", "lease expired", "lease expired", "finished"], "leave reasons in order");
+  rejects(t, () => m.register(-1, FP, "late"), Code.FailedPrecondition, /the run is complete/, "registering after completion");
+});
