@@ -24,7 +24,8 @@ WORKERS ?= 4
 MODE ?= sync
 export WORKERS MODE
 
-.PHONY: help setup generate build lint test test-unit test-e2e test-local typecheck clean
+.PHONY: help setup generate build lint test test-node test-terraform test-docker test-local typecheck clean \
+	deploy destroy images logs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,11 +52,32 @@ typecheck: build
 lint: build ## Typecheck plus `buf lint`
 	@echo "lint: ok"
 
-test: setup ## Run every test (unit, integration, end to end)
+test: test-node test-terraform test-docker ## Run every test: unit, integration, end to end, Terraform, Docker
+
+test-node: setup ## The TypeScript tests (tap): unit, integration, processes, end to end
 	npx tap
+
+test-terraform: ## Terraform fmt/validate/test (offline, mock provider) and shellcheck of every script
+	terraform/test.sh
+
+test-docker: setup ## Build both images with a real Docker engine and train in containers
+	docker/test-e2e.sh
 
 test-local: setup ## Train one job locally: WORKERS=4 MODE=sync|async|ssp EPOCHS=5 ...
 	node scripts/run-local.ts
+
+deploy: ## Build, push and deploy to AWS (ARGS="--platform linux/arm64 -- -var worker_count=4")
+	terraform/deploy.sh $(ARGS)
+
+destroy: ## Destroy everything on AWS (ARGS=--yes skips the question)
+	terraform/destroy.sh $(ARGS)
+
+images: ## Build both images locally (ARGS=--local-base when Docker Hub is out of reach)
+	docker/build-images.sh $(ARGS)
+
+logs: ## Follow the parameter server's CloudWatch logs (LOG=worker for the workers)
+	aws logs tail "$$(terraform -chdir=terraform output -raw $(or $(LOG),parameter_server)_log_group)" --follow \
+		--region "$$(terraform -chdir=terraform output -raw region)"
 
 clean: ## Remove installed packages and run logs
 	rm -rf node_modules .node runs .tap coverage

@@ -1,0 +1,200 @@
+# ECS: one parameter server task (found by workers through Cloud Map) and worker_count workers.
+#
+# When training completes the processes exit 0, but an ECS service replaces every stopped task, so
+# finished workers would be restarted forever (and get new worker ids). The job therefore scales
+# itself down: both containers get ECS_CLUSTER, SERVER_SERVICE and WORKER_SERVICE, and their task
+# roles may call ecs:UpdateService on exactly these two services, so the finished job sets both
+# desired counts to 0. See README.md "When training completes".
+
+resource "aws_ecs_cluster" "main" {
+  name = local.cluster_name
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+locals {
+  # Given to both containers: where their data lives and which services to scale down at the end.
+  job_environment = {
+    AWS_REGION     = var.region
+    S3_BUCKET      = aws_s3_bucket.data.id
+    ECS_CLUSTER    = local.cluster_name
+    SERVER_SERVICE = local.parameter_server_name
+    WORKER_SERVICE = local.worker_name
+  }
+
+  # null values are left out, so the code's own default applies. The *_extra_environment maps come
+  # first so they can never override a value that a dedicated variable controls.
+  parameter_server_environment = merge(var.server_extra_environment, local.job_environment, {
+    SERVER_PORT            = tostring(var.server_port)
+    TOTAL_WORKERS_EXPECTED = tostring(var.worker_count)
+    SERVER_MODE            = var.server_mode
+    STALENESS_BOUND        = var.staleness_bound == null ? null : tostring(var.staleness_bound)
+    OPTIMIZER              = var.optimizer
+    LEARNING_RATE          = var.learning_rate == null ? null : tostring(var.learning_rate)
+    LR_SCHEDULE            = var.lr_schedule
+    LEASE_MS               = var.lease_ms == null ? null : tostring(var.lease_ms)
+    CHECKPOINT_URI         = local.checkpoint_uri
+  })
+
+  worker_environment = merge(var.worker_extra_environment, local.job_environment, {
+    PARAMETER_SERVER_ADDRESS = local.parameter_server_address
+    DATA_BUCKET              = aws_s3_bucket.data.id
+    BATCH_SIZE               = var.batch_size == null ? null : tostring(var.batch_size)
+    EPOCHS                   = var.epochs == null ? null : tostring(var.epochs)
+    SEED                     = var.seed == null ? null : tostring(var.seed)
+    DATASET                  = var.dataset
+    MODEL                    = var.model
+  })
+
+  secrets = var.auth_token_ssm_parameter_arn == null ? [] : [
+    { name = "AUTH_TOKEN", valueFrom = var.auth_token_ssm_parameter_arn },
+  ]
+
+  # Settings both containers share: non-root (the images' uid), read-only root with a writable
+  # /tmp, and an init process as PID 1 that forwards SIGTERM to node and reaps zombies.
+  container_defaults = {
+    essential              = true
+    user                   = "1000:1000"
+    readonlyRootFilesystem = true
+    linuxParameters        = { initProcessEnabled = true }
+    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+    secrets                = local.secrets
+  }
+}
+
+resource "aws_ecs_task_definition" "parameter_server" {
+  family                   = local.parameter_server_name
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = tostring(var.parameter_server_cpu)
+  memory                   = tostring(var.parameter_server_memory)
+  execution_role_arn       = local.execution_role_arn
+  task_role_arn            = local.parameter_server_task_role_arn
+
+  container_definitions = jsonencode([merge(local.container_defaults, {
+    name         = "parameter-server"
+    image        = local.parameter_server_image
+    portMappings = [{ name = "grpc", containerPort = var.server_port, protocol = "tcp" }]
+    environment  = [for k, v in local.parameter_server_environment : { name = k, value = v } if v != null]
+    healthCheck = {
+      command     = ["CMD", "node", "server/src/healthcheck.ts"]
+      interval    = 15
+      timeout     = 5
+      retries     = 3
+      startPeriod = 60
+    }
+    # Fargate's maximum: time for the server to write its final checkpoint after SIGTERM.
+    stopTimeout = 120
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.parameter_server.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = "parameter-server"
+      }
+    }
+  })])
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+
+  volume {
+    name = "tmp"
+  }
+}
+
+resource "aws_ecs_task_definition" "worker" {
+  family                   = local.worker_name
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = tostring(var.worker_cpu)
+  memory                   = tostring(var.worker_memory)
+  execution_role_arn       = local.execution_role_arn
+  task_role_arn            = local.worker_task_role_arn
+
+  # No container health check: a worker serves no port, and the server already judges worker
+  # liveness through its lease (LEASE_MS). An ECS health check that failed would make ECS replace
+  # the worker, which then rejoins under a new id: the churn this setup avoids.
+  container_definitions = jsonencode([merge(local.container_defaults, {
+    name        = "worker"
+    image       = local.worker_image
+    environment = [for k, v in local.worker_environment : { name = k, value = v } if v != null]
+    stopTimeout = 30
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.worker.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = "worker"
+      }
+    }
+  })])
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+
+  volume {
+    name = "tmp"
+  }
+}
+
+resource "aws_ecs_service" "parameter_server" {
+  name             = local.parameter_server_name
+  cluster          = aws_ecs_cluster.main.id
+  task_definition  = aws_ecs_task_definition.parameter_server.arn
+  desired_count    = local.parameter_server_desired
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+  # Stop the old server before starting a new one: two servers would split the workers.
+  deployment_minimum_healthy_percent = 0
+  deployment_maximum_percent         = 100
+  propagate_tags                     = "SERVICE"
+
+  network_configuration {
+    subnets          = aws_subnet.public[*].id
+    security_groups  = [aws_security_group.parameter_server.id]
+    assign_public_ip = true
+  }
+
+  service_registries {
+    registry_arn = aws_service_discovery_service.parameter_server.arn
+  }
+
+  # Stops a deployment whose tasks cannot start (e.g. an image built for the wrong architecture)
+  # instead of launching replacements without end.
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = false
+  }
+}
+
+resource "aws_ecs_service" "worker" {
+  name             = local.worker_name
+  cluster          = aws_ecs_cluster.main.id
+  task_definition  = aws_ecs_task_definition.worker.arn
+  desired_count    = local.worker_desired
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+  # A new image is a new training run: replace all workers at once rather than mixing versions.
+  deployment_minimum_healthy_percent = 0
+  deployment_maximum_percent         = 100
+  propagate_tags                     = "SERVICE"
+
+  network_configuration {
+    subnets          = aws_subnet.public[*].id
+    security_groups  = [aws_security_group.worker.id]
+    assign_public_ip = true
+  }
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = false
+  }
+}

@@ -1,0 +1,143 @@
+# IAM. AWS Academy accounts cannot create roles, so by default every role is the existing LabRole.
+# With create_iam_roles = true this file creates three least-privilege roles instead:
+#   execution        - what ECS itself needs to start a task: pull the images, write the logs,
+#                      read the optional AUTH_TOKEN parameter;
+#   parameter server - read/write the bucket (checkpoints, models), scale this job's services;
+#   worker           - read the bucket (datasets), scale this job's services.
+
+data "aws_iam_role" "lab" {
+  count = var.create_iam_roles ? 0 : 1
+
+  name = var.lab_role_name
+}
+
+locals {
+  execution_role_arn             = var.create_iam_roles ? aws_iam_role.execution[0].arn : data.aws_iam_role.lab[0].arn
+  parameter_server_task_role_arn = var.create_iam_roles ? aws_iam_role.parameter_server_task[0].arn : data.aws_iam_role.lab[0].arn
+  worker_task_role_arn           = var.create_iam_roles ? aws_iam_role.worker_task[0].arn : data.aws_iam_role.lab[0].arn
+
+  ecs_tasks_assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ecs-tasks.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+    }]
+  })
+
+  # The finished job sets the desired count of its own two services to 0 (see ecs.tf).
+  scale_down_statement = {
+    Sid      = "ScaleDownFinishedJob"
+    Effect   = "Allow"
+    Action   = ["ecs:UpdateService", "ecs:DescribeServices"]
+    Resource = [aws_ecs_service.parameter_server.id, aws_ecs_service.worker.id]
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  count = var.create_iam_roles ? 1 : 0
+
+  name               = "${local.name}-execution"
+  assume_role_policy = local.ecs_tasks_assume_role_policy
+}
+
+resource "aws_iam_role_policy" "execution" {
+  count = var.create_iam_roles ? 1 : 0
+
+  name = "pull-images-write-logs"
+  role = aws_iam_role.execution[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat([
+      {
+        Sid      = "EcrLogin"
+        Effect   = "Allow"
+        Action   = ["ecr:GetAuthorizationToken"]
+        Resource = ["*"] # this action has no resource-level permissions
+      },
+      {
+        Sid      = "PullImages"
+        Effect   = "Allow"
+        Action   = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
+        Resource = [aws_ecr_repository.parameter_server.arn, aws_ecr_repository.worker.arn]
+      },
+      {
+        Sid      = "WriteLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = ["${aws_cloudwatch_log_group.parameter_server.arn}:*", "${aws_cloudwatch_log_group.worker.arn}:*"]
+      },
+      ], var.auth_token_ssm_parameter_arn == null ? [] : [
+      {
+        Sid      = "ReadAuthToken"
+        Effect   = "Allow"
+        Action   = ["ssm:GetParameters"]
+        Resource = [var.auth_token_ssm_parameter_arn]
+      },
+    ])
+  })
+}
+
+resource "aws_iam_role" "parameter_server_task" {
+  count = var.create_iam_roles ? 1 : 0
+
+  name               = "${local.name}-parameter-server-task"
+  assume_role_policy = local.ecs_tasks_assume_role_policy
+}
+
+resource "aws_iam_role_policy" "parameter_server_task" {
+  count = var.create_iam_roles ? 1 : 0
+
+  name = "bucket-read-write-scale-down"
+  role = aws_iam_role.parameter_server_task[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ListBucket"
+        Effect   = "Allow"
+        Action   = ["s3:ListBucket"]
+        Resource = [aws_s3_bucket.data.arn]
+      },
+      {
+        Sid      = "ReadWriteObjects"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+        Resource = ["${aws_s3_bucket.data.arn}/*"]
+      },
+      local.scale_down_statement,
+    ]
+  })
+}
+
+resource "aws_iam_role" "worker_task" {
+  count = var.create_iam_roles ? 1 : 0
+
+  name               = "${local.name}-worker-task"
+  assume_role_policy = local.ecs_tasks_assume_role_policy
+}
+
+resource "aws_iam_role_policy" "worker_task" {
+  count = var.create_iam_roles ? 1 : 0
+
+  name = "bucket-read-scale-down"
+  role = aws_iam_role.worker_task[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ListBucket"
+        Effect   = "Allow"
+        Action   = ["s3:ListBucket"]
+        Resource = [aws_s3_bucket.data.arn]
+      },
+      {
+        Sid      = "ReadObjects"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject"]
+        Resource = ["${aws_s3_bucket.data.arn}/*"]
+      },
+      local.scale_down_statement,
+    ]
+  })
+}

@@ -1,0 +1,553 @@
+# Offline tests: the AWS provider is mocked, so `apply` runs create nothing and cost nothing.
+# Computed attributes (ids, ARNs, repository URLs) get generated values; data sources get the
+# defaults below.
+
+mock_provider "aws" {
+  mock_data "aws_availability_zones" {
+    defaults = {
+      names = ["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d"]
+    }
+  }
+
+  mock_data "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/LabRole"
+    }
+  }
+}
+
+# Distinct, well-formed values where the provider validates ARNs or where a test must tell two
+# resources apart (a shared generated value would let a wrong reference pass).
+override_resource {
+  target = aws_service_discovery_service.parameter_server
+  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver" }
+}
+
+override_resource {
+  target = aws_ecr_repository.parameter_server
+  values = {
+    arn            = "arn:aws:ecr:us-west-2:123456789012:repository/distributed-ps-dev-parameter-server"
+    repository_url = "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-parameter-server"
+  }
+}
+
+override_resource {
+  target = aws_ecr_repository.worker
+  values = {
+    arn            = "arn:aws:ecr:us-west-2:123456789012:repository/distributed-ps-dev-worker"
+    repository_url = "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-worker"
+  }
+}
+
+override_resource {
+  target = aws_iam_role.execution
+  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-execution" }
+}
+
+override_resource {
+  target = aws_iam_role.parameter_server_task
+  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-parameter-server-task" }
+}
+
+override_resource {
+  target = aws_iam_role.worker_task
+  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-worker-task" }
+}
+
+override_resource {
+  target = aws_ecs_service.parameter_server
+  values = { id = "arn:aws:ecs:us-west-2:123456789012:service/distributed-ps-dev-cluster/distributed-ps-dev-parameter-server" }
+}
+
+override_resource {
+  target = aws_ecs_service.worker
+  values = { id = "arn:aws:ecs:us-west-2:123456789012:service/distributed-ps-dev-cluster/distributed-ps-dev-worker" }
+}
+
+variables {
+  image_tag = "0123abcd4567"
+}
+
+run "defaults_match_the_documented_deployment" {
+  command = apply
+
+  # Names the README's commands use verbatim.
+  assert {
+    condition     = aws_ecs_cluster.main.name == "distributed-ps-dev-cluster"
+    error_message = "cluster name must be distributed-ps-dev-cluster"
+  }
+  assert {
+    condition     = aws_ecs_service.parameter_server.name == "distributed-ps-dev-parameter-server" && aws_ecs_service.worker.name == "distributed-ps-dev-worker"
+    error_message = "service names must be distributed-ps-dev-parameter-server and distributed-ps-dev-worker"
+  }
+  assert {
+    condition     = aws_cloudwatch_log_group.parameter_server.name == "/ecs/distributed-ps-dev-parameter-server" && aws_cloudwatch_log_group.worker.name == "/ecs/distributed-ps-dev-worker"
+    error_message = "log groups must be /ecs/distributed-ps-dev-parameter-server and /ecs/distributed-ps-dev-worker"
+  }
+  assert {
+    condition     = aws_cloudwatch_log_group.parameter_server.retention_in_days == 7 && aws_cloudwatch_log_group.worker.retention_in_days == 7
+    error_message = "log retention must default to 7 days"
+  }
+
+  # Service discovery: parameter-server.distributed-ps-dev.local:8000
+  assert {
+    condition     = aws_service_discovery_private_dns_namespace.main.name == "distributed-ps-dev.local"
+    error_message = "Cloud Map namespace must be distributed-ps-dev.local"
+  }
+  assert {
+    condition     = aws_service_discovery_private_dns_namespace.main.vpc == aws_vpc.main.id
+    error_message = "the private namespace must be attached to the VPC"
+  }
+  assert {
+    condition     = aws_service_discovery_service.parameter_server.name == "parameter-server" && one(aws_service_discovery_service.parameter_server.dns_config[0].dns_records).type == "A"
+    error_message = "Cloud Map service must be parameter-server with an A record"
+  }
+  assert {
+    condition     = output.parameter_server_dns_name == "parameter-server.distributed-ps-dev.local" && output.parameter_server_address == "parameter-server.distributed-ps-dev.local:8000"
+    error_message = "DNS name / address outputs are wrong: ${output.parameter_server_address}"
+  }
+  assert {
+    condition     = one(aws_ecs_service.parameter_server.service_registries).registry_arn == aws_service_discovery_service.parameter_server.arn
+    error_message = "the server service must register in Cloud Map"
+  }
+  assert {
+    condition     = aws_vpc.main.enable_dns_support && aws_vpc.main.enable_dns_hostnames
+    error_message = "private DNS needs DNS support and hostnames on the VPC"
+  }
+
+  # Network: two subnets in two different zones taken from the data source.
+  assert {
+    condition     = length(aws_subnet.public) == 2 && aws_subnet.public[0].availability_zone == "us-west-2a" && aws_subnet.public[1].availability_zone == "us-west-2b"
+    error_message = "expected two public subnets in us-west-2a and us-west-2b"
+  }
+  assert {
+    condition     = length(aws_route_table_association.public) == 2 && one(aws_route_table.public.route).gateway_id == aws_internet_gateway.main.id
+    error_message = "both subnets must route 0.0.0.0/0 through the internet gateway"
+  }
+
+  # The only ingress: the gRPC port, from the workers' security group, no CIDR.
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.parameter_server_from_workers.from_port == 8000 && aws_vpc_security_group_ingress_rule.parameter_server_from_workers.to_port == 8000 && aws_vpc_security_group_ingress_rule.parameter_server_from_workers.ip_protocol == "tcp"
+    error_message = "server ingress must be tcp/8000"
+  }
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.parameter_server_from_workers.referenced_security_group_id == aws_security_group.worker.id && aws_vpc_security_group_ingress_rule.parameter_server_from_workers.cidr_ipv4 == null
+    error_message = "server ingress must come from the worker security group only"
+  }
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.parameter_server_from_workers.security_group_id == aws_security_group.parameter_server.id
+    error_message = "the ingress rule must belong to the parameter server's group"
+  }
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.worker_to_parameter_server.referenced_security_group_id == aws_security_group.parameter_server.id && aws_vpc_security_group_egress_rule.worker_to_parameter_server.from_port == 8000
+    error_message = "workers must be allowed out to the server's port"
+  }
+
+  # Desired counts: one server, worker_count (16 by default) workers.
+  assert {
+    condition     = aws_ecs_service.parameter_server.desired_count == 1 && aws_ecs_service.worker.desired_count == 16
+    error_message = "desired counts must be 1 server and 16 workers"
+  }
+  assert {
+    condition     = aws_ecs_service.parameter_server.deployment_maximum_percent == 100 && aws_ecs_service.parameter_server.deployment_minimum_healthy_percent == 0
+    error_message = "a server deployment must never run two servers at once"
+  }
+  assert {
+    condition     = aws_ecs_service.worker.launch_type == "FARGATE" && one(aws_ecs_service.worker.network_configuration).assign_public_ip
+    error_message = "workers run on Fargate with a public IP (no NAT gateway)"
+  }
+  assert {
+    condition     = one(aws_ecs_service.worker.network_configuration).security_groups == toset([aws_security_group.worker.id]) && one(aws_ecs_service.parameter_server.network_configuration).security_groups == toset([aws_security_group.parameter_server.id])
+    error_message = "each service must use its own security group"
+  }
+
+  # Architecture defaults to X86_64.
+  assert {
+    condition     = aws_ecs_task_definition.parameter_server.runtime_platform[0].cpu_architecture == "X86_64" && aws_ecs_task_definition.worker.runtime_platform[0].cpu_architecture == "X86_64"
+    error_message = "default architecture must be X86_64"
+  }
+  assert {
+    condition     = aws_ecs_task_definition.parameter_server.cpu == "2048" && aws_ecs_task_definition.parameter_server.memory == "4096" && aws_ecs_task_definition.worker.cpu == "2048" && aws_ecs_task_definition.worker.memory == "4096"
+    error_message = "default task size must be 2 vCPU / 4 GB as documented"
+  }
+
+  # IAM: LabRole everywhere by default, no roles created.
+  assert {
+    condition     = aws_ecs_task_definition.parameter_server.execution_role_arn == "arn:aws:iam::123456789012:role/LabRole" && aws_ecs_task_definition.parameter_server.task_role_arn == "arn:aws:iam::123456789012:role/LabRole" && aws_ecs_task_definition.worker.task_role_arn == "arn:aws:iam::123456789012:role/LabRole"
+    error_message = "by default every role must be LabRole"
+  }
+  assert {
+    condition     = length(aws_iam_role.execution) == 0 && length(aws_iam_role.parameter_server_task) == 0 && length(aws_iam_role.worker_task) == 0
+    error_message = "no IAM roles may be created by default"
+  }
+
+  # Container definitions, decoded.
+  assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.name => e.value
+      } == {
+      SERVER_PORT            = "8000"
+      TOTAL_WORKERS_EXPECTED = "16"
+      SERVER_MODE            = "sync"
+      CHECKPOINT_URI         = "s3://${aws_s3_bucket.data.id}/checkpoints"
+      S3_BUCKET              = aws_s3_bucket.data.id
+      AWS_REGION             = "us-west-2"
+      ECS_CLUSTER            = "distributed-ps-dev-cluster"
+      SERVER_SERVICE         = "distributed-ps-dev-parameter-server"
+      WORKER_SERVICE         = "distributed-ps-dev-worker"
+    }
+    error_message = "server environment is wrong: ${jsonencode(jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment)}"
+  }
+  assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.name => e.value
+      } == {
+      PARAMETER_SERVER_ADDRESS = "parameter-server.distributed-ps-dev.local:8000"
+      S3_BUCKET                = aws_s3_bucket.data.id
+      DATA_BUCKET              = aws_s3_bucket.data.id
+      AWS_REGION               = "us-west-2"
+      ECS_CLUSTER              = "distributed-ps-dev-cluster"
+      SERVER_SERVICE           = "distributed-ps-dev-parameter-server"
+      WORKER_SERVICE           = "distributed-ps-dev-worker"
+    }
+    error_message = "worker environment is wrong: ${jsonencode(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment)}"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].image == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-parameter-server:0123abcd4567" && jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].image == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-worker:0123abcd4567"
+    error_message = "containers must run the ECR images at image_tag"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].portMappings[0].containerPort == 8000
+    error_message = "server container must expose port 8000"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].healthCheck.command == ["CMD", "node", "server/src/healthcheck.ts"]
+    error_message = "server health check must run server/src/healthcheck.ts"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].stopTimeout == 120
+    error_message = "server must get Fargate's maximum 120 s to checkpoint after SIGTERM"
+  }
+  assert {
+    condition = alltrue([for td in [aws_ecs_task_definition.parameter_server, aws_ecs_task_definition.worker] :
+      jsondecode(td.container_definitions)[0].user == "1000:1000" &&
+      jsondecode(td.container_definitions)[0].readonlyRootFilesystem &&
+      jsondecode(td.container_definitions)[0].linuxParameters.initProcessEnabled &&
+      jsondecode(td.container_definitions)[0].mountPoints[0].containerPath == "/tmp"
+    ])
+    error_message = "containers must run as 1000:1000, read-only root with /tmp mounted, and an init process"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].logConfiguration.options["awslogs-group"] == "/ecs/distributed-ps-dev-parameter-server" && jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].logConfiguration.options["awslogs-group"] == "/ecs/distributed-ps-dev-worker"
+    error_message = "containers must log to their awslogs groups"
+  }
+  assert {
+    condition     = length(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].secrets) == 0
+    error_message = "no secrets without auth_token_ssm_parameter_arn"
+  }
+
+  # ECR and S3.
+  assert {
+    condition     = aws_ecr_repository.parameter_server.force_delete && aws_ecr_repository.worker.force_delete && aws_ecr_repository.worker.image_scanning_configuration[0].scan_on_push && aws_ecr_repository.worker.image_tag_mutability == "IMMUTABLE"
+    error_message = "ECR repositories must scan on push, be immutable and deletable with images"
+  }
+  assert {
+    condition     = jsondecode(aws_ecr_lifecycle_policy.worker.policy).rules[1].selection.countNumber == 10
+    error_message = "ECR lifecycle must keep the last 10 images"
+  }
+  assert {
+    condition     = aws_s3_bucket_public_access_block.data.block_public_acls && aws_s3_bucket_public_access_block.data.restrict_public_buckets && aws_s3_bucket_versioning.data.versioning_configuration[0].status == "Enabled"
+    error_message = "bucket must block public access and be versioned"
+  }
+  assert {
+    condition     = one(one(aws_s3_bucket_server_side_encryption_configuration.data.rule).apply_server_side_encryption_by_default).sse_algorithm == "AES256"
+    error_message = "bucket must be encrypted"
+  }
+  assert {
+    condition     = output.s3_bucket_name == aws_s3_bucket.data.id && startswith(aws_s3_bucket.data.bucket_prefix, "distributed-ps-dev-data-")
+    error_message = "bucket output/prefix is wrong"
+  }
+
+  # 17 tasks x (2 vCPU x 0.04048 + 4 GB x 0.004445 + public IPv4 0.005) = 1.76358 USD/h
+  assert {
+    condition     = output.estimated_cost_per_hour_usd == 1.7636 && output.running_tasks == 17
+    error_message = "estimated cost must be 1.7636 USD/h for 17 x86 tasks of 2 vCPU/4 GB, got ${output.estimated_cost_per_hour_usd}"
+  }
+}
+
+run "worker_count_and_mode_flow_into_services_and_containers" {
+  command = apply
+
+  variables {
+    worker_count    = 4
+    server_mode     = "ssp"
+    staleness_bound = 3
+    optimizer       = "adam"
+    learning_rate   = 0.001
+    lr_schedule     = "cosine"
+    lease_ms        = 15000
+    batch_size      = 64
+    epochs          = 2
+    seed            = 42
+    dataset         = "synthetic"
+    model           = "mlp"
+    server_port     = 9000
+
+    server_extra_environment = { CHECKPOINT_KEEP = "3" }
+    worker_extra_environment = { TRAIN_EXAMPLES = "60000", LOG_LEVEL = "debug" }
+  }
+
+  assert {
+    condition     = aws_ecs_service.worker.desired_count == 4 && aws_ecs_service.parameter_server.desired_count == 1
+    error_message = "worker desired count must follow worker_count"
+  }
+  assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.name => e.value
+      if contains(["TOTAL_WORKERS_EXPECTED", "SERVER_MODE", "STALENESS_BOUND", "OPTIMIZER", "LEARNING_RATE", "LR_SCHEDULE", "LEASE_MS", "SERVER_PORT", "CHECKPOINT_KEEP"], e.name)
+      } == {
+      TOTAL_WORKERS_EXPECTED = "4"
+      SERVER_MODE            = "ssp"
+      STALENESS_BOUND        = "3"
+      OPTIMIZER              = "adam"
+      LEARNING_RATE          = "0.001"
+      LR_SCHEDULE            = "cosine"
+      LEASE_MS               = "15000"
+      SERVER_PORT            = "9000"
+      CHECKPOINT_KEEP        = "3"
+    }
+    error_message = "server environment must carry the training settings"
+  }
+  assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.name => e.value
+      if contains(["PARAMETER_SERVER_ADDRESS", "BATCH_SIZE", "EPOCHS", "SEED", "DATASET", "MODEL", "TRAIN_EXAMPLES", "LOG_LEVEL"], e.name)
+      } == {
+      PARAMETER_SERVER_ADDRESS = "parameter-server.distributed-ps-dev.local:9000"
+      BATCH_SIZE               = "64"
+      EPOCHS                   = "2"
+      SEED                     = "42"
+      DATASET                  = "synthetic"
+      MODEL                    = "mlp"
+      TRAIN_EXAMPLES           = "60000"
+      LOG_LEVEL                = "debug"
+    }
+    error_message = "worker environment must carry the training settings and the server address"
+  }
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.parameter_server_from_workers.from_port == 9000 && jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].portMappings[0].containerPort == 9000
+    error_message = "ingress rule and container port must follow server_port"
+  }
+  # 5 tasks x 0.10374
+  assert {
+    condition     = output.estimated_cost_per_hour_usd == 0.5187
+    error_message = "cost must scale with worker_count, got ${output.estimated_cost_per_hour_usd}"
+  }
+}
+
+run "not_running_scales_both_services_to_zero" {
+  command = plan
+
+  variables {
+    running = false
+  }
+
+  assert {
+    condition     = aws_ecs_service.parameter_server.desired_count == 0 && aws_ecs_service.worker.desired_count == 0
+    error_message = "running = false must scale both services to zero"
+  }
+  assert {
+    condition     = output.estimated_cost_per_hour_usd == 0 && output.running_tasks == 0
+    error_message = "nothing running must cost nothing"
+  }
+}
+
+run "arm64_switches_both_task_definitions_and_the_price" {
+  command = apply
+
+  variables {
+    cpu_architecture = "ARM64"
+  }
+
+  assert {
+    condition     = aws_ecs_task_definition.parameter_server.runtime_platform[0].cpu_architecture == "ARM64" && aws_ecs_task_definition.worker.runtime_platform[0].cpu_architecture == "ARM64"
+    error_message = "cpu_architecture = ARM64 must reach both task definitions"
+  }
+  assert {
+    condition     = aws_ecs_task_definition.worker.runtime_platform[0].operating_system_family == "LINUX"
+    error_message = "tasks must be Linux"
+  }
+  # 17 x (2 x 0.03238 + 4 x 0.00356 + 0.005) = 1.428
+  assert {
+    condition     = output.estimated_cost_per_hour_usd == 1.428
+    error_message = "ARM64 price must be used, got ${output.estimated_cost_per_hour_usd}"
+  }
+}
+
+run "custom_sizes_and_retention" {
+  command = plan
+
+  variables {
+    parameter_server_cpu    = 4096
+    parameter_server_memory = 30720
+    worker_cpu              = 256
+    worker_memory           = 512
+    log_retention_days      = 30
+    environment             = "prod"
+  }
+
+  assert {
+    condition     = aws_ecs_task_definition.parameter_server.memory == "30720" && aws_ecs_task_definition.worker.cpu == "256"
+    error_message = "task sizes must follow the variables"
+  }
+  assert {
+    condition     = aws_cloudwatch_log_group.worker.retention_in_days == 30 && aws_cloudwatch_log_group.parameter_server.name == "/ecs/distributed-ps-prod-parameter-server"
+    error_message = "retention and names must follow the variables"
+  }
+}
+
+run "created_roles_replace_lab_role" {
+  command = apply
+
+  variables {
+    create_iam_roles             = true
+    auth_token_ssm_parameter_arn = "arn:aws:ssm:us-west-2:123456789012:parameter/distributed-ps/auth-token"
+  }
+
+  assert {
+    condition     = aws_ecs_task_definition.parameter_server.execution_role_arn == aws_iam_role.execution[0].arn && aws_ecs_task_definition.worker.execution_role_arn == aws_iam_role.execution[0].arn
+    error_message = "task definitions must use the created execution role"
+  }
+  assert {
+    condition     = aws_ecs_task_definition.parameter_server.task_role_arn == aws_iam_role.parameter_server_task[0].arn && aws_ecs_task_definition.worker.task_role_arn == aws_iam_role.worker_task[0].arn
+    error_message = "task definitions must use their own created task roles"
+  }
+  assert {
+    condition     = jsondecode(aws_iam_role.worker_task[0].assume_role_policy).Statement[0].Principal.Service == "ecs-tasks.amazonaws.com"
+    error_message = "task roles must be assumable by ECS tasks"
+  }
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.parameter_server_task[0].policy).Statement :
+    contains(s.Action, "ecs:UpdateService") && toset(s.Resource) == toset([aws_ecs_service.parameter_server.id, aws_ecs_service.worker.id])])
+    error_message = "the server may scale exactly this job's two services"
+  }
+  assert {
+    condition = alltrue([for s in jsondecode(aws_iam_role_policy.worker_task[0].policy).Statement :
+    !contains(s.Action, "s3:PutObject") && !contains(s.Action, "s3:DeleteObject")])
+    error_message = "workers only read the bucket"
+  }
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.execution[0].policy).Statement :
+    s.Action == ["ssm:GetParameters"] && s.Resource == ["arn:aws:ssm:us-west-2:123456789012:parameter/distributed-ps/auth-token"]])
+    error_message = "the execution role must be able to read the auth token parameter"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].secrets == [{ name = "AUTH_TOKEN", valueFrom = "arn:aws:ssm:us-west-2:123456789012:parameter/distributed-ps/auth-token" }]
+    error_message = "AUTH_TOKEN must be passed as an ECS secret"
+  }
+}
+
+# --- Rejected inputs.
+
+run "rejects_memory_not_valid_for_worker_cpu" {
+  command = plan
+  variables {
+    worker_cpu    = 1024
+    worker_memory = 512
+  }
+  expect_failures = [var.worker_memory]
+}
+
+run "rejects_memory_not_valid_for_server_cpu" {
+  command = plan
+  variables {
+    parameter_server_cpu    = 8192
+    parameter_server_memory = 17408 # a 1024 step, but 8 vCPU needs 4096 steps
+  }
+  expect_failures = [var.parameter_server_memory]
+}
+
+run "rejects_non_fargate_cpu" {
+  command = plan
+  variables {
+    worker_cpu = 3072
+  }
+  expect_failures = [var.worker_cpu]
+}
+
+run "rejects_unknown_mode" {
+  command = plan
+  variables {
+    server_mode = "bsp"
+  }
+  expect_failures = [var.server_mode]
+}
+
+run "rejects_unknown_architecture" {
+  command = plan
+  variables {
+    cpu_architecture = "arm64"
+  }
+  expect_failures = [var.cpu_architecture]
+}
+
+run "rejects_zero_workers" {
+  command = plan
+  variables {
+    worker_count = 0
+  }
+  expect_failures = [var.worker_count]
+}
+
+run "rejects_invalid_retention" {
+  command = plan
+  variables {
+    log_retention_days = 10
+  }
+  expect_failures = [var.log_retention_days]
+}
+
+run "rejects_unknown_optimizer" {
+  command = plan
+  variables {
+    optimizer = "rmsprop"
+  }
+  expect_failures = [var.optimizer]
+}
+
+run "rejects_single_subnet" {
+  command = plan
+  variables {
+    public_subnet_cidrs = ["10.0.1.0/24"]
+  }
+  expect_failures = [var.public_subnet_cidrs]
+}
+
+run "rejects_extra_environment_that_shadows_a_variable" {
+  command = plan
+  variables {
+    worker_extra_environment = { EPOCHS = "3" }
+  }
+  expect_failures = [var.worker_extra_environment]
+}
+
+# deploy.sh's first step: only the repositories, then it reads their URLs from the outputs.
+run "ecr_first_step_creates_only_the_repositories_and_their_urls" {
+  command = apply
+  # A state of its own: nothing from the runs above exists yet, as on a first deploy.
+  state_key = "first_deploy"
+
+  plan_options {
+    target = [
+      aws_ecr_repository.parameter_server,
+      aws_ecr_repository.worker,
+      aws_ecr_lifecycle_policy.parameter_server,
+      aws_ecr_lifecycle_policy.worker,
+    ]
+  }
+
+  assert {
+    condition     = output.parameter_server_ecr_repository_url == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-parameter-server" && output.worker_ecr_repository_url == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-worker"
+    error_message = "the repository URLs must be readable after the targeted apply"
+  }
+}
