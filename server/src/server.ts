@@ -3,13 +3,17 @@
  * Connect and gRPC-Web protocols, which the same handler speaks), without compression — tensor
  * bytes do not compress, and gzip costs more time than the bytes it saves.
  */
+import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ParameterServerService } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { requireBearerToken } from "@distributed-ps/common/auth.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { ServerEnv } from "./config.ts";
+import { Checkpointer, loadLatestCheckpoint } from "./checkpoint/checkpointer.ts";
 import { createService } from "./service.ts";
+import { openBlobStore } from "./storage/blob-store.ts";
 import { TrainingRun } from "./training-run.ts";
 
 /** HTTP/2 flow-control windows: large enough that a multi-megabyte chunk is never stalled. */
@@ -19,12 +23,27 @@ const CONNECTION_WINDOW_BYTES = 64 << 20;
 export interface RunningServer {
   readonly run: TrainingRun;
   readonly port: number;
-  /** Stops accepting calls, ends pending waits and closes connections. */
+  /** Present when CHECKPOINT_URI is set. */
+  readonly checkpointer: Checkpointer | undefined;
+  /**
+   * Stops accepting calls, ends pending waits and closes connections. Does not checkpoint: the
+   * caller decides (see main.ts), after the last update can no longer change.
+   */
   close(): Promise<void>;
 }
 
 export async function startServer(config: ServerEnv, log: Logger): Promise<RunningServer> {
   const run = new TrainingRun(config, log);
+  let checkpointer: Checkpointer | undefined;
+  if (config.CHECKPOINT_URI !== undefined) {
+    const store = openBlobStore(config.CHECKPOINT_URI, { s3Endpoint: config.S3_ENDPOINT });
+    const latest = await loadLatestCheckpoint(store, log);
+    if (latest !== undefined) run.restore(latest);
+    else log.info(`no checkpoint in ${store.description}: starting a new run`);
+    const cp = new Checkpointer(run, store, { everySteps: config.CHECKPOINT_EVERY_STEPS, everySeconds: config.CHECKPOINT_EVERY_SECONDS, keep: config.CHECKPOINT_KEEP }, log);
+    run.on("applied", (version) => cp.onApplied(version));
+    checkpointer = cp;
+  }
   const shutdown = new AbortController();
   let advertised = `${config.SERVER_HOST === "0.0.0.0" ? "localhost" : config.SERVER_HOST}:${config.SERVER_PORT}`;
   const handler = connectNodeAdapter({
@@ -34,18 +53,27 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
     readMaxBytes: config.MAX_CHUNK_BYTES + (64 << 10),
     writeMaxBytes: config.MAX_CHUNK_BYTES + (64 << 10),
     shutdownSignal: shutdown.signal,
+    interceptors: config.AUTH_TOKEN === undefined ? [] : [requireBearerToken(config.AUTH_TOKEN)],
   });
   function advertisedAddress(): string {
     return advertised;
   }
 
-  const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } }, handler);
+  const settings = { initialWindowSize: STREAM_WINDOW_BYTES };
+  const server =
+    config.TLS_CERT_FILE !== undefined && config.TLS_KEY_FILE !== undefined
+      ? http2.createSecureServer({ settings, cert: readFileSync(config.TLS_CERT_FILE), key: readFileSync(config.TLS_KEY_FILE) }, handler)
+      : http2.createServer({ settings }, handler);
   const sessions = new Set<http2.ServerHttp2Session>();
+  if (config.AUTH_TOKEN === undefined) log.warn("AUTH_TOKEN is not set: anyone who can reach the port can join the run");
   server.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     session.once("connect", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
   });
+  // Connections that stay silent (garbage that never became a session, clients gone without a
+  // goodbye) are closed; live workers call at least every quarter lease.
+  server.setTimeout(Math.max(60_000, 2 * config.LEASE_MS));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.SERVER_PORT, config.SERVER_HOST, () => {
@@ -64,6 +92,7 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   return {
     run,
     port,
+    checkpointer,
     close: async () => {
       clearInterval(sweeper);
       shutdown.abort();
