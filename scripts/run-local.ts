@@ -4,7 +4,8 @@
  * failed or the accuracy target was missed.
  *
  * Settings (environment): WORKERS (4), MODE (sync|async|ssp; default sync), ACCURACY_TARGET (0.75),
- * RUN_TIMEOUT_S (600), PORT (0 = any free port), RESULTS_DIR (where the logs and summary go).
+ * RUN_TIMEOUT_S (600), PORT (0 = any free port), RESULTS_DIR (where the logs and summary go),
+ * DASHBOARD_PORT (8080, or any free port when that one is taken; 0 = any free port).
  * Every other variable (EPOCHS, BATCH_SIZE, OPTIMIZER, ...) passes through to the processes.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -16,6 +17,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { enumVar, intVar, numberVar, parseEnv, ConfigError, stringVar } from "../common/src/env.ts";
+import { RunProgress } from "./lib/run-progress.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -26,6 +28,7 @@ const settingsSchema = z.object({
   RUN_TIMEOUT_S: intVar({ min: 1, max: 86_400, default: 600 }),
   PORT: intVar({ min: 0, max: 65_535, default: 0 }),
   RESULTS_DIR: stringVar("a directory path", join(root, "runs", new Date().toISOString().replace(/[:.]/g, "-"))),
+  DASHBOARD_PORT: intVar({ min: 0, max: 65_535, default: 8080 }),
 });
 
 let settings: z.output<typeof settingsSchema>;
@@ -37,12 +40,15 @@ try {
   process.exit(2);
 }
 
-/** A free TCP port on loopback (the OS picks; we release it just before the server binds it). */
-async function freePort(): Promise<number> {
+/**
+ * A free TCP port on loopback: `preferred` if it is free, else one the OS picks (we release it just
+ * before the server binds it).
+ */
+async function freePort(preferred = 0): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
+    s.once("error", (err) => (preferred !== 0 ? freePort().then(res, rej) : rej(err)));
+    s.listen(preferred, "127.0.0.1", () => {
       const port = (s.address() as { port: number }).port;
       s.close(() => res(port));
     });
@@ -65,17 +71,19 @@ function start(name: string, script: string, env: NodeJS.ProcessEnv): Proc {
     metrics: undefined,
     exit: new Promise((res) => child.once("exit", (code, signal) => res(code ?? (signal ? 128 : 1)))),
   };
-  const pad = name.padEnd(9);
   for (const stream of [child.stdout!, child.stderr!]) {
     createInterface({ input: stream }).on("line", (line) => {
       log.write(`${line}\n`);
       const m = /^METRICS_JSON: (.*)$/.exec(line);
       if (m) proc.metrics = JSON.parse(m[1]!) as Record<string, unknown>;
-      process.stdout.write(`${pad}| ${line}\n`);
+      progress.line(name, line);
     });
   }
   return proc;
 }
+
+/** Prints the processes' lines; on a terminal, also one progress bar per worker. */
+let progress: RunProgress;
 
 async function main(): Promise<number> {
   mkdirSync(settings.RESULTS_DIR, { recursive: true });
@@ -83,8 +91,12 @@ async function main(): Promise<number> {
   const started = Date.now();
   const base = { ...process.env, TOTAL_WORKERS_EXPECTED: String(settings.WORKERS), SERVER_MODE: settings.MODE };
   console.log(`test-local: ${settings.WORKERS} workers, mode ${settings.MODE}, server on 127.0.0.1:${port}, logs in ${settings.RESULTS_DIR}`);
+  const dashboardPort = await freePort(settings.DASHBOARD_PORT);
+  const dashboardUrl = `http://127.0.0.1:${dashboardPort}/`;
+  console.log(`test-local: watch the run live at ${dashboardUrl}`);
+  progress = new RunProgress({ workers: settings.WORKERS, dashboardUrl });
 
-  const server = start("server", "server/src/main.ts", { ...base, SERVER_PORT: String(port), SERVER_HOST: "127.0.0.1" });
+  const server = start("server", "server/src/main.ts", { ...base, SERVER_PORT: String(port), SERVER_HOST: "127.0.0.1", DASHBOARD_PORT: String(dashboardPort) });
   const workers = Array.from({ length: settings.WORKERS }, (_, i) =>
     start(`worker-${i}`, "worker/src/main.ts", { ...base, PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, WORKER_LABEL: `local worker ${i}` }),
   );
@@ -103,6 +115,7 @@ async function main(): Promise<number> {
   process.once("SIGTERM", stopAll);
 
   const workerCodes = await Promise.all(workers.map((w) => w.exit));
+  progress.finish();
   // The server exits by itself once every worker has finished; give it a moment, then insist.
   const serverCode = await Promise.race([server.exit, new Promise<number>((res) => setTimeout(() => res(-1), 10_000))]);
   if (serverCode === -1) server.child.kill("SIGTERM");

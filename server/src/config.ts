@@ -2,7 +2,7 @@
  * The server's configuration, read from the environment (see the README's table).
  */
 import { z } from "zod";
-import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, stringVar } from "@distributed-ps/common/env.ts";
+import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, optionalStringVar, stringVar } from "@distributed-ps/common/env.ts";
 
 export const serverEnvSchema = z
   .object({
@@ -34,10 +34,36 @@ export const serverEnvSchema = z
     MAX_MODEL_ELEMENTS: intVar({ min: 1, max: 1_000_000_000, default: 100_000_000 }),
     MAX_TENSORS: intVar({ min: 1, max: 1_000_000, default: 10_000 }),
     EXIT_ON_COMPLETE: boolVar(true),
+    CHECKPOINT_URI: optionalStringVar("a local directory or s3://bucket/prefix"),
+    CHECKPOINT_EVERY_STEPS: intVar({ min: 0, max: 1e9, default: 500 }),
+    CHECKPOINT_EVERY_SECONDS: intVar({ min: 0, max: 86_400, default: 300 }),
+    CHECKPOINT_KEEP: intVar({ min: 1, max: 1000, default: 3 }),
+    EXPORT_URI: optionalStringVar("a local directory or s3://bucket/prefix"),
+    S3_ENDPOINT: optionalStringVar("the URL of an S3-compatible server (leave unset for AWS)"),
+    AUTH_TOKEN: z
+      .preprocess((v) => (typeof v === "string" && v.trim() === "" ? undefined : v), z.string().min(16, "at least 16 characters").optional())
+      .describe("a shared secret of at least 16 characters (unset: no authentication)"),
+    TLS_CERT_FILE: optionalStringVar("the path of a PEM certificate (with TLS_KEY_FILE: serve gRPC over TLS)"),
+    TLS_KEY_FILE: optionalStringVar("the path of the PEM private key for TLS_CERT_FILE"),
+    ECS_CLUSTER: optionalStringVar("the ECS cluster name (set by the Terraform task definition)"),
+    SERVER_SERVICE: optionalStringVar("the server's ECS service name"),
+    WORKER_SERVICE: optionalStringVar("the workers' ECS service name"),
     STATUS_INTERVAL_MS: intVar({ min: 0, max: 3_600_000, default: 5_000 }),
+    // Dashboard, /metrics and /healthz on a separate HTTP/1.1 listener (browsers cannot speak h2c).
+    DASHBOARD_ENABLED: boolVar(true),
+    DASHBOARD_PORT: intVar({ min: 0, max: 65535, default: 8080 }),
+    DASHBOARD_HOST: optionalStringVar("an interface address for the dashboard (default: SERVER_HOST)"),
+    // CloudWatch Embedded Metric Format lines on stdout every STATUS_INTERVAL_MS.
+    METRICS_EMF: boolVar(false),
+    METRICS_EMF_NAMESPACE: stringVar("a CloudWatch namespace", "DistributedPS"),
+    LOG_FORMAT: enumVar(["text", "json"], "text"),
     LOG_LEVEL: enumVar(["debug", "info", "warn", "error"], "info"),
   })
   .superRefine((c, ctx) => {
+    if ((c.TLS_CERT_FILE === undefined) !== (c.TLS_KEY_FILE === undefined)) {
+      const missing = c.TLS_CERT_FILE === undefined ? "TLS_CERT_FILE" : "TLS_KEY_FILE";
+      ctx.addIssue({ code: "custom", path: [missing], message: "TLS needs both TLS_CERT_FILE and TLS_KEY_FILE", params: CROSS_FIELD });
+    }
     if (c.LR_SCHEDULE === "cosine" && c.LR_MIN > c.LEARNING_RATE) {
       ctx.addIssue({ code: "custom", path: ["LR_MIN"], message: `must not exceed LEARNING_RATE (${c.LEARNING_RATE})`, params: CROSS_FIELD });
     }

@@ -3,7 +3,11 @@
  */
 import { createLogger, printMetricsJson } from "@distributed-ps/common/log.ts";
 import { loadConfigOrExit } from "@distributed-ps/common/env.ts";
+import { exportModel } from "./checkpoint/export.ts";
 import { serverEnvSchema } from "./config.ts";
+import { scaleServicesToZero } from "./ecs-scale-down.ts";
+import { joinUri, openBlobStore } from "./storage/blob-store.ts";
+import { startObservability } from "./dashboard/observability.ts";
 import { startServer } from "./server.ts";
 import { StatusReporter } from "./status-reporter.ts";
 
@@ -16,21 +20,48 @@ log.info(
     `optimizer ${run.updater.optimizer.name} lr ${config.LEARNING_RATE} (${config.LR_SCHEDULE}), lease ${config.LEASE_MS} ms`,
 );
 const reporter = new StatusReporter(run, log, config.STATUS_INTERVAL_MS);
+const observability = await startObservability(config, server, log);
+
+const exportUri = config.EXPORT_URI ?? (config.CHECKPOINT_URI === undefined ? undefined : joinUri(config.CHECKPOINT_URI, "final"));
 
 let stopping = false;
-async function stop(reason: string, exitCode: number): Promise<void> {
+/**
+ * Stops in an order that loses nothing: first no more calls (so no more updates), then the
+ * checkpoint (and on completion the exported model), then exit.
+ */
+async function stop(reason: string, complete: boolean): Promise<void> {
   if (stopping) return;
   stopping = true;
   reporter.stop();
   log.info(`stopping: ${reason}`);
-  printMetricsJson(reporter.summary());
+  await observability.close();
   await server.close();
+  let exitCode = 0;
+  try {
+    await server.checkpointer?.save(reason);
+    await server.checkpointer?.close();
+    if (complete && exportUri !== undefined && run.store.initialized) {
+      const store = openBlobStore(exportUri, { s3Endpoint: config.S3_ENDPOINT });
+      const { bytes } = await exportModel(run, store);
+      log.info(`exported the model (${(bytes / 1e6).toFixed(1)} MB) to ${store.description}/model.safetensors`);
+    }
+  } catch (err) {
+    log.error(`saving the final state failed: ${(err as Error).message}`);
+    exitCode = 1;
+  }
+  if (complete && config.ECS_CLUSTER !== undefined) {
+    const services = [config.WORKER_SERVICE, config.SERVER_SERVICE].filter((s) => s !== undefined);
+    await scaleServicesToZero({ cluster: config.ECS_CLUSTER, services }, log).catch((err: unknown) => {
+      log.error(`could not scale the ECS services to zero (${(err as Error).message}); run: aws ecs update-service --cluster ${config.ECS_CLUSTER} --service <name> --desired-count 0`);
+    });
+  }
+  printMetricsJson({ ...reporter.summary(), checkpoints_written: server.checkpointer?.saved ?? 0, resumed_from: run.restoredFrom ?? null });
   process.exit(exitCode);
 }
 
 run.on("complete", () => {
   log.info("every worker has finished: the run is complete");
-  if (config.EXIT_ON_COMPLETE) void stop("run complete", 0);
+  if (config.EXIT_ON_COMPLETE) void stop("run complete", true);
 });
-process.once("SIGTERM", () => void stop("SIGTERM", 0));
-process.once("SIGINT", () => void stop("SIGINT", 0));
+process.once("SIGTERM", () => void stop("SIGTERM", false));
+process.once("SIGINT", () => void stop("SIGINT", false));

@@ -26,12 +26,25 @@ export interface Slot {
   registrations: number;
   /** Gradients applied from this slot, across all of its holders. */
   pushes: number;
-  /** Data position after the slot's last applied gradient. */
+  /**
+   * Data position after the slot's latest accepted gradient, including one still waiting in an open
+   * sync step: where a replacement worker continues (that gradient will still be applied).
+   */
   position: { epoch: number; batch: number };
+  /** Data position after the slot's latest gradient that is in the parameters: what checkpoints keep. */
+  appliedPosition: { epoch: number; batch: number };
   latestMetrics: WorkerMetrics | undefined;
 }
 
 export type LeaveReason = "lease expired" | "finished";
+
+/** A slot as a checkpoint records it. */
+export interface SlotRecord {
+  registrations: number;
+  pushes: number;
+  finished: boolean;
+  position: { epoch: number; batch: number };
+}
 
 export interface MembershipOptions {
   totalWorkers: number;
@@ -67,8 +80,43 @@ export class Membership {
       registrations: 0,
       pushes: 0,
       position: { epoch: 0, batch: 0 },
+      appliedPosition: { epoch: 0, batch: 0 },
       latestMetrics: undefined,
     }));
+  }
+
+  /** The job fingerprint fixed by the first registration, if any. */
+  get fingerprint(): string | undefined {
+    return this.#fingerprint;
+  }
+
+  /** What a checkpoint keeps of each slot. */
+  snapshot(): SlotRecord[] {
+    return this.slots.map((s) => ({
+      registrations: s.registrations,
+      pushes: s.pushes,
+      finished: s.state === "finished",
+      position: { ...s.appliedPosition },
+    }));
+  }
+
+  /**
+   * Restores slots from a checkpoint. Leases do not survive a restart: every unfinished slot is free
+   * until its worker registers again. Slots beyond the checkpoint's count start fresh; a
+   * checkpoint with more slots than this run keeps only the first ones.
+   */
+  restore(records: readonly SlotRecord[], fingerprint: string | undefined): void {
+    this.#fingerprint = fingerprint;
+    this.slots.forEach((slot, i) => {
+      const r = records[i];
+      if (r === undefined) return;
+      slot.registrations = r.registrations;
+      slot.pushes = r.pushes;
+      slot.state = r.finished ? "finished" : "free";
+      slot.token = "";
+      slot.position = { ...r.position };
+      slot.appliedPosition = { ...r.position };
+    });
   }
 
   get runComplete(): boolean {

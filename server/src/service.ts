@@ -28,8 +28,15 @@ import type { TrainingRun } from "./training-run.ts";
 const MODES = { sync: Mode.SYNC, async: Mode.ASYNC, ssp: Mode.SSP } as const;
 const SLOT_STATES = { free: SlotState.FREE, active: SlotState.ACTIVE, finished: SlotState.FINISHED } as const;
 
+const MALFORMED = /^(parse binary|invalid envelope|received compressed envelope|protocol error)/;
+
 /** Turns anything thrown inside a handler into a ConnectError with a meaningful code. */
 function asConnectError(err: unknown): ConnectError {
+  // Connect reports bytes that do not parse as the request message as Internal (as grpc-go
+  // does); on our streams they are the client's fault, so say so.
+  if (err instanceof ConnectError && err.code === Code.Internal && MALFORMED.test(err.rawMessage)) {
+    return new ConnectError(`malformed request message: ${err.rawMessage}`, Code.InvalidArgument);
+  }
   if (err instanceof ConnectError) return err;
   if (err instanceof TensorStreamError) return new ConnectError(err.message, Code.InvalidArgument);
   return ConnectError.from(err, Code.Internal);
@@ -200,6 +207,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
         }
         const position = header.position ? { epoch: header.position.epoch, batch: header.position.batch } : undefined;
         const outcome = await aggregator.submit({ slot, baseVersion: header.baseVersion, position, signal: ctx.signal }, gradient);
+        run.emit("pushed", { slot: slot.index, examples: header.exampleCount, staleness: outcome.staleness, version: outcome.version });
         return create(PushGradientsResponseSchema, outcome);
       } catch (err) {
         throw asConnectError(err);

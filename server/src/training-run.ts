@@ -7,6 +7,7 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { WorkerMetrics } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { Aggregator } from "./aggregation/aggregator.ts";
+import type { Checkpoint } from "./checkpoint/checkpointer.ts";
 import { AsyncApply } from "./aggregation/async-apply.ts";
 import { StaleSynchronous } from "./aggregation/stale-synchronous.ts";
 import { SyncBarrier } from "./aggregation/sync-barrier.ts";
@@ -23,8 +24,23 @@ export interface MetricsRecord {
   metrics: WorkerMetrics;
 }
 
-/** Events: "complete" once every slot has finished. */
-export class TrainingRun extends EventEmitter<{ complete: [] }> {
+/** A gradient that counted, as its push returned (for telemetry: throughput, step time, staleness). */
+export interface PushRecord {
+  slot: number;
+  /** Training examples the gradient averaged over. */
+  examples: number;
+  /** Versions between the gradient's base and the version it was applied to. */
+  staleness: number;
+  /** Parameter version after it was applied. */
+  version: number;
+}
+
+/**
+ * Events: "applied" after every parameter update (synchronously, with the state consistent — the
+ * moment to capture a checkpoint); "complete" once every slot has finished; "pushed" after each
+ * gradient that counted; "metrics" after each metrics report.
+ */
+export class TrainingRun extends EventEmitter<{ applied: [version: number]; complete: []; pushed: [PushRecord]; metrics: [MetricsRecord] }> {
   readonly config: ServerEnv;
   readonly log: Logger;
   readonly store = new ParameterStore();
@@ -41,6 +57,10 @@ export class TrainingRun extends EventEmitter<{ complete: [] }> {
   /** When the first worker registered; the start quorum's timeout counts from it. */
   #firstRegistrationAt: number | undefined;
   #started = false;
+  /** Slots registered since this server process started (a restored run counts from zero). */
+  readonly #joinedSinceStart = new Set<number>();
+  /** Key of the checkpoint this run resumed from, if any. */
+  restoredFrom: string | undefined;
 
   constructor(config: ServerEnv, log: Logger, now?: () => number) {
     super();
@@ -52,6 +72,7 @@ export class TrainingRun extends EventEmitter<{ complete: [] }> {
       now,
       onJoin: (slot, replacement) => {
         this.#firstRegistrationAt ??= Date.now();
+        this.#joinedSinceStart.add(slot.index);
         log.info(`slot ${slot.index} ${replacement ? "re-registered" : "registered"} by ${slot.label || "a worker"} (registration #${slot.registrations})`);
         this.aggregator.onJoin(slot, replacement);
         this.changed.notify();
@@ -65,7 +86,10 @@ export class TrainingRun extends EventEmitter<{ complete: [] }> {
       },
     });
     const { optimizer, schedule } = optimizerFromConfig(config);
-    this.updater = new Updater(this.store, optimizer, schedule, () => this.changed.notify());
+    this.updater = new Updater(this.store, optimizer, schedule, (version) => {
+      this.changed.notify();
+      this.emit("applied", version);
+    });
     this.buffers = new GradientBuffers(this.store);
     const common = { updater: this.updater, buffers: this.buffers, membership: this.membership, log };
     this.aggregator =
@@ -93,6 +117,22 @@ export class TrainingRun extends EventEmitter<{ complete: [] }> {
     return this.#initializer?.slot === slot.index && this.#initializer.token === slot.token;
   }
 
+  /** Continues a run from a checkpoint: parameters, optimizer state, schedule position, slots. */
+  restore(c: Checkpoint): void {
+    if (c.mode !== "" && c.mode !== this.config.SERVER_MODE) {
+      this.log.warn(`checkpoint ${c.key} was written in ${c.mode} mode; continuing in ${this.config.SERVER_MODE} mode`);
+    }
+    this.store.initialize(c.params, c.version);
+    this.updater.optimizer.loadState(c.optimizerState);
+    this.updater.updatesApplied = c.updatesApplied;
+    this.membership.restore(c.slots, c.fingerprint);
+    this.aggregator.restart(c.version);
+    this.restoredFrom = c.key;
+    const positions = c.slots.map((s, i) => `${i}:${s.finished ? "finished" : `epoch ${s.position.epoch + 1} batch ${s.position.batch}`}`);
+    this.log.info(`resumed from checkpoint ${c.key}: version ${c.version}, ${c.updatesApplied} updates applied; slots ${positions.join(", ")}`);
+    this.changed.notify();
+  }
+
   /** True when the parameters still need creating and nobody live is creating them. */
   initializerVacant(): boolean {
     if (this.store.initialized) return false;
@@ -110,15 +150,16 @@ export class TrainingRun extends EventEmitter<{ complete: [] }> {
   }
 
   /**
-   * Whether training may start: the parameters exist and every slot has registered once, or
-   * START_TIMEOUT_MS has passed since the first registration (then it starts with those present
-   * and latecomers join as they come). Starting together keeps the first steps from being
-   * computed by whoever happened to start first.
+   * Whether training may start: the parameters exist and every unfinished slot has registered
+   * with this server process, or START_TIMEOUT_MS has passed since the first registration (then
+   * it starts with those present and latecomers join as they come). Starting together keeps the
+   * first steps — also the first after a restart from a checkpoint — from being computed by
+   * whoever happened to connect first.
    */
   trainingStarted(): boolean {
     if (this.#started) return true;
     if (!this.store.initialized || this.#firstRegistrationAt === undefined) return false;
-    const everyone = this.membership.slots.every((s) => s.registrations > 0);
+    const everyone = this.membership.slots.every((s) => s.state === "finished" || this.#joinedSinceStart.has(s.index));
     const waited = Date.now() - this.#firstRegistrationAt;
     if (!everyone && waited < this.config.START_TIMEOUT_MS) return false;
     this.#started = true;
@@ -139,7 +180,9 @@ export class TrainingRun extends EventEmitter<{ complete: [] }> {
 
   recordMetrics(slot: Slot, metrics: WorkerMetrics): void {
     slot.latestMetrics = metrics;
-    this.metricsHistory.push({ slot: slot.index, metrics });
+    const record = { slot: slot.index, metrics };
+    this.metricsHistory.push(record);
+    this.emit("metrics", record);
     if (this.metricsHistory.length > 2000) this.metricsHistory.splice(0, this.metricsHistory.length - 1000);
   }
 

@@ -42,6 +42,8 @@ export interface Aggregator {
    */
   submit(push: Push, gradient: NamedTensor[]): Promise<PushOutcome>;
   onJoin(slot: Slot, replacement: boolean): void;
+  /** The parameters were restored at `version` (from a checkpoint): start counting from there. */
+  restart(version: number): void;
   onLeave(slot: Slot, reason: LeaveReason): void;
   /** Ends pending waits (server shutdown). */
   close(): void;

@@ -42,9 +42,10 @@ export class AsyncApply implements Aggregator {
     try {
       this.admit(push.slot, push.baseVersion);
       const staleness = this.updater.store.version - push.baseVersion;
-      const version = this.updater.apply(gradient);
+      // Bookkeeping first: a checkpoint taken when the update lands must see the position with it.
       push.slot.pushes++;
-      if (push.position) push.slot.position = push.position;
+      if (push.position) push.slot.position = push.slot.appliedPosition = push.position;
+      const version = this.updater.apply(gradient);
       return { version, staleness, contributors: 1 };
     } finally {
       this.#buffers.give(gradient);
@@ -52,6 +53,7 @@ export class AsyncApply implements Aggregator {
   }
 
   onJoin(_slot: Slot, _replacement: boolean): void {}
+  restart(_version: number): void {}
   onLeave(): void {}
   close(): void {}
 }

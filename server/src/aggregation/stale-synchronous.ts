@@ -71,6 +71,12 @@ export class StaleSynchronous extends AsyncApply {
     this.#changed.notify();
   }
 
+  override restart(): void {
+    // Clocks are relative: after a restart everyone starts level.
+    this.#clocks.clear();
+    this.#changed.notify();
+  }
+
   override onLeave(): void {
     this.#changed.notify();
   }

@@ -18,6 +18,8 @@ import { accumulate, type Aggregator, type Push, type PushOutcome } from "./aggr
 interface PendingStep {
   step: number;
   pushed: Set<number>;
+  /** Data position each pushed slot reaches once this step is applied. */
+  positions: Map<number, { epoch: number; batch: number }>;
   sum: NamedTensor[] | undefined;
   timer: NodeJS.Timeout | undefined;
   done: Promise<PushOutcome>;
@@ -57,7 +59,7 @@ export class SyncBarrier implements Aggregator {
       reject = rej;
     });
     done.catch(() => {}); // a step nobody awaits must not become an unhandled rejection
-    return { step, pushed: new Set(), sum: undefined, timer: undefined, done, resolve, reject };
+    return { step, pushed: new Set(), positions: new Map(), sum: undefined, timer: undefined, done, resolve, reject };
   }
 
   admit(slot: Slot, baseVersion: number): void {
@@ -87,7 +89,10 @@ export class SyncBarrier implements Aggregator {
     const p = this.#pending;
     p.pushed.add(push.slot.index);
     push.slot.pushes++;
-    if (push.position) push.slot.position = push.position;
+    if (push.position) {
+      push.slot.position = push.position;
+      p.positions.set(push.slot.index, push.position);
+    }
     if (p.sum === undefined) {
       p.sum = gradient; // the first gradient becomes the running sum: no copy
       p.timer = setTimeout(() => this.#expire(p), this.#timeoutMs);
@@ -108,6 +113,12 @@ export class SyncBarrier implements Aggregator {
   }
 
   onJoin(): void {}
+
+  restart(version: number): void {
+    clearTimeout(this.#pending.timer);
+    if (this.#pending.sum) this.#buffers.give(this.#pending.sum);
+    this.#pending = this.#open(version);
+  }
 
   onLeave(): void {
     this.#completeIfReady();
@@ -136,6 +147,8 @@ export class SyncBarrier implements Aggregator {
   #apply(p: PendingStep): void {
     clearTimeout(p.timer);
     const contributors = p.pushed.size;
+    // Positions first: a checkpoint taken when the update lands must see them with it.
+    for (const [index, position] of p.positions) this.#membership.slots[index]!.appliedPosition = position;
     const version = this.#updater.apply(p.sum!, 1 / contributors);
     this.#buffers.give(p.sum!);
     this.#pending = this.#open(version);

@@ -48,4 +48,9 @@ export class Adam implements Optimizer {
     this.#v.addTo(out);
     return out;
   }
+
+  loadState(state: ReadonlyMap<string, Float32Array>): void {
+    this.#m.loadFrom(state);
+    this.#v.loadFrom(state);
+  }
 }

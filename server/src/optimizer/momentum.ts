@@ -44,4 +44,8 @@ export class Momentum implements Optimizer {
     this.#velocity.addTo(out);
     return out;
   }
+
+  loadState(state: ReadonlyMap<string, Float32Array>): void {
+    this.#velocity.loadFrom(state);
+  }
 }

@@ -18,6 +18,8 @@ export interface Optimizer {
   apply(key: string, param: Float32Array, grad: Float32Array, lr: number, step: number): void;
   /** Optimizer state as named tensors (for checkpoints); names are `<tensor>/<slot>`. */
   state(): Map<string, Float32Array>;
+  /** Restores what state() returned (entries this optimizer does not use are ignored). */
+  loadState(state: ReadonlyMap<string, Float32Array>): void;
 }
 
 /**
@@ -47,5 +49,13 @@ export class StateBuffers {
 
   addTo(out: Map<string, Float32Array>): void {
     for (const [key, b] of this.#buffers) out.set(`${key}/${this.#slot}`, b);
+  }
+
+  /** Takes the entries named `<key>/<this slot>` from a state() map (copies them). */
+  loadFrom(state: ReadonlyMap<string, Float32Array>): void {
+    const suffix = `/${this.#slot}`;
+    for (const [name, data] of state) {
+      if (name.endsWith(suffix)) this.#buffers.set(name.slice(0, -suffix.length), Float32Array.from(data));
+    }
   }
 }

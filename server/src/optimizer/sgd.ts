@@ -17,4 +17,6 @@ export class Sgd implements Optimizer {
   state(): Map<string, Float32Array> {
     return new Map();
   }
+
+  loadState(): void {}
 }

@@ -33,8 +33,10 @@ export async function freePort(): Promise<number> {
 
 const SIGNALS: Record<string, number> = { SIGKILL: 9, SIGTERM: 15, SIGINT: 2 };
 
-export function startProcess(t: Test, script: "server/src/main.ts" | "worker/src/main.ts", env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [root + script], {
+/** `o.wrap`: a command prefix that runs Node, e.g. `["ip", "netns", "exec", "ns1"]` (it must exec, so the pid is Node's). */
+export function startProcess(t: Test, script: "server/src/main.ts" | "worker/src/main.ts", env: Record<string, string>, o: { wrap?: readonly string[] } = {}): Proc {
+  const [command, ...args] = [...(o.wrap ?? []), process.execPath, root + script];
+  const child = spawn(command!, args, {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: "info", STATUS_INTERVAL_MS: "0", PROGRESS_INTERVAL_MS: "500", ...env },
     stdio: ["ignore", "pipe", "pipe"],
