@@ -25,7 +25,7 @@ MODE ?= sync
 export WORKERS MODE
 
 .PHONY: help setup generate build lint test test-node test-terraform test-docker test-local typecheck clean \
-	deploy destroy images logs
+	deploy destroy images logs status results experiment
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,15 @@ test-docker: setup ## Build both images with a real Docker engine and train in c
 
 test-local: setup ## Train one job locally: WORKERS=4 MODE=sync|async|ssp EPOCHS=5 ...
 	node scripts/run-local.ts
+
+status: setup ## Live state of a run: ADDRESS=host:port (localhost:8000), ARGS="--watch" | "--json" | "--cloudwatch"
+	node scripts/status.ts --address "$(or $(ADDRESS),localhost:8000)" $(ARGS)
+
+results: setup ## results.json + charts of the newest local run (RUN=runs/<ts>), or ARGS=--cloudwatch for AWS
+	node scripts/results.ts $(if $(RUN),--run "$(RUN)") $(ARGS)
+
+experiment: setup ## Compare modes x worker counts: EXPERIMENT_MODES=sync,async EXPERIMENT_WORKERS=2,4 EPOCHS=3; results/ + charts
+	node scripts/experiment.ts
 
 deploy: ## Build, push and deploy to AWS (ARGS="--platform linux/arm64 -- -var worker_count=4")
 	terraform/deploy.sh $(ARGS)

@@ -6,32 +6,38 @@
  * METRICS_JSON line. If its session is lost mid-run (lease expired, server restarted) it registers
  * again and continues from the position the server has for its slot.
  */
+import { readFileSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { loadConfigOrExit } from "@distributed-ps/common/env.ts";
 import { Mode } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { createLogger, printMetricsJson, type Logger } from "@distributed-ps/common/log.ts";
 import { workerEnvSchema, type WorkerEnv } from "./config.ts";
-import { makeSyntheticDataset } from "./data/synthetic.ts";
+import { checkSliceHoldsABatch, DatasetError, loadDataset } from "./data/load-dataset.ts";
 import { initBackend } from "./model/backend.ts";
 import { createModel } from "./model/models.ts";
 import { Trainer } from "./model/trainer.ts";
 import { connectToServer, WorkerConnection, type ParameterServerClient } from "./ps-client.ts";
 import { RetryBudgetExhausted, withRetry } from "./retry.ts";
+import { finishProgress, logSink, showProgress } from "./progress-display.ts";
 import { train } from "./training-loop.ts";
 
 /** Times a worker may lose its session and register again before giving up. */
 const MAX_REJOINS = 10;
 
+/** Errors during training after which the worker registers again instead of failing. */
+// (connect-node reports a reset connection as Aborted, the code we also use for stale gradients.)
+const SESSION_LOST = new Set([Code.FailedPrecondition, Code.Unavailable, Code.Canceled, Code.Aborted, Code.Internal, Code.Unknown, Code.DeadlineExceeded]);
+
 const config = loadConfigOrExit("worker", workerEnvSchema);
-let log: Logger = createLogger("worker", config.LOG_LEVEL);
+let log: Logger = createLogger("worker", config.LOG_LEVEL, logSink);
 
 class RunAlreadyComplete extends Error {}
 
-async function register(client: ParameterServerClient, c: WorkerEnv, fingerprint: string): Promise<WorkerConnection> {
+async function register(client: ParameterServerClient, c: WorkerEnv, fingerprint: string, preferredSlot: number): Promise<WorkerConnection> {
   try {
     return await withRetry(
       `connecting to the parameter server at ${c.PARAMETER_SERVER_ADDRESS}`,
-      () => WorkerConnection.register(client, { preferredSlot: c.WORKER_SLOT, jobFingerprint: fingerprint, workerLabel: c.WORKER_LABEL }, c.RPC_TIMEOUT_MS),
+      () => WorkerConnection.register(client, { preferredSlot, jobFingerprint: fingerprint, workerLabel: c.WORKER_LABEL }, c.RPC_TIMEOUT_MS),
       {
         budgetMs: c.CONNECT_TIMEOUT_MS,
         retryable: (e) => e.code === Code.Unavailable || e.code === Code.DeadlineExceeded || e.code === Code.ResourceExhausted,
@@ -55,28 +61,35 @@ async function ensureParameters(conn: WorkerConnection, trainer: Trainer): Promi
     if (r.initialize) {
       log.info(`initialising the server's parameters (${trainer.parameters().length} tensors)`);
       await conn.initParameters(trainer.parameters());
-      return;
+      continue; // then wait, like everyone, for training to start
     }
-    log.info("waiting for another worker to initialise the parameters");
+    log.info("waiting for the parameters and for the other workers to register");
   }
 }
 
 async function main(): Promise<number> {
   const started = Date.now();
   const backend = await initBackend(config.TF_BACKEND, (m) => log.warn(m));
-  const data = makeSyntheticDataset({ seed: config.SEED, trainExamples: config.TRAIN_EXAMPLES, testExamples: config.TEST_EXAMPLES });
+  const data = await loadDataset(config, log);
   const trainer = new Trainer(createModel(config.MODEL, { inputShape: data.inputShape, classes: data.classes, seed: config.SEED }));
-  const fingerprint = `${config.DATASET}:${config.MODEL}:seed=${config.SEED}:batch=${config.BATCH_SIZE}:local=${config.LOCAL_STEPS}:train=${data.train.count}`;
+  const fingerprint =
+    `${config.DATASET}:${config.MODEL}:classes=${data.classes}:seed=${config.SEED}:batch=${config.BATCH_SIZE}` +
+    `:local=${config.LOCAL_STEPS}:train=${data.train.count}`;
   log.info(
-    `${config.DATASET} dataset (${data.train.count} train / ${data.test.count} test, Bayes-optimal test accuracy ${(data.bayesAccuracy * 100).toFixed(1)}%), ` +
+    `dataset ${data.description}, ` +
       `model ${config.MODEL}, backend ${backend}`,
   );
-  const client = connectToServer(config.PARAMETER_SERVER_ADDRESS);
+  const client = connectToServer(config.PARAMETER_SERVER_ADDRESS, {
+    authToken: config.AUTH_TOKEN,
+    tls: config.TLS || config.TLS_CA_FILE !== undefined ? { ca: config.TLS_CA_FILE === undefined ? undefined : readFileSync(config.TLS_CA_FILE) } : undefined,
+  });
 
+  // After a lost session, ask for the slot we had: its data position is ours.
+  let preferredSlot = config.WORKER_SLOT;
   for (let rejoin = 0; ; rejoin++) {
     let conn: WorkerConnection;
     try {
-      conn = await register(client, config, fingerprint);
+      conn = await register(client, config, fingerprint, preferredSlot);
     } catch (err) {
       if (err instanceof RunAlreadyComplete) {
         log.info(`nothing to do: ${err.message}`);
@@ -84,8 +97,10 @@ async function main(): Promise<number> {
       }
       throw err;
     }
-    log = createLogger(`worker ${conn.slot}`, config.LOG_LEVEL);
+    preferredSlot = conn.slot;
+    log = createLogger(`worker ${conn.slot}`, config.LOG_LEVEL, logSink);
     log.info(`registered as slot ${conn.slot} of ${conn.config.totalWorkers} (mode ${Mode[conn.config.mode].toLowerCase()})`);
+    checkSliceHoldsABatch(data.train.count, conn.config.totalWorkers, config.BATCH_SIZE);
     // A single missed heartbeat is harmless (the lease is four intervals long); say so only when
     // they keep failing.
     let missedHeartbeats = 0;
@@ -103,9 +118,10 @@ async function main(): Promise<number> {
         conn,
         trainer,
         data,
-        { epochs: config.EPOCHS, batchSize: config.BATCH_SIZE, localSteps: config.LOCAL_STEPS, seed: config.SEED, progressIntervalMs: config.PROGRESS_INTERVAL_MS },
+        { epochs: config.EPOCHS, batchSize: config.BATCH_SIZE, localSteps: config.LOCAL_STEPS, seed: config.SEED, progressIntervalMs: config.PROGRESS_INTERVAL_MS, onProgress: showProgress },
         log,
       );
+      finishProgress();
       log.info(`finished: test accuracy ${(result.finalTestAccuracy * 100).toFixed(2)}% after ${result.steps} steps in ${result.trainSeconds.toFixed(1)} s`);
       printMetricsJson({
         role: "worker",
@@ -130,7 +146,9 @@ async function main(): Promise<number> {
       return 0;
     } catch (raw) {
       const err = raw instanceof ConnectError ? raw : undefined;
-      const lost = err !== undefined && (err.code === Code.FailedPrecondition || err.code === Code.Unavailable);
+      // The server went away (stream reset, connection refused) or no longer knows our session
+      // (it restarted, or our lease ran out): register again and continue from the slot's position.
+      const lost = err !== undefined && SESSION_LOST.has(err.code);
       if (!lost || rejoin >= MAX_REJOINS) throw raw;
       log.warn(`lost the session (${Code[err.code]}: ${err.rawMessage}); registering again`);
     } finally {
@@ -142,7 +160,10 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    const message = err instanceof RetryBudgetExhausted || err instanceof ConnectError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    // Errors that explain themselves (unreachable server, bad dataset, a model that does not fit
+    // the data) print as one line; anything else is a bug and keeps its stack.
+    const explained = err instanceof RetryBudgetExhausted || err instanceof ConnectError || err instanceof DatasetError || err instanceof RangeError;
+    const message = explained ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
     log.error(message);
     process.exit(1);
   },

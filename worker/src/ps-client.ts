@@ -4,11 +4,8 @@
  * benchmarks use it as well.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   Dtype,
-  ParameterServerService,
   PushGradientsRequestSchema,
   InitParametersRequestSchema,
   type RegisterResponse,
@@ -18,24 +15,11 @@ import {
   type PushGradientsResponse,
   type DataPosition,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import type { ParameterServerClient } from "@distributed-ps/common/client.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
 
-export type ParameterServerClient = Client<typeof ParameterServerService>;
-
-/** A gRPC (HTTP/2) client for `address` (host:port), uncompressed, with bounded message sizes. */
-export function connectToServer(address: string, o: { maxMessageBytes?: number } = {}): ParameterServerClient {
-  const maxMessageBytes = o.maxMessageBytes ?? (64 << 20);
-  const transport = createGrpcTransport({
-    baseUrl: `http://${address}`,
-    // Tensor bytes are incompressible: gzip would cost more time than it saves.
-    acceptCompression: [],
-    readMaxBytes: maxMessageBytes,
-    writeMaxBytes: maxMessageBytes,
-    nodeOptions: { settings: { initialWindowSize: 16 << 20 } },
-  });
-  return createClient(ParameterServerService, transport);
-}
+export { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
 
 export interface PulledParameters {
   version: number;

@@ -14,7 +14,8 @@ import { Mode, type WorkerMetricsSchema } from "@distributed-ps/common/gen/param
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { Dataset } from "./data/dataset.ts";
-import { epochBatches, gather, sliceForSlot } from "./data/partition.ts";
+import { trainBatch } from "./data/augment.ts";
+import { epochBatches, sliceForSlot } from "./data/partition.ts";
 import type { Trainer } from "./model/trainer.ts";
 import type { WorkerConnection } from "./ps-client.ts";
 
@@ -25,6 +26,8 @@ export interface TrainingOptions {
   localSteps: number;
   seed: number;
   progressIntervalMs: number;
+  /** Called after every step (a terminal's progress bar). */
+  onProgress?: (p: { epoch: number; epochs: number; batch: number; batches: number; version: number }) => void;
 }
 
 export interface TrainingResult {
@@ -115,6 +118,7 @@ export async function train(
         }
       }
       b += group.length;
+      o.onProgress?.({ epoch, epochs: o.epochs, batch: b, batches: batches.length, version: lastVersion });
 
       if (Date.now() - window.since >= o.progressIntervalMs) {
         const m = metrics(epoch);
@@ -159,7 +163,7 @@ function averagedGradient(trainer: Trainer, data: Dataset, group: readonly Int32
   let correct = 0;
   let count = 0;
   for (const indices of group) {
-    const batch = gather(data.train, indices);
+    const batch = trainBatch(data, indices); // gather + the dataset's training augmentation (CIFAR)
     const r = trainer.gradients(batch.x, batch.y, batch.count);
     loss += r.loss * batch.count;
     correct += r.correct;

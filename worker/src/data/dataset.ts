@@ -23,6 +23,18 @@ export interface Dataset {
   readonly classes: number;
   readonly train: Split;
   readonly test: Split;
+  /** Training-time augmentation of image batches (CIFAR), applied by trainBatch() in augment.ts;
+   *  never to the test split. Absent: training batches are the stored rows as they are. */
+  readonly augmentation?: Augmentation;
+}
+
+/** Random crop (pad by `padding` zeros on each side, then crop back to size at a random offset) and,
+ *  if `horizontalFlip`, a mirror image with probability 1/2, independently per example. */
+export interface Augmentation {
+  readonly padding: number;
+  readonly horizontalFlip: boolean;
+  /** Seeds the per-batch random streams (with the batch's example indices), so runs are reproducible. */
+  readonly seed: number;
 }
 
 /** Throws if a split's arrays disagree with its count and the row length, or a label is out of range. */

@@ -16,6 +16,7 @@ import * as tf from "@tensorflow/tfjs-core";
 // (tfjs-backend-cpu is installed as a dependency of tfjs-backend-wasm.)
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
+import { registerTrainingKernels } from "./training-kernels.ts";
 
 export type BackendName = "wasm" | "cpu";
 
@@ -28,6 +29,7 @@ export async function initBackend(
   warn: (message: string) => void = (message) => console.warn(message),
 ): Promise<BackendName> {
   if (preferred === "wasm") {
+    registerTrainingKernels();
     let reason = "tf.setBackend('wasm') returned false";
     try {
       if (await tf.setBackend("wasm")) {

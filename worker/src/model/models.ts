@@ -12,7 +12,9 @@
  *   - Accepts an input of shape [batch, ...inputShape].
  */
 import type * as tfl from "@tensorflow/tfjs-layers";
+import { buildCnn } from "./cnn.ts";
 import { buildLinear, buildMlp } from "./mlp.ts";
+import { buildResnet18 } from "./resnet.ts";
 
 export interface ModelOptions {
   /** Shape of one example without the batch dimension, e.g. [32] or [28, 28, 1]. */
@@ -29,6 +31,10 @@ export const MODEL_BUILDERS = {
   mlp: buildMlp,
   /** Softmax regression (a single dense layer): the linear baseline. */
   linear: buildLinear,
+  /** Four 3x3 conv layers and two dense layers, for 28x28 and 32x32 images (see cnn.ts). */
+  cnn: buildCnn,
+  /** ResNet-18, CIFAR variant, ~11.2M parameters, with batch norm (see resnet.ts). */
+  resnet18: buildResnet18,
 } satisfies Record<string, ModelBuilder>;
 
 export type ModelName = keyof typeof MODEL_BUILDERS;

@@ -7,7 +7,13 @@
  *
  * Parameter names are the layer-scoped names the model was built with ("dense1/kernel", ...). They are
  * taken from tfjs-layers' `originalName`, not `name`: tfjs uniquifies variable names per process
- * ("dense1/kernel_1" for the second model built), which would differ between workers.
+ * ("dense1/kernel_1" for the second model built), which would differ between workers. *
+ * Non-trainable state (batch norm's moving_mean / moving_variance in resnet18) is not a parameter:
+ * it has no gradient, parameters()/setParameters()/gradients() leave it out, and the server never sees
+ * it. It is local to each worker: gradients() runs the model in training mode, which normalises with
+ * the batch's own statistics and updates the moving averages from it; evaluate() runs in inference
+ * mode, which normalises with the moving averages. nonTrainableState() / setNonTrainableState() move
+ * it by the same stable names, so that it can be averaged across workers or exported later.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type * as tfl from "@tensorflow/tfjs-layers";
@@ -41,6 +47,8 @@ export class Trainer {
   /** Trainable weights in the model's own order (layer order; kernel before bias): stable. */
   readonly #weights: readonly Weight[];
   readonly #byName: ReadonlyMap<string, Weight>;
+  /** Non-trainable weights (batch norm moving statistics): worker-local, never pushed. */
+  readonly #state: readonly Weight[];
   /** Shape of one example, without the batch dimension. */
   readonly inputShape: readonly number[];
   /** Values per example: product of inputShape. */
@@ -81,6 +89,32 @@ export class Trainer {
       byName.set(weight.name, weight);
     }
     this.#byName = byName;
+    this.#state = model.nonTrainableWeights.map((w) => {
+      const variable = w.read() as tf.Variable;
+      return { name: w.originalName, shape: [...variable.shape], variable };
+    });
+  }
+
+  /** Copies of the non-trainable weights (batch norm moving statistics), in a stable order; empty
+   *  for models without any. */
+  nonTrainableState(): NamedTensor[] {
+    return this.#state.map(({ name, shape, variable }) => ({ name, shape, data: new Float32Array(variable.dataSync() as Float32Array) }));
+  }
+
+  /** Replaces non-trainable weights by name (a subset is fine: unnamed ones keep their value). */
+  setNonTrainableState(tensors: readonly NamedTensor[]): void {
+    const byName = new Map(this.#state.map((w) => [w.name, w]));
+    for (const tensor of tensors) {
+      const weight = byName.get(tensor.name);
+      if (weight === undefined) throw new Error(`setNonTrainableState: unknown tensor "${tensor.name}"`);
+      if (!sameShape(tensor.shape, weight.shape) || tensor.data.length !== elementCount(weight.shape)) {
+        throw new Error(`setNonTrainableState: tensor "${tensor.name}" has shape [${tensor.shape.join(", ")}], the model expects [${weight.shape.join(", ")}]`);
+      }
+    }
+    for (const tensor of tensors) {
+      const weight = byName.get(tensor.name)!;
+      tf.tidy(() => weight.variable.assign(tf.tensor(tensor.data, [...weight.shape], "float32")));
+    }
   }
 
   /** Names and shapes of the trainable weights, in parameters() order, without copying data. */
@@ -144,7 +178,7 @@ export class Trainer {
     const { value, grads } = tf.variableGrads(() => {
       const input = tf.tensor(x, [count, ...this.inputShape], "float32");
       const labels = tf.cast(tf.oneHot(tf.tensor1d(y, "int32"), this.classes), "float32");
-      // training: true so that future layers with train-time behaviour (dropout, batch norm) use it.
+      // training: true: batch norm normalises with batch statistics and updates its moving averages.
       const out = this.#model.apply(input, { training: true }) as tf.Tensor;
       logits = tf.keep(out); // survives variableGrads' internal tidy, disposed below
       return tf.losses.softmaxCrossEntropy(labels, out) as tf.Scalar; // mean over the batch

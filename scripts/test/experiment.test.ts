@@ -1,0 +1,61 @@
+/**
+ * `make experiment` (scripts/experiment.ts) end to end on a tiny matrix: real run-local jobs, then
+ * one results JSON per run, the combined experiment.json and the PNG charts.
+ */
+import t from "tap";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const script = fileURLToPath(new URL("../experiment.ts", import.meta.url));
+
+t.test("sync and async with 1 worker: per-run JSON with per-epoch history, and charts", async (t) => {
+  const dir = t.testdir();
+  const env = {
+    ...process.env,
+    EXPERIMENT_MODES: "sync,async",
+    EXPERIMENT_WORKERS: "1",
+    EPOCHS: "2",
+    TRAIN_EXAMPLES: "2000",
+    TEST_EXAMPLES: "500",
+    RESULTS_DIR: dir,
+    STATUS_INTERVAL_MS: "0",
+  };
+  const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
+    const child = spawn(process.execPath, [script], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    child.once("exit", (c) => resolve({ code: c, output }));
+  });
+  t.equal(code, 0, "experiment exits 0");
+  if (code !== 0) t.comment(output.slice(-3000));
+  for (const label of ["sync-1w", "async-1w"]) {
+    const result = JSON.parse(readFileSync(join(dir, `${label}.json`), "utf8"));
+    t.equal(result.workers, 1, `${label}: 1 worker`);
+    t.equal(result.per_epoch.length, 2, `${label}: an evaluation per epoch`);
+    t.ok(result.per_epoch.every((e: { t_s: number; test_accuracy: number }) => e.t_s > 0 && e.test_accuracy > 0.1), `${label}: timed, plausible accuracies`);
+    t.ok(result.total_samples_per_s > 0, `${label}: throughput measured`);
+    t.ok(existsSync(join(dir, result.run_dir, "worker-0.log")), `${label}: the run's logs are kept`);
+  }
+  const summary = JSON.parse(readFileSync(join(dir, "experiment.json"), "utf8"));
+  t.same(summary.summary.map((r: { run: string }) => r.run), ["sync-1w", "async-1w"], "experiment.json lists the runs in order");
+  const png = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
+  for (const chart of ["test-accuracy.png", "test-loss.png", "throughput.png", "final-accuracy.png", "wall-time.png"]) {
+    const bytes = readFileSync(join(dir, chart));
+    t.ok(bytes.subarray(0, 4).equals(png) && bytes.length > 5000, `${chart} is a PNG image`);
+  }
+  t.match(output, /sync-1w .*%/, "the summary table is printed");
+});
+
+t.test("a bad matrix is refused with a clear message", async (t) => {
+  const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
+    const child = spawn(process.execPath, [script], { env: { ...process.env, EXPERIMENT_MODES: "sync,fast" }, stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.once("exit", (code) => resolve({ code, err }));
+  });
+  t.equal(r.code, 2, "exit code 2");
+  t.match(r.err, /EXPERIMENT_MODES="sync,fast": .*a comma-separated list of sync, async, ssp/, "names the variable and what it accepts");
+});
