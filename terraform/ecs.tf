@@ -49,8 +49,8 @@ locals {
     MODEL                    = var.model
   })
 
-  secrets = var.auth_token_ssm_parameter_arn == null ? [] : [
-    { name = "AUTH_TOKEN", valueFrom = var.auth_token_ssm_parameter_arn },
+  secrets = local.auth_token_arn == null ? [] : [
+    { name = "AUTH_TOKEN", valueFrom = local.auth_token_arn },
   ]
 
   # Settings both containers share: non-root (the images' uid), read-only root with a writable

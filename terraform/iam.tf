@@ -67,12 +67,12 @@ resource "aws_iam_role_policy" "execution" {
         Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
         Resource = ["${aws_cloudwatch_log_group.parameter_server.arn}:*", "${aws_cloudwatch_log_group.worker.arn}:*"]
       },
-      ], var.auth_token_ssm_parameter_arn == null ? [] : [
+      ], local.auth_token_arn == null ? [] : [
       {
         Sid      = "ReadAuthToken"
         Effect   = "Allow"
         Action   = ["ssm:GetParameters"]
-        Resource = [var.auth_token_ssm_parameter_arn]
+        Resource = [local.auth_token_arn]
       },
     ])
   })

@@ -306,3 +306,31 @@ resource "aws_service_discovery_service" "parameter_server" {
     failure_threshold = 1
   }
 }
+
+# The shared secret every RPC carries (AUTH_TOKEN). Generated with the AWS provider's own random
+# source (no extra provider to install) and stored as a SecureString; ignore_changes keeps the
+# first value, since the data source draws a new password on every plan.
+data "aws_secretsmanager_random_password" "auth_token" {
+  count = local.generate_auth_token ? 1 : 0
+
+  password_length     = 48
+  exclude_punctuation = true
+}
+
+resource "aws_ssm_parameter" "auth_token" {
+  count = local.generate_auth_token ? 1 : 0
+
+  name        = "/${local.name}/auth-token"
+  description = "Bearer token of the ${local.name} parameter server (AUTH_TOKEN)"
+  type        = "SecureString"
+  value       = data.aws_secretsmanager_random_password.auth_token[0].random_password
+
+  lifecycle {
+    ignore_changes = [value]
+  }
+}
+
+locals {
+  generate_auth_token = var.generate_auth_token && var.auth_token_ssm_parameter_arn == null
+  auth_token_arn      = local.generate_auth_token ? aws_ssm_parameter.auth_token[0].arn : var.auth_token_ssm_parameter_arn
+}

@@ -305,8 +305,14 @@ variable "bucket_force_destroy" {
   default     = true
 }
 
+variable "generate_auth_token" {
+  description = "Whether to generate the shared AUTH_TOKEN every RPC must carry: a random 48-character secret kept in an SSM SecureString parameter and given to both containers as an ECS secret (never plain text in the task definition). Ignored when auth_token_ssm_parameter_arn is set."
+  type        = bool
+  default     = true
+}
+
 variable "auth_token_ssm_parameter_arn" {
-  description = "Optional ARN of an SSM SecureString parameter holding the shared AUTH_TOKEN; given to both containers as an ECS secret. null = no token."
+  description = "Optional ARN of an existing SSM SecureString parameter holding the shared AUTH_TOKEN, instead of a generated one; given to both containers as an ECS secret."
   type        = string
   default     = null
 

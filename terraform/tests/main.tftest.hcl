@@ -9,6 +9,12 @@ mock_provider "aws" {
     }
   }
 
+  mock_data "aws_secretsmanager_random_password" {
+    defaults = {
+      random_password = "mockedmockedmockedmockedmockedmockedmockedmocked"
+    }
+  }
+
   mock_data "aws_iam_role" {
     defaults = {
       arn = "arn:aws:iam::123456789012:role/LabRole"
@@ -242,8 +248,18 @@ run "defaults_match_the_documented_deployment" {
     error_message = "containers must log to their awslogs groups"
   }
   assert {
-    condition     = length(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].secrets) == 0
-    error_message = "no secrets without auth_token_ssm_parameter_arn"
+    condition = alltrue([for td in [aws_ecs_task_definition.parameter_server, aws_ecs_task_definition.worker] :
+    jsondecode(td.container_definitions)[0].secrets == [{ name = "AUTH_TOKEN", valueFrom = aws_ssm_parameter.auth_token[0].arn }]])
+    error_message = "by default both containers get the generated AUTH_TOKEN as a secret from SSM"
+  }
+  assert {
+    condition     = aws_ssm_parameter.auth_token[0].type == "SecureString" && length(aws_ssm_parameter.auth_token[0].value) == 48
+    error_message = "the generated token is a 48-character SecureString"
+  }
+  assert {
+    condition = alltrue([for td in [aws_ecs_task_definition.parameter_server, aws_ecs_task_definition.worker] :
+    !can(jsondecode(td.container_definitions)[0].environment[index([for e in jsondecode(td.container_definitions)[0].environment : e.name], "AUTH_TOKEN")])])
+    error_message = "the token must never appear as a plain environment variable"
   }
 
   # ECR and S3.
@@ -549,5 +565,31 @@ run "ecr_first_step_creates_only_the_repositories_and_their_urls" {
   assert {
     condition     = output.parameter_server_ecr_repository_url == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-parameter-server" && output.worker_ecr_repository_url == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-worker"
     error_message = "the repository URLs must be readable after the targeted apply"
+  }
+}
+
+run "authentication_can_be_turned_off" {
+  command = apply
+
+  variables {
+    generate_auth_token = false
+  }
+
+  assert {
+    condition     = length(aws_ssm_parameter.auth_token) == 0 && length(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].secrets) == 0
+    error_message = "generate_auth_token = false: no parameter and no secret"
+  }
+}
+
+run "an_existing_token_parameter_is_used_instead" {
+  command = apply
+
+  variables {
+    auth_token_ssm_parameter_arn = "arn:aws:ssm:us-west-2:123456789012:parameter/mine"
+  }
+
+  assert {
+    condition     = length(aws_ssm_parameter.auth_token) == 0 && jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].secrets[0].valueFrom == "arn:aws:ssm:us-west-2:123456789012:parameter/mine"
+    error_message = "a given parameter ARN replaces the generated token"
   }
 }
