@@ -16,3 +16,18 @@ export function elementCount(shape: readonly number[]): number {
   for (const d of shape) n *= d;
   return n;
 }
+
+/**
+ * A sparse float32 tensor: only the elements at `indices` (flat, row-major) are non-zero. Used for
+ * top-k compressed gradients.
+ */
+export interface SparseTensor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly indices: Uint32Array;
+  readonly values: Float32Array;
+}
+
+export function isSparse(t: NamedTensor | SparseTensor): t is SparseTensor {
+  return "indices" in t;
+}

@@ -10,7 +10,7 @@ import { endianness } from "node:os";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Dtype, TensorChunkSchema, type TensorChunk } from "./gen/paramserver/v1/parameter_server_pb.js";
 import { bytesPerElement, decodeElements, dtypeName, encodeElements } from "./dtype.ts";
-import { elementCount, type NamedTensor } from "./named-tensor.ts";
+import { elementCount, isSparse, type NamedTensor, type SparseTensor } from "./named-tensor.ts";
 
 // Float32Array views are in host byte order and the wire is little-endian. Every platform Node
 // ships for (x64, arm64) is little-endian; refuse loudly rather than corrupt data elsewhere.
@@ -27,15 +27,22 @@ export class TensorStreamError extends Error {
   }
 }
 
-/** Yields the chunks of `tensors` as `dtype`, each payload at most `chunkBytes` bytes. */
+/**
+ * Yields the chunks of `tensors` as `dtype`, each payload at most `chunkBytes` bytes. Sparse
+ * tensors are sent as (index, value) pairs; their indices count towards the chunk size.
+ */
 export function* chunkTensors(
-  tensors: readonly NamedTensor[],
+  tensors: readonly (NamedTensor | SparseTensor)[],
   dtype: Dtype = Dtype.FLOAT32,
   chunkBytes: number = DEFAULT_CHUNK_BYTES,
 ): Generator<TensorChunk> {
   const size = bytesPerElement(dtype);
   const perChunk = Math.max(1, Math.floor(chunkBytes / size));
   for (const t of tensors) {
+    if (isSparse(t)) {
+      yield* chunkSparse(t, dtype, Math.max(1, Math.floor(chunkBytes / (size + 4))));
+      continue;
+    }
     const n = t.data.length;
     if (n !== elementCount(t.shape)) {
       throw new TensorStreamError(`tensor "${t.name}" has ${n} elements but shape [${t.shape}]`);
@@ -58,6 +65,30 @@ export function* chunkTensors(
   }
 }
 
+function* chunkSparse(t: SparseTensor, dtype: Dtype, perChunk: number): Generator<TensorChunk> {
+  const n = t.values.length;
+  if (t.indices.length !== n) throw new TensorStreamError(`sparse tensor "${t.name}" has ${t.indices.length} indices for ${n} values`);
+  const size = bytesPerElement(dtype);
+  let from = 0;
+  do {
+    const to = Math.min(n, from + perChunk);
+    const chunk: MessageInitShape<typeof TensorChunkSchema> = {
+      name: t.name,
+      byteOffset: BigInt(from * size),
+      data: encodeElements(t.values, from, to, dtype),
+      indices: new Uint8Array(t.indices.buffer, t.indices.byteOffset + from * 4, (to - from) * 4),
+    };
+    if (from === 0) {
+      chunk.shape = [...t.shape];
+      chunk.dtype = dtype;
+      chunk.sparse = true;
+      chunk.sparseCount = n;
+    }
+    yield create(TensorChunkSchema, chunk);
+    from = to;
+  } while (from < n);
+}
+
 /** What the receiver requires of an incoming tensor; returned by the `expect` callback. */
 export interface TensorExpectation {
   shape: readonly number[];
@@ -76,7 +107,7 @@ export class TensorAssembler {
   readonly #expect: (name: string, shape: readonly number[]) => TensorExpectation;
   readonly #allowNonFinite: boolean;
   readonly #received = new Set<string>();
-  #current: { name: string; dtype: Dtype; into: Float32Array; bytes: number; nextByte: number } | undefined;
+  #current: { name: string; dtype: Dtype; into: Float32Array; bytes: number; nextByte: number; sparse: boolean } | undefined;
   #chunks = 0;
 
   constructor(
@@ -117,7 +148,14 @@ export class TensorAssembler {
       if (expectation.into.length !== elements) {
         throw new TensorStreamError(`tensor "${chunk.name}": buffer holds ${expectation.into.length} elements, shape needs ${elements}`);
       }
-      this.#current = { name: chunk.name, dtype: chunk.dtype, into: expectation.into, bytes: elements * size, nextByte: 0 };
+      if (chunk.sparse) {
+        if (chunk.sparseCount > elements) {
+          throw new TensorStreamError(`sparse tensor "${chunk.name}": ${chunk.sparseCount} values for ${elements} elements`);
+        }
+        expectation.into.fill(0); // elements not sent are zero
+      }
+      const values = chunk.sparse ? chunk.sparseCount : elements;
+      this.#current = { name: chunk.name, dtype: chunk.dtype, into: expectation.into, bytes: values * size, nextByte: 0, sparse: chunk.sparse };
     }
 
     const cur = this.#current;
@@ -143,7 +181,8 @@ export class TensorAssembler {
     if (chunk.data.length === 0 && cur.bytes !== 0) {
       throw new TensorStreamError(`tensor "${cur.name}": empty chunk at byte ${offset}`);
     }
-    const nonFinite = decodeElements(chunk.data, cur.dtype, cur.into, offset / size);
+    if (!cur.sparse && chunk.indices.length > 0) throw new TensorStreamError(`tensor "${cur.name}": indices on a dense tensor`);
+    const nonFinite = cur.sparse ? this.#scatter(cur, chunk, size) : decodeElements(chunk.data, cur.dtype, cur.into, offset / size);
     if (nonFinite > 0 && !this.#allowNonFinite) {
       throw new TensorStreamError(`tensor "${cur.name}": ${nonFinite} NaN or infinite value(s) near element ${offset / size}`);
     }
@@ -152,6 +191,23 @@ export class TensorAssembler {
       this.#received.add(cur.name);
       this.#current = undefined;
     }
+  }
+
+  /** Decodes a sparse chunk's values and writes each to its index; returns the non-finite count. */
+  #scatter(cur: { name: string; dtype: Dtype; into: Float32Array }, chunk: TensorChunk, size: number): number {
+    const count = chunk.data.length / size;
+    if (chunk.indices.length !== count * 4) {
+      throw new TensorStreamError(`sparse tensor "${cur.name}": ${chunk.indices.length / 4} indices for ${count} values in one chunk`);
+    }
+    const values = new Float32Array(count);
+    const nonFinite = decodeElements(chunk.data, cur.dtype, values, 0);
+    const indices = new DataView(chunk.indices.buffer, chunk.indices.byteOffset, chunk.indices.length);
+    for (let i = 0; i < count; i++) {
+      const at = indices.getUint32(i * 4, true);
+      if (at >= cur.into.length) throw new TensorStreamError(`sparse tensor "${cur.name}": index ${at} outside its ${cur.into.length} elements`);
+      cur.into[at] = values[i]!;
+    }
+    return nonFinite;
   }
 
   /** Checks that the stream ended on a tensor boundary with exactly `expectedCount` tensors. */

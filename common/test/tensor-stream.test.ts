@@ -311,3 +311,22 @@ t.test("TensorCollector enforces its limits", async (t) => {
   fewElements.add(chunks[0]!);
   refuses(t, () => fewElements.add(chunks[1]!), /tensor "b" takes the stream past 4 elements/, "3 + 2 elements beyond maxElements 4");
 });
+
+t.test("sparse tensors: round trip, and refusals", async (t) => {
+  const sparse = { name: "g", shape: [2, 5], indices: Uint32Array.from([1, 4, 9]), values: Float32Array.from([0.5, -2, 3]) };
+  const dense = { name: "b", shape: [2], data: Float32Array.from([7, 8]) };
+  const collector = new TensorCollector({ maxElements: 100, maxTensors: 10 });
+  for (const chunk of chunkTensors([sparse, dense], Dtype.FLOAT32, 8)) collector.add(fromBinary(TensorChunkSchema, toBinary(TensorChunkSchema, chunk)));
+  const [g, b] = collector.finish(2);
+  t.same(Array.from(g!.data), [0, 0.5, 0, 0, -2, 0, 0, 0, 0, 3], "the sparse tensor arrives dense, zeros elsewhere");
+  t.same(Array.from(b!.data), [7, 8], "a dense tensor after it is unaffected");
+
+  const refuse = (what: string, chunks: Parameters<TensorAssembler["add"]>[0][], re: RegExp) => {
+    const a = new TensorAssembler(() => ({ shape: [10], into: new Float32Array(10) }));
+    t.throws(() => chunks.forEach((c) => a.add(c)), re, what);
+  };
+  const base = { name: "g", shape: [10], dtype: Dtype.FLOAT32, sparse: true, sparseCount: 1, byteOffset: 0n };
+  refuse("an index outside the tensor", [create(TensorChunkSchema, { ...base, indices: new Uint8Array(Uint32Array.from([10]).buffer), data: new Uint8Array(Float32Array.from([1]).buffer) })], /index 10 outside its 10 elements/);
+  refuse("more values than elements", [create(TensorChunkSchema, { ...base, sparseCount: 11, indices: new Uint8Array(0), data: new Uint8Array(0) })], /11 values for 10 elements/);
+  refuse("indices and values of different counts", [create(TensorChunkSchema, { ...base, indices: new Uint8Array(8), data: new Uint8Array(Float32Array.from([1]).buffer) })], /2 indices for 1 values/);
+});

@@ -27,6 +27,9 @@ export const workerEnvSchema = z.object({
   BATCH_SIZE: intVar({ min: 1, max: 65_536, default: 32 }),
   EPOCHS: intVar({ min: 1, max: 10_000, default: 5 }),
   LOCAL_STEPS: intVar({ min: 1, max: 1_000, default: 1 }),
+  PULL_DTYPE: enumVar(["fp32", "fp16", "bf16"], "fp32"),
+  PUSH_DTYPE: enumVar(["fp32", "fp16", "bf16"], "fp32"),
+  TOPK_RATIO: numberVar({ min: 0, max: 1, default: 0 }),
   SEED: intVar({ min: 0, max: 2 ** 31 - 1, default: 42 }),
   // Synthetic: the dataset's size (default 16000 / 4000). Real datasets: a seeded subset of this
   // size (default: all of it).

@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { loadConfigOrExit } from "@distributed-ps/common/env.ts";
-import { Mode } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { Dtype, Mode } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { createLogger, printMetricsJson, type Logger } from "@distributed-ps/common/log.ts";
 import { workerEnvSchema, type WorkerEnv } from "./config.ts";
 import { checkSliceHoldsABatch, DatasetError, loadDataset } from "./data/load-dataset.ts";
@@ -19,7 +19,10 @@ import { Trainer } from "./model/trainer.ts";
 import { connectToServer, WorkerConnection, type ParameterServerClient } from "./ps-client.ts";
 import { RetryBudgetExhausted, withRetry } from "./retry.ts";
 import { finishProgress, logSink, showProgress } from "./progress-display.ts";
+import { TopKCompressor } from "./topk.ts";
 import { train } from "./training-loop.ts";
+
+const WIRE_DTYPES = { fp32: Dtype.FLOAT32, fp16: Dtype.FLOAT16, bf16: Dtype.BFLOAT16 } as const;
 
 /** Times a worker may lose its session and register again before giving up. */
 const MAX_REJOINS = 10;
@@ -84,6 +87,10 @@ async function main(): Promise<number> {
     tls: config.TLS || config.TLS_CA_FILE !== undefined ? { ca: config.TLS_CA_FILE === undefined ? undefined : readFileSync(config.TLS_CA_FILE) } : undefined,
   });
 
+  // One compressor for the whole process: its residuals (what top-k has not sent yet) outlive a
+  // lost session.
+  const compressor = config.TOPK_RATIO > 0 ? new TopKCompressor(config.TOPK_RATIO) : undefined;
+
   // After a lost session, ask for the slot we had: its data position is ours.
   let preferredSlot = config.WORKER_SLOT;
   for (let rejoin = 0; ; rejoin++) {
@@ -118,7 +125,17 @@ async function main(): Promise<number> {
         conn,
         trainer,
         data,
-        { epochs: config.EPOCHS, batchSize: config.BATCH_SIZE, localSteps: config.LOCAL_STEPS, seed: config.SEED, progressIntervalMs: config.PROGRESS_INTERVAL_MS, onProgress: showProgress },
+        {
+          epochs: config.EPOCHS,
+          batchSize: config.BATCH_SIZE,
+          localSteps: config.LOCAL_STEPS,
+          seed: config.SEED,
+          progressIntervalMs: config.PROGRESS_INTERVAL_MS,
+          pullDtype: WIRE_DTYPES[config.PULL_DTYPE],
+          pushDtype: WIRE_DTYPES[config.PUSH_DTYPE],
+          compressor,
+          onProgress: showProgress,
+        },
         log,
       );
       finishProgress();

@@ -16,7 +16,7 @@ import {
   type DataPosition,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { ParameterServerClient } from "@distributed-ps/common/client.ts";
-import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import type { NamedTensor, SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
 
 export { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
@@ -101,7 +101,7 @@ export class WorkerConnection {
 
   /** Pushes one gradient per parameter, computed against `baseVersion`. */
   async push(
-    gradients: readonly NamedTensor[],
+    gradients: readonly (NamedTensor | SparseTensor)[],
     baseVersion: number,
     o: { exampleCount: number; position?: { epoch: number; batch: number }; dtype?: Dtype },
   ): Promise<PushGradientsResponse> {

@@ -10,7 +10,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Mode, type WorkerMetricsSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { Dtype, Mode, type WorkerMetricsSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { Dataset } from "./data/dataset.ts";
@@ -18,6 +18,7 @@ import { trainBatch } from "./data/augment.ts";
 import { epochBatches, sliceForSlot } from "./data/partition.ts";
 import type { Trainer } from "./model/trainer.ts";
 import type { WorkerConnection } from "./ps-client.ts";
+import type { TopKCompressor } from "./topk.ts";
 
 export interface TrainingOptions {
   epochs: number;
@@ -26,6 +27,12 @@ export interface TrainingOptions {
   localSteps: number;
   seed: number;
   progressIntervalMs: number;
+  /** Element type of the parameters on the wire (FLOAT16/BFLOAT16 halve the bytes of a pull). */
+  pullDtype?: Dtype;
+  /** Element type of the gradients on the wire. */
+  pushDtype?: Dtype;
+  /** Sends only the largest (gradient + residual) values of each tensor, with error feedback. */
+  compressor?: TopKCompressor;
   /** Called after every step (a terminal's progress bar). */
   onProgress?: (p: { epoch: number; epochs: number; batch: number; batches: number; version: number }) => void;
 }
@@ -91,12 +98,13 @@ export async function train(
     for (let b = firstBatch; b < batches.length; ) {
       const group = batches.slice(b, Math.min(b + o.localSteps, batches.length));
       for (let attempt = 0; ; attempt++) {
-        const pulled = await conn.pull(minVersion);
+        const pulled = await conn.pull(minVersion, o.pullDtype);
         trainer.setParameters(pulled.tensors);
         lastVersion = pulled.version;
         const { gradient, loss, correct, count } = averagedGradient(trainer, data, group);
         try {
-          const r = await conn.push(gradient, pulled.version, { exampleCount: count, position: { epoch, batch: b + group.length } });
+          const wire = o.compressor ? o.compressor.compress(gradient) : gradient;
+          const r = await conn.push(wire, pulled.version, { exampleCount: count, position: { epoch, batch: b + group.length }, dtype: o.pushDtype });
           lastVersion = r.version;
           minVersion = 0;
           window.loss += loss * count;

@@ -73,11 +73,35 @@ export declare type TensorChunk = Message<"paramserver.v1.TensorChunk"> & {
   byteOffset: bigint;
 
   /**
-   * Raw little-endian element bytes.
+   * Raw little-endian element bytes. For a sparse tensor: the values of the elements listed in
+   * indices, in the same order.
    *
    * @generated from field: bytes data = 5;
    */
   data: Uint8Array;
+
+  /**
+   * Whether the tensor is sent sparse (a top-k compressed gradient): only the listed elements are
+   * sent and every other element is zero. Set on the chunk at byte_offset 0.
+   *
+   * @generated from field: bool sparse = 6;
+   */
+  sparse: boolean;
+
+  /**
+   * Sparse tensors: how many (index, value) pairs the whole tensor carries. Set on the chunk at
+   * byte_offset 0; byte_offset then counts value bytes.
+   *
+   * @generated from field: uint32 sparse_count = 7;
+   */
+  sparseCount: number;
+
+  /**
+   * Sparse tensors: the flat row-major element indices (little-endian uint32) of this chunk's values.
+   *
+   * @generated from field: bytes indices = 8;
+   */
+  indices: Uint8Array;
 };
 
 /**
