@@ -129,10 +129,11 @@ export class Membership {
   }
 
   /**
-   * Hands out a free slot: `preferred` if it is free, else the lowest free one. The first
+   * Hands out a free slot: `preferred` if it is free, else the lowest free one — or, with `exact`,
+   * only `preferred` (a sharded run's worker must hold the same slot on every shard). The first
    * registration fixes the run's job fingerprint; later ones must match it.
    */
-  register(preferred: number, fingerprint: string, label: string): Slot {
+  register(preferred: number, fingerprint: string, label: string, exact = false): Slot {
     this.sweep();
     if (this.runComplete) {
       throw new ConnectError("the run is complete: every slot has finished", Code.FailedPrecondition);
@@ -151,6 +152,14 @@ export class Membership {
       );
     }
     const wanted = preferred >= 0 ? this.slots[preferred] : undefined;
+    if (exact && wanted?.state !== "free") {
+      if (wanted === undefined) throw new ConnectError("require_preferred_slot needs a preferred slot (got -1)", Code.InvalidArgument);
+      if (wanted.state === "finished") throw new ConnectError(`slot ${preferred} has finished on this shard`, Code.FailedPrecondition);
+      throw new ConnectError(
+        `slot ${preferred} is held by a live lease on this shard; it frees up when that lease (${this.leaseMs} ms) runs out`,
+        Code.ResourceExhausted,
+      );
+    }
     const slot = wanted?.state === "free" ? wanted : this.slots.find((s) => s.state === "free");
     if (slot === undefined) {
       const finished = this.slots.filter((s) => s.state === "finished").length;
@@ -194,6 +203,17 @@ export class Membership {
     slot.lastSeen = now;
     slot.leaseExpiresAt = now + this.leaseMs;
     return slot;
+  }
+
+  /**
+   * Renews `slot`'s lease if `token` still holds it — called for every chunk of a long upload, so
+   * a worker streaming a large gradient over a slow link is not mistaken for a dead one.
+   */
+  renew(slot: Slot, token: string): void {
+    if (slot.state !== "active" || slot.token !== token) return;
+    const now = this.#now();
+    slot.lastSeen = now;
+    slot.leaseExpiresAt = now + this.leaseMs;
   }
 
   /** Marks the session's slot finished; it leaves the barrier and is not handed out again. */

@@ -23,6 +23,7 @@ import {
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { chunkTensors, TensorAssembler, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 import type { Slot } from "./membership.ts";
+import { shardList } from "./shards.ts";
 import type { TrainingRun } from "./training-run.ts";
 
 const MODES = { sync: Mode.SYNC, async: Mode.ASYNC, ssp: Mode.SSP } as const;
@@ -78,7 +79,7 @@ export function runConfig(run: TrainingRun, shardAddress: string): RunConfig {
     leaseMs: c.LEASE_MS,
     heartbeatIntervalMs: Math.max(50, Math.floor(c.LEASE_MS / 4)),
     maxChunkBytes: c.MAX_CHUNK_BYTES,
-    shards: [{ index: 0, address: shardAddress }],
+    shards: shardList(c, shardAddress),
   });
 }
 
@@ -92,7 +93,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
 
   return {
     register(req) {
-      const slot = membership.register(req.preferredSlot, req.jobFingerprint, req.workerLabel);
+      const slot = membership.register(req.preferredSlot, req.jobFingerprint, req.workerLabel, req.requirePreferredSlot);
       return {
         session: { slot: slot.index, token: slot.token },
         config: runConfig(run, shardAddress),
@@ -134,7 +135,11 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           throw new ConnectError(`InitParameters: tensor_count ${header.tensorCount} outside 1..${config.MAX_TENSORS}`, Code.InvalidArgument);
         }
         const collector = new TensorCollector({ maxElements: config.MAX_MODEL_ELEMENTS, maxTensors: header.tensorCount });
-        await readChunks(it, "InitParameters", (c) => collector.add(c));
+        const token = slot.token;
+        await readChunks(it, "InitParameters", (c) => {
+          membership.renew(slot, token);
+          collector.add(c);
+        });
         const tensors = collector.finish(header.tensorCount);
         if (store.initialized) throw new ConnectError("InitParameters: the parameters are already initialised", Code.AlreadyExists);
         run.initialize(tensors);
@@ -199,8 +204,14 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           return { shape, into: gradient[i]!.data };
         });
         try {
-          await readChunks(it, "PushGradients", (c) => assembler.add(c));
+          await readChunks(it, "PushGradients", (c) => {
+            membership.renew(slot, header.session!.token);
+            assembler.add(c);
+          });
           assembler.finish(header.tensorCount);
+          // The upload took time: the session must still hold the slot (its lease may have run
+          // out and a replacement taken over), checked with no await before the gradient counts.
+          membership.authenticate(header.session);
         } catch (err) {
           run.buffers.give(gradient);
           throw err;

@@ -22,11 +22,47 @@ import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed
 export { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
 
 export interface PulledParameters {
+  /** Version of the pull (with sharded servers: shard 0's). */
   version: number;
   tensors: NamedTensor[];
+  /** Sharded servers: every shard's version, in shard order; push sends each its own as the base. */
+  bases?: readonly number[];
 }
 
-export class WorkerConnection {
+/** Versions a pull waits for: one for all, or (sharded servers) one per shard. */
+export type MinVersion = number | readonly number[];
+
+/** The versions that follow `pulled`: what a sync worker waits for after its step was applied without it. */
+export function nextVersions(pulled: PulledParameters): MinVersion {
+  return pulled.bases?.map((v) => v + 1) ?? pulled.version + 1;
+}
+
+export interface PushOptions {
+  exampleCount: number;
+  position?: { epoch: number; batch: number };
+  dtype?: Dtype;
+  /** Sharded servers: each shard's base version (PulledParameters.bases); baseVersion is then shard 0's. */
+  bases?: readonly number[] | undefined;
+}
+
+/**
+ * What the training loop needs of its server: WorkerConnection for one server, ShardedConnection
+ * (sharded-connection.ts) for several shards.
+ */
+export interface ParameterConnection {
+  readonly slot: number;
+  readonly config: RunConfig;
+  readonly resumeFrom: DataPosition | undefined;
+  heartbeat(): Promise<void>;
+  waitForParameters(): Promise<{ ready: boolean; initialize: boolean }>;
+  initParameters(tensors: readonly NamedTensor[]): Promise<void>;
+  pull(minVersion?: MinVersion, dtype?: Dtype): Promise<PulledParameters>;
+  push(gradients: readonly (NamedTensor | SparseTensor)[], baseVersion: number, o: PushOptions): Promise<PushGradientsResponse>;
+  reportMetrics(metrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<void>;
+  finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<boolean>;
+}
+
+export class WorkerConnection implements ParameterConnection {
   readonly client: ParameterServerClient;
   readonly session: WorkerSession;
   readonly config: RunConfig;
@@ -53,7 +89,7 @@ export class WorkerConnection {
 
   static async register(
     client: ParameterServerClient,
-    request: { preferredSlot: number; jobFingerprint: string; workerLabel: string },
+    request: { preferredSlot: number; jobFingerprint: string; workerLabel: string; requirePreferredSlot?: boolean },
     callTimeoutMs: number,
   ): Promise<WorkerConnection> {
     const answer = await client.register(request, { timeoutMs: callTimeoutMs });
@@ -61,7 +97,8 @@ export class WorkerConnection {
   }
 
   async heartbeat(): Promise<void> {
-    await this.client.heartbeat({ session: this.session }, { timeoutMs: this.callTimeoutMs });
+    // A heartbeat older than the lease is useless: give up on it then, rather than letting them pile up.
+    await this.client.heartbeat({ session: this.session }, { timeoutMs: Math.min(this.callTimeoutMs, this.config.leaseMs) });
   }
 
   /** Blocks (server-bounded) until the parameters exist or this worker must create them. */
@@ -83,7 +120,8 @@ export class WorkerConnection {
   }
 
   /** The current parameters (at least `minVersion`, if the server reaches it within its wait bound). */
-  async pull(minVersion = 0, dtype: Dtype = Dtype.FLOAT32): Promise<PulledParameters> {
+  async pull(min: MinVersion = 0, dtype: Dtype = Dtype.FLOAT32): Promise<PulledParameters> {
+    const minVersion = typeof min === "number" ? min : (min[0] ?? 0);
     const collector = new TensorCollector({ maxElements: Number.MAX_SAFE_INTEGER, maxTensors: Number.MAX_SAFE_INTEGER });
     let version: number | undefined;
     let count = 0;
@@ -103,7 +141,7 @@ export class WorkerConnection {
   async push(
     gradients: readonly (NamedTensor | SparseTensor)[],
     baseVersion: number,
-    o: { exampleCount: number; position?: { epoch: number; batch: number }; dtype?: Dtype },
+    o: PushOptions,
   ): Promise<PushGradientsResponse> {
     const session = this.session;
     const chunkBytes = this.#chunkBytes;

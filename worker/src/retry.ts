@@ -17,8 +17,15 @@ export interface RetryOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Socket errors connect-node reports as Internal rather than Unavailable (an unreachable host, a
+ * reset or timed-out connection): the network's fault, not the server's answer.
+ */
+const NETWORK_ERROR = /\b(EHOSTUNREACH|ENETUNREACH|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EAI_AGAIN)\b/;
+
 /** Transport-level trouble: the server is not (yet, or any more) reachable. */
-export const isTransient = (err: ConnectError) => err.code === Code.Unavailable || err.code === Code.DeadlineExceeded;
+export const isTransient = (err: ConnectError) =>
+  err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || (err.code === Code.Internal && NETWORK_ERROR.test(err.message));
 
 export class RetryBudgetExhausted extends Error {
   readonly last: ConnectError;
