@@ -30,7 +30,11 @@ const u32 = new Uint32Array(f32.buffer);
 /** float32 → IEEE binary16 bits. */
 export function float32ToFloat16Bits(value: number): number {
   f32[0] = value;
-  const x = u32[0]!;
+  return halfFromFloatBits(u32[0]!);
+}
+
+/** The binary16 bits nearest to the float32 with bit pattern `x` (round to nearest, ties to even). */
+function halfFromFloatBits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -76,10 +80,12 @@ export function float16BitsToFloat32(bits: number): number {
 /** float32 → bfloat16 bits (the upper half of the float32, rounded). */
 export function float32ToBfloat16Bits(value: number): number {
   f32[0] = value;
-  const x = u32[0]!;
-  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return (x >>> 16) | 0x40; // keep NaN a NaN
-  const rounded = x + 0x7fff + ((x >>> 16) & 1);
-  return (rounded >>> 16) & 0xffff;
+  return bfloatFromFloatBits(u32[0]!);
+}
+
+function bfloatFromFloatBits(x: number): number {
+  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return ((x >>> 16) | 0x40) & 0xffff; // keep NaN a NaN
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 export function bfloat16BitsToFloat32(bits: number): number {
@@ -89,24 +95,26 @@ export function bfloat16BitsToFloat32(bits: number): number {
 
 /**
  * Encodes src[from, to) as `dtype` into a new byte array (little-endian). For float32 on a
- * little-endian host this is a view, not a copy.
+ * little-endian host this is a view, not a copy. The 16-bit conversions work on the float's bits
+ * (a Uint32Array view), one pass, no per-element scratch writes.
  */
 export function encodeElements(src: Float32Array, from: number, to: number, dtype: Dtype): Uint8Array {
   if (dtype === Dtype.FLOAT32) {
     return new Uint8Array(src.buffer, src.byteOffset + from * 4, (to - from) * 4);
   }
-  const out = new Uint16Array(to - from);
-  const convert = dtype === Dtype.FLOAT16 ? float32ToFloat16Bits : float32ToBfloat16Bits;
   if (dtype !== Dtype.FLOAT16 && dtype !== Dtype.BFLOAT16) bytesPerElement(dtype); // throws
-  for (let i = from; i < to; i++) out[i - from] = convert(src[i]!);
+  const bits = new Uint32Array(src.buffer, src.byteOffset + from * 4, to - from);
+  const out = new Uint16Array(to - from);
+  if (dtype === Dtype.FLOAT16) for (let i = 0; i < out.length; i++) out[i] = halfFromFloatBits(bits[i]!);
+  else for (let i = 0; i < out.length; i++) out[i] = bfloatFromFloatBits(bits[i]!);
   return new Uint8Array(out.buffer);
 }
 
 /**
  * Decodes little-endian `bytes` of `dtype` into dst starting at element `at`. `bytes` may sit at any
- * byte offset (decoded protobuf fields often do), so float32 is copied bytewise rather than viewed.
- * Returns the number of non-finite values written, so callers can refuse NaN/Inf without a second
- * pass.
+ * byte offset (decoded protobuf fields often do): float32 is copied bytewise rather than viewed, and
+ * 16-bit data at an odd offset is first copied to an aligned buffer. Returns the number of
+ * non-finite values written, so callers can refuse NaN/Inf without a second pass.
  */
 export function decodeElements(bytes: Uint8Array, dtype: Dtype, dst: Float32Array, at: number): number {
   const size = bytesPerElement(dtype);
@@ -114,14 +122,27 @@ export function decodeElements(bytes: Uint8Array, dtype: Dtype, dst: Float32Arra
   let nonFinite = 0;
   if (dtype === Dtype.FLOAT32) {
     new Uint8Array(dst.buffer, dst.byteOffset + at * 4, bytes.length).set(bytes);
-    for (let i = at; i < at + count; i++) if (!Number.isFinite(dst[i]!)) nonFinite++;
+    // Exponent bits all ones ⇔ Inf or NaN; an integer test on the bits is cheaper than isFinite.
+    const bits = new Uint32Array(dst.buffer, dst.byteOffset + at * 4, count);
+    for (let i = 0; i < count; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) nonFinite++;
     return nonFinite;
   }
-  const toFloat = dtype === Dtype.FLOAT16 ? float16BitsToFloat32 : bfloat16BitsToFloat32;
-  for (let i = 0; i < count; i++) {
-    const v = toFloat(bytes[2 * i]! | (bytes[2 * i + 1]! << 8));
-    dst[at + i] = v;
-    if (!Number.isFinite(v)) nonFinite++;
+  const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+  const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
+  if (dtype === Dtype.FLOAT16) {
+    const table = HALF_TO_FLOAT;
+    for (let i = 0; i < count; i++) {
+      const h = halves[i]!;
+      dst[at + i] = table[h]!;
+      if ((h & 0x7c00) === 0x7c00) nonFinite++;
+    }
+  } else {
+    const out = new Uint32Array(dst.buffer, dst.byteOffset + at * 4, count);
+    for (let i = 0; i < count; i++) {
+      const h = halves[i]!;
+      out[i] = h << 16;
+      if ((h & 0x7f80) === 0x7f80) nonFinite++;
+    }
   }
   return nonFinite;
 }
