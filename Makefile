@@ -66,7 +66,7 @@ test-terraform: ## Terraform fmt/validate/test (offline, mock provider) and shel
 test-docker: setup ## Build both images with a real Docker engine and train in containers
 	docker/test-e2e.sh
 
-test-local: setup ## Train one job locally: WORKERS=4 MODE=sync|async|ssp EPOCHS=5 ...
+test-local: setup ## Train one job locally: WORKERS=4 MODE=sync|async|ssp SHARDS=1 EPOCHS=5 ...
 	node scripts/run-local.ts
 
 status: setup ## Live state of a run: ADDRESS=host:port (localhost:8000), ARGS="--watch" | "--json" | "--cloudwatch"

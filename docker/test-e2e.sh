@@ -258,6 +258,11 @@ if ((${#compose[@]} > 0)); then
   else
     fail "compose.yaml is invalid"
   fi
+  if "${compose[@]}" -f "$here/compose.yaml" -f "$here/compose.sharded.yaml" config -q; then
+    pass "compose.yaml with compose.sharded.yaml (two server shards) is valid"
+  else
+    fail "compose.sharded.yaml does not combine with compose.yaml"
+  fi
 else
   echo "skipped: neither 'docker compose' nor docker-compose is installed"
 fi

@@ -3,9 +3,10 @@
  * worker processes talking gRPC over loopback — then a summary, and a non-zero exit if any process
  * failed or the accuracy target was missed.
  *
- * Settings (environment): WORKERS (4), MODE (sync|async|ssp; default sync), ACCURACY_TARGET (0.75),
- * RUN_TIMEOUT_S (600), PORT (0 = any free port), RESULTS_DIR (where the logs and summary go),
- * DASHBOARD_PORT (8080, or any free port when that one is taken; 0 = any free port).
+ * Settings (environment): WORKERS (4), MODE (sync|async|ssp; default sync), SHARDS (1: server
+ * processes, each holding part of the tensors), ACCURACY_TARGET (0.75), RUN_TIMEOUT_S (600), PORT
+ * (0 = any free port; shard 0's), RESULTS_DIR (where the logs and summary go), DASHBOARD_PORT (8080,
+ * or any free port when that one is taken; 0 = any free port; served by shard 0).
  * Every other variable (EPOCHS, BATCH_SIZE, OPTIMIZER, ...) passes through to the processes.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -24,6 +25,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const settingsSchema = z.object({
   WORKERS: intVar({ min: 1, max: 64, default: 4 }),
   MODE: enumVar(["sync", "async", "ssp"], "sync"),
+  SHARDS: intVar({ min: 1, max: 16, default: 1 }),
   ACCURACY_TARGET: numberVar({ min: 0, max: 1, default: 0.75 }),
   RUN_TIMEOUT_S: intVar({ min: 1, max: 86_400, default: 600 }),
   PORT: intVar({ min: 0, max: 65_535, default: 0 }),
@@ -88,19 +90,33 @@ let progress: RunProgress;
 async function main(): Promise<number> {
   mkdirSync(settings.RESULTS_DIR, { recursive: true });
   const port = settings.PORT || (await freePort());
+  const ports = [port];
+  while (ports.length < settings.SHARDS) ports.push(await freePort());
+  const shardAddresses = ports.map((p) => `127.0.0.1:${p}`);
   const started = Date.now();
   const base = { ...process.env, TOTAL_WORKERS_EXPECTED: String(settings.WORKERS), SERVER_MODE: settings.MODE };
-  console.log(`test-local: ${settings.WORKERS} workers, mode ${settings.MODE}, server on 127.0.0.1:${port}, logs in ${settings.RESULTS_DIR}`);
+  const where = settings.SHARDS === 1 ? `server on ${shardAddresses[0]}` : `${settings.SHARDS} server shards on ${shardAddresses.join(", ")}`;
+  console.log(`test-local: ${settings.WORKERS} workers, mode ${settings.MODE}, ${where}, logs in ${settings.RESULTS_DIR}`);
   const dashboardPort = await freePort(settings.DASHBOARD_PORT);
   const dashboardUrl = `http://127.0.0.1:${dashboardPort}/`;
   console.log(`test-local: watch the run live at ${dashboardUrl}`);
   progress = new RunProgress({ workers: settings.WORKERS, dashboardUrl });
 
-  const server = start("server", "server/src/main.ts", { ...base, SERVER_PORT: String(port), SERVER_HOST: "127.0.0.1", DASHBOARD_PORT: String(dashboardPort) });
+  // Shard 0 is "server" (its log, its summary) and serves the dashboard; more shards are server-1, ...
+  const servers = ports.map((p, k) =>
+    start(k === 0 ? "server" : `server-${k}`, "server/src/main.ts", {
+      ...base,
+      SERVER_PORT: String(p),
+      SERVER_HOST: "127.0.0.1",
+      ...(settings.SHARDS > 1 ? { SHARD_INDEX: String(k), SHARD_ADDRESSES: shardAddresses.join(",") } : {}),
+      ...(k === 0 ? { DASHBOARD_PORT: String(dashboardPort) } : { DASHBOARD_ENABLED: "false" }),
+    }),
+  );
+  const server = servers[0]!;
   const workers = Array.from({ length: settings.WORKERS }, (_, i) =>
     start(`worker-${i}`, "worker/src/main.ts", { ...base, PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, WORKER_LABEL: `local worker ${i}` }),
   );
-  const all = [server, ...workers];
+  const all = [...servers, ...workers];
 
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -116,9 +132,9 @@ async function main(): Promise<number> {
 
   const workerCodes = await Promise.all(workers.map((w) => w.exit));
   progress.finish();
-  // The server exits by itself once every worker has finished; give it a moment, then insist.
-  const serverCode = await Promise.race([server.exit, new Promise<number>((res) => setTimeout(() => res(-1), 10_000))]);
-  if (serverCode === -1) server.child.kill("SIGTERM");
+  // The servers exit by themselves once every worker has finished; give them a moment, then insist.
+  const serverCodes = await Promise.all(servers.map((s) => Promise.race([s.exit, new Promise<number>((res) => setTimeout(() => res(-1), 10_000))])));
+  servers.forEach((s, k) => serverCodes[k] === -1 && s.child.kill("SIGTERM"));
   clearTimeout(timer);
   const wall = (Date.now() - started) / 1000;
 
@@ -128,7 +144,10 @@ async function main(): Promise<number> {
     if (workerCodes[i] !== 0) failures.push(`${w.name} exited with code ${workerCodes[i]}`);
     else if (w.metrics === undefined) failures.push(`${w.name} printed no METRICS_JSON`);
   });
-  if (serverCode !== 0) failures.push(serverCode === -1 ? "server did not exit after the run" : `server exited with code ${serverCode}`);
+  servers.forEach((s, k) => {
+    const code = serverCodes[k];
+    if (code !== 0) failures.push(code === -1 ? `${s.name} did not exit after the run` : `${s.name} exited with code ${code}`);
+  });
 
   const accuracies = workers.map((w) => Number(w.metrics?.final_test_accuracy ?? NaN));
   const accuracy = Math.min(...accuracies);
@@ -139,12 +158,14 @@ async function main(): Promise<number> {
   const summary = {
     mode: settings.MODE,
     workers: settings.WORKERS,
+    shards: settings.SHARDS,
     wall_time_s: wall,
     final_test_accuracy: accuracy,
     accuracy_target: settings.ACCURACY_TARGET,
     passed: failures.length === 0,
     failures,
     server: server.metrics,
+    ...(settings.SHARDS > 1 ? { shard_servers: servers.map((s) => s.metrics) } : {}),
     worker_metrics: workers.map((w) => w.metrics),
   };
   await writeFile(join(settings.RESULTS_DIR, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
@@ -159,11 +180,11 @@ async function main(): Promise<number> {
     );
   }
   console.log(
-    `test-local: mode ${settings.MODE}, ${settings.WORKERS} workers: final test accuracy ${(accuracy * 100).toFixed(2)}% ` +
+    `test-local: mode ${settings.MODE}, ${settings.WORKERS} workers${settings.SHARDS > 1 ? `, ${settings.SHARDS} shards` : ""}: final test accuracy ${(accuracy * 100).toFixed(2)}% ` +
       `(target ${(settings.ACCURACY_TARGET * 100).toFixed(0)}%) in ${wall.toFixed(1)} s — ${failures.length === 0 ? "PASSED" : "FAILED"}`,
   );
   for (const f of failures) console.log(`  - ${f}`);
-  console.log(`RUN_JSON: ${JSON.stringify({ mode: summary.mode, workers: summary.workers, wall_time_s: wall, final_test_accuracy: accuracy, passed: summary.passed })}`);
+  console.log(`RUN_JSON: ${JSON.stringify({ mode: summary.mode, workers: summary.workers, shards: summary.shards, wall_time_s: wall, final_test_accuracy: accuracy, passed: summary.passed })}`);
   return failures.length === 0 ? 0 : 1;
 }
 

@@ -1,4 +1,5 @@
-# ECS: one parameter server task (found by workers through Cloud Map) and worker_count workers.
+# ECS: one parameter server task per shard (shard_count services, found through Cloud Map; shard 0
+# as parameter-server, the others as parameter-server-<k>) and worker_count workers.
 #
 # When training completes the processes exit 0, but an ECS service replaces every stopped task, so
 # finished workers would be restarted forever (and get new worker ids). The job therefore scales
@@ -49,6 +50,16 @@ locals {
     MODEL                    = var.model
   })
 
+  # Shard k of a sharded run: its index, every shard's address, and its own service to scale down.
+  # Only shard 0 scales the workers: the workers finish every other shard before shard 0, so when
+  # shard 0 sees the run complete no worker still has a shard to finish.
+  shard_environment = [for k in range(var.shard_count) : merge(local.parameter_server_environment, var.shard_count == 1 ? {} : {
+    SHARD_INDEX     = tostring(k)
+    SHARD_ADDRESSES = join(",", local.shard_addresses)
+    SERVER_SERVICE  = local.shard_service_names[k]
+    WORKER_SERVICE  = k == 0 ? local.worker_name : null
+  })]
+
   secrets = local.auth_token_arn == null ? [] : [
     { name = "AUTH_TOKEN", valueFrom = local.auth_token_arn },
   ]
@@ -63,22 +74,13 @@ locals {
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
     secrets                = local.secrets
   }
-}
 
-resource "aws_ecs_task_definition" "parameter_server" {
-  family                   = local.parameter_server_name
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = tostring(var.parameter_server_cpu)
-  memory                   = tostring(var.parameter_server_memory)
-  execution_role_arn       = local.execution_role_arn
-  task_role_arn            = local.parameter_server_task_role_arn
-
-  container_definitions = jsonencode([merge(local.container_defaults, {
+  # One container definition per shard (they differ only in environment and log stream prefix).
+  parameter_server_container_definitions = [for k in range(var.shard_count) : jsonencode([merge(local.container_defaults, {
     name         = "parameter-server"
     image        = local.parameter_server_image
     portMappings = [{ name = "grpc", containerPort = var.server_port, protocol = "tcp" }]
-    environment  = [for k, v in local.parameter_server_environment : { name = k, value = v } if v != null]
+    environment  = [for name, v in local.shard_environment[k] : { name = name, value = v } if v != null]
     healthCheck = {
       command     = ["CMD", "node", "server/src/healthcheck.ts"]
       interval    = 15
@@ -93,10 +95,22 @@ resource "aws_ecs_task_definition" "parameter_server" {
       options = {
         awslogs-group         = aws_cloudwatch_log_group.parameter_server.name
         awslogs-region        = var.region
-        awslogs-stream-prefix = "parameter-server"
+        awslogs-stream-prefix = local.shard_dns_labels[k]
       }
     }
-  })])
+  })])]
+}
+
+resource "aws_ecs_task_definition" "parameter_server" {
+  family                   = local.parameter_server_name
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = tostring(var.parameter_server_cpu)
+  memory                   = tostring(var.parameter_server_memory)
+  execution_role_arn       = local.execution_role_arn
+  task_role_arn            = local.parameter_server_task_role_arn
+
+  container_definitions = local.parameter_server_container_definitions[0]
 
   runtime_platform {
     operating_system_family = "LINUX"
@@ -169,6 +183,58 @@ resource "aws_ecs_service" "parameter_server" {
 
   # Stops a deployment whose tasks cannot start (e.g. an image built for the wrong architecture)
   # instead of launching replacements without end.
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = false
+  }
+}
+
+# Shards 1..K-1: the same task and service as shard 0's, with their own environment and name.
+resource "aws_ecs_task_definition" "parameter_server_shard" {
+  count = var.shard_count - 1
+
+  family                   = local.shard_service_names[count.index + 1]
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = tostring(var.parameter_server_cpu)
+  memory                   = tostring(var.parameter_server_memory)
+  execution_role_arn       = local.execution_role_arn
+  task_role_arn            = local.parameter_server_task_role_arn
+  container_definitions    = local.parameter_server_container_definitions[count.index + 1]
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+
+  volume {
+    name = "tmp"
+  }
+}
+
+resource "aws_ecs_service" "parameter_server_shard" {
+  count = var.shard_count - 1
+
+  name                               = local.shard_service_names[count.index + 1]
+  cluster                            = aws_ecs_cluster.main.id
+  task_definition                    = aws_ecs_task_definition.parameter_server_shard[count.index].arn
+  desired_count                      = local.parameter_server_desired
+  launch_type                        = "FARGATE"
+  platform_version                   = "LATEST"
+  deployment_minimum_healthy_percent = 0
+  deployment_maximum_percent         = 100
+  propagate_tags                     = "SERVICE"
+
+  network_configuration {
+    subnets          = aws_subnet.public[*].id
+    security_groups  = [aws_security_group.parameter_server.id]
+    assign_public_ip = true
+  }
+
+  service_registries {
+    registry_arn = aws_service_discovery_service.parameter_server_shard[count.index].arn
+  }
+
   deployment_circuit_breaker {
     enable   = true
     rollback = false

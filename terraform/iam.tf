@@ -25,12 +25,12 @@ locals {
     }]
   })
 
-  # The finished job sets the desired count of its own two services to 0 (see ecs.tf).
+  # The finished job sets the desired count of its own services (workers and server shards) to 0 (see ecs.tf).
   scale_down_statement = {
     Sid      = "ScaleDownFinishedJob"
     Effect   = "Allow"
     Action   = ["ecs:UpdateService", "ecs:DescribeServices"]
-    Resource = [aws_ecs_service.parameter_server.id, aws_ecs_service.worker.id]
+    Resource = concat([aws_ecs_service.parameter_server.id, aws_ecs_service.worker.id], aws_ecs_service.parameter_server_shard[*].id)
   }
 }
 

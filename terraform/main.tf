@@ -16,12 +16,18 @@ locals {
   parameter_server_address   = "${local.parameter_server_dns_name}:${var.server_port}"
   parameter_server_log_group = "/ecs/${local.parameter_server_name}"
   worker_log_group           = "/ecs/${local.worker_name}"
-  parameter_server_desired   = var.running ? 1 : 0
+  parameter_server_desired   = var.running ? 1 : 0 # per shard
   worker_desired             = var.running ? var.worker_count : 0
   parameter_server_image     = "${aws_ecr_repository.parameter_server.repository_url}:${var.image_tag}"
   worker_image               = "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
   checkpoint_uri             = "s3://${aws_s3_bucket.data.id}/checkpoints"
   availability_zone_names    = data.aws_availability_zones.available.names
+
+  # Sharded servers: shard k's ECS service and Cloud Map name. Shard 0 keeps the documented names,
+  # so the workers (which dial shard 0 and learn the others from it) are configured as before.
+  shard_service_names = [for k in range(var.shard_count) : k == 0 ? local.parameter_server_name : "${local.parameter_server_name}-${k}"]
+  shard_dns_labels    = [for k in range(var.shard_count) : k == 0 ? "parameter-server" : "parameter-server-${k}"]
+  shard_addresses     = [for label in local.shard_dns_labels : "${label}.${local.namespace_name}:${var.server_port}"]
 
   # Fargate task sizes: CPU units -> allowed memory (MiB). Used by the variable validations.
   fargate_memory_options = {
@@ -302,6 +308,28 @@ resource "aws_service_discovery_service" "parameter_server" {
   }
 
   # ECS reports the container health check, so DNS only answers with a healthy server.
+  health_check_custom_config {
+    failure_threshold = 1
+  }
+}
+
+# Shards 1..K-1, each under its own name (shard 0 is parameter-server above).
+resource "aws_service_discovery_service" "parameter_server_shard" {
+  count = var.shard_count - 1
+
+  name          = local.shard_dns_labels[count.index + 1]
+  force_destroy = true
+
+  dns_config {
+    namespace_id   = aws_service_discovery_private_dns_namespace.main.id
+    routing_policy = "MULTIVALUE"
+
+    dns_records {
+      ttl  = 10
+      type = "A"
+    }
+  }
+
   health_check_custom_config {
     failure_threshold = 1
   }

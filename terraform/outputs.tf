@@ -12,7 +12,7 @@ locals {
 
   parameter_server_task_cost = var.parameter_server_cpu / 1024 * local.price.vcpu + var.parameter_server_memory / 1024 * local.price.gb + local.public_ipv4_per_hour
   worker_task_cost           = var.worker_cpu / 1024 * local.price.vcpu + var.worker_memory / 1024 * local.price.gb + local.public_ipv4_per_hour
-  cost_per_hour              = local.parameter_server_desired * local.parameter_server_task_cost + local.worker_desired * local.worker_task_cost
+  cost_per_hour              = var.shard_count * local.parameter_server_desired * local.parameter_server_task_cost + local.worker_desired * local.worker_task_cost
 }
 
 output "region" {
@@ -43,6 +43,14 @@ output "cluster_name" {
 output "parameter_server_service_name" {
   description = "ECS service running the parameter server."
   value       = aws_ecs_service.parameter_server.name
+}
+
+output "parameter_server_shards" {
+  description = "Every server shard in index order: its ECS service and the host:port the workers reach it at (shard 0 is the parameter_server_* outputs)."
+  value = [for k in range(var.shard_count) : {
+    service = local.shard_service_names[k]
+    address = local.shard_addresses[k]
+  }]
 }
 
 output "worker_service_name" {
@@ -86,8 +94,8 @@ output "s3_bucket_name" {
 }
 
 output "running_tasks" {
-  description = "Number of tasks the services run while training (server + workers; 0 when running = false)."
-  value       = local.parameter_server_desired + local.worker_desired
+  description = "Number of tasks the services run while training (server shards + workers; 0 when running = false)."
+  value       = var.shard_count * local.parameter_server_desired + local.worker_desired
 }
 
 output "estimated_cost_per_hour_usd" {
@@ -101,6 +109,6 @@ output "monitoring_commands" {
     aws logs tail ${aws_cloudwatch_log_group.parameter_server.name} --follow --region ${var.region}
     aws logs tail ${aws_cloudwatch_log_group.worker.name} --follow --region ${var.region}
     aws ecs list-tasks --cluster ${aws_ecs_cluster.main.name} --region ${var.region}
-    aws ecs describe-services --cluster ${aws_ecs_cluster.main.name} --services ${aws_ecs_service.parameter_server.name} ${aws_ecs_service.worker.name} --region ${var.region}
+    aws ecs describe-services --cluster ${aws_ecs_cluster.main.name} --services ${join(" ", local.shard_service_names)} ${aws_ecs_service.worker.name} --region ${var.region}
   EOT
 }

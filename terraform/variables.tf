@@ -67,6 +67,17 @@ variable "worker_count" {
   }
 }
 
+variable "shard_count" {
+  description = "Number of parameter-server shards: separate server services that each hold a size-balanced part of the model's tensors. Shard 0 keeps the name parameter-server.<namespace>; shard k > 0 is parameter-server-<k>.<namespace>. 1 = one server holding everything."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.shard_count >= 1 && var.shard_count <= 16 && floor(var.shard_count) == var.shard_count
+    error_message = "The shard_count must be a whole number from 1 to 16."
+  }
+}
+
 variable "running" {
   description = "Whether the services run tasks. false scales both services to zero and keeps everything else (images, bucket, logs); true starts a new training run."
   type        = bool
@@ -332,7 +343,7 @@ variable "server_extra_environment" {
       can(regex("^[A-Z_][A-Z0-9_]*$", k)) && !contains([
         "AWS_REGION", "S3_BUCKET", "ECS_CLUSTER", "SERVER_SERVICE", "WORKER_SERVICE", "SERVER_PORT",
         "TOTAL_WORKERS_EXPECTED", "SERVER_MODE", "STALENESS_BOUND", "OPTIMIZER", "LEARNING_RATE",
-        "LR_SCHEDULE", "LEASE_MS", "CHECKPOINT_URI", "AUTH_TOKEN",
+        "LR_SCHEDULE", "LEASE_MS", "CHECKPOINT_URI", "AUTH_TOKEN", "SHARD_INDEX", "SHARD_ADDRESSES",
     ], k)])
     error_message = "The server_extra_environment keys must be upper-case environment names, and not ones set by other variables (SERVER_MODE, LEARNING_RATE, ...: use those variables)."
   }

@@ -4,6 +4,9 @@
 import { z } from "zod";
 import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, optionalStringVar, stringVar } from "@distributed-ps/common/env.ts";
 
+/** host:port, as addressVar accepts it. */
+const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$/;
+
 export const serverEnvSchema = z
   .object({
     SERVER_HOST: stringVar("an interface address to listen on", "0.0.0.0"),
@@ -34,6 +37,14 @@ export const serverEnvSchema = z
     MAX_MODEL_ELEMENTS: intVar({ min: 1, max: 1_000_000_000, default: 100_000_000 }),
     MAX_TENSORS: intVar({ min: 1, max: 1_000_000, default: 10_000 }),
     EXIT_ON_COMPLETE: boolVar(true),
+    // Sharded servers: this server is shard SHARD_INDEX of the shards listed (shard 0 first).
+    SHARD_INDEX: intVar({ min: 0, max: 255, default: 0 }),
+    SHARD_ADDRESSES: z
+      .preprocess(
+        (v) => (typeof v === "string" && v.trim() !== "" ? v.split(",").map((a) => a.trim()) : undefined),
+        z.array(z.string().regex(ADDRESS, "expected host:port")).min(1).max(256).optional(),
+      )
+      .describe("comma-separated host:port of every shard in index order (unset: this server is the only shard)"),
     CHECKPOINT_URI: optionalStringVar("a local directory or s3://bucket/prefix"),
     CHECKPOINT_EVERY_STEPS: intVar({ min: 0, max: 1e9, default: 500 }),
     CHECKPOINT_EVERY_SECONDS: intVar({ min: 0, max: 86_400, default: 300 }),
@@ -63,6 +74,10 @@ export const serverEnvSchema = z
     if ((c.TLS_CERT_FILE === undefined) !== (c.TLS_KEY_FILE === undefined)) {
       const missing = c.TLS_CERT_FILE === undefined ? "TLS_CERT_FILE" : "TLS_KEY_FILE";
       ctx.addIssue({ code: "custom", path: [missing], message: "TLS needs both TLS_CERT_FILE and TLS_KEY_FILE", params: CROSS_FIELD });
+    }
+    const shards = c.SHARD_ADDRESSES?.length ?? 1;
+    if (c.SHARD_INDEX >= shards) {
+      ctx.addIssue({ code: "custom", path: ["SHARD_INDEX"], message: `must be below the number of SHARD_ADDRESSES (${shards})`, params: CROSS_FIELD });
     }
     if (c.LR_SCHEDULE === "cosine" && c.LR_MIN > c.LEARNING_RATE) {
       ctx.addIssue({ code: "custom", path: ["LR_MIN"], message: `must not exceed LEARNING_RATE (${c.LEARNING_RATE})`, params: CROSS_FIELD });

@@ -9,6 +9,7 @@ import { scaleServicesToZero } from "./ecs-scale-down.ts";
 import { joinUri, openBlobStore } from "./storage/blob-store.ts";
 import { startObservability } from "./dashboard/observability.ts";
 import { startServer } from "./server.ts";
+import { shardIdentity, shardName } from "./shards.ts";
 import { StatusReporter } from "./status-reporter.ts";
 
 const config = loadConfigOrExit("server", serverEnvSchema);
@@ -19,10 +20,14 @@ log.info(
   `listening on ${config.SERVER_HOST}:${server.port}: mode ${config.SERVER_MODE}, ${config.TOTAL_WORKERS_EXPECTED} workers, ` +
     `optimizer ${run.updater.optimizer.name} lr ${config.LEARNING_RATE} (${config.LR_SCHEDULE}), lease ${config.LEASE_MS} ms`,
 );
+const shard = shardIdentity(config);
+if (shard.count > 1) log.info(`shard ${shard.index} of ${shard.count} (${config.SHARD_ADDRESSES?.join(", ")})${shard.index === 0 ? "; coordinator" : ""}`);
 const reporter = new StatusReporter(run, log, config.STATUS_INTERVAL_MS);
 const observability = await startObservability(config, server, log);
 
-const exportUri = config.EXPORT_URI ?? (config.CHECKPOINT_URI === undefined ? undefined : joinUri(config.CHECKPOINT_URI, "final"));
+const exportBase = config.EXPORT_URI ?? (config.CHECKPOINT_URI === undefined ? undefined : joinUri(config.CHECKPOINT_URI, "final"));
+// A shard exports its own tensors; together the shard-<k>-of-<K>/ directories hold the whole model.
+const exportUri = exportBase === undefined || shard.count === 1 ? exportBase : joinUri(exportBase, shardName(shard));
 
 let stopping = false;
 /**
@@ -55,7 +60,7 @@ async function stop(reason: string, complete: boolean): Promise<void> {
       log.error(`could not scale the ECS services to zero (${(err as Error).message}); run: aws ecs update-service --cluster ${config.ECS_CLUSTER} --service <name> --desired-count 0`);
     });
   }
-  printMetricsJson({ ...reporter.summary(), checkpoints_written: server.checkpointer?.saved ?? 0, resumed_from: run.restoredFrom ?? null });
+  printMetricsJson({ ...reporter.summary(), ...(shard.count > 1 ? { shard: shard.index, shard_count: shard.count } : {}), checkpoints_written: server.checkpointer?.saved ?? 0, resumed_from: run.restoredFrom ?? null });
   process.exit(exitCode);
 }
 

@@ -11,8 +11,10 @@ import { ParameterServerService } from "@distributed-ps/common/gen/paramserver/v
 import { requireBearerToken } from "@distributed-ps/common/auth.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { ServerEnv } from "./config.ts";
-import { Checkpointer, loadLatestCheckpoint } from "./checkpoint/checkpointer.ts";
+import { Checkpointer } from "./checkpoint/checkpointer.ts";
+import { keysToKeep, loadShardedCheckpoint, shardCheckpointStore } from "./checkpoint/sharded-checkpoints.ts";
 import { createService } from "./service.ts";
+import { shardIdentity } from "./shards.ts";
 import { openBlobStore } from "./storage/blob-store.ts";
 import { TrainingRun } from "./training-run.ts";
 
@@ -36,11 +38,15 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   const run = new TrainingRun(config, log);
   let checkpointer: Checkpointer | undefined;
   if (config.CHECKPOINT_URI !== undefined) {
-    const store = openBlobStore(config.CHECKPOINT_URI, { s3Endpoint: config.S3_ENDPOINT });
-    const latest = await loadLatestCheckpoint(store, log);
+    const root = openBlobStore(config.CHECKPOINT_URI, { s3Endpoint: config.S3_ENDPOINT });
+    // Sharded servers share the URI, each writing its own files; any shard count's checkpoints resume.
+    const shard = shardIdentity(config);
+    const latest = await loadShardedCheckpoint(root, shard, log);
     if (latest !== undefined) run.restore(latest);
-    else log.info(`no checkpoint in ${store.description}: starting a new run`);
-    const cp = new Checkpointer(run, store, { everySteps: config.CHECKPOINT_EVERY_STEPS, everySeconds: config.CHECKPOINT_EVERY_SECONDS, keep: config.CHECKPOINT_KEEP }, log);
+    else log.info(`no checkpoint in ${root.description}: starting a new run`);
+    const store = shardCheckpointStore(root, shard);
+    const protect = shard.count > 1 ? () => keysToKeep(root, shard) : undefined;
+    const cp = new Checkpointer(run, store, { everySteps: config.CHECKPOINT_EVERY_STEPS, everySeconds: config.CHECKPOINT_EVERY_SECONDS, keep: config.CHECKPOINT_KEEP, protect }, log);
     run.on("applied", (version) => cp.onApplied(version));
     checkpointer = cp;
   }

@@ -90,7 +90,9 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
       this.changed.notify();
       this.emit("applied", version);
     });
-    this.buffers = new GradientBuffers(this.store);
+    // The sync barrier may hold one gradient per worker until the lower slots' have arrived (it sums
+    // in slot order), plus the running sum: keep that many sets for reuse.
+    this.buffers = new GradientBuffers(this.store, config.TOTAL_WORKERS_EXPECTED + 1);
     const common = { updater: this.updater, buffers: this.buffers, membership: this.membership, log };
     this.aggregator =
       config.SERVER_MODE === "sync"

@@ -16,9 +16,10 @@ import { checkSliceHoldsABatch, DatasetError, loadDataset } from "./data/load-da
 import { initBackend } from "./model/backend.ts";
 import { createModel } from "./model/models.ts";
 import { Trainer } from "./model/trainer.ts";
-import { connectToServer, WorkerConnection, type ParameterServerClient } from "./ps-client.ts";
-import { RetryBudgetExhausted, withRetry } from "./retry.ts";
+import { connectToServer, WorkerConnection, type ConnectOptions, type ParameterConnection, type ParameterServerClient } from "./ps-client.ts";
+import { isTransient, RetryBudgetExhausted, withRetry } from "./retry.ts";
 import { finishProgress, logSink, showProgress } from "./progress-display.ts";
+import { connectToShards } from "./sharded-connection.ts";
 import { TopKCompressor } from "./topk.ts";
 import { train } from "./training-loop.ts";
 
@@ -36,18 +37,36 @@ let log: Logger = createLogger("worker", config.LOG_LEVEL, logSink);
 
 class RunAlreadyComplete extends Error {}
 
-async function register(client: ParameterServerClient, c: WorkerEnv, fingerprint: string, preferredSlot: number): Promise<WorkerConnection> {
+/**
+ * Registers with the server at PARAMETER_SERVER_ADDRESS and, when it lists several shards, with
+ * each of them under the same slot (keeping the sessions of `previous` that still work).
+ */
+async function register(
+  client: ParameterServerClient,
+  connectOptions: ConnectOptions,
+  c: WorkerEnv,
+  fingerprint: string,
+  preferredSlot: number,
+  previous: ParameterConnection | undefined,
+): Promise<ParameterConnection> {
+  const request = { preferredSlot, jobFingerprint: fingerprint, workerLabel: c.WORKER_LABEL };
+  const retry = (address: string) => ({
+    budgetMs: c.CONNECT_TIMEOUT_MS,
+    retryable: (e: ConnectError) => isTransient(e) || e.code === Code.ResourceExhausted,
+    onRetry: (e: ConnectError, n: number, delay: number) =>
+      log.warn(`register attempt ${n} at ${address} failed (${Code[e.code]}: ${e.rawMessage}); retrying in ${Math.round(delay)} ms`),
+  });
   try {
-    return await withRetry(
-      `connecting to the parameter server at ${c.PARAMETER_SERVER_ADDRESS}`,
-      () => WorkerConnection.register(client, { preferredSlot, jobFingerprint: fingerprint, workerLabel: c.WORKER_LABEL }, c.RPC_TIMEOUT_MS),
-      {
-        budgetMs: c.CONNECT_TIMEOUT_MS,
-        retryable: (e) => e.code === Code.Unavailable || e.code === Code.DeadlineExceeded || e.code === Code.ResourceExhausted,
-        onRetry: (e, n, delay) =>
-          log.warn(`register attempt ${n} at ${c.PARAMETER_SERVER_ADDRESS} failed (${Code[e.code]}: ${e.rawMessage}); retrying in ${Math.round(delay)} ms`),
-      },
-    );
+    return await connectToShards({
+      request,
+      registerFirst: () =>
+        withRetry(`connecting to the parameter server at ${c.PARAMETER_SERVER_ADDRESS}`, () => WorkerConnection.register(client, request, c.RPC_TIMEOUT_MS), retry(c.PARAMETER_SERVER_ADDRESS)),
+      clientFor: (address) => connectToServer(address, connectOptions),
+      callTimeoutMs: c.RPC_TIMEOUT_MS,
+      retry,
+      previous,
+      log,
+    });
   } catch (err) {
     if (err instanceof ConnectError && err.code === Code.FailedPrecondition && /run is complete/.test(err.rawMessage)) {
       throw new RunAlreadyComplete(err.rawMessage);
@@ -57,7 +76,7 @@ async function register(client: ParameterServerClient, c: WorkerEnv, fingerprint
 }
 
 /** Makes sure the parameters exist on the server, creating them from this worker's model if asked. */
-async function ensureParameters(conn: WorkerConnection, trainer: Trainer): Promise<void> {
+async function ensureParameters(conn: ParameterConnection, trainer: Trainer): Promise<void> {
   for (;;) {
     const r = await conn.waitForParameters();
     if (r.ready) return;
@@ -82,10 +101,11 @@ async function main(): Promise<number> {
     `dataset ${data.description}, ` +
       `model ${config.MODEL}, backend ${backend}`,
   );
-  const client = connectToServer(config.PARAMETER_SERVER_ADDRESS, {
+  const connectOptions: ConnectOptions = {
     authToken: config.AUTH_TOKEN,
     tls: config.TLS || config.TLS_CA_FILE !== undefined ? { ca: config.TLS_CA_FILE === undefined ? undefined : readFileSync(config.TLS_CA_FILE) } : undefined,
-  });
+  };
+  const client = connectToServer(config.PARAMETER_SERVER_ADDRESS, connectOptions);
 
   // One compressor for the whole process: its residuals (what top-k has not sent yet) outlive a
   // lost session.
@@ -93,10 +113,11 @@ async function main(): Promise<number> {
 
   // After a lost session, ask for the slot we had: its data position is ours.
   let preferredSlot = config.WORKER_SLOT;
+  let previous: ParameterConnection | undefined;
   for (let rejoin = 0; ; rejoin++) {
-    let conn: WorkerConnection;
+    let conn: ParameterConnection;
     try {
-      conn = await register(client, config, fingerprint, preferredSlot);
+      conn = await register(client, connectOptions, config, fingerprint, preferredSlot, previous);
     } catch (err) {
       if (err instanceof RunAlreadyComplete) {
         log.info(`nothing to do: ${err.message}`);
@@ -105,6 +126,7 @@ async function main(): Promise<number> {
       throw err;
     }
     preferredSlot = conn.slot;
+    previous = conn;
     log = createLogger(`worker ${conn.slot}`, config.LOG_LEVEL, logSink);
     log.info(`registered as slot ${conn.slot} of ${conn.config.totalWorkers} (mode ${Mode[conn.config.mode].toLowerCase()})`);
     checkSliceHoldsABatch(data.train.count, conn.config.totalWorkers, config.BATCH_SIZE);

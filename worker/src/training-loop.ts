@@ -17,7 +17,7 @@ import type { Dataset } from "./data/dataset.ts";
 import { trainBatch } from "./data/augment.ts";
 import { epochBatches, sliceForSlot } from "./data/partition.ts";
 import type { Trainer } from "./model/trainer.ts";
-import type { WorkerConnection } from "./ps-client.ts";
+import { nextVersions, type MinVersion, type ParameterConnection } from "./ps-client.ts";
 import type { TopKCompressor } from "./topk.ts";
 
 export interface TrainingOptions {
@@ -52,7 +52,7 @@ export interface TrainingResult {
 const MAX_RETRIES_PER_BATCH = 20;
 
 export async function train(
-  conn: WorkerConnection,
+  conn: ParameterConnection,
   trainer: Trainer,
   data: Dataset,
   o: TrainingOptions,
@@ -68,7 +68,7 @@ export async function train(
   let steps = 0;
   let examples = 0;
   let retriedBatches = 0;
-  let minVersion = 0;
+  let minVersion: MinVersion = 0;
   let window = { loss: 0, correct: 0, count: 0, since: Date.now() };
   let lastTest = { loss: -1, accuracy: -1 };
   let lastVersion = 0;
@@ -104,7 +104,7 @@ export async function train(
         const { gradient, loss, correct, count } = averagedGradient(trainer, data, group);
         try {
           const wire = o.compressor ? o.compressor.compress(gradient) : gradient;
-          const r = await conn.push(wire, pulled.version, { exampleCount: count, position: { epoch, batch: b + group.length }, dtype: o.pushDtype });
+          const r = await conn.push(wire, pulled.version, { exampleCount: count, position: { epoch, batch: b + group.length }, dtype: o.pushDtype, bases: pulled.bases });
           lastVersion = r.version;
           minVersion = 0;
           window.loss += loss * count;
@@ -122,7 +122,7 @@ export async function train(
           retriedBatches++;
           log.debug(`push refused (${Code[err.code]}: ${err.rawMessage}); recomputing the batch`);
           // In sync mode the fresh parameters are the next step's: wait for them rather than spin.
-          minVersion = sync ? pulled.version + 1 : 0;
+          minVersion = sync ? nextVersions(pulled) : 0;
         }
       }
       b += group.length;

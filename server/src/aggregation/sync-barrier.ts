@@ -6,6 +6,11 @@
  * slots whose lease runs out or that finish stop being waited for — or when SYNC_TIMEOUT_MS has
  * passed since the step's first gradient (the straggler bound). A push returns only after its step
  * was applied, so the next pull is guaranteed to include the step's update.
+ *
+ * The step's gradients are summed in slot order, whatever order they arrive in: floating-point
+ * addition is not associative, and a sum in arrival order would make runs (and a sharded run
+ * against an unsharded one) differ in the last bits. A gradient that arrives before a lower live
+ * slot's is held until that one has been added (or until the step is applied).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
@@ -21,6 +26,10 @@ interface PendingStep {
   /** Data position each pushed slot reaches once this step is applied. */
   positions: Map<number, { epoch: number; batch: number }>;
   sum: NamedTensor[] | undefined;
+  /** Gradients not yet in `sum`, waiting for a lower slot's to be added first. */
+  held: Map<number, NamedTensor[]>;
+  /** Every slot below this one has had its gradient added to `sum`, or was not live to push one. */
+  next: number;
   timer: NodeJS.Timeout | undefined;
   done: Promise<PushOutcome>;
   resolve: (o: PushOutcome) => void;
@@ -59,7 +68,7 @@ export class SyncBarrier implements Aggregator {
       reject = rej;
     });
     done.catch(() => {}); // a step nobody awaits must not become an unhandled rejection
-    return { step, pushed: new Set(), positions: new Map(), sum: undefined, timer: undefined, done, resolve, reject };
+    return { step, pushed: new Set(), positions: new Map(), sum: undefined, held: new Map(), next: 0, timer: undefined, done, resolve, reject };
   }
 
   admit(slot: Slot, baseVersion: number): void {
@@ -93,13 +102,9 @@ export class SyncBarrier implements Aggregator {
       push.slot.position = push.position;
       p.positions.set(push.slot.index, push.position);
     }
-    if (p.sum === undefined) {
-      p.sum = gradient; // the first gradient becomes the running sum: no copy
-      p.timer = setTimeout(() => this.#expire(p), this.#timeoutMs);
-    } else {
-      accumulate(p.sum, gradient);
-      this.#buffers.give(gradient);
-    }
+    if (p.pushed.size === 1) p.timer = setTimeout(() => this.#expire(p), this.#timeoutMs);
+    p.held.set(push.slot.index, gradient);
+    this.#addInSlotOrder(p, false);
     this.#completeIfReady();
 
     const aborted = new Promise<never>((_, reject) => {
@@ -117,6 +122,7 @@ export class SyncBarrier implements Aggregator {
   restart(version: number): void {
     clearTimeout(this.#pending.timer);
     if (this.#pending.sum) this.#buffers.give(this.#pending.sum);
+    for (const g of this.#pending.held.values()) this.#buffers.give(g);
     this.#pending = this.#open(version);
   }
 
@@ -131,8 +137,36 @@ export class SyncBarrier implements Aggregator {
 
   #completeIfReady(): void {
     const p = this.#pending;
-    if (p.sum === undefined) return;
+    if (p.pushed.size === 0) return;
     if (this.#membership.active().every((s) => p.pushed.has(s.index))) this.#apply(p);
+  }
+
+  /**
+   * Adds held gradients to the sum in slot order, as far as the lowest live slot that has not pushed
+   * yet; with `all`, every held gradient (the step is being applied).
+   */
+  #addInSlotOrder(p: PendingStep, all: boolean): void {
+    const add = (g: NamedTensor[]) => {
+      if (p.sum === undefined) {
+        p.sum = g; // the first gradient becomes the running sum: no copy
+      } else {
+        accumulate(p.sum, g);
+        this.#buffers.give(g);
+      }
+    };
+    const slots = this.#membership.slots;
+    for (; p.next < slots.length; p.next++) {
+      const g = p.held.get(p.next);
+      if (g !== undefined) {
+        add(g);
+        p.held.delete(p.next);
+      } else if (!all && slots[p.next]!.state === "active") {
+        return;
+      }
+    }
+    // Gradients from slots passed over while not live (a replacement that joined mid-step), in slot order.
+    for (const index of [...p.held.keys()].sort((a, b) => a - b)) add(p.held.get(index)!);
+    p.held.clear();
   }
 
   #expire(p: PendingStep): void {
@@ -146,6 +180,7 @@ export class SyncBarrier implements Aggregator {
 
   #apply(p: PendingStep): void {
     clearTimeout(p.timer);
+    this.#addInSlotOrder(p, true);
     const contributors = p.pushed.size;
     // Positions first: a checkpoint taken when the update lands must see them with it.
     for (const [index, position] of p.positions) this.#membership.slots[index]!.appliedPosition = position;

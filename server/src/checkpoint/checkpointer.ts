@@ -90,25 +90,12 @@ export function parseCheckpoint(key: string, bytes: Uint8Array): Checkpoint {
   };
 }
 
-/** The newest usable checkpoint in `store`, or undefined. Broken ones are logged and skipped. */
-export async function loadLatestCheckpoint(store: BlobStore, log: Logger): Promise<Checkpoint | undefined> {
-  const keys = (await store.list()).filter((k) => NAME.test(k)).sort().reverse();
-  for (const key of keys) {
-    const bytes = await store.get(key);
-    if (bytes === undefined) continue;
-    try {
-      return parseCheckpoint(key, bytes);
-    } catch (err) {
-      log.warn(`checkpoint ${store.description}/${key} is unusable (${(err as Error).message}); trying the previous one`);
-    }
-  }
-  return undefined;
-}
-
 export interface CheckpointerOptions {
   everySteps: number;
   everySeconds: number;
   keep: number;
+  /** Keys pruning must not delete besides the newest `keep` (a sharded run's newest complete set). */
+  protect?: (() => Promise<ReadonlySet<string>>) | undefined;
 }
 
 /** Decides when to checkpoint and writes the checkpoints, one at a time. */
@@ -177,7 +164,8 @@ export class Checkpointer {
 
   async #prune(): Promise<void> {
     const keys = (await this.#store.list()).filter((k) => NAME.test(k)).sort();
-    for (const key of keys.slice(0, Math.max(0, keys.length - this.#o.keep))) await this.#store.delete(key);
+    const kept = (await this.#o.protect?.()) ?? new Set<string>();
+    for (const key of keys.slice(0, Math.max(0, keys.length - this.#o.keep))) if (!kept.has(key)) await this.#store.delete(key);
   }
 
   /** Stops the timer and waits for the write in progress. */

@@ -187,8 +187,10 @@ export declare type RunConfig = Message<"paramserver.v1.RunConfig"> & {
   maxChunkBytes: number;
 
   /**
-   * Server shards holding the parameters. One shard holds every tensor today; the list leaves room
-   * for partitioning the tensors across several servers.
+   * Server shards holding the parameters, in index order. With more than one, each shard holds the
+   * part of the tensors that the size-balanced partition of the tensor layout assigns it
+   * (common/src/shard-partition.ts); a worker registers with every shard under the same slot, pulls
+   * and pushes each shard's tensors there, and reports metrics to shard 0.
    *
    * @generated from field: repeated paramserver.v1.Shard shards = 7;
    */
@@ -253,6 +255,15 @@ export declare type RegisterRequest = Message<"paramserver.v1.RegisterRequest"> 
    * @generated from field: string worker_label = 3;
    */
   workerLabel: string;
+
+  /**
+   * Only preferred_slot will do: instead of handing out another slot, fail with ResourceExhausted
+   * while it is held by a live lease, and with FailedPrecondition once it has finished. A worker of a
+   * sharded run asks every shard after the first for the slot the first one gave it.
+   *
+   * @generated from field: bool require_preferred_slot = 4;
+   */
+  requirePreferredSlot: boolean;
 };
 
 /**

@@ -1,0 +1,179 @@
+# Offline tests of sharded servers (shard_count): K server services, each with its own task
+# definition (SHARD_INDEX, SHARD_ADDRESSES) and Cloud Map name, shard 0 keeping the documented
+# parameter-server name. The AWS provider is mocked, as in main.tftest.hcl.
+
+mock_provider "aws" {
+  mock_data "aws_availability_zones" {
+    defaults = {
+      names = ["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d"]
+    }
+  }
+
+  mock_data "aws_secretsmanager_random_password" {
+    defaults = {
+      random_password = "mockedmockedmockedmockedmockedmockedmockedmocked"
+    }
+  }
+
+  mock_data "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/LabRole"
+    }
+  }
+}
+
+# Well-formed ARNs where the provider validates them.
+override_resource {
+  target = aws_service_discovery_service.parameter_server
+  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver" }
+}
+
+override_resource {
+  target = aws_service_discovery_service.parameter_server_shard
+  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parametershard" }
+}
+
+override_resource {
+  target = aws_iam_role.execution
+  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-execution" }
+}
+
+override_resource {
+  target = aws_iam_role.parameter_server_task
+  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-parameter-server-task" }
+}
+
+override_resource {
+  target = aws_iam_role.worker_task
+  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-worker-task" }
+}
+
+variables {
+  image_tag = "0123abcd4567"
+}
+
+run "one_shard_by_default" {
+  command = apply
+
+  assert {
+    condition     = length(aws_ecs_service.parameter_server_shard) == 0 && length(aws_ecs_task_definition.parameter_server_shard) == 0 && length(aws_service_discovery_service.parameter_server_shard) == 0
+    error_message = "shard_count = 1 must create no extra server services"
+  }
+  assert {
+    condition = length([
+      for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.name
+      if contains(["SHARD_INDEX", "SHARD_ADDRESSES"], e.name)
+    ]) == 0
+    error_message = "a single server gets no shard settings"
+  }
+  assert {
+    condition     = output.parameter_server_shards == [{ service = "distributed-ps-dev-parameter-server", address = "parameter-server.distributed-ps-dev.local:8000" }]
+    error_message = "one shard: the documented server, got ${jsonencode(output.parameter_server_shards)}"
+  }
+}
+
+run "three_shards_are_three_services_with_their_own_names" {
+  command = apply
+
+  variables {
+    shard_count      = 3
+    create_iam_roles = true
+  }
+
+  # Services, task definitions and Cloud Map names.
+  assert {
+    condition     = length(aws_ecs_service.parameter_server_shard) == 2 && length(aws_ecs_task_definition.parameter_server_shard) == 2 && length(aws_service_discovery_service.parameter_server_shard) == 2
+    error_message = "shard_count = 3 must add two server services to shard 0's"
+  }
+  assert {
+    condition     = concat([aws_ecs_service.parameter_server.name], aws_ecs_service.parameter_server_shard[*].name) == ["distributed-ps-dev-parameter-server", "distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
+    error_message = "server services must be named <name>-parameter-server, -1, -2"
+  }
+  assert {
+    condition     = aws_ecs_task_definition.parameter_server_shard[*].family == ["distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
+    error_message = "each shard has its own task definition family"
+  }
+  assert {
+    condition     = aws_service_discovery_service.parameter_server.name == "parameter-server" && aws_service_discovery_service.parameter_server_shard[*].name == ["parameter-server-1", "parameter-server-2"]
+    error_message = "Cloud Map names must be parameter-server (shard 0), parameter-server-1, parameter-server-2"
+  }
+  assert {
+    condition     = output.parameter_server_address == "parameter-server.distributed-ps-dev.local:8000" && output.parameter_server_dns_name == "parameter-server.distributed-ps-dev.local"
+    error_message = "shard 0 must stay reachable at the documented address"
+  }
+  assert {
+    condition = alltrue([for i, s in aws_ecs_service.parameter_server_shard :
+    one(s.service_registries).registry_arn == aws_service_discovery_service.parameter_server_shard[i].arn && s.task_definition == aws_ecs_task_definition.parameter_server_shard[i].arn])
+    error_message = "each shard service must run its own task definition and register its own Cloud Map name"
+  }
+  assert {
+    condition = alltrue([for s in aws_ecs_service.parameter_server_shard :
+    s.desired_count == 1 && one(s.network_configuration).security_groups == toset([aws_security_group.parameter_server.id]) && s.deployment_maximum_percent == 100])
+    error_message = "every shard runs one task in the server security group, never two at once"
+  }
+  assert {
+    condition     = output.running_tasks == 19
+    error_message = "3 server shards + 16 workers = 19 tasks, got ${output.running_tasks}"
+  }
+
+  # Each shard's environment: its index, every address, its own service; only shard 0 scales the workers.
+  assert {
+    condition = [
+      for td in concat([aws_ecs_task_definition.parameter_server], aws_ecs_task_definition.parameter_server_shard) : {
+        for e in jsondecode(td.container_definitions)[0].environment : e.name => e.value
+        if contains(["SHARD_INDEX", "SHARD_ADDRESSES", "SERVER_SERVICE", "WORKER_SERVICE", "CHECKPOINT_URI"], e.name)
+      }
+      ] == [for k in range(3) : merge({
+        SHARD_INDEX     = tostring(k)
+        SHARD_ADDRESSES = "parameter-server.distributed-ps-dev.local:8000,parameter-server-1.distributed-ps-dev.local:8000,parameter-server-2.distributed-ps-dev.local:8000"
+        SERVER_SERVICE  = k == 0 ? "distributed-ps-dev-parameter-server" : "distributed-ps-dev-parameter-server-${k}"
+        CHECKPOINT_URI  = "s3://${aws_s3_bucket.data.id}/checkpoints"
+    }, k == 0 ? { WORKER_SERVICE = "distributed-ps-dev-worker" } : {})]
+    error_message = "shard environments are wrong"
+  }
+  assert {
+    condition     = [for td in aws_ecs_task_definition.parameter_server_shard : jsondecode(td.container_definitions)[0].logConfiguration.options["awslogs-stream-prefix"]] == ["parameter-server-1", "parameter-server-2"]
+    error_message = "each shard logs to the server log group under its own stream prefix"
+  }
+  assert {
+    condition     = { for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.name => e.value }["PARAMETER_SERVER_ADDRESS"] == "parameter-server.distributed-ps-dev.local:8000"
+    error_message = "workers dial shard 0 and learn the other shards from it"
+  }
+
+  # The finished job may scale every server shard down.
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.parameter_server_task[0].policy).Statement :
+    contains(s.Action, "ecs:UpdateService") && toset(s.Resource) == toset(concat([aws_ecs_service.parameter_server.id, aws_ecs_service.worker.id], aws_ecs_service.parameter_server_shard[*].id))])
+    error_message = "the server may scale exactly this job's services: the workers and every shard"
+  }
+}
+
+run "stopped_shards_run_nothing" {
+  command = apply
+
+  variables {
+    shard_count = 2
+    running     = false
+  }
+
+  assert {
+    condition     = aws_ecs_service.parameter_server.desired_count == 0 && alltrue([for s in aws_ecs_service.parameter_server_shard : s.desired_count == 0]) && output.running_tasks == 0
+    error_message = "running = false scales every shard to zero"
+  }
+}
+
+run "rejects_zero_shards" {
+  command = plan
+  variables {
+    shard_count = 0
+  }
+  expect_failures = [var.shard_count]
+}
+
+run "rejects_fractional_shards" {
+  command = plan
+  variables {
+    shard_count = 1.5
+  }
+  expect_failures = [var.shard_count]
+}
