@@ -25,7 +25,7 @@ MODE ?= sync
 export WORKERS MODE
 
 .PHONY: help setup generate build lint test test-node test-terraform test-docker test-local typecheck clean \
-	deploy destroy images logs status results experiment
+	deploy destroy images logs status results experiment bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ images: ## Build both images locally (ARGS=--local-base when Docker Hub is out o
 logs: ## Follow the parameter server's CloudWatch logs (LOG=worker for the workers)
 	aws logs tail "$$(terraform -chdir=terraform output -raw $(or $(LOG),parameter_server)_log_group)" --follow \
 		--region "$$(terraform -chdir=terraform output -raw region)"
+
+bench: setup ## Benchmark the data path against raw HTTP/2 and memcpy (QUICK=1: the target workload only, under 2 min; ARGS="--help")
+	node bench/run.ts $(if $(filter-out 0 false no,$(QUICK)),--quick) $(ARGS)
 
 clean: ## Remove installed packages and run logs
 	rm -rf node_modules .node runs .tap coverage

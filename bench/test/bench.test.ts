@@ -1,0 +1,99 @@
+/**
+ * `make bench` end to end at a tiny size: real server, byte-moving workers and raw HTTP/2 processes,
+ * checked for the shape of what it writes and prints, not for speed (a benchmark never fails a slow
+ * machine).
+ */
+import t from "tap";
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { BenchResult } from "../lib/report.ts";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+function run(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(root, "bench/run.ts"), ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`bench did not finish within 60 s:\n${out}`));
+    }, 60_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, out });
+    });
+  });
+}
+
+const positive = (v: unknown) => typeof v === "number" && Number.isFinite(v) && v > 0;
+
+t.test("a tiny benchmark run writes its results, charts and BENCH_JSON line", async (t) => {
+  const out = t.testdir();
+  const args = ["--models", "tiny", "--workers", "2", "--shards", "1,2", "--rounds", "3", "--warmup", "1", "--limit-seconds", "0.3"];
+  const r = await run([...args, "--scaling-workers", "1,2", "--compute-ms", "5", "--scaling-rounds", "3", "--out", out]);
+  t.equal(r.code, 0, `exit code 0; output:\n${r.out}`);
+
+  const lines = r.out.trim().split("\n");
+  t.match(lines.at(-1), /^BENCH_JSON: \{/, "the last line is the BENCH_JSON summary");
+  const line = JSON.parse(lines.at(-1)!.slice("BENCH_JSON: ".length)) as Record<string, unknown>;
+  for (const k of ["rounds_per_s", "MB_per_s", "http2_limit_MB_per_s", "ratio_to_limit", "pull_p50_ms", "push_p50_ms", "workers", "params"]) {
+    t.ok(positive(line[k]), `BENCH_JSON ${k} is a positive number (${String(line[k])})`);
+  }
+  t.equal(line.workers, 2);
+  t.equal(line.params, 2400, "the tiny layout's parameters");
+  t.match(r.out, /\[1\/4\] tiny sync pull fp32 push fp16 N=2:/, "progress lines name each case");
+
+  const files = readdirSync(out);
+  const json = files.find((f) => f.endsWith(".json"));
+  t.ok(json, "a results file");
+  t.ok(files.some((f) => f.endsWith("-throughput.png")), "a throughput chart");
+  t.ok(files.some((f) => f.endsWith("-scaling.png")), "a scaling chart");
+  const png = readFileSync(join(out, files.find((f) => f.endsWith("-throughput.png"))!));
+  t.same([...png.subarray(1, 4)], [...Buffer.from("PNG")], "the chart is a PNG");
+
+  const res = JSON.parse(readFileSync(join(out, json!), "utf8")) as BenchResult;
+  t.equal(res.schema, "distributed-ps-bench/1");
+  t.same(res.errors, [], "no errors");
+  t.equal(res.cases.length, 4, "two byte-moving cases (one server, two shards) and two scaling cases");
+  const c = res.cases[0]!;
+  t.equal(c.kind, "bytes");
+  t.equal(c.rounds, 6, "3 measured rounds x 2 workers");
+  t.equal(c.pull_ms.n, 6);
+  for (const v of [c.rounds_per_s, c.MB_per_s, c.window_s, c.pull_ms.p50, c.pull_ms.p90, c.push_ms.p50, c.push_ms.p90, c.server.peak_rss_MB, c.server.cpu_s]) {
+    t.ok(positive(v), `case figure ${String(v)} is positive and finite`);
+  }
+  t.equal(c.pull_bytes, 2400 * 4, "fp32 pull");
+  t.equal(c.push_bytes, 2400 * 2, "fp16 push");
+  t.ok(c.limit !== null && positive(c.limit.MB_per_s), "the case carries its HTTP/2 limit");
+  t.ok(positive(c.ratio.rounds_per_s), "and its ratio to the limit");
+
+  const sharded = res.cases[1]!;
+  t.equal(sharded.id, "tiny sync pull fp32 push fp16 N=2 K=2");
+  t.equal(sharded.rounds, 6, "two shards: the same rounds");
+  t.equal(sharded.server.shards?.length, 2, "each shard's CPU and memory");
+  t.ok(sharded.server.shards!.every((k) => positive(k.peak_rss_MB)));
+
+  const l = res.limits.http2[0]!;
+  t.equal(l.clients, 2, "the limit runs as many clients as the case has workers");
+  t.equal(l.get_bytes, c.pull_bytes, "and moves the same bytes");
+  t.ok(positive(l.rounds_per_s) && positive(l.pull_ms.p50));
+  t.ok(res.limits.memcpy !== null && positive(res.limits.memcpy.buffer_copy_MB_per_s), "memcpy measured");
+
+  t.equal(res.scaling?.points.length, 2);
+  t.equal(res.scaling?.points[0]!.efficiency, 1, "one worker is the reference");
+  t.ok(positive(res.scaling?.points[1]!.samples_per_s) && positive(res.scaling?.points[1]!.efficiency), "two workers' samples/s and efficiency");
+
+  const cmp = await run(["--compare", join(out, json!), "--to", join(out, json!)]);
+  t.equal(cmp.code, 0);
+  t.match(cmp.out, /tiny sync pull fp32 push fp16 N=2\s+rounds\/s\s+[\d.]+\s+[\d.]+\s+1\.00/, "a run compared with itself: ratio 1.00");
+});
+
+t.test("bad options stop with a usage message", async (t) => {
+  const r = await run(["--models", "tiny", "--workers", "0", "--no-limits"]);
+  t.equal(r.code, 2);
+  t.match(r.out, /--workers must be an integer >= 1/);
+});
