@@ -18,14 +18,24 @@ export function bearerToken(token: string): Interceptor {
 
 /** Server side: refuses requests without the right token, comparing in constant time. */
 export function requireBearerToken(token: string): Interceptor {
-  const expected = digest(token);
+  const check = bearerTokenCheck(token);
   return (next) => async (req) => {
-    const header = req.header.get("authorization");
-    if (header === null) throw new ConnectError("this server requires a bearer token (set AUTH_TOKEN)", Code.Unauthenticated);
+    check(req.header.get("authorization"));
+    return next(req);
+  };
+}
+
+/**
+ * A check of an `authorization` header value against `token` that throws Unauthenticated; for
+ * handlers outside Connect's interceptor chain (the fast pull path).
+ */
+export function bearerTokenCheck(token: string): (authorization: string | null | undefined) => void {
+  const expected = digest(token);
+  return (header) => {
+    if (header === null || header === undefined) throw new ConnectError("this server requires a bearer token (set AUTH_TOKEN)", Code.Unauthenticated);
     const presented = header.startsWith("Bearer ") ? header.slice("Bearer ".length) : "";
     // Hash both sides so the comparison takes the same time whatever the lengths.
     if (!timingSafeEqual(digest(presented), expected)) throw new ConnectError("wrong bearer token", Code.Unauthenticated);
-    return next(req);
   };
 }
 

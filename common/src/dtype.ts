@@ -33,28 +33,28 @@ export function float32ToFloat16Bits(value: number): number {
   return halfFromFloatBits(u32[0]!);
 }
 
-/** The binary16 bits nearest to the float32 with bit pattern `x` (round to nearest, ties to even). */
+/** 0.5 as float32 bits: adding it aligns a small float's bits to binary16 subnormal positions. */
+const DENORM_MAGIC = (127 - 15 + (23 - 10) + 1) << 23;
+
+/**
+ * The binary16 bits nearest to the float32 with bit pattern `x` (round to nearest, ties to even).
+ * After F. Giesen's float_to_half_fast3_rtne: normal numbers take one integer expression (exponent
+ * rebias plus the rounding bias), subnormals one float addition that lets the FPU round.
+ */
 function halfFromFloatBits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0); // Inf or NaN (quiet)
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow → Inf
-  if (e <= 0) {
-    if (e < -10) return sign; // underflows to ±0
-    mant |= 0x800000; // implicit leading bit
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let out = mant >>> shift;
-    if (rest > half || (rest === half && (out & 1) === 1)) out += 1;
-    return sign | out;
+  const u = x & 0x7fffffff;
+  if (u >= 0x47800000) return sign | (u > 0x7f800000 ? 0x7e00 : 0x7c00); // overflow → Inf; NaN stays NaN
+  if (u < 0x38800000) {
+    // Subnormal or zero in binary16.
+    u32[0] = u;
+    const v = f32[0]!;
+    u32[0] = DENORM_MAGIC;
+    f32[0] = v + f32[0]!;
+    return sign | ((u32[0]! - DENORM_MAGIC) & 0xffff);
   }
-  let out = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (out & 1) === 1)) out += 1; // may carry into exponent: correct
-  return sign | out;
+  // Rebias the exponent (15 - 127) and round: +0xfff, +1 more when the kept mantissa is odd.
+  return sign | (((u - 939524096 + 0xfff + ((u >>> 13) & 1)) >>> 13) & 0xffff);
 }
 
 // All 65536 half values precomputed: decoding is a table lookup per element.

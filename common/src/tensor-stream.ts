@@ -231,7 +231,12 @@ export class TensorCollector {
   readonly tensors: NamedTensor[] = [];
   readonly #assembler: TensorAssembler;
 
-  constructor(limits: { maxElements: number; maxTensors: number }) {
+  /**
+   * With `reuse`, tensors are decoded into the buffers of earlier collections of the same names
+   * and sizes (and new ones are added to it), so a pull every step allocates nothing: the returned
+   * tensors are then only valid until the next collection with the same map.
+   */
+  constructor(limits: { maxElements: number; maxTensors: number; reuse?: Map<string, Float32Array> }) {
     let total = 0;
     this.#assembler = new TensorAssembler((name, shape) => {
       if (this.tensors.length >= limits.maxTensors) {
@@ -245,7 +250,11 @@ export class TensorCollector {
       if (total > limits.maxElements) {
         throw new TensorStreamError(`tensor "${name}" takes the stream past ${limits.maxElements} elements`);
       }
-      const data = new Float32Array(n);
+      let data = limits.reuse?.get(name);
+      if (data?.length !== n) {
+        data = new Float32Array(n);
+        limits.reuse?.set(name, data);
+      }
       this.tensors.push({ name, shape: [...shape], data });
       return { shape, into: data };
     });

@@ -13,6 +13,7 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { ServerEnv } from "./config.ts";
 import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import { keysToKeep, loadShardedCheckpoint, shardCheckpointStore } from "./checkpoint/sharded-checkpoints.ts";
+import { createFastPull, isFastPull } from "./fast-pull.ts";
 import { createService } from "./service.ts";
 import { shardIdentity } from "./shards.ts";
 import { openBlobStore } from "./storage/blob-store.ts";
@@ -65,11 +66,16 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
     return advertised;
   }
 
+  const fastPull = createFastPull(run, config.AUTH_TOKEN);
+  const route = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    if (isFastPull(req)) void fastPull(req, res);
+    else handler(req, res);
+  };
   const settings = { initialWindowSize: STREAM_WINDOW_BYTES };
   const server =
     config.TLS_CERT_FILE !== undefined && config.TLS_KEY_FILE !== undefined
-      ? http2.createSecureServer({ settings, cert: readFileSync(config.TLS_CERT_FILE), key: readFileSync(config.TLS_KEY_FILE) }, handler)
-      : http2.createServer({ settings }, handler);
+      ? http2.createSecureServer({ settings, cert: readFileSync(config.TLS_CERT_FILE), key: readFileSync(config.TLS_KEY_FILE) }, route)
+      : http2.createServer({ settings }, route);
   const sessions = new Set<http2.ServerHttp2Session>();
   if (config.AUTH_TOKEN === undefined) log.warn("AUTH_TOKEN is not set: anyone who can reach the port can join the run");
   server.on("session", (session) => {

@@ -23,6 +23,7 @@ import {
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { chunkTensors, TensorAssembler, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 import type { Slot } from "./membership.ts";
+import type { Snapshot } from "./parameter-store.ts";
 import { shardList } from "./shards.ts";
 import type { TrainingRun } from "./training-run.ts";
 
@@ -81,6 +82,26 @@ export function runConfig(run: TrainingRun, shardAddress: string): RunConfig {
     maxChunkBytes: c.MAX_CHUNK_BYTES,
     shards: shardList(c, shardAddress),
   });
+}
+
+/**
+ * The checks and the wait of a pull, shared by the Connect handler and the fast path
+ * (fast-pull.ts): the caller streams the snapshot and must release it.
+ */
+export async function startPull(run: TrainingRun, req: PullParametersRequest, signal: AbortSignal): Promise<{ snapshot: Snapshot; dtype: Dtype }> {
+  const { membership, store, config } = run;
+  membership.authenticate(req.session);
+  if (!store.initialized) {
+    throw new ConnectError("PullParameters: the parameters are not initialised yet; call WaitForParameters first", Code.FailedPrecondition);
+  }
+  if (req.minVersion > store.version) {
+    await run.changed.until(() => store.version >= req.minVersion, config.WAIT_TIMEOUT_MS, signal);
+  }
+  const dtype = req.dtype === Dtype.UNSPECIFIED ? Dtype.FLOAT32 : req.dtype;
+  if (dtype !== Dtype.FLOAT32 && dtype !== Dtype.FLOAT16 && dtype !== Dtype.BFLOAT16) {
+    throw new ConnectError(`PullParameters: unsupported dtype ${dtype}`, Code.InvalidArgument);
+  }
+  return { snapshot: store.acquire(), dtype };
 }
 
 export function createService(run: TrainingRun, shardAddress: string): ServiceImpl<typeof ParameterServerService> {
@@ -154,16 +175,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
     },
 
     async *pullParameters(req: PullParametersRequest, ctx: HandlerContext): AsyncGenerator<PullParametersResponse> {
-      membership.authenticate(req.session);
-      requireInitialized("PullParameters");
-      if (req.minVersion > store.version) {
-        await run.changed.until(() => store.version >= req.minVersion, config.WAIT_TIMEOUT_MS, ctx.signal);
-      }
-      const dtype = req.dtype === Dtype.UNSPECIFIED ? Dtype.FLOAT32 : req.dtype;
-      if (dtype !== Dtype.FLOAT32 && dtype !== Dtype.FLOAT16 && dtype !== Dtype.BFLOAT16) {
-        throw new ConnectError(`PullParameters: unsupported dtype ${dtype}`, Code.InvalidArgument);
-      }
-      const snapshot = store.acquire();
+      const { snapshot, dtype } = await startPull(run, req, ctx.signal);
       try {
         yield create(PullParametersResponseSchema, {
           message: { case: "header", value: { version: snapshot.version, tensorCount: snapshot.tensors.length } },
