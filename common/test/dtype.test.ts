@@ -184,3 +184,21 @@ t.test("decodeElements counts non-finite values", async (t) => {
   const overflow = encodeElements(new Float32Array([70000, 1]), 0, 2, Dtype.FLOAT16);
   t.equal(decodeElements(overflow, Dtype.FLOAT16, new Float32Array(2), 0), 1, "a float16 overflow arrives as one non-finite value");
 });
+
+t.test("decodeElements agrees with the scalar float16 conversion for all 65536 bit patterns", async (t) => {
+  const bytes = new Uint8Array(65536 * 2);
+  for (let h = 0; h < 65536; h++) {
+    bytes[2 * h] = h & 0xff;
+    bytes[2 * h + 1] = h >> 8;
+  }
+  const dst = new Float32Array(65536);
+  const nonFinite = decodeElements(bytes, Dtype.FLOAT16, dst, 0);
+  let mismatches = 0;
+  for (let h = 0; h < 65536; h++) {
+    const want = float16BitsToFloat32(h);
+    const got = dst[h]!;
+    if (!(Object.is(want, got) || (Number.isNaN(want) && Number.isNaN(got)))) mismatches++;
+  }
+  t.equal(mismatches, 0, "every half decodes to the same float32 (signed zeros, subnormals, Inf, NaN included)");
+  t.equal(nonFinite, 2 * 1024, "the 2 × 1024 patterns with an all-ones exponent are counted as non-finite");
+});
