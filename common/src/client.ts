@@ -9,6 +9,23 @@ import { ParameterServerService } from "./gen/paramserver/v1/parameter_server_pb
 
 export type ParameterServerClient = Client<typeof ParameterServerService>;
 
+/**
+ * Where a client connects and how, kept on the client (under this symbol) so that code given only
+ * the client can open a second connection to the same server with the same settings (the
+ * worker's hand-framed push path).
+ */
+export const ENDPOINT = Symbol("parameter-server endpoint");
+
+export interface Endpoint {
+  address: string;
+  options: ConnectOptions;
+}
+
+/** The endpoint of a client made by connectToServer, if it was. */
+export function endpointOf(client: ParameterServerClient): Endpoint | undefined {
+  return (client as { [ENDPOINT]?: Endpoint })[ENDPOINT];
+}
+
 export interface ConnectOptions {
   maxMessageBytes?: number;
   /** Shared secret sent as a bearer token on every call (the server's AUTH_TOKEN). */
@@ -29,6 +46,8 @@ export function connectToServer(address: string, o: ConnectOptions = {}): Parame
     writeMaxBytes: maxMessageBytes,
     nodeOptions: { settings: { initialWindowSize: 16 << 20 }, ...(o.tls?.ca !== undefined ? { ca: o.tls.ca } : {}) },
   });
-  return createClient(ParameterServerService, transport);
+  const client = createClient(ParameterServerService, transport);
+  Object.defineProperty(client, ENDPOINT, { value: { address, options: o } satisfies Endpoint });
+  return client;
 }
 

@@ -8,7 +8,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Dtype, ParameterServerService } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
-import { encodeTensor } from "../src/fast-pull.ts";
+import { frameTensorChunks } from "@distributed-ps/common/grpc-framing.ts";
 import { startTestServer, workersWithParameters } from "./helpers/test-server.ts";
 
 t.test("gRPC (fast path) and Connect protocol pulls return the same bytes", async (t) => {
@@ -35,7 +35,7 @@ t.test("gRPC (fast path) and Connect protocol pulls return the same bytes", asyn
 
 t.test("the fast path's framing splits tensors into chunks with offsets", async (t) => {
   const data = Float32Array.from({ length: 10 }, (_, i) => i);
-  const chunks = [...encodeTensor({ name: "x", shape: [2, 5], data }, Dtype.FLOAT32, 16)];
+  const chunks = [...frameTensorChunks({ name: "x", shape: [2, 5], data }, Dtype.FLOAT32, 16)];
   t.equal(chunks.length, 3, "10 floats in 16-byte chunks: 4 + 4 + 2");
   t.same(chunks.map(([, d]) => d.length), [16, 16, 8], "payload sizes");
   for (const [prefix, payload] of chunks) {
@@ -68,4 +68,42 @@ t.test("with AUTH_TOKEN set the fast path needs the token too", async (t) => {
     (e: unknown) => ConnectError.from(e),
   );
   t.equal(err?.code, Code.Unauthenticated, "no token: Unauthenticated");
+});
+
+t.test("the worker's hand-framed push path: over TLS with a token, and the same result as the generic client", async (t) => {
+  const { execFileSync } = await import("node:child_process");
+  const { readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { connectToServer } = await import("@distributed-ps/common/client.ts");
+  const { WorkerConnection } = await import("../../worker/src/ps-client.ts");
+  const { gradient } = await import("./helpers/test-server.ts");
+  const dir = t.testdir();
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert], { stdio: "ignore" });
+  const token = "a-token-of-sixteen-chars";
+  const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "async", LEARNING_RATE: "1", TLS_CERT_FILE: cert, TLS_KEY_FILE: key, AUTH_TOKEN: token });
+  const client = connectToServer(`localhost:${ts.server.port}`, { authToken: token, tls: { ca: readFileSync(cert) } });
+  const w = await WorkerConnection.register(client, { preferredSlot: -1, jobFingerprint: "test-job", workerLabel: "tls" }, 10_000);
+  await w.waitForParameters();
+  await w.initParameters((await import("./helpers/test-server.ts")).initialParameters());
+  const r = await w.push(gradient(0.5), 0, { exampleCount: 1, dtype: Dtype.FLOAT16 });
+  t.equal(r.version, 1, "the fast push was applied");
+  // The same gradient through the generic client's stream gives the same parameters.
+  const { create } = await import("@bufbuild/protobuf");
+  const { PushGradientsRequestSchema } = await import("@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js");
+  const { chunkTensors } = await import("@distributed-ps/common/tensor-stream.ts");
+  async function* generic() {
+    yield create(PushGradientsRequestSchema, { message: { case: "header", value: { session: w.session, tensorCount: 2, baseVersion: 1, exampleCount: 1 } } });
+    for (const c of chunkTensors(gradient(0.5), Dtype.FLOAT16)) yield create(PushGradientsRequestSchema, { message: { case: "chunk", value: c } });
+  }
+  await client.pushGradients(generic());
+  const p = await w.pull();
+  t.same(Array.from(p.tensors.find((x) => x.name === "w")!.data), [0, 1, 2, 3], "w = [1,2,3,4] − 0.5 (fast) − 0.5 (generic)");
+  const stale = await w.push(gradient(1), 99, { exampleCount: 1 }).then(
+    () => undefined,
+    (e: unknown) => ConnectError.from(e),
+  );
+  t.equal(stale?.code, Code.InvalidArgument, "the server's refusal arrives with its code through the fast path");
+  t.match(stale?.rawMessage ?? "", /claims version 99/, "and its message");
 });

@@ -16,8 +16,9 @@ import {
   type DataPosition,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { ParameterServerClient } from "@distributed-ps/common/client.ts";
-import type { NamedTensor, SparseTensor } from "@distributed-ps/common/named-tensor.ts";
+import { isSparse, type NamedTensor, type SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
+import { fastPushChannelFor } from "./fast-push.ts";
 
 export { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
 
@@ -150,13 +151,13 @@ export class WorkerConnection implements ParameterConnection {
   ): Promise<PushGradientsResponse> {
     const session = this.session;
     const chunkBytes = this.#chunkBytes;
+    const header = { session, tensorCount: gradients.length, baseVersion, exampleCount: o.exampleCount, position: o.position };
+    const fast = fastPushChannelFor(this.client);
+    if (fast !== undefined && !gradients.some(isSparse)) {
+      return fast.push(header, gradients as readonly NamedTensor[], o.dtype ?? Dtype.FLOAT32, chunkBytes, this.callTimeoutMs);
+    }
     async function* messages() {
-      yield create(PushGradientsRequestSchema, {
-        message: {
-          case: "header",
-          value: { session, tensorCount: gradients.length, baseVersion, exampleCount: o.exampleCount, position: o.position },
-        },
-      });
+      yield create(PushGradientsRequestSchema, { message: { case: "header", value: header } });
       for (const chunk of chunkTensors(gradients, o.dtype ?? Dtype.FLOAT32, chunkBytes)) {
         yield create(PushGradientsRequestSchema, { message: { case: "chunk", value: chunk } });
       }

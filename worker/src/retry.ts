@@ -18,14 +18,16 @@ export interface RetryOptions {
 }
 
 /**
- * Socket errors connect-node reports as Internal rather than Unavailable (an unreachable host, a
- * reset or timed-out connection): the network's fault, not the server's answer.
+ * Socket and HTTP/2 errors that connect-node reports as Internal, Aborted or Canceled rather than
+ * Unavailable (an unreachable host, a reset connection, a stream torn down with the session — as
+ * on the first call after the server died): the network's fault, not the server's answer.
  */
-const NETWORK_ERROR = /\b(EHOSTUNREACH|ENETUNREACH|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EAI_AGAIN)\b/;
+const NETWORK_ERROR = /\b(EHOSTUNREACH|ENETUNREACH|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EAI_AGAIN)\b|stream closed with error code/;
+const MAY_BE_NETWORK = new Set([Code.Internal, Code.Aborted, Code.Canceled, Code.Unknown]);
 
 /** Transport-level trouble: the server is not (yet, or any more) reachable. */
 export const isTransient = (err: ConnectError) =>
-  err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || (err.code === Code.Internal && NETWORK_ERROR.test(err.message));
+  err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || (MAY_BE_NETWORK.has(err.code) && NETWORK_ERROR.test(err.message));
 
 export class RetryBudgetExhausted extends Error {
   readonly last: ConnectError;
