@@ -24,7 +24,7 @@ WORKERS ?= 4
 MODE ?= sync
 export WORKERS MODE
 
-.PHONY: help setup generate build lint test test-node test-terraform test-docker test-local typecheck clean \
+.PHONY: help setup system-packages generate build lint test test-node test-terraform test-docker test-local typecheck clean \
 	deploy destroy images logs status results experiment bench
 
 help: ## List the targets
@@ -55,7 +55,16 @@ typecheck: build
 lint: build ## Typecheck plus `buf lint`
 	@echo "lint: ok"
 
-test: test-node test-terraform test-docker ## Run every test: unit, integration, end to end, Terraform, Docker
+# What the tests need from the system besides Node: Debian package -> a command it provides.
+SYSTEM_PACKAGES := shellcheck:shellcheck docker.io:dockerd debootstrap:debootstrap chromium:chromium
+system-packages: ## Install the Debian packages the tests use (shellcheck, docker.io, debootstrap, chromium) if missing
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v "$${pair#*:}" >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "the tests need these Debian packages:$$missing (apt-get install them as root)"; exit 1; fi
+
+test: system-packages test-node test-terraform test-docker ## Run every test: unit, integration, end to end, Terraform, Docker
 
 test-node: setup ## The TypeScript tests (tap): unit, integration, processes, end to end
 	npx tap
