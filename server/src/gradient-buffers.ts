@@ -16,14 +16,9 @@ export class GradientBuffers {
     this.#maxFree = maxFree;
   }
 
-  /** A set of buffers in storage order. Contents are undefined unless `zeroed`. */
-  take(zeroed = false): NamedTensor[] {
-    const set = this.#free.pop();
-    if (set === undefined) {
-      return this.#store.layout().map((l) => ({ name: l.name, shape: l.shape, data: new Float32Array(elementCount(l.shape)) }));
-    }
-    if (zeroed) for (const t of set) t.data.fill(0);
-    return set;
+  /** A set of buffers in storage order; its contents are left over from earlier use. */
+  take(): NamedTensor[] {
+    return this.#free.pop() ?? this.#store.layout().map((l) => ({ name: l.name, shape: l.shape, data: new Float32Array(elementCount(l.shape)) }));
   }
 
   give(set: NamedTensor[]): void {

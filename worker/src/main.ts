@@ -16,7 +16,8 @@ import { checkSliceHoldsABatch, DatasetError, loadDataset } from "./data/load-da
 import { initBackend } from "./model/backend.ts";
 import { createModel } from "./model/models.ts";
 import { Trainer } from "./model/trainer.ts";
-import { connectToServer, WorkerConnection, type ConnectOptions, type ParameterConnection, type ParameterServerClient } from "./ps-client.ts";
+import { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
+import { WorkerConnection, type ParameterConnection } from "./ps-client.ts";
 import { isTransient, RetryBudgetExhausted, withRetry } from "./retry.ts";
 import { finishProgress, logSink, showProgress } from "./progress-display.ts";
 import { connectToShards } from "./sharded-connection.ts";

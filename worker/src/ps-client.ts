@@ -20,8 +20,6 @@ import { isSparse, type NamedTensor, type SparseTensor } from "@distributed-ps/c
 import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
 import { fastPushChannelFor } from "./fast-push.ts";
 
-export { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
-
 export interface PulledParameters {
   /** Version of the pull (with sharded servers: shard 0's). */
   version: number;

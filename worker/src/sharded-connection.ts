@@ -29,7 +29,8 @@ import {
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor, SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { partitionTensors, shardOfTensor, splitByShard } from "@distributed-ps/common/shard-partition.ts";
-import { WorkerConnection, type MinVersion, type ParameterConnection, type ParameterServerClient, type PulledParameters, type PushOptions } from "./ps-client.ts";
+import type { ParameterServerClient } from "@distributed-ps/common/client.ts";
+import { WorkerConnection, type MinVersion, type ParameterConnection, type PulledParameters, type PushOptions } from "./ps-client.ts";
 import { withRetry, type RetryOptions } from "./retry.ts";
 
 /** Push refusals the training loop answers by recomputing the batch. */

@@ -55,11 +55,6 @@ export class SyncBarrier implements Aggregator {
     this.#pending = this.#open(o.updater.store.version);
   }
 
-  /** Slots that have pushed for the open step (for tests and status). */
-  get pushedThisStep(): ReadonlySet<number> {
-    return this.#pending.pushed;
-  }
-
   #open(step: number): PendingStep {
     let resolve!: (o: PushOutcome) => void;
     let reject!: (e: Error) => void;
