@@ -81,6 +81,9 @@ test-local: setup ## Train one job locally: WORKERS=4 MODE=sync|async|ssp SHARDS
 status: setup ## Live state of a run: ADDRESS=host:port (localhost:8000), ARGS="--watch" | "--json" | "--cloudwatch"
 	node scripts/status.ts --address "$(or $(ADDRESS),localhost:8000)" $(ARGS)
 
+scale: setup ## Change a running local job's worker count: WORKERS=n ADDRESS=host:port (on ECS: aws ecs update-service --desired-count n)
+	node scripts/scale.ts --workers "$(WORKERS)" --address "$(or $(ADDRESS),localhost:8000)"
+
 results: setup ## results.json + charts of the newest local run (RUN=runs/<ts>), or ARGS=--cloudwatch for AWS
 	node scripts/results.ts $(if $(RUN),--run "$(RUN)") $(ARGS)
 

@@ -36,7 +36,7 @@ if (args.help) {
   process.exit(0);
 }
 
-const STATE_NAMES: Record<number, string> = { [SlotState.FREE]: "free", [SlotState.ACTIVE]: "active", [SlotState.FINISHED]: "finished" };
+const STATE_NAMES: Record<number, string> = { [SlotState.FREE]: "free", [SlotState.ACTIVE]: "active", [SlotState.FINISHED]: "finished", [SlotState.RETIRED]: "retired" };
 const MODE_NAMES = ["?", "sync", "async", "ssp"];
 
 function clock(seconds: number): string {
@@ -58,11 +58,14 @@ const num = (v: number | undefined, d = 4) => (v === undefined || v < 0 ? "–" 
 function formatStatus(s: GetStatusResponse, address: string): string {
   const slots = s.slots;
   const count = (st: SlotState) => slots.filter((x) => x.state === st).length;
+  const retiring = slots.filter((x) => x.retiring).length;
   const phase = s.runComplete ? "COMPLETE" : s.initialized ? "TRAINING" : "WAITING FOR WORKERS";
   const lines = [
     `distributed-ps at ${address} — ${phase}, up ${clock(s.uptimeSeconds)}`,
     `mode ${MODE_NAMES[s.config?.mode ?? 0] ?? "?"} · version ${s.version} · ${s.elementCount.toLocaleString("en-US")} parameters · ` +
-      `workers ${count(SlotState.ACTIVE)} active, ${count(SlotState.FINISHED)} finished, ${count(SlotState.FREE)} free of ${s.config?.totalWorkers ?? slots.length}` +
+      `workers ${count(SlotState.ACTIVE) - retiring} active, ${count(SlotState.FINISHED)} finished, ${count(SlotState.FREE)} free of ${s.config?.totalWorkers ?? slots.length}` +
+      (retiring > 0 ? `, ${retiring} retiring` : "") +
+      (count(SlotState.RETIRED) > 0 ? `, ${count(SlotState.RETIRED)} retired` : "") +
       ` · stale gradients refused ${s.staleGradientsRejected}`,
     "",
     table(
@@ -71,7 +74,7 @@ function formatStatus(s: GetStatusResponse, address: string): string {
         const m = x.latestMetrics;
         return [
           String(x.slot),
-          STATE_NAMES[x.state] ?? "?",
+          x.retiring ? "retiring" : (STATE_NAMES[x.state] ?? "?"),
           x.workerLabel || "–",
           x.registrations === 0 ? "–" : `${(x.lastSeenMsAgo / 1000).toFixed(1)}s`,
           String(x.pushes),
@@ -84,6 +87,10 @@ function formatStatus(s: GetStatusResponse, address: string): string {
       }),
     ),
   ];
+  const epochs = s.epochs.slice(-6);
+  if (epochs.length > 0) {
+    lines.push("", `data: ${epochs.map((e) => `epoch ${e.epoch + 1} ${e.partsComplete}/${e.parts} parts (${e.examples.toLocaleString("en-US")} examples)`).join(" · ")}`);
+  }
   return lines.join("\n");
 }
 

@@ -29,8 +29,11 @@ locals {
   # null values are left out, so the code's own default applies. The *_extra_environment maps come
   # first so they can never override a value that a dedicated variable controls.
   parameter_server_environment = merge(var.server_extra_environment, local.job_environment, {
-    SERVER_PORT            = tostring(var.server_port)
-    TOTAL_WORKERS_EXPECTED = tostring(var.worker_count)
+    SERVER_PORT = tostring(var.server_port)
+    # An unsharded server reads the worker count from the worker service's desired count, and
+    # follows it (elastic workers): were worker_count in its task definition, changing it would
+    # replace the server task. Sharded servers keep a fixed count.
+    TOTAL_WORKERS_EXPECTED = var.shard_count == 1 ? null : tostring(var.worker_count)
     SERVER_MODE            = var.server_mode
     STALENESS_BOUND        = var.staleness_bound == null ? null : tostring(var.staleness_bound)
     OPTIMIZER              = var.optimizer

@@ -172,6 +172,20 @@ t.test("status over gRPC prints the live state of a run", async (t) => {
   t.equal(parsed.version, 1, "--json prints the GetStatus answer");
   t.equal(parsed.slots.length, 2);
 
+  // Elastic: a slot retired while its worker trains shows as retiring, a free one as retired, and
+  // the epochs' division of the data appears.
+  const part = await w0!.nextAssignment(3);
+  await w1!.nextAssignment(3);
+  if (part.kind !== "train") throw new Error(`expected a part, got ${part.kind}`);
+  await w0!.push(gradient(0.1), 1, { exampleCount: 32, position: { epoch: 0, batch: 1, part: part.part, batches: 4 } });
+  ts.server.run.resize(4);
+  ts.server.run.resize(1);
+  const elastic = await run("scripts/status.ts", ["--address", ts.address]);
+  t.match(elastic.out, /workers 1 active, 0 finished, 0 free of 1, 1 retiring, 2 retired ·/, "the header counts the worker slots, the retiring and the retired ones");
+  t.match(elastic.out, /^\s*1\s+retiring\s+w1\s/m, "slot 1 (live, retired) is retiring");
+  t.match(elastic.out, /^\s*3\s+retired\s/m, "slot 3 (never held, retired) is retired");
+  t.match(elastic.out, /data: epoch 1 0\/2 parts \(32 examples\)/, "the data line: epoch 1, no part complete yet, 32 examples");
+
   const down = await run("scripts/status.ts", ["--address", "127.0.0.1:1"]);
   t.equal(down.code, 1, "an unreachable server is an error");
   t.match(down.err, /cannot reach the parameter server at 127\.0\.0\.1:1/, "that names the address");

@@ -59,6 +59,8 @@ export const serverEnvSchema = z
     ECS_CLUSTER: optionalStringVar("the ECS cluster name (set by the Terraform task definition)"),
     SERVER_SERVICE: optionalStringVar("the server's ECS service name"),
     WORKER_SERVICE: optionalStringVar("the workers' ECS service name"),
+    // Elastic workers on ECS: how often the server reads the worker service's desired count.
+    WORKER_COUNT_POLL_MS: intVar({ min: 100, max: 3_600_000, default: 15_000 }),
     STATUS_INTERVAL_MS: intVar({ min: 0, max: 3_600_000, default: 5_000 }),
     // Dashboard, /metrics and /healthz on a separate HTTP/1.1 listener (browsers cannot speak h2c).
     DASHBOARD_ENABLED: boolVar(true),

@@ -8,7 +8,7 @@ import type { ParameterStore } from "./parameter-store.ts";
 export class GradientBuffers {
   readonly #store: ParameterStore;
   readonly #free: NamedTensor[][] = [];
-  readonly #maxFree: number;
+  #maxFree: number;
 
   /** Buffers follow the store's layout, known once the parameters are initialised. */
   constructor(store: ParameterStore, maxFree = 4) {
@@ -19,6 +19,11 @@ export class GradientBuffers {
   /** A set of buffers in storage order; its contents are left over from earlier use. */
   take(): NamedTensor[] {
     return this.#free.pop() ?? this.#store.layout().map((l) => ({ name: l.name, shape: l.shape, data: new Float32Array(elementCount(l.shape)) }));
+  }
+
+  /** Keeps at least `count` sets for reuse (the worker count grew). */
+  reserve(count: number): void {
+    this.#maxFree = Math.max(this.#maxFree, count);
   }
 
   give(set: NamedTensor[]): void {

@@ -6,6 +6,7 @@ import { loadConfigOrExit } from "@distributed-ps/common/env.ts";
 import { exportModel } from "./checkpoint/export.ts";
 import { serverEnvSchema } from "./config.ts";
 import { scaleServicesToZero } from "./ecs-scale-down.ts";
+import { watchWorkerServiceCount } from "./ecs-worker-count.ts";
 import { joinUri, openBlobStore } from "./storage/blob-store.ts";
 import { startObservability } from "./dashboard/observability.ts";
 import { startServer } from "./server.ts";
@@ -14,13 +15,48 @@ import { StatusReporter } from "./status-reporter.ts";
 
 const config = loadConfigOrExit("server", serverEnvSchema);
 const log = createLogger("server", config.LOG_LEVEL);
-const server = await startServer(config, log);
+const shard = shardIdentity(config);
+
+// Elastic workers on ECS: the worker service's desired count is the run's worker count, so
+// `aws ecs update-service --desired-count` or `terraform apply -var worker_count=…` resize the
+// barrier of the running job (Terraform therefore leaves TOTAL_WORKERS_EXPECTED out of an
+// unsharded server's task definition: changing it would replace the task). The first reading comes
+// before the server listens, so the start quorum waits for the right number of workers. A sharded
+// run keeps its count (SetWorkerCount refuses it too).
+let applyCount: (desired: number) => void = () => {};
+let firstReading: number | undefined;
+const workerCountWatch =
+  config.ECS_CLUSTER !== undefined && config.WORKER_SERVICE !== undefined && shard.count === 1
+    ? watchWorkerServiceCount({
+        cluster: config.ECS_CLUSTER,
+        service: config.WORKER_SERVICE,
+        intervalMs: config.WORKER_COUNT_POLL_MS,
+        log,
+        onCount: (desired) => applyCount(desired),
+      })
+    : undefined;
+if (workerCountWatch !== undefined) {
+  firstReading = await new Promise<number | undefined>((resolve) => {
+    const fallback = setTimeout(() => resolve(undefined), 10_000);
+    applyCount = (desired) => {
+      clearTimeout(fallback);
+      resolve(desired);
+    };
+  });
+  if (firstReading === undefined) log.warn(`no desired count from ECS service ${config.WORKER_SERVICE} yet; starting with ${config.TOTAL_WORKERS_EXPECTED} workers`);
+}
+
+const server = await startServer({ ...config, TOTAL_WORKERS_EXPECTED: Math.max(1, firstReading ?? config.TOTAL_WORKERS_EXPECTED) }, log);
 const { run } = server;
+applyCount = (desired) => {
+  if (desired !== run.membership.workerCount) run.resize(desired);
+};
+// A run resumed from a checkpoint has the count it had then; the service's count is the one wanted now.
+if (firstReading !== undefined) applyCount(firstReading);
 log.info(
-  `listening on ${config.SERVER_HOST}:${server.port}: mode ${config.SERVER_MODE}, ${config.TOTAL_WORKERS_EXPECTED} workers, ` +
+  `listening on ${config.SERVER_HOST}:${server.port}: mode ${config.SERVER_MODE}, ${run.membership.workerCount} workers, ` +
     `optimizer ${run.updater.optimizer.name} lr ${config.LEARNING_RATE} (${config.LR_SCHEDULE}), lease ${config.LEASE_MS} ms`,
 );
-const shard = shardIdentity(config);
 if (shard.count > 1) log.info(`shard ${shard.index} of ${shard.count} (${config.SHARD_ADDRESSES?.join(", ")})${shard.index === 0 ? "; coordinator" : ""}`);
 const reporter = new StatusReporter(run, log, config.STATUS_INTERVAL_MS);
 const observability = await startObservability(config, server, log);
@@ -37,6 +73,8 @@ let stopping = false;
 async function stop(reason: string, complete: boolean): Promise<void> {
   if (stopping) return;
   stopping = true;
+  // Before anything scales the worker service to zero: that is not a request to retire every slot.
+  workerCountWatch?.stop();
   reporter.stop();
   log.info(`stopping: ${reason}`);
   await observability.close();

@@ -1,15 +1,21 @@
 /**
  * Worker slots and their leases.
  *
- * A run has exactly TOTAL_WORKERS_EXPECTED slots. Registering takes a free slot and starts a lease;
- * every call the worker makes renews it. A worker silent for longer than the lease is gone: its
- * slot becomes free for a replacement (which inherits the slot's data position), and it leaves the
- * synchronous barrier. Slot ids therefore never grow past the worker count, however often workers
- * restart.
+ * A run has as many slots as its worker count (TOTAL_WORKERS_EXPECTED at start; SetWorkerCount and
+ * the ECS worker service change it). Registering takes a free slot and starts a lease; every call
+ * the worker makes renews it. A worker silent for longer than the lease is gone: its slot becomes
+ * free for a replacement (which inherits the slot's data position), and it leaves the synchronous
+ * barrier. Slot ids therefore never grow past the largest worker count the run has had, however
+ * often workers restart.
+ *
+ * Lowering the count retires slots: free ones first (their workers are gone anyway), then the
+ * highest live ones, whose workers finish the part of the data they are training and then stop.
+ * Raising it opens retired slots again, then new ones.
  */
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { WorkerMetrics, WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import type { Part } from "./data-plan.ts";
 
 export type SlotState = "free" | "active" | "finished";
 
@@ -34,9 +40,15 @@ export interface Slot {
   /** Data position after the slot's latest gradient that is in the parameters: what checkpoints keep. */
   appliedPosition: { epoch: number; batch: number };
   latestMetrics: WorkerMetrics | undefined;
+  /** Not part of the run's worker count: not handed out; an active holder stops after its part. */
+  retired: boolean;
+  /** Its worker is waiting for the next epoch's data: no synchronous step waits for it meanwhile. */
+  idle: boolean;
+  /** The part of the data the slot trains now (NextAssignment). */
+  part: Part | undefined;
 }
 
-export type LeaveReason = "lease expired" | "finished";
+export type LeaveReason = "lease expired" | "left" | "finished" | "idle";
 
 /** A slot as a checkpoint records it. */
 export interface SlotRecord {
@@ -44,6 +56,8 @@ export interface SlotRecord {
   pushes: number;
   finished: boolean;
   position: { epoch: number; batch: number };
+  /** Absent in checkpoints written before elastic scaling. */
+  retired?: boolean;
 }
 
 export interface MembershipOptions {
@@ -55,14 +69,23 @@ export interface MembershipOptions {
   onLeave?: (slot: Slot, reason: LeaveReason) => void;
   /** Called after a slot becomes active. */
   onJoin?: (slot: Slot, replacement: boolean) => void;
+  /** Called after a slot is retired, so the data it still had to train goes to others. */
+  onRetire?: (slot: Slot) => void;
+  /** Whether training data is left that nobody holds: the run is not complete while it is. */
+  dataPending?: () => boolean;
 }
 
+/** The most slots a run may have (TOTAL_WORKERS_EXPECTED's limit too). */
+export const MAX_WORKERS = 1024;
+
 export class Membership {
-  readonly slots: readonly Slot[];
+  readonly #slots: Slot[];
   readonly leaseMs: number;
   readonly #now: () => number;
   readonly #onLeave: (slot: Slot, reason: LeaveReason) => void;
   readonly #onJoin: (slot: Slot, replacement: boolean) => void;
+  readonly #onRetire: (slot: Slot) => void;
+  readonly #dataPending: () => boolean;
   #fingerprint: string | undefined;
 
   constructor(o: MembershipOptions) {
@@ -70,19 +93,19 @@ export class Membership {
     this.#now = o.now ?? Date.now;
     this.#onLeave = o.onLeave ?? (() => {});
     this.#onJoin = o.onJoin ?? (() => {});
-    this.slots = Array.from({ length: o.totalWorkers }, (_, index) => ({
-      index,
-      state: "free" as SlotState,
-      token: "",
-      label: "",
-      leaseExpiresAt: 0,
-      lastSeen: 0,
-      registrations: 0,
-      pushes: 0,
-      position: { epoch: 0, batch: 0 },
-      appliedPosition: { epoch: 0, batch: 0 },
-      latestMetrics: undefined,
-    }));
+    this.#onRetire = o.onRetire ?? (() => {});
+    this.#dataPending = o.dataPending ?? (() => false);
+    this.#slots = Array.from({ length: o.totalWorkers }, (_, index) => newSlot(index));
+  }
+
+  /** Every slot the run has had, retired ones included; index = slot id. */
+  get slots(): readonly Slot[] {
+    return this.#slots;
+  }
+
+  /** The run's worker count: slots not retired (finished ones included). */
+  get workerCount(): number {
+    return this.#slots.filter((s) => !s.retired).length;
   }
 
   /** The job fingerprint fixed by the first registration, if any. */
@@ -92,40 +115,125 @@ export class Membership {
 
   /** What a checkpoint keeps of each slot. */
   snapshot(): SlotRecord[] {
-    return this.slots.map((s) => ({
+    return this.#slots.map((s) => ({
       registrations: s.registrations,
       pushes: s.pushes,
       finished: s.state === "finished",
       position: { ...s.appliedPosition },
+      retired: s.retired,
     }));
   }
 
   /**
-   * Restores slots from a checkpoint. Leases do not survive a restart: every unfinished slot is free
-   * until its worker registers again. Slots beyond the checkpoint's count start fresh; a
-   * checkpoint with more slots than this run keeps only the first ones.
+   * Restores slots from a checkpoint, worker count included (it may have been changed while the
+   * run went on). Leases do not survive a restart: every unfinished slot is free until its worker
+   * registers again. A checkpoint written before elastic scaling has no retired slots: then this
+   * run's configured count holds, and slots beyond it are retired.
    */
   restore(records: readonly SlotRecord[], fingerprint: string | undefined): void {
     this.#fingerprint = fingerprint;
-    this.slots.forEach((slot, i) => {
+    const configured = this.#slots.length;
+    const elastic = records.some((r) => r.retired !== undefined);
+    if (elastic) this.#slots.length = Math.min(this.#slots.length, records.length);
+    while (this.#slots.length < records.length) this.#slots.push(newSlot(this.#slots.length));
+    this.#slots.forEach((slot, i) => {
       const r = records[i];
       if (r === undefined) return;
       slot.registrations = r.registrations;
       slot.pushes = r.pushes;
       slot.state = r.finished ? "finished" : "free";
       slot.token = "";
+      slot.retired = r.retired ?? false;
       slot.position = { ...r.position };
       slot.appliedPosition = { ...r.position };
     });
+    if (records.length > 0 && !elastic) this.resize(configured);
   }
 
+  /**
+   * The run is complete when every slot of the worker count has finished and no training data is
+   * left that nobody holds.
+   */
   get runComplete(): boolean {
-    return this.slots.every((s) => s.state === "finished");
+    const members = this.#slots.filter((s) => !s.retired);
+    return members.length > 0 && members.every((s) => s.state === "finished") && this.#slots.every((s) => s.state !== "active") && !this.#dataPending();
   }
 
   /** Slots currently held by a live lease. */
   active(): Slot[] {
-    return this.slots.filter((s) => s.state === "active");
+    return this.#slots.filter((s) => s.state === "active");
+  }
+
+  /** Live slots that steps wait for: not those waiting for the next epoch's data. */
+  participating(): Slot[] {
+    return this.#slots.filter((s) => s.state === "active" && !s.idle);
+  }
+
+  /** Marks a slot as waiting for data (or no longer); waits that depend on who participates re-check. */
+  setIdle(slot: Slot, idle: boolean): void {
+    if (slot.idle === idle) return;
+    slot.idle = idle;
+    if (idle) this.#onLeave(slot, "idle");
+  }
+
+  /**
+   * Sets the worker count to `count`. Fewer: retires slots, free ones first (highest index first),
+   * then the highest live ones, which finish their current part of the data and then stop. More:
+   * opens retired slots again (live ones first, which then simply carry on), then new slots.
+   * Finished slots count towards the number and are never retired.
+   */
+  resize(count: number): { opened: number[]; retired: number[] } {
+    if (!Number.isInteger(count) || count < 0 || count > MAX_WORKERS) {
+      throw new ConnectError(`worker count ${count} is outside 0..${MAX_WORKERS}`, Code.InvalidArgument);
+    }
+    this.sweep();
+    const opened: number[] = [];
+    const retired: number[] = [];
+    let members = this.workerCount;
+    if (members > count) {
+      const candidates = this.#slots
+        .filter((s) => !s.retired && s.state !== "finished")
+        .sort((a, b) => (a.state === b.state ? b.index - a.index : a.state === "free" ? -1 : 1));
+      for (const slot of candidates.slice(0, members - count)) {
+        this.#retire(slot);
+        retired.push(slot.index);
+      }
+    } else if (members < count) {
+      const reopenable = this.#slots
+        .filter((s) => s.retired && s.state !== "finished")
+        .sort((a, b) => (a.state === b.state ? a.index - b.index : a.state === "active" ? -1 : 1));
+      for (const slot of reopenable) {
+        if (members >= count) break;
+        slot.retired = false;
+        if (slot.state === "free") slot.part = undefined;
+        opened.push(slot.index);
+        members++;
+      }
+      for (; members < count; members++) {
+        const slot = newSlot(this.#slots.length);
+        this.#slots.push(slot);
+        opened.push(slot.index);
+      }
+    }
+    return { opened, retired };
+  }
+
+  #retire(slot: Slot): void {
+    slot.retired = true;
+    this.#onRetire(slot);
+  }
+
+  /**
+   * A member slot lost its worker while a retired one still has a live worker finishing its part:
+   * swap them, so the run keeps `count` live workers instead of one fewer — with ECS, the task the
+   * service stopped is seldom the slot the server chose to retire.
+   */
+  #swapRetirement(freed: Slot): void {
+    if (freed.retired) return;
+    const retiring = this.#slots.find((s) => s.retired && s.state === "active");
+    if (retiring === undefined) return;
+    retiring.retired = false;
+    this.#retire(freed);
   }
 
   /**
@@ -138,6 +246,7 @@ export class Membership {
     if (this.runComplete) {
       throw new ConnectError("the run is complete: every slot has finished", Code.FailedPrecondition);
     }
+    const slots = this.#slots;
     if (this.#fingerprint !== undefined && fingerprint !== this.#fingerprint) {
       throw new ConnectError(
         `job fingerprint "${fingerprint}" differs from the run's "${this.#fingerprint}": ` +
@@ -145,27 +254,30 @@ export class Membership {
         Code.FailedPrecondition,
       );
     }
-    if (preferred >= this.slots.length) {
+    if (preferred >= slots.length) {
       throw new ConnectError(
-        `preferred slot ${preferred} does not exist: the run has ${this.slots.length} slots (0..${this.slots.length - 1})`,
+        `preferred slot ${preferred} does not exist: the run has ${slots.length} slots (0..${slots.length - 1})`,
         Code.InvalidArgument,
       );
     }
-    const wanted = preferred >= 0 ? this.slots[preferred] : undefined;
-    if (exact && wanted?.state !== "free") {
+    const available = (s: Slot | undefined) => s?.state === "free" && !s.retired;
+    const wanted = preferred >= 0 ? slots[preferred] : undefined;
+    if (exact && !available(wanted)) {
       if (wanted === undefined) throw new ConnectError("require_preferred_slot needs a preferred slot (got -1)", Code.InvalidArgument);
       if (wanted.state === "finished") throw new ConnectError(`slot ${preferred} has finished on this shard`, Code.FailedPrecondition);
+      if (wanted.retired) throw new ConnectError(`slot ${preferred} was retired on this shard (the worker count was lowered)`, Code.FailedPrecondition);
       throw new ConnectError(
         `slot ${preferred} is held by a live lease on this shard; it frees up when that lease (${this.leaseMs} ms) runs out`,
         Code.ResourceExhausted,
       );
     }
-    const slot = wanted?.state === "free" ? wanted : this.slots.find((s) => s.state === "free");
+    const slot = available(wanted) ? wanted : slots.find(available);
     if (slot === undefined) {
-      const finished = this.slots.filter((s) => s.state === "finished").length;
+      const members = slots.filter((s) => !s.retired);
+      const finished = members.filter((s) => s.state === "finished").length;
       throw new ConnectError(
-        `no free slot: ${this.slots.length - finished} of ${this.slots.length} slots are held by live workers and ` +
-          `${finished} have finished; a slot frees up when its worker's lease (${this.leaseMs} ms) runs out`,
+        `no free slot: ${members.length - finished} of the run's ${members.length} worker slots are held by live workers and ` +
+          `${finished} have finished; a slot frees up when its worker's lease (${this.leaseMs} ms) runs out, or when the worker count is raised`,
         Code.ResourceExhausted,
       );
     }
@@ -178,6 +290,7 @@ export class Membership {
     slot.lastSeen = now;
     slot.leaseExpiresAt = now + this.leaseMs;
     slot.registrations++;
+    slot.idle = false;
     this.#onJoin(slot, replacement);
     return slot;
   }
@@ -189,9 +302,9 @@ export class Membership {
   authenticate(session: WorkerSession | undefined): Slot {
     if (session === undefined) throw new ConnectError("request has no worker session", Code.InvalidArgument);
     this.sweep();
-    const slot = this.slots[session.slot];
+    const slot = this.#slots[session.slot];
     if (slot === undefined) {
-      throw new ConnectError(`slot ${session.slot} does not exist (the run has ${this.slots.length})`, Code.FailedPrecondition);
+      throw new ConnectError(`slot ${session.slot} does not exist (the run has ${this.#slots.length})`, Code.FailedPrecondition);
     }
     if (slot.token === "" || slot.token !== session.token) {
       throw new ConnectError(
@@ -221,19 +334,50 @@ export class Membership {
     const slot = this.authenticate(session);
     slot.state = "finished";
     slot.token = "";
+    slot.idle = false;
     this.#onLeave(slot, "finished");
+    return slot;
+  }
+
+  /** Frees the session's slot at once (its worker is being stopped), as a lease running out would. */
+  leave(session: WorkerSession | undefined): Slot {
+    const slot = this.authenticate(session);
+    this.#free(slot, "left");
     return slot;
   }
 
   /** Frees every slot whose lease ran out. Returns the slots freed. */
   sweep(): Slot[] {
     const now = this.#now();
-    const expired = this.slots.filter((s) => s.state === "active" && s.leaseExpiresAt <= now);
-    for (const slot of expired) {
-      slot.state = "free";
-      slot.token = "";
-      this.#onLeave(slot, "lease expired");
-    }
+    const expired = this.#slots.filter((s) => s.state === "active" && s.leaseExpiresAt <= now);
+    for (const slot of expired) this.#free(slot, "lease expired");
     return expired;
   }
+
+  #free(slot: Slot, reason: "lease expired" | "left"): void {
+    slot.state = "free";
+    slot.token = "";
+    slot.idle = false;
+    this.#swapRetirement(slot);
+    this.#onLeave(slot, reason);
+  }
+}
+
+function newSlot(index: number): Slot {
+  return {
+    index,
+    state: "free",
+    token: "",
+    label: "",
+    leaseExpiresAt: 0,
+    lastSeen: 0,
+    registrations: 0,
+    pushes: 0,
+    position: { epoch: 0, batch: 0 },
+    appliedPosition: { epoch: 0, batch: 0 },
+    latestMetrics: undefined,
+    retired: false,
+    idle: false,
+    part: undefined,
+  };
 }

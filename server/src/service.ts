@@ -10,18 +10,22 @@ import {
   Dtype,
   InitParametersResponseSchema,
   Mode,
+  NextAssignmentResponseSchema,
   ParameterServerService,
   PullParametersResponseSchema,
   PushGradientsResponseSchema,
   RunConfigSchema,
   SlotState,
   type InitParametersRequest,
+  type NextAssignmentResponse,
   type PullParametersRequest,
   type PullParametersResponse,
   type PushGradientsRequest,
+  type PushHeader,
   type RunConfig,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { chunkTensors, TensorAssembler, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
+import { Progress } from "./data-plan.ts";
 import type { Slot } from "./membership.ts";
 import type { Snapshot } from "./parameter-store.ts";
 import { shardList } from "./shards.ts";
@@ -29,6 +33,35 @@ import type { TrainingRun } from "./training-run.ts";
 
 const MODES = { sync: Mode.SYNC, async: Mode.ASYNC, ssp: Mode.SSP } as const;
 const SLOT_STATES = { free: SlotState.FREE, active: SlotState.ACTIVE, finished: SlotState.FINISHED } as const;
+
+function slotState(s: Slot): SlotState {
+  return s.retired && s.state === "free" ? SlotState.RETIRED : SLOT_STATES[s.state];
+}
+
+/**
+ * How a push moves its slot through the data. A slot working through NextAssignment must name the
+ * part it was given: a push for another part means the worker and the server disagree about who
+ * trains what, and counting it would train some examples twice.
+ */
+function progressOf(slot: Slot, header: PushHeader): Progress | undefined {
+  const position = header.position;
+  if (position === undefined) return undefined;
+  const part = slot.part;
+  if (part !== undefined && (position.epoch !== part.epoch || position.part !== part.index)) {
+    throw new ConnectError(
+      `PushGradients: the gradient is for epoch ${position.epoch + 1} part ${position.part}, but slot ${slot.index} was assigned ` +
+        `epoch ${part.epoch + 1} part ${part.index}; call NextAssignment`,
+      Code.FailedPrecondition,
+    );
+  }
+  if (part !== undefined && position.batch <= part.batch) {
+    throw new ConnectError(
+      `PushGradients: epoch ${position.epoch + 1} part ${position.part} is already counted up to batch ${part.batch}, and this gradient ends at batch ${position.batch}; call NextAssignment`,
+      Code.FailedPrecondition,
+    );
+  }
+  return new Progress(slot, part, position, header.exampleCount);
+}
 
 const MALFORMED = /^(parse binary|invalid envelope|received compressed envelope|protocol error)/;
 
@@ -75,7 +108,7 @@ export function runConfig(run: TrainingRun, shardAddress: string): RunConfig {
   const c = run.config;
   return create(RunConfigSchema, {
     mode: MODES[c.SERVER_MODE],
-    totalWorkers: c.TOTAL_WORKERS_EXPECTED,
+    totalWorkers: run.membership.workerCount,
     stalenessBound: c.SERVER_MODE === "ssp" ? c.STALENESS_BOUND : c.MAX_STALENESS,
     leaseMs: c.LEASE_MS,
     heartbeatIntervalMs: Math.max(50, Math.floor(c.LEASE_MS / 4)),
@@ -228,8 +261,14 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           run.buffers.give(gradient);
           throw err;
         }
-        const position = header.position ? { epoch: header.position.epoch, batch: header.position.batch } : undefined;
-        const outcome = await aggregator.submit({ slot, baseVersion: header.baseVersion, position, signal: ctx.signal }, gradient);
+        let progress: Progress | undefined;
+        try {
+          progress = progressOf(slot, header);
+        } catch (err) {
+          run.buffers.give(gradient);
+          throw err;
+        }
+        const outcome = await aggregator.submit({ slot, baseVersion: header.baseVersion, progress, signal: ctx.signal }, gradient);
         run.emit("pushed", { slot: slot.index, examples: header.exampleCount, staleness: outcome.staleness, version: outcome.version });
         return create(PushGradientsResponseSchema, outcome);
       } catch (err) {
@@ -251,6 +290,31 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
       return { runComplete: membership.runComplete };
     },
 
+    leave(req) {
+      membership.leave(req.session);
+      return {};
+    },
+
+    async nextAssignment(req, ctx) {
+      const slot = membership.authenticate(req.session);
+      if (shardList(config, shardAddress).length > 1 && config.SHARD_INDEX !== 0) {
+        throw new ConnectError("NextAssignment: ask shard 0, which divides the data of a sharded run", Code.FailedPrecondition);
+      }
+      if (req.epochs < 1) throw new ConnectError("NextAssignment: epochs must be at least 1", Code.InvalidArgument);
+      const a = await run.nextAssignment(slot, req.epochs, ctx.signal);
+      if (a.kind !== "train") return create(NextAssignmentResponseSchema, { next: { case: a.kind, value: {} } as NextAssignmentResponse["next"] });
+      const p = a.part;
+      return { next: { case: "train", value: { epoch: p.epoch, part: p.index, parts: p.parts, firstBatch: p.batch, plannedSlot: p.plannedSlot } } };
+    },
+
+    setWorkerCount(req) {
+      if (shardList(config, shardAddress).length > 1) {
+        throw new ConnectError("SetWorkerCount: elastic scaling needs an unsharded server; this run has several shards", Code.FailedPrecondition);
+      }
+      const r = run.resize(req.count);
+      return { count: membership.workerCount, opened: r.opened, retired: r.retired };
+    },
+
     getStatus() {
       membership.sweep();
       const now = Date.now();
@@ -264,13 +328,20 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
         elementCount: BigInt(store.elementCount),
         slots: membership.slots.map((s) => ({
           slot: s.index,
-          state: SLOT_STATES[s.state],
+          state: slotState(s),
+          retiring: s.retired && s.state === "active",
           workerLabel: s.label,
           lastSeenMsAgo: s.lastSeen === 0 ? 0 : Math.max(0, now - s.lastSeen),
           pushes: s.pushes,
           registrations: s.registrations,
           latestMetrics: s.latestMetrics,
           position: s.position,
+        })),
+        epochs: [...run.plan.all()].map(([epoch, parts]) => ({
+          epoch,
+          parts: parts.length,
+          partsComplete: parts.filter((p) => p.complete).length,
+          examples: BigInt(parts.reduce((n, p) => n + p.examples, 0)),
         })),
       };
     },

@@ -42,6 +42,7 @@ export class StatusReporter {
     const acc = mean(tested.map((m) => m.testAccuracy));
     this.#log.info(
       `version ${version} (${rate.toFixed(1)} updates/s) | workers ${count("active")} active, ${count("finished")} finished, ${count("free")} free` +
+        (slots.some((s) => s.retired) ? `, ${slots.filter((s) => s.retired).length} retired` : "") +
         ` | lr ${run.updater.learningRate.toPrecision(3)}` +
         (Number.isNaN(loss) ? "" : ` | train loss ${loss.toFixed(4)}`) +
         (Number.isNaN(acc) ? "" : ` | test acc ${(acc * 100).toFixed(2)}%`) +
@@ -60,7 +61,7 @@ export class StatusReporter {
     return {
       role: "server",
       mode: run.config.SERVER_MODE,
-      total_workers: run.config.TOTAL_WORKERS_EXPECTED,
+      total_workers: run.membership.workerCount,
       optimizer: run.updater.optimizer.name,
       version: run.store.version,
       updates_applied: run.updater.updatesApplied,
@@ -69,6 +70,14 @@ export class StatusReporter {
       stale_gradients_rejected: run.aggregator.staleRejected,
       registrations: run.membership.slots.map((s) => s.registrations),
       gradients_per_slot: run.membership.slots.map((s) => s.pushes),
+      retired_slots: run.membership.slots.filter((s) => s.retired).map((s) => s.index),
+      // Per epoch: how many parts its data was cut into and the examples in applied gradients.
+      epochs: [...run.plan.all()].map(([epoch, parts]) => ({
+        epoch,
+        parts: parts.length,
+        parts_complete: parts.filter((p) => p.complete).length,
+        examples: parts.reduce((n, p) => n + p.examples, 0),
+      })),
       run_complete: run.membership.runComplete,
       wall_time_s: (Date.now() - run.startedAt) / 1000,
       mean_final_test_accuracy: finals.length > 0 ? finals.reduce((a, b) => a + b, 0) / finals.length : null,

@@ -12,6 +12,7 @@ import { AsyncApply } from "./aggregation/async-apply.ts";
 import { StaleSynchronous } from "./aggregation/stale-synchronous.ts";
 import { SyncBarrier } from "./aggregation/sync-barrier.ts";
 import type { ServerEnv } from "./config.ts";
+import { DataPlan, planFromPositions, type Part } from "./data-plan.ts";
 import { GradientBuffers } from "./gradient-buffers.ts";
 import { Membership, type Slot } from "./membership.ts";
 import { optimizerFromConfig } from "./optimizer/index.ts";
@@ -35,6 +36,9 @@ export interface PushRecord {
   version: number;
 }
 
+/** What NextAssignment answers: a part to train, nothing left, stop (retired), or ask again. */
+export type Assignment = { kind: "train"; part: Part } | { kind: "done" } | { kind: "retire" } | { kind: "wait" };
+
 /**
  * Events: "applied" after every parameter update (synchronously, with the state consistent — the
  * moment to capture a checkpoint); "complete" once every slot has finished; "pushed" after each
@@ -45,6 +49,8 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
   readonly log: Logger;
   readonly store = new ParameterStore();
   readonly membership: Membership;
+  /** Which slot trains which part of each epoch's data. Kept by shard 0 of a sharded run. */
+  readonly plan = new DataPlan();
   readonly buffers: GradientBuffers;
   readonly updater: Updater;
   readonly aggregator: Aggregator;
@@ -78,12 +84,23 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
         this.changed.notify();
       },
       onLeave: (slot, reason) => {
-        if (reason === "lease expired") log.warn(`slot ${slot.index}: lease expired (no call for ${config.LEASE_MS} ms); slot is free for a replacement`);
-        else log.info(`slot ${slot.index} finished after ${slot.pushes} gradient(s)`);
-        this.aggregator.onLeave(slot, reason);
+        if (reason === "lease expired" || reason === "left") {
+          const why = reason === "left" ? "its worker is stopping" : `lease expired (no call for ${config.LEASE_MS} ms)`;
+          log.warn(`slot ${slot.index}: ${why}; ${slot.retired ? "retired" : "slot is free for a replacement"}`);
+          // A retired slot's worker died before finishing its part: nobody will come back for it.
+          if (slot.retired) this.#handOver(slot);
+        } else if (reason === "finished") {
+          log.info(`slot ${slot.index} finished after ${slot.pushes} gradient(s)${slot.retired ? " (retired)" : ""}`);
+        }
+        this.aggregator.onLeave();
         this.changed.notify();
-        if (this.membership.runComplete) this.emit("complete");
+        if (reason !== "idle") this.#checkComplete();
       },
+      onRetire: (slot) => {
+        log.info(`slot ${slot.index} retired${slot.state === "active" ? " (its worker stops after its current part)" : ""}`);
+        this.#handOver(slot);
+      },
+      dataPending: () => this.plan.hasOrphans(),
     });
     const { optimizer, schedule } = optimizerFromConfig(config);
     this.updater = new Updater(this.store, optimizer, schedule, (version) => {
@@ -127,12 +144,101 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
     this.store.initialize(c.params, c.version);
     this.updater.optimizer.loadState(c.optimizerState);
     this.updater.updatesApplied = c.updatesApplied;
+    const fromBeforePlans = c.plan.length === 0 && c.slots.some((s) => s.finished || s.position.epoch > 0 || s.position.batch > 0);
+    this.plan.restore(fromBeforePlans ? planFromPositions(c.slots) : c.plan);
     this.membership.restore(c.slots, c.fingerprint);
     this.aggregator.restart(c.version);
     this.restoredFrom = c.key;
     const positions = c.slots.map((s, i) => `${i}:${s.finished ? "finished" : `epoch ${s.position.epoch + 1} batch ${s.position.batch}`}`);
     this.log.info(`resumed from checkpoint ${c.key}: version ${c.version}, ${c.updatesApplied} updates applied; slots ${positions.join(", ")}`);
     this.changed.notify();
+  }
+
+  /**
+   * Which part of the data `slot` trains next (`epochs`: how many the worker trains in all). In
+   * order: the rest of a part it already holds (a replacement continues where the slot was); stop,
+   * if retired; the rest of a part a retired slot left; its part of the next epoch — beginning that
+   * epoch, cut among the slots of the worker count, if it has no plan yet and the caller has
+   * finished its part of the newest one (or holds none there: everybody else's is done or held).
+   * Otherwise it waits — a new worker, for the next epoch boundary — and is not waited for by
+   * synchronous steps meanwhile.
+   */
+  async nextAssignment(slot: Slot, epochs: number, signal: AbortSignal): Promise<Assignment> {
+    const decide = (): Assignment => {
+      const plan = this.plan;
+      const held = plan.heldBy(slot.index);
+      if (held !== undefined && (!slot.retired || held === slot.part)) return { kind: "train", part: held };
+      if (slot.retired) return { kind: "retire" };
+      const orphan = plan.orphan(epochs);
+      if (orphan !== undefined) {
+        orphan.holder = slot.index;
+        this.log.info(`slot ${slot.index} takes over epoch ${orphan.epoch + 1} part ${orphan.index}/${orphan.parts} from batch ${orphan.batch} (planned for retired slot ${orphan.plannedSlot})`);
+        return { kind: "train", part: orphan };
+      }
+      const next = plan.latest + 1;
+      if (next >= epochs) {
+        // A retired worker still finishing its part may yet die and leave the rest to someone:
+        // stay until it is done rather than leave nobody to take it over.
+        const retiredAtWork = [...plan.all()].some(([, parts]) => parts.some((p) => !p.complete && p.holder !== undefined && this.membership.slots[p.holder]?.retired));
+        return retiredAtWork ? { kind: "wait" } : { kind: "done" };
+      }
+      const newest = plan.epoch(plan.latest);
+      const boundary = newest === undefined || newest.some((p) => p.plannedSlot === slot.index && p.holder === slot.index) || newest.every((p) => p.complete);
+      if (!boundary) return { kind: "wait" };
+      const members = this.membership.slots.filter((s) => !s.retired && s.state !== "finished").map((s) => s.index);
+      const parts = plan.begin(next, members);
+      this.log.info(`epoch ${next + 1}: data divided among ${members.length} worker slot(s) (${members.join(", ")})`);
+      this.changed.notify();
+      return { kind: "train", part: parts.find((p) => p.holder === slot.index)! };
+    };
+    let answer = decide();
+    if (answer.kind === "wait") {
+      this.membership.setIdle(slot, true);
+      await this.changed.until(() => (answer = decide()).kind !== "wait" || slot.state !== "active", this.config.WAIT_TIMEOUT_MS, signal);
+    }
+    if (answer.kind !== "wait" && slot.idle) {
+      this.membership.setIdle(slot, false);
+      this.aggregator.onJoin(slot, false); // back from waiting: ssp starts its clock level with the others
+    }
+    if (answer.kind === "train") slot.part = answer.part;
+    return answer;
+  }
+
+  /** Changes the worker count (SetWorkerCount, the ECS worker service's desired count). */
+  resize(count: number): { opened: number[]; retired: number[] } {
+    const before = this.membership.workerCount;
+    const r = this.membership.resize(count);
+    if (before !== count) {
+      this.log.info(
+        `worker count ${before} -> ${count}` +
+          (r.opened.length > 0 ? `; opened slot(s) ${r.opened.join(", ")}` : "") +
+          (r.retired.length > 0 ? `; retired slot(s) ${r.retired.join(", ")}` : ""),
+      );
+    }
+    this.buffers.reserve(this.membership.slots.length + 1);
+    this.changed.notify();
+    this.aggregator.onLeave();
+    this.#checkComplete();
+    return r;
+  }
+
+  /**
+   * Releases the data a retired slot still holds to whoever runs out of work first — all of it if
+   * nobody holds the slot, else all but the part its worker is finishing.
+   */
+  #handOver(slot: Slot): void {
+    const live = slot.state === "active";
+    const released = this.plan.release(slot.index, live ? slot.part : undefined);
+    if (!live) slot.part = undefined;
+    if (released.length > 0) {
+      const parts = released.map((p) => `epoch ${p.epoch + 1} part ${p.index}/${p.parts} from batch ${p.batch}`);
+      this.log.info(`slot ${slot.index}'s data goes to other workers: ${parts.join(", ")}`);
+    }
+    this.changed.notify();
+  }
+
+  #checkComplete(): void {
+    if (this.membership.runComplete) this.emit("complete");
   }
 
   /** True when the parameters still need creating and nobody live is creating them. */
@@ -161,15 +267,15 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
   trainingStarted(): boolean {
     if (this.#started) return true;
     if (!this.store.initialized || this.#firstRegistrationAt === undefined) return false;
-    const everyone = this.membership.slots.every((s) => s.state === "finished" || this.#joinedSinceStart.has(s.index));
+    const everyone = this.membership.slots.every((s) => s.retired || s.state === "finished" || this.#joinedSinceStart.has(s.index));
     const waited = Date.now() - this.#firstRegistrationAt;
     if (!everyone && waited < this.config.START_TIMEOUT_MS) return false;
     this.#started = true;
     const present = this.membership.active().length;
     this.log.info(
       everyone
-        ? `all ${this.membership.slots.length} workers registered: training starts`
-        : `start timeout (${this.config.START_TIMEOUT_MS} ms): training starts with ${present} of ${this.membership.slots.length} workers`,
+        ? `all ${this.membership.workerCount} workers registered: training starts`
+        : `start timeout (${this.config.START_TIMEOUT_MS} ms): training starts with ${present} of ${this.membership.workerCount} workers`,
     );
     return true;
   }

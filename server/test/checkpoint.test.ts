@@ -82,3 +82,33 @@ t.test("S3 (s3rver on loopback): checkpoints and resume through the S3 API", asy
   process.env.AWS_SECRET_ACCESS_KEY = "S3RVER";
   await checkpointRoundTrip(t, "s3://ps-bucket/runs/test", { S3_ENDPOINT: `http://127.0.0.1:${port}`, CHECKPOINT_KEEP: "2" });
 });
+
+t.test("a resized run's worker count, retired slots and data plan survive a restart", async (t) => {
+  const dir = join(t.testdir(), "ckpt");
+  const env = { ...ADAM, SERVER_MODE: "async", CHECKPOINT_URI: dir, CHECKPOINT_EVERY_STEPS: "0", CHECKPOINT_EVERY_SECONDS: "0", TOTAL_WORKERS_EXPECTED: "3" };
+  const first = await startTestServer(t, env);
+  const [a, b] = await workersWithParameters(first, 3);
+  const part = await a!.nextAssignment(2);
+  if (part.kind !== "train") throw new Error(`expected a part, got ${part.kind}`);
+  await b!.nextAssignment(2);
+  first.server.run.resize(2); // slot 2 never asked for its part: free, retired, its part handed over
+  await a!.push(gradient(1), 0, { exampleCount: 32, position: { epoch: 0, batch: 1, part: part.part, batches: 5 } });
+  await first.server.checkpointer!.save("test");
+  await first.server.checkpointer!.close();
+  await first.server.close();
+
+  const second = await startTestServer(t, { ...env, TOTAL_WORKERS_EXPECTED: "4" });
+  const run = second.server.run;
+  t.equal(run.membership.workerCount, 2, "the checkpoint's worker count (2) wins over TOTAL_WORKERS_EXPECTED");
+  t.same(run.membership.slots.map((s) => s.retired), [false, false, true], "slot 2 is still retired");
+  const parts = run.plan.epoch(0)!;
+  t.same(
+    parts.map((p) => [p.holder, p.batch, p.batches, p.examples]),
+    [
+      [0, 1, 5, 32],
+      [1, 0, undefined, 0],
+      [undefined, 0, undefined, 0],
+    ],
+    "epoch 1's plan: slot 0 one batch in, slot 1 not started, slot 2's part waiting for someone",
+  );
+});

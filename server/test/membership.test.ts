@@ -71,7 +71,7 @@ t.test("registration beyond the worker count is ResourceExhausted, naming the le
   const { m } = setup(2);
   m.register(-1, FP, "a");
   m.register(-1, FP, "b");
-  rejects(t, () => m.register(-1, FP, "c"), Code.ResourceExhausted, /no free slot: 2 of 2 slots are held.*lease \(1000 ms\) runs out/, "third of 2");
+  rejects(t, () => m.register(-1, FP, "c"), Code.ResourceExhausted, /no free slot: 2 of the run's 2 worker slots are held.*lease \(1000 ms\) runs out/, "third of 2");
   rejects(t, () => m.register(0, FP, "c"), Code.ResourceExhausted, /no free slot/, "preferred but taken, none free");
 });
 
@@ -166,7 +166,7 @@ t.test("finish: slot leaves, is never handed out again; run completes; then regi
   advance(LEASE);
   const b2 = m.register(0, FP, "b2");
   t.equal(b2.index, 1, "preferring finished slot 0 still yields the free slot 1");
-  rejects(t, () => m.register(-1, FP, "c"), Code.ResourceExhausted, /1 of 2 slots are held by live workers and 1 have finished/, "no slot: finished slot 0 is not reused");
+  rejects(t, () => m.register(-1, FP, "c"), Code.ResourceExhausted, /1 of the run's 2 worker slots are held by live workers and 1 have finished/, "no slot: finished slot 0 is not reused");
   t.not(b2.token, bToken, "replacement has a new token");
   advance(5 * LEASE);
   t.equal(a.state, "finished", "a finished slot does not expire into free");
@@ -176,4 +176,79 @@ t.test("finish: slot leaves, is never handed out again; run completes; then regi
   t.equal(m.runComplete, true, "every slot finished → run complete");
   t.same(leaves.map((l) => l.reason), ["finished", "lease expired", "lease expired", "finished"], "leave reasons in order");
   rejects(t, () => m.register(-1, FP, "late"), Code.FailedPrecondition, /the run is complete/, "registering after completion");
+});
+
+t.test("resize: lowering the count retires free slots first, then the highest live ones", async (t) => {
+  const { m, advance } = setup(4);
+  const a = m.register(-1, FP, "a");
+  m.register(-1, FP, "b");
+  m.register(-1, FP, "c");
+  m.register(-1, FP, "d");
+  advance(LEASE / 2);
+  m.authenticate(session(a)); // only a stays alive: b, c, d's leases run out
+  m.authenticate(session(m.slots[3]!));
+  advance(LEASE / 2 + 1);
+  m.sweep();
+  t.same(m.slots.map((s) => s.state), ["active", "free", "free", "active"], "slots 1 and 2 are free");
+  t.same(m.resize(3), { opened: [], retired: [2] }, "4 -> 3 retires the highest free slot");
+  t.same(m.resize(1), { opened: [], retired: [1, 3] }, "3 -> 1 retires the other free slot, then the highest live one");
+  t.equal(m.workerCount, 1, "worker count 1");
+  t.ok(m.slots[3]!.retired && m.slots[3]!.state === "active", "the retired live slot keeps its holder, which finishes its part");
+  rejects(t, () => m.register(2, FP, "e", true), Code.FailedPrecondition, /slot 2 was retired/, "a retired slot asked for by number");
+  rejects(t, () => m.register(-1, FP, "e"), Code.ResourceExhausted, /held by live workers.*or when the worker count is raised/, "no member slot free");
+});
+
+t.test("resize: raising the count reopens retired slots (live ones first), then adds new ones", async (t) => {
+  const { m } = setup(3);
+  m.register(-1, FP, "a");
+  m.register(-1, FP, "b");
+  m.register(-1, FP, "c");
+  t.same(m.resize(1).retired, [2, 1], "3 -> 1 retires the two highest live slots");
+  t.same(m.resize(2).opened, [1], "1 -> 2 reopens a retired live slot: its worker simply carries on");
+  t.same(m.resize(5).opened, [2, 3, 4], "2 -> 5 reopens slot 2 and adds slots 3 and 4");
+  t.equal(m.slots.length, 5, "slot ids grow only to the largest count the run has had");
+  t.equal(m.register(-1, FP, "d").index, 3, "a new worker takes a new slot");
+  rejects(t, () => m.resize(-1), Code.InvalidArgument, /outside 0\.\.1024/, "a negative count");
+  rejects(t, () => m.resize(1025), Code.InvalidArgument, /outside 0\.\.1024/, "a count above the limit");
+});
+
+t.test("resize: when a member's worker dies while a retired one still works, they swap", async (t) => {
+  const { m, advance } = setup(3);
+  const a = m.register(-1, FP, "a");
+  m.register(-1, FP, "b");
+  const c = m.register(-1, FP, "c");
+  t.same(m.resize(2).retired, [2], "the server retires live slot 2");
+  // ECS stopped b's task instead: b's lease runs out while a and c live on.
+  advance(LEASE / 2);
+  m.authenticate(session(a));
+  m.authenticate(session(c));
+  advance(LEASE / 2 + 1);
+  m.sweep();
+  t.same(
+    m.slots.map((s) => [s.state, s.retired]),
+    [
+      ["active", false],
+      ["free", true],
+      ["active", false],
+    ],
+    "slot 1 (dead) is retired instead and slot 2's worker stays: still 2 live workers",
+  );
+});
+
+t.test("runComplete: every member slot finished, nobody still active, no data left unheld", async (t) => {
+  let pending = true;
+  const m = new Membership({ totalWorkers: 2, leaseMs: LEASE, dataPending: () => pending });
+  const a = m.register(-1, FP, "a");
+  const b = m.register(-1, FP, "b");
+  m.resize(1);
+  t.ok(b.retired && b.state === "active", "slot 1 is retiring");
+  m.finish(session(a));
+  t.notOk(m.runComplete, "not complete while the retiring worker is still active");
+  m.finish(session(b));
+  t.notOk(m.runComplete, "not complete while a retired slot's data is left unheld");
+  pending = false;
+  t.ok(m.runComplete, "complete once nothing is left");
+  const paused = new Membership({ totalWorkers: 1, leaseMs: LEASE });
+  paused.resize(0);
+  t.notOk(paused.runComplete, "a run paused at 0 workers is not complete");
 });

@@ -192,15 +192,14 @@ run "defaults_match_the_documented_deployment" {
     condition = {
       for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.name => e.value
       } == {
-      SERVER_PORT            = "8000"
-      TOTAL_WORKERS_EXPECTED = "16"
-      SERVER_MODE            = "sync"
-      CHECKPOINT_URI         = "s3://${aws_s3_bucket.data.id}/checkpoints"
-      S3_BUCKET              = aws_s3_bucket.data.id
-      AWS_REGION             = "us-west-2"
-      ECS_CLUSTER            = "distributed-ps-dev-cluster"
-      SERVER_SERVICE         = "distributed-ps-dev-parameter-server"
-      WORKER_SERVICE         = "distributed-ps-dev-worker"
+      SERVER_PORT    = "8000"
+      SERVER_MODE    = "sync"
+      CHECKPOINT_URI = "s3://${aws_s3_bucket.data.id}/checkpoints"
+      S3_BUCKET      = aws_s3_bucket.data.id
+      AWS_REGION     = "us-west-2"
+      ECS_CLUSTER    = "distributed-ps-dev-cluster"
+      SERVER_SERVICE = "distributed-ps-dev-parameter-server"
+      WORKER_SERVICE = "distributed-ps-dev-worker"
     }
     error_message = "server environment is wrong: ${jsonencode(jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment)}"
   }
@@ -322,17 +321,16 @@ run "worker_count_and_mode_flow_into_services_and_containers" {
       for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.name => e.value
       if contains(["TOTAL_WORKERS_EXPECTED", "SERVER_MODE", "STALENESS_BOUND", "OPTIMIZER", "LEARNING_RATE", "LR_SCHEDULE", "LEASE_MS", "SERVER_PORT", "CHECKPOINT_KEEP"], e.name)
       } == {
-      TOTAL_WORKERS_EXPECTED = "4"
-      SERVER_MODE            = "ssp"
-      STALENESS_BOUND        = "3"
-      OPTIMIZER              = "adam"
-      LEARNING_RATE          = "0.001"
-      LR_SCHEDULE            = "cosine"
-      LEASE_MS               = "15000"
-      SERVER_PORT            = "9000"
-      CHECKPOINT_KEEP        = "3"
+      SERVER_MODE     = "ssp"
+      STALENESS_BOUND = "3"
+      OPTIMIZER       = "adam"
+      LEARNING_RATE   = "0.001"
+      LR_SCHEDULE     = "cosine"
+      LEASE_MS        = "15000"
+      SERVER_PORT     = "9000"
+      CHECKPOINT_KEEP = "3"
     }
-    error_message = "server environment must carry the training settings"
+    error_message = "server environment must carry the training settings (and no worker count: the server follows the worker service's)"
   }
   assert {
     condition = {

@@ -121,13 +121,14 @@ run "three_shards_are_three_services_with_their_own_names" {
     condition = [
       for td in concat([aws_ecs_task_definition.parameter_server], aws_ecs_task_definition.parameter_server_shard) : {
         for e in jsondecode(td.container_definitions)[0].environment : e.name => e.value
-        if contains(["SHARD_INDEX", "SHARD_ADDRESSES", "SERVER_SERVICE", "WORKER_SERVICE", "CHECKPOINT_URI"], e.name)
+        if contains(["SHARD_INDEX", "SHARD_ADDRESSES", "SERVER_SERVICE", "WORKER_SERVICE", "CHECKPOINT_URI", "TOTAL_WORKERS_EXPECTED"], e.name)
       }
       ] == [for k in range(3) : merge({
-        SHARD_INDEX     = tostring(k)
-        SHARD_ADDRESSES = "parameter-server.distributed-ps-dev.local:8000,parameter-server-1.distributed-ps-dev.local:8000,parameter-server-2.distributed-ps-dev.local:8000"
-        SERVER_SERVICE  = k == 0 ? "distributed-ps-dev-parameter-server" : "distributed-ps-dev-parameter-server-${k}"
-        CHECKPOINT_URI  = "s3://${aws_s3_bucket.data.id}/checkpoints"
+        TOTAL_WORKERS_EXPECTED = "16" # sharded servers keep a fixed worker count
+        SHARD_INDEX            = tostring(k)
+        SHARD_ADDRESSES        = "parameter-server.distributed-ps-dev.local:8000,parameter-server-1.distributed-ps-dev.local:8000,parameter-server-2.distributed-ps-dev.local:8000"
+        SERVER_SERVICE         = k == 0 ? "distributed-ps-dev-parameter-server" : "distributed-ps-dev-parameter-server-${k}"
+        CHECKPOINT_URI         = "s3://${aws_s3_bucket.data.id}/checkpoints"
     }, k == 0 ? { WORKER_SERVICE = "distributed-ps-dev-worker" } : {})]
     error_message = "shard environments are wrong"
   }

@@ -2,8 +2,9 @@
  * Worker entry point: `node worker/src/main.ts`, configured by environment variables.
  *
  * Registers with the parameter server (retrying with backoff while it is unreachable or every slot
- * is taken), initialises the parameters if chosen to, trains its slice, and prints one
- * METRICS_JSON line. If its session is lost mid-run (lease expired, server restarted) it registers
+ * is taken), initialises the parameters if chosen to, trains the parts of the data the server
+ * assigns it until nothing is left or its slot is retired (the worker count was lowered), and prints
+ * one METRICS_JSON line. If its session is lost mid-run (lease expired, server restarted) it registers
  * again and continues from the position the server has for its slot.
  */
 import { readFileSync } from "node:fs";
@@ -37,6 +38,18 @@ const config = loadConfigOrExit("worker", workerEnvSchema);
 let log: Logger = createLogger("worker", config.LOG_LEVEL, logSink);
 
 class RunAlreadyComplete extends Error {}
+
+/** The current registration, for SIGTERM. */
+let current: ParameterConnection | undefined;
+
+// Stopped from outside (ECS scaling in, a deployment, docker stop): give the slot up at once, so a
+// sync step does not wait a whole lease for this worker, then exit. A replacement, if one comes,
+// continues from the slot's data position.
+process.once("SIGTERM", () => {
+  log.warn("SIGTERM: leaving the run; a replacement continues from this slot's data position");
+  const leaving = current?.leave() ?? Promise.resolve();
+  void leaving.catch((e: unknown) => log.warn(`could not leave: ${ConnectError.from(e).message}`)).finally(() => process.exit(143));
+});
 
 /**
  * Registers with the server at PARAMETER_SERVER_ADDRESS and, when it lists several shards, with
@@ -128,6 +141,7 @@ async function main(): Promise<number> {
     }
     preferredSlot = conn.slot;
     previous = conn;
+    current = conn;
     log = createLogger(`worker ${conn.slot}`, config.LOG_LEVEL, logSink);
     log.info(`registered as slot ${conn.slot} of ${conn.config.totalWorkers} (mode ${Mode[conn.config.mode].toLowerCase()})`);
     checkSliceHoldsABatch(data.train.count, conn.config.totalWorkers, config.BATCH_SIZE);
@@ -162,7 +176,9 @@ async function main(): Promise<number> {
         log,
       );
       finishProgress();
-      log.info(`finished: test accuracy ${(result.finalTestAccuracy * 100).toFixed(2)}% after ${result.steps} steps in ${result.trainSeconds.toFixed(1)} s`);
+      log.info(
+        `${result.retired ? "retired" : "finished"}: test accuracy ${(result.finalTestAccuracy * 100).toFixed(2)}% after ${result.steps} steps in ${result.trainSeconds.toFixed(1)} s`,
+      );
       printMetricsJson({
         role: "worker",
         worker_id: conn.slot,
@@ -179,6 +195,7 @@ async function main(): Promise<number> {
         examples: result.examples,
         retried_batches: result.retriedBatches,
         rejoins: rejoin,
+        retired: result.retired,
         train_time_s: result.trainSeconds,
         wall_time_s: (Date.now() - started) / 1000,
         samples_per_s: result.examples / Math.max(result.trainSeconds, 1e-9),

@@ -38,11 +38,19 @@ export function nextVersions(pulled: PulledParameters): MinVersion {
 
 export interface PushOptions {
   exampleCount: number;
-  position?: { epoch: number; batch: number };
+  /** Where the worker is in its data once this gradient counts: part and batches as NextAssignment gave them. */
+  position?: { epoch: number; batch: number; part?: number; batches?: number };
   dtype?: Dtype;
   /** Sharded servers: each shard's base version (PulledParameters.bases); baseVersion is then shard 0's. */
   bases?: readonly number[] | undefined;
 }
+
+/** NextAssignment's answer: a part of an epoch's data to train, nothing left, stop, or ask again. */
+export type Assignment =
+  | { kind: "train"; epoch: number; part: number; parts: number; firstBatch: number; plannedSlot: number }
+  | { kind: "done" }
+  | { kind: "retire" }
+  | { kind: "wait" };
 
 /**
  * What the training loop needs of its server: WorkerConnection for one server, ShardedConnection
@@ -57,6 +65,9 @@ export interface ParameterConnection {
   initParameters(tensors: readonly NamedTensor[]): Promise<void>;
   pull(minVersion?: MinVersion, dtype?: Dtype): Promise<PulledParameters>;
   push(gradients: readonly (NamedTensor | SparseTensor)[], baseVersion: number, o: PushOptions): Promise<PushGradientsResponse>;
+  nextAssignment(epochs: number): Promise<Assignment>;
+  /** Gives up the slot at once (the worker is being stopped); its replacement continues from its position. */
+  leave(): Promise<void>;
   reportMetrics(metrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<void>;
   finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<boolean>;
 }
@@ -163,8 +174,28 @@ export class WorkerConnection implements ParameterConnection {
     return this.client.pushGradients(messages(), { timeoutMs: this.callTimeoutMs });
   }
 
+  /** Blocks (server-bounded) until there is a part of the data to train, or nothing more to do. */
+  async nextAssignment(epochs: number): Promise<Assignment> {
+    const r = await this.client.nextAssignment({ session: this.session, epochs }, { timeoutMs: this.callTimeoutMs });
+    const next = r.next;
+    switch (next.case) {
+      case "train":
+        return { kind: "train", epoch: next.value.epoch, part: next.value.part, parts: next.value.parts, firstBatch: next.value.firstBatch, plannedSlot: next.value.plannedSlot };
+      case "done":
+      case "retire":
+      case "wait":
+        return { kind: next.case };
+      default:
+        throw new Error("NextAssignment answered with nothing; the server is older than this worker");
+    }
+  }
+
   async reportMetrics(metrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<void> {
     await this.client.reportMetrics({ session: this.session, metrics }, { timeoutMs: this.callTimeoutMs });
+  }
+
+  async leave(): Promise<void> {
+    await this.client.leave({ session: this.session }, { timeoutMs: Math.min(this.callTimeoutMs, 5000) });
   }
 
   async finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<boolean> {

@@ -14,7 +14,7 @@
  * - A push refused by some shards but accepted by others (a sync straggler, an async gradient too
  *   stale for one shard) is retried by the training loop; the retry of the same batch goes only to
  *   the shards that refused, so every shard counts each batch once.
- * - Metrics go to shard 0 (the coordinator); Finish goes to every other shard first and to shard 0
+ * - Metrics and NextAssignment (who trains which data) go to shard 0, the coordinator; Finish goes to every other shard first and to shard 0
  *   last, so once shard 0 sees the run complete, every shard has seen every worker finish.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -30,7 +30,7 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor, SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { partitionTensors, shardOfTensor, splitByShard } from "@distributed-ps/common/shard-partition.ts";
 import type { ParameterServerClient } from "@distributed-ps/common/client.ts";
-import { WorkerConnection, type MinVersion, type ParameterConnection, type PulledParameters, type PushOptions } from "./ps-client.ts";
+import { WorkerConnection, type Assignment, type MinVersion, type ParameterConnection, type PulledParameters, type PushOptions } from "./ps-client.ts";
 import { withRetry, type RetryOptions } from "./retry.ts";
 
 /** Push refusals the training loop answers by recomputing the batch. */
@@ -129,7 +129,7 @@ export class ShardedConnection implements ParameterConnection {
    */
   async push(gradients: readonly (NamedTensor | SparseTensor)[], baseVersion: number, o: PushOptions): Promise<PushGradientsResponse> {
     const k = this.shards.length;
-    const batch = o.position === undefined ? undefined : `${o.position.epoch}:${o.position.batch}`;
+    const batch = o.position === undefined ? undefined : `${o.position.epoch}:${o.position.part ?? 0}:${o.position.batch}`;
     if (batch === undefined || this.#partial?.batch !== batch) this.#partial = undefined;
     const accepted = this.#partial?.accepted ?? new Map<number, PushGradientsResponse>();
     const parts = splitByShard(gradients, this.#owner ?? shardOfTensor(gradients, k), k);
@@ -152,6 +152,16 @@ export class ShardedConnection implements ParameterConnection {
 
   async reportMetrics(metrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<void> {
     await this.shards[0]!.reportMetrics(metrics);
+  }
+
+  /** Leaves every shard (each one's barrier stops waiting for this worker). */
+  async leave(): Promise<void> {
+    await Promise.allSettled(this.shards.map((s) => s.leave()));
+  }
+
+  /** Shard 0 divides the data. */
+  nextAssignment(epochs: number): Promise<Assignment> {
+    return this.shards[0]!.nextAssignment(epochs);
   }
 
   /** Finishes every other shard, then shard 0; returns whether shard 0 saw the run complete. */

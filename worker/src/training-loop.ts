@@ -1,6 +1,8 @@
 /**
- * One worker's training: pull the parameters, compute a gradient on its own slice of the data, push
- * it, repeat; evaluate on the held-out test set after every epoch; report progress to the server.
+ * One worker's training: ask the server which part of the data to train (NextAssignment: its part of
+ * the next epoch, the rest of a retired worker's, or nothing), then pull the parameters, compute a
+ * gradient on a minibatch of that part, push it, repeat; evaluate on the held-out test set after its
+ * own part of every epoch; report progress to the server.
  *
  * What a push's refusal means for the loop (the data is never skipped because of it):
  * - Aborted: the gradient was too stale (async) or its step was applied without it (sync, a
@@ -15,7 +17,8 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { Dataset } from "./data/dataset.ts";
 import { trainBatch } from "./data/augment.ts";
-import { epochBatches, sliceForSlot } from "./data/partition.ts";
+import { checkSliceHoldsABatch } from "./data/load-dataset.ts";
+import { epochBatches, sliceForPart } from "./data/partition.ts";
 import type { Trainer } from "./model/trainer.ts";
 import { nextVersions, type MinVersion, type ParameterConnection } from "./ps-client.ts";
 import type { TopKCompressor } from "./topk.ts";
@@ -46,6 +49,8 @@ export interface TrainingResult {
   finalTrainLoss: number;
   trainSeconds: number;
   runComplete: boolean;
+  /** The worker count was lowered and the server retired this worker's slot. */
+  retired: boolean;
 }
 
 /** Gives up on a batch after this many refusals in a row (each refusal means fresher parameters). */
@@ -59,11 +64,7 @@ export async function train(
   log: Logger,
 ): Promise<TrainingResult> {
   const started = Date.now();
-  const totalWorkers = conn.config.totalWorkers;
   const sync = conn.config.mode === Mode.SYNC;
-  const slice = sliceForSlot(data.train.count, conn.slot, totalWorkers, o.seed);
-  const resume = conn.resumeFrom ?? { epoch: 0, batch: 0 };
-  if (resume.epoch > 0 || resume.batch > 0) log.info(`resuming slot ${conn.slot} at epoch ${resume.epoch + 1}, batch ${resume.batch}`);
 
   let steps = 0;
   let examples = 0;
@@ -72,6 +73,7 @@ export async function train(
   let window = { loss: 0, correct: 0, count: 0, since: Date.now() };
   let lastTest = { loss: -1, accuracy: -1 };
   let lastVersion = 0;
+  let lastEpoch = 0;
 
   const metrics = (epoch: number, test?: { loss: number; accuracy: number }): MessageInitShape<typeof WorkerMetricsSchema> & { trainLoss: number; trainAccuracy: number; samplesPerSecond: number } => {
     const seconds = (Date.now() - window.since) / 1000;
@@ -87,16 +89,37 @@ export async function train(
     };
   };
 
-  // Mean training loss of the latest epoch, for the final summary.
+  // Mean training loss of the latest part of an epoch, for the final summary.
   let epochLoss = { sum: 0, count: 0 };
-  for (let epoch = resume.epoch; epoch < o.epochs; epoch++) {
+  let retired = false;
+  // The server says which part of which epoch's data to train next; see DataPlan on the server.
+  for (;;) {
+    const a = await conn.nextAssignment(o.epochs);
+    if (a.kind === "wait") {
+      log.debug("waiting for the next epoch boundary to get a part of the data");
+      continue;
+    }
+    if (a.kind !== "train") {
+      retired = a.kind === "retire";
+      if (retired) log.info("the worker count was lowered and this slot retired: stopping");
+      break;
+    }
+    const { epoch } = a;
+    lastEpoch = epoch;
+    const own = a.plannedSlot === conn.slot;
+    checkSliceHoldsABatch(data.train.count, a.parts, o.batchSize);
+    const slice = sliceForPart(data.train.count, a.part, a.parts, o.seed);
+    const batches = epochBatches(slice, o.batchSize, o.seed + a.part * 7919, epoch);
+    const firstBatch = Math.min(a.firstBatch, batches.length);
+    const what = `epoch ${epoch + 1}/${o.epochs} part ${a.part} of ${a.parts}`;
+    if (!own) log.info(`${what}: taking over from batch ${firstBatch} the part planned for retired slot ${a.plannedSlot}`);
+    else if (firstBatch > 0) log.info(`resuming slot ${conn.slot} at epoch ${epoch + 1}, batch ${firstBatch}`);
+    log.info(`${what}: ${batches.length - firstBatch} batches of ${o.batchSize} from a slice of ${slice.length} examples`);
     epochLoss = { sum: 0, count: 0 };
-    const batches = epochBatches(slice, o.batchSize, o.seed + conn.slot * 7919, epoch);
-    const firstBatch = epoch === resume.epoch ? Math.min(resume.batch, batches.length) : 0;
-    log.info(`epoch ${epoch + 1}/${o.epochs}: ${batches.length - firstBatch} batches of ${o.batchSize} from a slice of ${slice.length} examples`);
 
     for (let b = firstBatch; b < batches.length; ) {
       const group = batches.slice(b, Math.min(b + o.localSteps, batches.length));
+      const position = { epoch, batch: b + group.length, part: a.part, batches: batches.length };
       for (let attempt = 0; ; attempt++) {
         const pulled = await conn.pull(minVersion, o.pullDtype);
         trainer.setParameters(pulled.tensors);
@@ -104,7 +127,7 @@ export async function train(
         const { gradient, loss, correct, count } = averagedGradient(trainer, data, group);
         try {
           const wire = o.compressor ? o.compressor.compress(gradient) : gradient;
-          const r = await conn.push(wire, pulled.version, { exampleCount: count, position: { epoch, batch: b + group.length }, dtype: o.pushDtype, bases: pulled.bases });
+          const r = await conn.push(wire, pulled.version, { exampleCount: count, position, dtype: o.pushDtype, bases: pulled.bases });
           lastVersion = r.version;
           minVersion = 0;
           window.loss += loss * count;
@@ -139,6 +162,8 @@ export async function train(
       }
     }
 
+    // The end of this worker's own part is its end of the epoch: evaluate (not after a part taken over).
+    if (!own) continue;
     lastTest = trainer.evaluate(data.test.x, data.test.y, data.test.count);
     const m = metrics(epoch, lastTest);
     log.info(`epoch ${epoch + 1}/${o.epochs} done | test accuracy ${(lastTest.accuracy * 100).toFixed(2)}% | test loss ${lastTest.loss.toFixed(4)}`);
@@ -151,7 +176,7 @@ export async function train(
   trainer.setParameters(final.tensors);
   lastVersion = final.version;
   lastTest = trainer.evaluate(data.test.x, data.test.y, data.test.count);
-  const runComplete = await conn.finish(metrics(o.epochs - 1, lastTest));
+  const runComplete = await conn.finish(metrics(lastEpoch, lastTest));
   return {
     steps,
     examples,
@@ -161,6 +186,7 @@ export async function train(
     finalTrainLoss: epochLoss.count > 0 ? epochLoss.sum / epochLoss.count : -1,
     trainSeconds: (Date.now() - started) / 1000,
     runComplete,
+    retired,
   };
 }
 

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { DATASETS } from "../src/data/catalog.ts";
 import { checkSliceHoldsABatch, DatasetError, loadDataset, type DatasetConfig } from "../src/data/load-dataset.ts";
-import { sliceForSlot } from "../src/data/partition.ts";
+import { sliceForPart } from "../src/data/partition.ts";
 import { pixelValue, sha256, tinyCifarArchive, tinyIdxFiles } from "./fixtures/tiny-datasets.ts";
 
 const lines: string[] = [];
@@ -222,7 +222,7 @@ t.test("slices of a real loader's training set are disjoint and cover it; subset
   for (const [name, bytes] of idx) writeFileSync(join(dir, name), bytes);
   const data = await loadDataset(mnistConfig({ DATASET_URL: dir, DATA_DIR: freshDir(t) }), log, fast);
   const seen = new Int32Array(data.train.count);
-  for (let slot = 0; slot < 4; slot++) for (const i of sliceForSlot(data.train.count, slot, 4, 1)) seen[i]!++;
+  for (let slot = 0; slot < 4; slot++) for (const i of sliceForPart(data.train.count, slot, 4, 1)) seen[i]!++;
   t.ok(seen.every((n) => n === 1), "every training example is in exactly one of 4 slices");
 
   const small = await loadDataset(mnistConfig({ DATASET_URL: dir, DATA_DIR: freshDir(t), TRAIN_EXAMPLES: 25, TEST_EXAMPLES: 10 }), log, fast);

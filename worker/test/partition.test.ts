@@ -1,5 +1,5 @@
 import t from "tap";
-import { epochBatches, gather, sliceForSlot } from "../src/data/partition.ts";
+import { epochBatches, gather, sliceForPart } from "../src/data/partition.ts";
 
 t.test("slices are disjoint, cover every index once, and differ in size by at most one", async (t) => {
   const combos: [count: number, workers: number][] = [[0, 1], [0, 3], [1, 1], [1, 3], [10, 3], [100, 7], [5, 8], [16000, 4], [16001, 6]];
@@ -9,7 +9,7 @@ t.test("slices are disjoint, cover every index once, and differ in size by at mo
     let duplicates = 0;
     let outOfRange = 0;
     for (let slot = 0; slot < workers; slot++) {
-      const slice = sliceForSlot(count, slot, workers, 42);
+      const slice = sliceForPart(count, slot, workers, 42);
       sizes.push(slice.length);
       for (const index of slice) {
         if (!(index >= 0 && index < count)) outOfRange++;
@@ -24,22 +24,22 @@ t.test("slices are disjoint, cover every index once, and differ in size by at mo
   }
 });
 
-t.test("sliceForSlot is deterministic and depends on the seed", async (t) => {
-  t.same(sliceForSlot(1000, 2, 4, 7), sliceForSlot(1000, 2, 4, 7), "same arguments, same slice");
-  t.notSame(sliceForSlot(1000, 2, 4, 7), sliceForSlot(1000, 2, 4, 8), "another seed, another slice");
-  const slice = sliceForSlot(1000, 0, 1, 7);
+t.test("sliceForPart is deterministic and depends on the seed", async (t) => {
+  t.same(sliceForPart(1000, 2, 4, 7), sliceForPart(1000, 2, 4, 7), "same arguments, same slice");
+  t.notSame(sliceForPart(1000, 2, 4, 7), sliceForPart(1000, 2, 4, 8), "another seed, another slice");
+  const slice = sliceForPart(1000, 0, 1, 7);
   t.notSame(Array.from(slice), Array.from({ length: 1000 }, (_, i) => i), "indices are shuffled, not in storage order");
 });
 
-t.test("sliceForSlot rejects bad arguments", async (t) => {
-  t.throws(() => sliceForSlot(10, 3, 3, 1), RangeError, "slot == totalWorkers");
-  t.throws(() => sliceForSlot(10, -1, 3, 1), RangeError, "negative slot");
-  t.throws(() => sliceForSlot(10, 0, 0, 1), RangeError, "zero workers");
-  t.throws(() => sliceForSlot(-1, 0, 1, 1), RangeError, "negative count");
+t.test("sliceForPart rejects bad arguments", async (t) => {
+  t.throws(() => sliceForPart(10, 3, 3, 1), RangeError, "part == parts");
+  t.throws(() => sliceForPart(10, -1, 3, 1), RangeError, "negative part");
+  t.throws(() => sliceForPart(10, 0, 0, 1), RangeError, "zero parts");
+  t.throws(() => sliceForPart(-1, 0, 1, 1), RangeError, "negative count");
 });
 
 t.test("epochBatches yields full batches of the slice, deterministic per epoch", async (t) => {
-  const slice = sliceForSlot(1000, 1, 3, 5); // 333 examples
+  const slice = sliceForPart(1000, 1, 3, 5); // 333 examples
   const batches = epochBatches(slice, 32, 5, 0);
   t.equal(batches.length, Math.floor(slice.length / 32), "floor(n / batchSize) batches; the remainder is dropped");
   t.ok(batches.every((b) => b.length === 32), "every batch is full");
@@ -56,7 +56,7 @@ t.test("epochBatches yields full batches of the slice, deterministic per epoch",
     return Array.from(slice).filter((i) => !kept.has(i)).sort((a, b) => a - b);
   };
   t.notSame(dropped(0), dropped(1), "a different remainder is dropped in different epochs");
-  t.same(Array.from(slice), Array.from(sliceForSlot(1000, 1, 3, 5)), "the caller's slice is not modified");
+  t.same(Array.from(slice), Array.from(sliceForPart(1000, 1, 3, 5)), "the caller's slice is not modified");
 });
 
 t.test("epochBatches handles exact multiples and rejects a slice smaller than one batch", async (t) => {

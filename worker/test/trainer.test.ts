@@ -1,7 +1,7 @@
 import t from "tap";
 import * as tf from "@tensorflow/tfjs-core";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import { epochBatches, gather, sliceForSlot } from "../src/data/partition.ts";
+import { epochBatches, gather, sliceForPart } from "../src/data/partition.ts";
 import { Random } from "../src/data/random.ts";
 import { makeSyntheticDataset } from "../src/data/synthetic.ts";
 import { initBackend } from "../src/model/backend.ts";
@@ -193,7 +193,7 @@ t.test("no tensor leaks across repeated calls", async (t) => {
 
 t.test(`plain SGD through gradients() + setParameters() learns the synthetic task (${backend})`, async (t) => {
   const dataset = makeSyntheticDataset({ seed: 1, trainExamples: 8000, testExamples: 2000 });
-  const slice = sliceForSlot(dataset.train.count, 0, 1, 1);
+  const slice = sliceForPart(dataset.train.count, 0, 1, 1);
   const learningRate = 0.1;
   const batchSize = 32;
   const epochs = 3;

@@ -4,7 +4,8 @@
  * arrival, fast workers wait for slow ones).
  */
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import type { LeaveReason, Slot } from "../membership.ts";
+import type { Progress } from "../data-plan.ts";
+import type { Slot } from "../membership.ts";
 
 export type ModeName = "sync" | "async" | "ssp";
 
@@ -13,7 +14,7 @@ export interface Push {
   /** Version of the parameters the gradient was computed against. */
   readonly baseVersion: number;
   /** Where the worker will be in its data once this gradient counts. */
-  readonly position: { epoch: number; batch: number } | undefined;
+  readonly progress: Progress | undefined;
   /** The RPC's abort signal: waits end when the caller goes away. */
   readonly signal: AbortSignal;
 }
@@ -44,7 +45,8 @@ export interface Aggregator {
   onJoin(slot: Slot, replacement: boolean): void;
   /** The parameters were restored at `version` (from a checkpoint): start counting from there. */
   restart(version: number): void;
-  onLeave(slot: Slot, reason: LeaveReason): void;
+  /** A slot stopped taking part (lease expired, finished, retired, waiting for data): re-check waits. */
+  onLeave(): void;
   /** Ends pending waits (server shutdown). */
   close(): void;
 }

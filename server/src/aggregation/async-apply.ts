@@ -44,7 +44,8 @@ export class AsyncApply implements Aggregator {
       const staleness = this.updater.store.version - push.baseVersion;
       // Bookkeeping first: a checkpoint taken when the update lands must see the position with it.
       push.slot.pushes++;
-      if (push.position) push.slot.position = push.slot.appliedPosition = push.position;
+      push.progress?.accepted();
+      push.progress?.applied();
       const version = this.updater.apply(gradient);
       return { version, staleness, contributors: 1 };
     } finally {

@@ -43,9 +43,9 @@ export class StaleSynchronous extends AsyncApply {
     return this.#clocks.get(slot) ?? 0;
   }
 
-  /** Clock of the slowest live slot (Infinity when none is live). */
+  /** Clock of the slowest live slot that is training (Infinity when none is). */
   slowestClock(): number {
-    return Math.min(...this.#membership.active().map((s) => this.clock(s.index)));
+    return Math.min(...this.#membership.participating().map((s) => this.clock(s.index)));
   }
 
   override async submit(push: Push, gradient: NamedTensor[]): Promise<PushOutcome> {
@@ -65,7 +65,7 @@ export class StaleSynchronous extends AsyncApply {
     // A newcomer starts level with the slowest live worker instead of at 0, so joining late does
     // not stall everyone until it has caught up; a replacement keeps its slot's clock.
     if (!replacement || !this.#clocks.has(slot.index)) {
-      const others = this.#membership.active().filter((s) => s !== slot).map((s) => this.clock(s.index));
+      const others = this.#membership.participating().filter((s) => s !== slot).map((s) => this.clock(s.index));
       this.#clocks.set(slot.index, others.length > 0 ? Math.min(...others) : 0);
     }
     this.#changed.notify();

@@ -14,6 +14,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import type { Progress } from "../data-plan.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { GradientBuffers } from "../gradient-buffers.ts";
 import type { Membership, Slot } from "../membership.ts";
@@ -23,8 +24,8 @@ import { accumulate, type Aggregator, type Push, type PushOutcome } from "./aggr
 interface PendingStep {
   step: number;
   pushed: Set<number>;
-  /** Data position each pushed slot reaches once this step is applied. */
-  positions: Map<number, { epoch: number; batch: number }>;
+  /** How far each pushed gradient moves its slot through the data, recorded when the step is applied. */
+  progress: Progress[];
   sum: NamedTensor[] | undefined;
   /** Gradients not yet in `sum`, waiting for a lower slot's to be added first. */
   held: Map<number, NamedTensor[]>;
@@ -63,7 +64,7 @@ export class SyncBarrier implements Aggregator {
       reject = rej;
     });
     done.catch(() => {}); // a step nobody awaits must not become an unhandled rejection
-    return { step, pushed: new Set(), positions: new Map(), sum: undefined, held: new Map(), next: 0, timer: undefined, done, resolve, reject };
+    return { step, pushed: new Set(), progress: [], sum: undefined, held: new Map(), next: 0, timer: undefined, done, resolve, reject };
   }
 
   admit(slot: Slot, baseVersion: number): void {
@@ -93,9 +94,9 @@ export class SyncBarrier implements Aggregator {
     const p = this.#pending;
     p.pushed.add(push.slot.index);
     push.slot.pushes++;
-    if (push.position) {
-      push.slot.position = push.position;
-      p.positions.set(push.slot.index, push.position);
+    if (push.progress) {
+      push.progress.accepted();
+      p.progress.push(push.progress);
     }
     if (p.pushed.size === 1) p.timer = setTimeout(() => this.#expire(p), this.#timeoutMs);
     p.held.set(push.slot.index, gradient);
@@ -133,7 +134,7 @@ export class SyncBarrier implements Aggregator {
   #completeIfReady(): void {
     const p = this.#pending;
     if (p.pushed.size === 0) return;
-    if (this.#membership.active().every((s) => p.pushed.has(s.index))) this.#apply(p);
+    if (this.#membership.participating().every((s) => p.pushed.has(s.index))) this.#apply(p);
   }
 
   /**
@@ -155,7 +156,7 @@ export class SyncBarrier implements Aggregator {
       if (g !== undefined) {
         add(g);
         p.held.delete(p.next);
-      } else if (!all && slots[p.next]!.state === "active") {
+      } else if (!all && slots[p.next]!.state === "active" && !slots[p.next]!.idle) {
         return;
       }
     }
@@ -166,7 +167,7 @@ export class SyncBarrier implements Aggregator {
 
   #expire(p: PendingStep): void {
     if (p !== this.#pending) return;
-    const missing = this.#membership.active().filter((s) => !p.pushed.has(s.index)).map((s) => s.index);
+    const missing = this.#membership.participating().filter((s) => !p.pushed.has(s.index)).map((s) => s.index);
     this.#log.warn(
       `step ${p.step}: applying with ${p.pushed.size} gradient(s) after ${this.#timeoutMs} ms; no gradient from slot(s) ${missing.join(", ")} (stragglers)`,
     );
@@ -178,7 +179,7 @@ export class SyncBarrier implements Aggregator {
     this.#addInSlotOrder(p, true);
     const contributors = p.pushed.size;
     // Positions first: a checkpoint taken when the update lands must see them with it.
-    for (const [index, position] of p.positions) this.#membership.slots[index]!.appliedPosition = position;
+    for (const progress of p.progress) progress.applied();
     const version = this.#updater.apply(p.sum!, 1 / contributors);
     this.#buffers.give(p.sum!);
     this.#pending = this.#open(version);

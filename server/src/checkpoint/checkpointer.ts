@@ -15,6 +15,7 @@
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { decodeSafetensors, encodeSafetensors, verifyChecksum } from "@distributed-ps/common/safetensors.ts";
+import type { PartRecord } from "../data-plan.ts";
 import type { SlotRecord } from "../membership.ts";
 import type { BlobStore } from "../storage/blob-store.ts";
 import type { TrainingRun } from "../training-run.ts";
@@ -29,6 +30,8 @@ export interface Checkpoint {
   params: NamedTensor[];
   optimizerState: Map<string, Float32Array>;
   slots: SlotRecord[];
+  /** Which slot trains which part of each epoch's data; empty in checkpoints from before elastic scaling. */
+  plan: PartRecord[];
   fingerprint: string | undefined;
   mode: string;
 }
@@ -55,6 +58,7 @@ export function captureCheckpoint(run: TrainingRun): { key: string; version: num
         optimizer: run.updater.optimizer.name,
         fingerprint: run.membership.fingerprint ?? "",
         slots: JSON.stringify(run.membership.snapshot()),
+        data_plan: JSON.stringify(run.plan.snapshot()),
         created_at: new Date().toISOString(),
       },
       { checksum: true },
@@ -85,6 +89,7 @@ export function parseCheckpoint(key: string, bytes: Uint8Array): Checkpoint {
     params,
     optimizerState,
     slots: JSON.parse(m.slots ?? "[]") as SlotRecord[],
+    plan: JSON.parse(m.data_plan ?? "[]") as PartRecord[],
     fingerprint: m.fingerprint || undefined,
     mode: m.mode ?? "",
   };

@@ -131,6 +131,7 @@ function selectShard(set: CheckpointSet, parts: readonly Checkpoint[], shard: Sh
     params: mine,
     optimizerState,
     slots: first.slots,
+    plan: first.plan,
     fingerprint: first.fingerprint,
     mode: first.mode,
   };

@@ -71,7 +71,14 @@ export function renderPrometheus(run: TrainingRun, telemetry: RunTelemetry, now 
   e.family("ps_gradients_counted_total", "counter", "Gradients that counted, by slot (across every holder of the slot).", slots.map((s) => [slotLabels(s.index), s.pushes]));
   e.family("ps_examples_counted_total", "counter", "Training examples in gradients that counted since the server started.", [[undefined, telemetry.examplesCounted]]);
   e.family("ps_stale_gradients_rejected_total", "counter", "Gradients refused as too stale (async/ssp) or late for their step (sync).", [[undefined, run.aggregator.staleRejected]]);
-  e.family("ps_workers", "gauge", "Worker slots by state.", (["active", "finished", "free"] as const).map((state) => [{ state }, slots.filter((s) => s.state === state).length]));
+  // A retired slot counts as "retired" (or "retiring" while its worker finishes its part), not by its lease state.
+  const stateOf = (s: (typeof slots)[number]) => (s.retired && s.state !== "finished" ? (s.state === "active" ? "retiring" : "retired") : s.state);
+  e.family(
+    "ps_workers",
+    "gauge",
+    "Worker slots by state.",
+    (["active", "finished", "free", "retiring", "retired"] as const).map((state) => [{ state }, slots.filter((s) => stateOf(s) === state).length]),
+  );
   e.family("ps_samples_per_second", "gauge", "Training examples per second in counted gradients, all slots, over the last sampling period.", [[undefined, sample.samplesPerSecond]]);
   e.family("ps_updates_per_second", "gauge", "Parameter updates per second over the last sampling period.", [[undefined, sample.updatesPerSecond]]);
   e.family("ps_learning_rate", "gauge", "Learning rate the next update will use.", [[undefined, run.updater.learningRate]]);

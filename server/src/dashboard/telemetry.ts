@@ -115,8 +115,8 @@ export class RunTelemetry {
 
   #recordPush(p: PushRecord): void {
     const at = this.#now();
-    const recent = this.#recent[p.slot];
-    if (recent === undefined) return;
+    // Slots opened after start (the worker count was raised) get their window on first use.
+    const recent = (this.#recent[p.slot] ??= []);
     recent.push({ at, examples: p.examples, staleness: p.staleness });
     if (recent.length > this.#windowPushes) recent.splice(0, recent.length - this.#windowPushes);
     this.pushesCounted++;

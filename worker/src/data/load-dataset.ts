@@ -14,7 +14,7 @@ import { DatasetError, describeLocation, locate, type DownloadOptions } from "./
 import { checkSplit, type Dataset, type Split } from "./dataset.ts";
 import { parseIdx } from "./idx.ts";
 import { normalisedSplit } from "./images.ts";
-import { gather, sliceForSlot } from "./partition.ts";
+import { gather, sliceForPart } from "./partition.ts";
 import { deriveSeed } from "./random.ts";
 import { makeSyntheticDataset } from "./synthetic.ts";
 
@@ -191,5 +191,5 @@ function wrap<T>(f: () => T, what: string): T {
 /** A seeded random subset of `size` examples (all of them if size is undefined or not smaller). */
 function subset(split: Split, size: number | undefined, seed: number): Split {
   if (size === undefined || size >= split.count) return split;
-  return gather(split, sliceForSlot(split.count, 0, 1, seed).subarray(0, size));
+  return gather(split, sliceForPart(split.count, 0, 1, seed).subarray(0, size));
 }

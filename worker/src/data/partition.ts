@@ -1,7 +1,8 @@
 /**
- * Data-parallel sharding: which training examples a worker owns, in which order it visits them each
- * epoch, and copying those rows out. Everything is a pure function of its arguments, so workers need
- * no coordination beyond agreeing on (count, totalWorkers, seed).
+ * Data-parallel sharding: which training examples make up each part of an epoch's data, in which
+ * order a worker visits them, and copying those rows out. Everything is a pure function of its
+ * arguments, so workers need no coordination beyond agreeing on (count, parts, seed) — and the
+ * server, which hands out (epoch, part, parts), only has to keep count of who trains which part.
  */
 import type { Split } from "./dataset.ts";
 import { Random, deriveSeed } from "./random.ts";
@@ -11,24 +12,25 @@ const PARTITION_SALT = 0x5107;
 const EPOCH_SALT = 0xe90c;
 
 /**
- * The example indices owned by worker `slot` of `totalWorkers`: a seeded shuffle of 0 .. count-1,
- * cut into totalWorkers contiguous parts whose sizes differ by at most one (part s is
- * [floor(s*count/W), floor((s+1)*count/W)) of the shuffled order). Over all slots the parts are
- * disjoint and cover every index exactly once. Shuffling first avoids handing one worker a block of
- * similar examples if the stored order is sorted (e.g. by class).
+ * The example indices of part `part` of `parts` (an epoch's data is cut into one part per worker
+ * live when the epoch begins; the server's NextAssignment says which part a worker trains): a
+ * seeded shuffle of 0 .. count-1, cut into `parts` contiguous pieces whose sizes differ by at most
+ * one (part p is [floor(p*count/P), floor((p+1)*count/P)) of the shuffled order). Over all parts
+ * they are disjoint and cover every index exactly once. Shuffling first avoids handing one worker a
+ * block of similar examples if the stored order is sorted (e.g. by class).
  */
-export function sliceForSlot(count: number, slot: number, totalWorkers: number, seed: number): Int32Array {
+export function sliceForPart(count: number, part: number, parts: number, seed: number): Int32Array {
   if (!Number.isInteger(count) || count < 0) throw new RangeError(`count must be an integer >= 0, got ${count}`);
-  if (!Number.isInteger(totalWorkers) || totalWorkers < 1) {
-    throw new RangeError(`totalWorkers must be an integer >= 1, got ${totalWorkers}`);
+  if (!Number.isInteger(parts) || parts < 1) {
+    throw new RangeError(`parts must be an integer >= 1, got ${parts}`);
   }
-  if (!Number.isInteger(slot) || slot < 0 || slot >= totalWorkers) {
-    throw new RangeError(`slot must be an integer in [0, ${totalWorkers}), got ${slot}`);
+  if (!Number.isInteger(part) || part < 0 || part >= parts) {
+    throw new RangeError(`part must be an integer in [0, ${parts}), got ${part}`);
   }
   const order = new Random(deriveSeed(seed, PARTITION_SALT)).shuffle(identity(count));
   // Math.floor of exact integer products: no rounding issue below 2^53.
-  const start = Math.floor((slot * count) / totalWorkers);
-  const end = Math.floor(((slot + 1) * count) / totalWorkers);
+  const start = Math.floor((part * count) / parts);
+  const end = Math.floor(((part + 1) * count) / parts);
   return order.slice(start, end);
 }
 

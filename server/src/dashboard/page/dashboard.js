@@ -105,7 +105,8 @@ function render(status, history) {
   $("kpi-version").textContent = fmt.int(status.version ?? 0);
   $("kpi-version-note").textContent = `${fmt.num(last.updatesPerSecond ?? 0)} updates / s`;
   $("kpi-workers").textContent = `${active} / ${total}`;
-  $("kpi-workers-note").textContent = `active · ${finished} finished`;
+  const retired = count("SLOT_STATE_RETIRED");
+  $("kpi-workers-note").textContent = `active · ${finished} finished${retired > 0 ? ` · ${retired} retired` : ""}`;
   $("kpi-throughput").textContent = fmt.int(last.samplesPerSecond ?? 0);
   $("kpi-step").textContent = fmt.ms(last.stepTimeMs ?? 0);
   $("kpi-loss").textContent = fmt.loss(last.trainLoss ?? -1);
@@ -159,7 +160,7 @@ function render(status, history) {
   const rows = slots.map((s) => {
     const slot = s.slot ?? 0;
     const r = rates.get(slot) ?? {};
-    const st = (s.state ?? "SLOT_STATE_FREE").replace("SLOT_STATE_", "").toLowerCase();
+    const st = s.retiring ? "retiring" : (s.state ?? "SLOT_STATE_FREE").replace("SLOT_STATE_", "").toLowerCase();
     const tr = document.createElement("tr");
     tr.dataset.slot = String(slot);
     tr.dataset.state = st;

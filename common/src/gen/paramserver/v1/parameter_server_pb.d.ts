@@ -151,7 +151,7 @@ export declare type RunConfig = Message<"paramserver.v1.RunConfig"> & {
   mode: Mode;
 
   /**
-   * Number of worker slots in the run.
+   * Number of worker slots the run has now (SetWorkerCount and the ECS worker service change it).
    *
    * @generated from field: uint32 total_workers = 2;
    */
@@ -222,6 +222,20 @@ export declare type DataPosition = Message<"paramserver.v1.DataPosition"> & {
    * @generated from field: uint32 batch = 2;
    */
   batch: number;
+
+  /**
+   * With NextAssignment: the part of the epoch's data (DataAssignment.part) the batches are from.
+   *
+   * @generated from field: uint32 part = 3;
+   */
+  part: number;
+
+  /**
+   * With NextAssignment: how many minibatches the part has; the part is complete at batch == batches.
+   *
+   * @generated from field: uint32 batches = 4;
+   */
+  batches: number;
 };
 
 /**
@@ -229,6 +243,56 @@ export declare type DataPosition = Message<"paramserver.v1.DataPosition"> & {
  * Use `create(DataPositionSchema)` to create a new message.
  */
 export declare const DataPositionSchema: GenMessage<DataPosition>;
+
+/**
+ * A part of one epoch's training data: the examples are shuffled with the job's seed and cut into
+ * `parts` contiguous pieces whose sizes differ by at most one (worker/src/data/partition.ts); this is
+ * piece `part`, to be trained from minibatch `first_batch` on.
+ *
+ * @generated from message paramserver.v1.DataAssignment
+ */
+export declare type DataAssignment = Message<"paramserver.v1.DataAssignment"> & {
+  /**
+   * Epoch, counted from 0.
+   *
+   * @generated from field: uint32 epoch = 1;
+   */
+  epoch: number;
+
+  /**
+   * Which piece, 0..parts-1.
+   *
+   * @generated from field: uint32 part = 2;
+   */
+  part: number;
+
+  /**
+   * How many pieces the epoch's data is cut into: the number of workers live when the epoch began.
+   *
+   * @generated from field: uint32 parts = 3;
+   */
+  parts: number;
+
+  /**
+   * Minibatches of the piece already trained (by this slot's previous holder, or a retired worker).
+   *
+   * @generated from field: uint32 first_batch = 4;
+   */
+  firstBatch: number;
+
+  /**
+   * Slot that the piece was planned for (another slot's when this is the rest of a retired one's).
+   *
+   * @generated from field: uint32 planned_slot = 5;
+   */
+  plannedSlot: number;
+};
+
+/**
+ * Describes the message paramserver.v1.DataAssignment.
+ * Use `create(DataAssignmentSchema)` to create a new message.
+ */
+export declare const DataAssignmentSchema: GenMessage<DataAssignment>;
 
 /**
  * @generated from message paramserver.v1.RegisterRequest
@@ -822,6 +886,192 @@ export declare type FinishResponse = Message<"paramserver.v1.FinishResponse"> & 
 export declare const FinishResponseSchema: GenMessage<FinishResponse>;
 
 /**
+ * @generated from message paramserver.v1.NextAssignmentRequest
+ */
+export declare type NextAssignmentRequest = Message<"paramserver.v1.NextAssignmentRequest"> & {
+  /**
+   * @generated from field: paramserver.v1.WorkerSession session = 1;
+   */
+  session?: WorkerSession | undefined;
+
+  /**
+   * Epochs the worker was configured to train: no part of a later epoch is handed out.
+   *
+   * @generated from field: uint32 epochs = 2;
+   */
+  epochs: number;
+};
+
+/**
+ * Describes the message paramserver.v1.NextAssignmentRequest.
+ * Use `create(NextAssignmentRequestSchema)` to create a new message.
+ */
+export declare const NextAssignmentRequestSchema: GenMessage<NextAssignmentRequest>;
+
+/**
+ * @generated from message paramserver.v1.NextAssignmentResponse
+ */
+export declare type NextAssignmentResponse = Message<"paramserver.v1.NextAssignmentResponse"> & {
+  /**
+   * @generated from oneof paramserver.v1.NextAssignmentResponse.next
+   */
+  next: {
+    /**
+     * Train this part of the data.
+     *
+     * @generated from field: paramserver.v1.DataAssignment train = 1;
+     */
+    value: DataAssignment;
+    case: "train";
+  } | {
+    /**
+     * Every part of every epoch is trained or being trained by another live worker: call Finish.
+     *
+     * @generated from field: paramserver.v1.NextAssignmentResponse.Done done = 2;
+     */
+    value: NextAssignmentResponse_Done;
+    case: "done";
+  } | {
+    /**
+     * The worker count was lowered and this slot retired: call Finish and exit.
+     *
+     * @generated from field: paramserver.v1.NextAssignmentResponse.Retire retire = 3;
+     */
+    value: NextAssignmentResponse_Retire;
+    case: "retire";
+  } | {
+    /**
+     * Nothing yet (a new worker waiting for the next epoch boundary): ask again.
+     *
+     * @generated from field: paramserver.v1.NextAssignmentResponse.Wait wait = 4;
+     */
+    value: NextAssignmentResponse_Wait;
+    case: "wait";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message paramserver.v1.NextAssignmentResponse.
+ * Use `create(NextAssignmentResponseSchema)` to create a new message.
+ */
+export declare const NextAssignmentResponseSchema: GenMessage<NextAssignmentResponse>;
+
+/**
+ * @generated from message paramserver.v1.NextAssignmentResponse.Done
+ */
+export declare type NextAssignmentResponse_Done = Message<"paramserver.v1.NextAssignmentResponse.Done"> & {
+};
+
+/**
+ * Describes the message paramserver.v1.NextAssignmentResponse.Done.
+ * Use `create(NextAssignmentResponse_DoneSchema)` to create a new message.
+ */
+export declare const NextAssignmentResponse_DoneSchema: GenMessage<NextAssignmentResponse_Done>;
+
+/**
+ * @generated from message paramserver.v1.NextAssignmentResponse.Retire
+ */
+export declare type NextAssignmentResponse_Retire = Message<"paramserver.v1.NextAssignmentResponse.Retire"> & {
+};
+
+/**
+ * Describes the message paramserver.v1.NextAssignmentResponse.Retire.
+ * Use `create(NextAssignmentResponse_RetireSchema)` to create a new message.
+ */
+export declare const NextAssignmentResponse_RetireSchema: GenMessage<NextAssignmentResponse_Retire>;
+
+/**
+ * @generated from message paramserver.v1.NextAssignmentResponse.Wait
+ */
+export declare type NextAssignmentResponse_Wait = Message<"paramserver.v1.NextAssignmentResponse.Wait"> & {
+};
+
+/**
+ * Describes the message paramserver.v1.NextAssignmentResponse.Wait.
+ * Use `create(NextAssignmentResponse_WaitSchema)` to create a new message.
+ */
+export declare const NextAssignmentResponse_WaitSchema: GenMessage<NextAssignmentResponse_Wait>;
+
+/**
+ * @generated from message paramserver.v1.SetWorkerCountRequest
+ */
+export declare type SetWorkerCountRequest = Message<"paramserver.v1.SetWorkerCountRequest"> & {
+  /**
+   * The new number of worker slots, 0..the server's limit. 0 pauses training: every worker stops
+   * after its current part, and a later count above 0 carries on where they stopped.
+   *
+   * @generated from field: uint32 count = 1;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message paramserver.v1.SetWorkerCountRequest.
+ * Use `create(SetWorkerCountRequestSchema)` to create a new message.
+ */
+export declare const SetWorkerCountRequestSchema: GenMessage<SetWorkerCountRequest>;
+
+/**
+ * @generated from message paramserver.v1.SetWorkerCountResponse
+ */
+export declare type SetWorkerCountResponse = Message<"paramserver.v1.SetWorkerCountResponse"> & {
+  /**
+   * The worker count now in force.
+   *
+   * @generated from field: uint32 count = 1;
+   */
+  count: number;
+
+  /**
+   * Slots opened (new, or retired ones opened again).
+   *
+   * @generated from field: repeated uint32 opened = 2;
+   */
+  opened: number[];
+
+  /**
+   * Slots retired by this call.
+   *
+   * @generated from field: repeated uint32 retired = 3;
+   */
+  retired: number[];
+};
+
+/**
+ * Describes the message paramserver.v1.SetWorkerCountResponse.
+ * Use `create(SetWorkerCountResponseSchema)` to create a new message.
+ */
+export declare const SetWorkerCountResponseSchema: GenMessage<SetWorkerCountResponse>;
+
+/**
+ * @generated from message paramserver.v1.LeaveRequest
+ */
+export declare type LeaveRequest = Message<"paramserver.v1.LeaveRequest"> & {
+  /**
+   * @generated from field: paramserver.v1.WorkerSession session = 1;
+   */
+  session?: WorkerSession | undefined;
+};
+
+/**
+ * Describes the message paramserver.v1.LeaveRequest.
+ * Use `create(LeaveRequestSchema)` to create a new message.
+ */
+export declare const LeaveRequestSchema: GenMessage<LeaveRequest>;
+
+/**
+ * @generated from message paramserver.v1.LeaveResponse
+ */
+export declare type LeaveResponse = Message<"paramserver.v1.LeaveResponse"> & {
+};
+
+/**
+ * Describes the message paramserver.v1.LeaveResponse.
+ * Use `create(LeaveResponseSchema)` to create a new message.
+ */
+export declare const LeaveResponseSchema: GenMessage<LeaveResponse>;
+
+/**
  * @generated from message paramserver.v1.GetStatusRequest
  */
 export declare type GetStatusRequest = Message<"paramserver.v1.GetStatusRequest"> & {
@@ -832,6 +1082,45 @@ export declare type GetStatusRequest = Message<"paramserver.v1.GetStatusRequest"
  * Use `create(GetStatusRequestSchema)` to create a new message.
  */
 export declare const GetStatusRequestSchema: GenMessage<GetStatusRequest>;
+
+/**
+ * One epoch's division of the data.
+ *
+ * @generated from message paramserver.v1.EpochStatus
+ */
+export declare type EpochStatus = Message<"paramserver.v1.EpochStatus"> & {
+  /**
+   * @generated from field: uint32 epoch = 1;
+   */
+  epoch: number;
+
+  /**
+   * Parts the epoch's data was cut into.
+   *
+   * @generated from field: uint32 parts = 2;
+   */
+  parts: number;
+
+  /**
+   * Parts completely trained.
+   *
+   * @generated from field: uint32 parts_complete = 3;
+   */
+  partsComplete: number;
+
+  /**
+   * Training examples in gradients counted for this epoch so far.
+   *
+   * @generated from field: uint64 examples = 4;
+   */
+  examples: bigint;
+};
+
+/**
+ * Describes the message paramserver.v1.EpochStatus.
+ * Use `create(EpochStatusSchema)` to create a new message.
+ */
+export declare const EpochStatusSchema: GenMessage<EpochStatus>;
 
 /**
  * One slot as the status query sees it.
@@ -890,6 +1179,13 @@ export declare type SlotStatus = Message<"paramserver.v1.SlotStatus"> & {
    * @generated from field: paramserver.v1.DataPosition position = 8;
    */
   position?: DataPosition | undefined;
+
+  /**
+   * Active but retired: its worker finishes its current part of the data, then stops.
+   *
+   * @generated from field: bool retiring = 9;
+   */
+  retiring: boolean;
 };
 
 /**
@@ -953,6 +1249,13 @@ export declare type GetStatusResponse = Message<"paramserver.v1.GetStatusRespons
    * @generated from field: uint64 element_count = 8;
    */
   elementCount: bigint;
+
+  /**
+   * The epochs whose data has been divided, oldest first (the newest few hundred).
+   *
+   * @generated from field: repeated paramserver.v1.EpochStatus epochs = 9;
+   */
+  epochs: EpochStatus[];
 };
 
 /**
@@ -1069,6 +1372,13 @@ export enum SlotState {
    * @generated from enum value: SLOT_STATE_FINISHED = 3;
    */
   FINISHED = 3,
+
+  /**
+   * The worker count was lowered: the slot is not handed out again (unless the count rises).
+   *
+   * @generated from enum value: SLOT_STATE_RETIRED = 4;
+   */
+  RETIRED = 4,
 }
 
 /**
@@ -1193,6 +1503,46 @@ export declare const ParameterServerService: GenService<{
     methodKind: "unary";
     input: typeof GetStatusRequestSchema;
     output: typeof GetStatusResponseSchema;
+  },
+  /**
+   * Leave gives up the caller's slot at once, as if its lease had run out: a worker being stopped
+   * (SIGTERM: ECS scaling in, a deployment) says so instead of leaving the others to wait for its
+   * lease. The slot keeps its data position for a replacement; a gradient already accepted counts.
+   *
+   * @generated from rpc paramserver.v1.ParameterServerService.Leave
+   */
+  leave: {
+    methodKind: "unary";
+    input: typeof LeaveRequestSchema;
+    output: typeof LeaveResponseSchema;
+  },
+  /**
+   * NextAssignment says which part of the training data the caller trains next. Each epoch's data
+   * is divided among the workers live when the epoch begins (its "plan"); a worker trains its own
+   * part, then asks again: for the rest of a part whose worker was retired, for its part of the
+   * next epoch, or to stop. A new worker waits here for the next epoch boundary, and meanwhile no
+   * synchronous step waits for it. Served by shard 0 (the coordinator) of a sharded run.
+   *
+   * @generated from rpc paramserver.v1.ParameterServerService.NextAssignment
+   */
+  nextAssignment: {
+    methodKind: "unary";
+    input: typeof NextAssignmentRequestSchema;
+    output: typeof NextAssignmentResponseSchema;
+  },
+  /**
+   * SetWorkerCount changes the number of worker slots of a running run (elastic scaling). More:
+   * new slots are opened for new workers. Fewer: slots are retired, free ones first; a retired
+   * worker finishes the part of the data it is training, then NextAssignment tells it to stop, and
+   * what a retired slot left untrained is handed to the others. On ECS the server follows the worker
+   * service's desired count by itself; this call is for everything else (`make scale`).
+   *
+   * @generated from rpc paramserver.v1.ParameterServerService.SetWorkerCount
+   */
+  setWorkerCount: {
+    methodKind: "unary";
+    input: typeof SetWorkerCountRequestSchema;
+    output: typeof SetWorkerCountResponseSchema;
   },
 }>;
 
