@@ -3,13 +3,13 @@
 #   make test-local   set up, then train one job locally (server + WORKERS workers, MODE=sync|async|ssp)
 #   make test         set up, then run every test
 #
-# Node.js 24 is required. When the machine's `node` is older than 22, `make` installs Node 24
-# from the npm registry into .node/ (no root, no system change) and uses that.
+# Node.js 24 is required (native float16 arrays, among others). When the machine's `node` is older,
+# `make` installs Node 24 from the npm registry into .node/ (no root, no system change) and uses that.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-NODE_MIN_MAJOR := 22
+NODE_MIN_MAJOR := 24
 SYSTEM_NODE_MAJOR := $(shell node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 ifeq ($(shell test $(SYSTEM_NODE_MAJOR) -ge $(NODE_MIN_MAJOR) && echo ok),ok)
   NODE_BIN_DIR :=

@@ -63,9 +63,11 @@ t.test("a tiny benchmark run writes its results, charts and BENCH_JSON line", as
   t.equal(c.kind, "bytes");
   t.equal(c.rounds, 6, "3 measured rounds x 2 workers");
   t.equal(c.pull_ms.n, 6);
-  for (const v of [c.rounds_per_s, c.MB_per_s, c.window_s, c.pull_ms.p50, c.pull_ms.p90, c.push_ms.p50, c.push_ms.p90, c.server.peak_rss_MB, c.server.cpu_s]) {
+  for (const v of [c.rounds_per_s, c.MB_per_s, c.window_s, c.pull_ms.p50, c.pull_ms.p90, c.push_ms.p50, c.push_ms.p90, c.server.peak_rss_MB]) {
     t.ok(positive(v), `case figure ${String(v)} is positive and finite`);
   }
+  // The kernel counts CPU in 10 ms ticks: over a few tiny rounds the server may have used none yet.
+  t.ok(typeof c.server.cpu_s === "number" && Number.isFinite(c.server.cpu_s) && c.server.cpu_s >= 0, `server CPU ${c.server.cpu_s} s is measured (zero or more)`);
   t.equal(c.pull_bytes, 2400 * 4, "fp32 pull");
   t.equal(c.push_bytes, 2400 * 2, "fp16 push");
   t.ok(c.limit !== null && positive(c.limit.MB_per_s), "the case carries its HTTP/2 limit");

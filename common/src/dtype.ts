@@ -95,63 +95,102 @@ export function bfloat16BitsToFloat32(bits: number): number {
 
 /**
  * Encodes src[from, to) as `dtype` into a new byte array (little-endian). For float32 on a
- * little-endian host this is a view, not a copy. The 16-bit conversions work on the float's bits
- * (a Uint32Array view), one pass, no per-element scratch writes.
+ * little-endian host this is a view, not a copy. float16 goes through Float16Array, whose
+ * conversion runs natively (round to nearest, ties to even, as halfFromFloatBits) and is 3–4x
+ * faster than the JavaScript loop; bfloat16 works on the float's bits (a Uint32Array view).
  */
 export function encodeElements(src: Float32Array, from: number, to: number, dtype: Dtype): Uint8Array {
   if (dtype === Dtype.FLOAT32) {
     return new Uint8Array(src.buffer, src.byteOffset + from * 4, (to - from) * 4);
   }
-  if (dtype !== Dtype.FLOAT16 && dtype !== Dtype.BFLOAT16) bytesPerElement(dtype); // throws
-  const bits = new Uint32Array(src.buffer, src.byteOffset + from * 4, to - from);
-  const out = new Uint16Array(to - from);
-  if (dtype === Dtype.FLOAT16) for (let i = 0; i < out.length; i++) out[i] = halfFromFloatBits(bits[i]!);
-  else for (let i = 0; i < out.length; i++) out[i] = bfloatFromFloatBits(bits[i]!);
-  return new Uint8Array(out.buffer);
+  return encodeHalvesInto(src, from, to, dtype, new Uint8Array((to - from) * bytesPerElement(dtype)));
+}
+
+/**
+ * Encodes src[from, to) as a 16-bit `dtype` into `out` (2-byte aligned, (to − from) × 2 bytes) and
+ * returns it: for senders that reuse their wire buffers rather than allocate ~half the model's
+ * size on every push (allocating that much external memory makes V8 run full collections).
+ */
+export function encodeHalvesInto(src: Float32Array, from: number, to: number, dtype: Dtype, out: Uint8Array): Uint8Array {
+  const count = to - from;
+  if (out.length !== count * 2 || out.byteOffset % 2 !== 0) throw new RangeError(`encodeHalvesInto: needs ${count * 2} aligned bytes, got ${out.length} at offset ${out.byteOffset}`);
+  if (dtype === Dtype.FLOAT16) {
+    new Float16Array(out.buffer, out.byteOffset, count).set(src.subarray(from, to));
+    return out;
+  }
+  if (dtype !== Dtype.BFLOAT16) throw new RangeError(`encodeHalvesInto: ${dtypeName(dtype)} is not a 16-bit dtype`);
+  const bits = new Uint32Array(src.buffer, src.byteOffset + from * 4, count);
+  const halves = new Uint16Array(out.buffer, out.byteOffset, count);
+  for (let i = 0; i < count; i++) halves[i] = bfloatFromFloatBits(bits[i]!);
+  return out;
 }
 
 /**
  * Decodes little-endian `bytes` of `dtype` into dst starting at element `at`. `bytes` may sit at any
- * byte offset (decoded protobuf fields often do): float32 is copied bytewise rather than viewed, and
- * 16-bit data at an odd offset is first copied to an aligned buffer. Returns the number of
- * non-finite values written, so callers can refuse NaN/Inf without a second pass.
+ * byte offset (decoded protobuf fields and socket buffers often do): float32 is copied bytewise
+ * rather than viewed, and 16-bit data at an odd offset is first copied to an aligned buffer.
+ * Returns the number of non-finite values written, so callers can refuse NaN/Inf without a second
+ * pass over the wire bytes.
  */
 export function decodeElements(bytes: Uint8Array, dtype: Dtype, dst: Float32Array, at: number): number {
   const size = bytesPerElement(dtype);
   const count = bytes.length / size;
-  let nonFinite = 0;
   if (dtype === Dtype.FLOAT32) {
     new Uint8Array(dst.buffer, dst.byteOffset + at * 4, bytes.length).set(bytes);
-    // Exponent bits all ones ⇔ Inf or NaN; an integer test on the bits is cheaper than isFinite.
-    const bits = new Uint32Array(dst.buffer, dst.byteOffset + at * 4, count);
-    for (let i = 0; i < count; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) nonFinite++;
-    return nonFinite;
+    return countNonFiniteFloat32(new Uint32Array(dst.buffer, dst.byteOffset + at * 4, count));
   }
-  const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
-  const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
+  // A copy (not bytes.slice(): on a Buffer that is a view at the same odd offset).
+  const aligned = bytes.byteOffset % 2 === 0 ? bytes : new Uint8Array(bytes);
   if (dtype === Dtype.FLOAT16) {
-    // Bit arithmetic for normal numbers (a table lookup per element misses the cache: the table is
-    // 256 KB); subnormals, zeros, Inf and NaN go through the table.
-    const out = new Uint32Array(dst.buffer, dst.byteOffset + at * 4, count);
-    const table = HALF_TO_FLOAT;
-    for (let i = 0; i < count; i++) {
-      const h = halves[i]!;
-      const e = h & 0x7c00;
-      if (e !== 0 && e !== 0x7c00) {
-        // Rebias the exponent (127 - 15) and widen the mantissa: ((h & 0x7fff) << 13) + (112 << 23).
-        out[i] = ((h & 0x8000) << 16) | (((h & 0x7fff) << 13) + 0x38000000);
-      } else {
-        dst[at + i] = table[h]!;
-        if (e === 0x7c00) nonFinite++;
-      }
-    }
-  } else {
-    const out = new Uint32Array(dst.buffer, dst.byteOffset + at * 4, count);
-    for (let i = 0; i < count; i++) {
-      const h = halves[i]!;
-      out[i] = h << 16;
-      if ((h & 0x7f80) === 0x7f80) nonFinite++;
-    }
+    // Float16Array → Float32Array conversion runs natively (about twice the JavaScript loop's speed).
+    const halves = new Float16Array(aligned.buffer, aligned.byteOffset, count);
+    dst.subarray(at, at + count).set(halves);
+    return countNonFiniteHalves(new Uint16Array(aligned.buffer, aligned.byteOffset, count), 0x7c00);
   }
-  return nonFinite;
+  const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
+  const out = new Uint32Array(dst.buffer, dst.byteOffset + at * 4, count);
+  for (let i = 0; i < count; i++) out[i] = halves[i]! << 16;
+  return countNonFiniteHalves(halves, 0x7f80);
+}
+
+/**
+ * Non-finite float32 values (exponent bits all ones) among `bits`. Almost every call finds none,
+ * so a branch-free pass first asks whether there is any — adding the exponent's lowest bit to an
+ * all-ones exponent carries into bit 31, which an OR collects — and only then counts; that is about
+ * three times faster than counting with a compare per element.
+ */
+function countNonFiniteFloat32(bits: Uint32Array): number {
+  let carry = 0;
+  for (let i = 0; i < bits.length; i++) carry |= (bits[i]! & 0x7f800000) + 0x00800000;
+  if ((carry & 0x80000000) === 0) return 0;
+  let n = 0;
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) n++;
+  return n;
+}
+
+/**
+ * The same for 16-bit floats whose exponent occupies `exponentMask` (float16 0x7c00, bfloat16
+ * 0x7f80). The any-test reads two halves at a time as one 32-bit word: adding the exponent's lowest
+ * bit to an all-ones exponent carries into the top bit of its own 16-bit lane, never across.
+ */
+function countNonFiniteHalves(halves: Uint16Array, exponentMask: number): number {
+  const lowestExponentBit = exponentMask & -exponentMask;
+  let carry = 0;
+  let from = 0;
+  if (halves.byteOffset % 4 !== 0 && halves.length > 0) {
+    carry |= (halves[0]! & exponentMask) + lowestExponentBit;
+    from = 1;
+  }
+  const pairs = (halves.length - from) >>> 1;
+  const words = new Uint32Array(halves.buffer, halves.byteOffset + from * 2, pairs);
+  const wordMask = (exponentMask * 0x10001) >>> 0;
+  const wordBit = lowestExponentBit * 0x10001;
+  let wordCarry = 0;
+  for (let i = 0; i < pairs; i++) wordCarry |= (words[i]! & wordMask) + wordBit;
+  carry |= wordCarry | (wordCarry >>> 16);
+  if (from + pairs * 2 < halves.length) carry |= (halves[halves.length - 1]! & exponentMask) + lowestExponentBit;
+  if ((carry & 0x8000) === 0) return 0;
+  let n = 0;
+  for (let i = 0; i < halves.length; i++) if ((halves[i]! & exponentMask) === exponentMask) n++;
+  return n;
 }

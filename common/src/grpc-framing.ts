@@ -6,9 +6,17 @@
  * The layout is the ordinary protobuf encoding of the messages in parameter_server.proto, so any
  * gRPC peer reads it; tests compare it with what protobuf-es produces.
  */
-import { bytesPerElement, encodeElements } from "./dtype.ts";
-import type { Dtype } from "./gen/paramserver/v1/parameter_server_pb.js";
+import { bytesPerElement, encodeElements, encodeHalvesInto } from "./dtype.ts";
+import { Dtype } from "./gen/paramserver/v1/parameter_server_pb.js";
 import type { NamedTensor } from "./named-tensor.ts";
+
+/**
+ * Request header by which a push declares that it is framed like frameTensorChunks' output (dense
+ * chunks, fields in field-number order), so the server may read it as it streams in
+ * (server/src/fast-push-handler.ts). Other clients, sparse pushes among them, go without it to
+ * the generic handler.
+ */
+export const DENSE_PUSH_HEADER = "x-paramserver-dense-push";
 
 /** The 5-byte gRPC envelope of an uncompressed message of `length` bytes. */
 export function envelopePrefix(length: number): Buffer {
@@ -30,9 +38,15 @@ export function unwrapEnvelope(body: Buffer): Uint8Array {
  * The chunks of one tensor as [prefix, data] pairs. The prefix holds the gRPC envelope and the
  * protobuf framing of a message whose field 2 is a TensorChunk{name, shape, dtype, byte_offset,
  * data} — PullParametersResponse.chunk and PushGradientsRequest.chunk alike — up to the data's
- * bytes, which follow as they are (a view for float32).
+ * bytes, which follow as they are (a view for float32). 16-bit encodings go into fresh arrays, or
+ * into what `wireBytes(n)` hands out (n bytes, 2-byte aligned) for a sender that reuses them.
  */
-export function* frameTensorChunks(t: NamedTensor, dtype: Dtype, chunkBytes: number): Generator<[Buffer, Uint8Array]> {
+export function* frameTensorChunks(
+  t: NamedTensor,
+  dtype: Dtype,
+  chunkBytes: number,
+  wireBytes?: (n: number) => Uint8Array,
+): Generator<[Buffer, Uint8Array]> {
   const size = bytesPerElement(dtype);
   const perChunk = Math.max(1, Math.floor(chunkBytes / size));
   const name = Buffer.from(t.name, "utf8");
@@ -40,7 +54,10 @@ export function* frameTensorChunks(t: NamedTensor, dtype: Dtype, chunkBytes: num
   let from = 0;
   do {
     const to = Math.min(n, from + perChunk);
-    const data = encodeElements(t.data, from, to, dtype);
+    const data =
+      wireBytes === undefined || dtype === Dtype.FLOAT32
+        ? encodeElements(t.data, from, to, dtype)
+        : encodeHalvesInto(t.data, from, to, dtype, wireBytes((to - from) * size));
     const w = new Writer();
     // TensorChunk, without the data field's payload.
     w.tag(1, 2).varint(name.length).bytes(name); // name

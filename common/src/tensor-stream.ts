@@ -97,17 +97,55 @@ export interface TensorExpectation {
 }
 
 /**
+ * A TensorChunk's fields without its data: what a streaming reader knows once it reaches the data
+ * field (worker/src/pull-response-reader.ts), which then arrives in pieces.
+ */
+export type ChunkFraming = Pick<TensorChunk, "name" | "shape" | "dtype" | "byteOffset" | "sparse" | "sparseCount" | "indices">;
+
+/** The tensor being received. */
+interface CurrentTensor {
+  name: string;
+  dtype: Dtype;
+  into: Float32Array;
+  /** Bytes the whole tensor takes on the wire. */
+  bytes: number;
+  /** Bytes of it received so far. */
+  nextByte: number;
+  sparse: boolean;
+}
+
+/** The dense chunk whose data is being written in pieces (beginChunk … writeData … endChunk). */
+interface OpenChunk {
+  /** Byte offset of the chunk's data within the tensor. */
+  offset: number;
+  /** Bytes of data the chunk announced, and those written so far. */
+  length: number;
+  written: number;
+  /** The bytes of an element split between two pieces (at most size − 1 of them). */
+  carry: Uint8Array;
+  carried: number;
+  nonFinite: number;
+}
+
+/**
  * Receives the chunks of a tensor stream in order and decodes them into caller-provided buffers.
  *
  * `expect(name, shape)` is called at the first chunk of each tensor; it returns where to decode it,
  * or throws TensorStreamError (for example for an unknown name or a shape that differs from the
  * stored one). `allowedDtypes` bounds what the sender may use.
+ *
+ * Whole chunks go to add(); a reader that gets a chunk's data in pieces (straight from the socket,
+ * without assembling the message) uses beginChunk(), writeData() for each piece and endChunk(),
+ * which check exactly what add() checks.
  */
 export class TensorAssembler {
   readonly #expect: (name: string, shape: readonly number[]) => TensorExpectation;
   readonly #allowNonFinite: boolean;
   readonly #received = new Set<string>();
-  #current: { name: string; dtype: Dtype; into: Float32Array; bytes: number; nextByte: number; sparse: boolean } | undefined;
+  #current: CurrentTensor | undefined;
+  #open: OpenChunk | undefined;
+  /** Room for an element split between two pieces (its own per assembler: pulls from several shards interleave). */
+  readonly #carry = new Uint8Array(4);
   #chunks = 0;
 
   constructor(
@@ -124,6 +162,70 @@ export class TensorAssembler {
   }
 
   add(chunk: TensorChunk): void {
+    const cur = this.#begin(chunk, chunk.data.length);
+    if (cur.sparse) {
+      const nonFinite = this.#scatter(cur, chunk, bytesPerElement(cur.dtype));
+      this.#advance(cur, Number(chunk.byteOffset), chunk.data.length, nonFinite);
+      return;
+    }
+    this.#open = { offset: Number(chunk.byteOffset), length: chunk.data.length, written: 0, carry: NO_CARRY, carried: 0, nonFinite: 0 };
+    this.writeData(chunk.data);
+    this.endChunk();
+  }
+
+  /** Validates a dense chunk whose `dataLength` bytes of data will follow through writeData(). */
+  beginChunk(framing: ChunkFraming, dataLength: number): void {
+    if (this.#open !== undefined) throw new TensorStreamError(`chunk ${this.#chunks + 1} began before chunk ${this.#chunks} ended`);
+    const cur = this.#begin(framing, dataLength);
+    if (cur.sparse) throw new TensorStreamError(`tensor "${cur.name}": sparse chunks cannot be received in pieces`);
+    this.#open = { offset: Number(framing.byteOffset), length: dataLength, written: 0, carry: this.#carry, carried: 0, nonFinite: 0 };
+  }
+
+  /** Decodes the next piece of the open chunk's data; pieces may split elements. */
+  writeData(piece: Uint8Array): void {
+    const open = this.#open;
+    const cur = this.#current;
+    if (open === undefined || cur === undefined) throw new TensorStreamError("chunk data arrived outside a chunk");
+    if (open.written + piece.length > open.length) {
+      throw new TensorStreamError(`tensor "${cur.name}": more than the announced ${open.length} bytes of chunk data`);
+    }
+    const size = bytesPerElement(cur.dtype);
+    let at = (open.offset + open.written) / size; // element index, fractional while an element is split
+    let from = 0;
+    if (open.carried > 0) {
+      from = Math.min(size - open.carried, piece.length);
+      open.carry.set(piece.subarray(0, from), open.carried);
+      open.carried += from;
+      if (open.carried === size) {
+        open.nonFinite += decodeElements(open.carry.subarray(0, size), cur.dtype, cur.into, Math.floor(at));
+        open.carried = 0;
+      }
+      at = Math.ceil(at);
+    }
+    const whole = Math.floor((piece.length - from) / size) * size;
+    if (whole > 0) open.nonFinite += decodeElements(piece.subarray(from, from + whole), cur.dtype, cur.into, at);
+    const rest = piece.length - from - whole;
+    if (rest > 0) {
+      open.carry.set(piece.subarray(from + whole), 0);
+      open.carried = rest;
+    }
+    open.written += piece.length;
+  }
+
+  /** Checks that the open chunk's data arrived whole and moves past it. */
+  endChunk(): void {
+    const open = this.#open;
+    const cur = this.#current;
+    if (open === undefined || cur === undefined) throw new TensorStreamError("chunk ended outside a chunk");
+    if (open.written !== open.length) {
+      throw new TensorStreamError(`tensor "${cur.name}": chunk at byte ${open.offset} ended after ${open.written} of its ${open.length} bytes`);
+    }
+    this.#open = undefined;
+    this.#advance(cur, open.offset, open.length, open.nonFinite);
+  }
+
+  /** Checks a chunk's framing against the stream so far; returns the tensor it belongs to. */
+  #begin(chunk: ChunkFraming, dataLength: number): CurrentTensor {
     this.#chunks++;
     const offset = Number(chunk.byteOffset);
     if (chunk.name === "") throw new TensorStreamError(`chunk ${this.#chunks} has no tensor name`);
@@ -172,21 +274,25 @@ export class TensorAssembler {
       throw new TensorStreamError(`tensor "${cur.name}": dtype changed from ${dtypeName(cur.dtype)} to ${dtypeName(chunk.dtype)} mid-tensor`);
     }
     const size = bytesPerElement(cur.dtype);
-    if (chunk.data.length % size !== 0) {
-      throw new TensorStreamError(`tensor "${cur.name}": chunk of ${chunk.data.length} bytes is not a whole number of ${size}-byte elements`);
+    if (dataLength % size !== 0) {
+      throw new TensorStreamError(`tensor "${cur.name}": chunk of ${dataLength} bytes is not a whole number of ${size}-byte elements`);
     }
-    if (offset + chunk.data.length > cur.bytes) {
-      throw new TensorStreamError(`tensor "${cur.name}": ${offset + chunk.data.length} bytes sent, shape holds ${cur.bytes}`);
+    if (offset + dataLength > cur.bytes) {
+      throw new TensorStreamError(`tensor "${cur.name}": ${offset + dataLength} bytes sent, shape holds ${cur.bytes}`);
     }
-    if (chunk.data.length === 0 && cur.bytes !== 0) {
+    if (dataLength === 0 && cur.bytes !== 0) {
       throw new TensorStreamError(`tensor "${cur.name}": empty chunk at byte ${offset}`);
     }
     if (!cur.sparse && chunk.indices.length > 0) throw new TensorStreamError(`tensor "${cur.name}": indices on a dense tensor`);
-    const nonFinite = cur.sparse ? this.#scatter(cur, chunk, size) : decodeElements(chunk.data, cur.dtype, cur.into, offset / size);
+    return cur;
+  }
+
+  /** Counts a chunk's `length` bytes at `offset` as received, refusing non-finite values. */
+  #advance(cur: CurrentTensor, offset: number, length: number, nonFinite: number): void {
     if (nonFinite > 0 && !this.#allowNonFinite) {
-      throw new TensorStreamError(`tensor "${cur.name}": ${nonFinite} NaN or infinite value(s) near element ${offset / size}`);
+      throw new TensorStreamError(`tensor "${cur.name}": ${nonFinite} NaN or infinite value(s) near element ${offset / bytesPerElement(cur.dtype)}`);
     }
-    cur.nextByte += chunk.data.length;
+    cur.nextByte += length;
     if (cur.nextByte === cur.bytes) {
       this.#received.add(cur.name);
       this.#current = undefined;
@@ -212,6 +318,7 @@ export class TensorAssembler {
 
   /** Checks that the stream ended on a tensor boundary with exactly `expectedCount` tensors. */
   finish(expectedCount: number): void {
+    if (this.#open !== undefined) throw new TensorStreamError("stream ended inside a chunk's data");
     if (this.#current !== undefined) {
       throw new TensorStreamError(
         `stream ended inside tensor "${this.#current.name}" after ${this.#current.nextByte} of ${this.#current.bytes} bytes`,
@@ -222,6 +329,9 @@ export class TensorAssembler {
     }
   }
 }
+
+/** add() decodes whole elements only, so it never carries a partial one. */
+const NO_CARRY = new Uint8Array(0);
 
 /**
  * Collects a whole tensor stream into fresh NamedTensors (used where the receiver has no buffers of
@@ -262,6 +372,19 @@ export class TensorCollector {
 
   add(chunk: TensorChunk): void {
     this.#assembler.add(chunk);
+  }
+
+  /** The assembler's piecewise interface (see TensorAssembler), for readers that stream chunk data. */
+  beginChunk(framing: ChunkFraming, dataLength: number): void {
+    this.#assembler.beginChunk(framing, dataLength);
+  }
+
+  writeData(piece: Uint8Array): void {
+    this.#assembler.writeData(piece);
+  }
+
+  endChunk(): void {
+    this.#assembler.endChunk();
   }
 
   finish(expectedCount: number): NamedTensor[] {

@@ -202,3 +202,75 @@ t.test("decodeElements agrees with the scalar float16 conversion for all 65536 b
   t.equal(mismatches, 0, "every half decodes to the same float32 (signed zeros, subnormals, Inf, NaN included)");
   t.equal(nonFinite, 2 * 1024, "the 2 × 1024 patterns with an all-ones exponent are counted as non-finite");
 });
+
+t.test("encodeElements' native float16 conversion agrees with the scalar one (rounding, subnormals, overflow, NaN)", async (t) => {
+  // Every float32 exponent with mantissas that hit the rounding cases (ties, just below/above a
+  // tie, the lowest and highest bits), both signs, plus pseudo-random bit patterns.
+  const patterns: number[] = [];
+  for (let exp = 0; exp < 256; exp++) {
+    for (const mant of [0, 1, 0xfff, 0x1000, 0x1001, 0x2000, 0x3000, 0x7fffff, 0x400000, 0x3fffff, 0x401000]) {
+      patterns.push((exp << 23) | mant, 0x80000000 | (exp << 23) | mant);
+    }
+  }
+  let s = 12345;
+  for (let i = 0; i < 200_000; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    patterns.push(s >>> 0);
+  }
+  const src = new Float32Array(new Uint32Array(patterns).buffer);
+  const halves = new Uint16Array(encodeElements(src, 0, src.length, Dtype.FLOAT16).slice().buffer);
+  let mismatches = 0;
+  for (let i = 0; i < src.length; i++) {
+    const want = float32ToFloat16Bits(src[i]!);
+    const got = halves[i]!;
+    const bothNaN = (want & 0x7c00) === 0x7c00 && (want & 0x3ff) !== 0 && (got & 0x7c00) === 0x7c00 && (got & 0x3ff) !== 0;
+    if (want !== got && !bothNaN) mismatches++;
+  }
+  t.equal(mismatches, 0, `all ${src.length} patterns encode to the same half bits`);
+});
+
+t.test("decodeElements counts non-finite values wherever they sit in a long run", async (t) => {
+  for (const dtype of [Dtype.FLOAT32, Dtype.FLOAT16, Dtype.BFLOAT16]) {
+    const src = new Float32Array(1000).fill(0.5);
+    t.equal(decodeElements(encodeElements(src, 0, 1000, dtype), dtype, new Float32Array(1000), 0), 0, `${Dtype[dtype]}: none`);
+    src[0] = NaN;
+    src[999] = -Infinity;
+    src[500] = Infinity;
+    t.equal(decodeElements(encodeElements(src, 0, 1000, dtype), dtype, new Float32Array(1000), 0), 3, `${Dtype[dtype]}: three`);
+  }
+});
+
+t.test("decodeElements reads a Node Buffer at an odd byte offset (socket buffers are Buffers)", async (t) => {
+  const values = new Float32Array([1.5, -3, 0.125, 7]);
+  for (const dtype of [Dtype.FLOAT16, Dtype.BFLOAT16]) {
+    const encoded = encodeElements(values, 0, values.length, dtype);
+    const backing = Buffer.alloc(encoded.length + 1);
+    backing.set(encoded, 1);
+    const view = backing.subarray(1);
+    t.equal(view.byteOffset % 2, 1, "the Buffer view sits at an odd offset");
+    const out = new Float32Array(4);
+    t.equal(decodeElements(view, dtype, out, 0), 0, `${Dtype[dtype]}: no non-finite values`);
+    t.same(Array.from(out), Array.from(values), `${Dtype[dtype]}: decoded`);
+  }
+});
+
+t.test("decodeElements finds a non-finite half at every position, length and alignment", async (t) => {
+  let misses = 0;
+  for (const dtype of [Dtype.FLOAT16, Dtype.BFLOAT16]) {
+    for (const length of [1, 2, 3, 4, 5, 8, 9]) {
+      for (const offset of [0, 2, 1, 3]) {
+        for (let at = 0; at < length; at++) {
+          const src = new Float32Array(length).fill(1);
+          src[at] = at % 2 === 0 ? Infinity : NaN;
+          const encoded = encodeElements(src, 0, length, dtype);
+          const backing = new Uint8Array(encoded.length + offset);
+          backing.set(encoded, offset);
+          if (decodeElements(backing.subarray(offset), dtype, new Float32Array(length), 0) !== 1) misses++;
+        }
+      }
+    }
+  }
+  t.equal(misses, 0, "exactly one non-finite value found every time");
+});

@@ -330,3 +330,27 @@ t.test("sparse tensors: round trip, and refusals", async (t) => {
   refuse("more values than elements", [create(TensorChunkSchema, { ...base, sparseCount: 11, indices: new Uint8Array(0), data: new Uint8Array(0) })], /11 values for 10 elements/);
   refuse("indices and values of different counts", [create(TensorChunkSchema, { ...base, indices: new Uint8Array(8), data: new Uint8Array(Float32Array.from([1]).buffer) })], /2 indices for 1 values/);
 });
+
+t.test("TensorAssembler in pieces: elements split between pieces, and its own refusals", async (t) => {
+  for (const dtype of [Dtype.FLOAT32, Dtype.FLOAT16, Dtype.BFLOAT16]) {
+    const values = [0.5, -1.25, 3, 100, 42, 7]; // exact in every dtype
+    const data = [...chunkTensors([tensor("v", [6], values)], dtype, 1 << 20)][0]!.data;
+    const { a, out } = assembler();
+    a.beginChunk({ name: "v", shape: [6], dtype, byteOffset: 0n, sparse: false, sparseCount: 0, indices: new Uint8Array(0) }, data.length);
+    for (let at = 0; at < data.length; at += 3) a.writeData(data.subarray(at, Math.min(data.length, at + 3)));
+    a.endChunk();
+    a.finish(1);
+    t.same(Array.from(out.get("v")!), values, `${Dtype[dtype]}: 3-byte pieces decode exactly`);
+  }
+  const framing = { name: "v", shape: [2], dtype: Dtype.FLOAT32, byteOffset: 0n, sparse: false, sparseCount: 0, indices: new Uint8Array(0) };
+  const over = assembler().a;
+  over.beginChunk(framing, 8);
+  refuses(t, () => over.writeData(new Uint8Array(12)), /more than the announced 8 bytes/, "more data than announced");
+  const short = assembler().a;
+  short.beginChunk(framing, 8);
+  short.writeData(new Uint8Array(5));
+  refuses(t, () => short.endChunk(), /ended after 5 of its 8 bytes/, "less data than announced");
+  refuses(t, () => short.finish(1), /inside a chunk's data/, "a stream that ends inside a chunk's data");
+  refuses(t, () => assembler().a.writeData(new Uint8Array(4)), /outside a chunk/, "data outside a chunk");
+  refuses(t, () => assembler().a.beginChunk({ ...framing, sparse: true, sparseCount: 1 }, 4), /sparse chunks cannot be received in pieces/, "a sparse chunk in pieces");
+});

@@ -14,6 +14,7 @@ import type { ServerEnv } from "./config.ts";
 import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import { keysToKeep, loadShardedCheckpoint, shardCheckpointStore } from "./checkpoint/sharded-checkpoints.ts";
 import { createFastPull, isFastPull } from "./fast-pull.ts";
+import { createFastPush, isFastPush } from "./fast-push-handler.ts";
 import { createService } from "./service.ts";
 import { shardIdentity } from "./shards.ts";
 import { openBlobStore } from "./storage/blob-store.ts";
@@ -53,8 +54,10 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   }
   const shutdown = new AbortController();
   let advertised = `${config.SERVER_HOST === "0.0.0.0" ? "localhost" : config.SERVER_HOST}:${config.SERVER_PORT}`;
+  // The service the router serves; the hand-framed push path feeds the same pushGradients.
+  let service: ReturnType<typeof createService> | undefined;
   const handler = connectNodeAdapter({
-    routes: (router) => router.service(ParameterServerService, createService(run, advertisedAddress())),
+    routes: (router) => router.service(ParameterServerService, (service = createService(run, advertisedAddress()))),
     acceptCompression: [],
     // A message is at most one chunk plus its framing; anything larger is refused before decoding.
     readMaxBytes: config.MAX_CHUNK_BYTES + (64 << 10),
@@ -67,8 +70,14 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   }
 
   const fastPull = createFastPull(run, config.AUTH_TOKEN);
+  const fastPush = createFastPush(() => service!.pushGradients, {
+    authToken: config.AUTH_TOKEN,
+    maxMessageBytes: config.MAX_CHUNK_BYTES + (64 << 10),
+    shutdownSignal: shutdown.signal,
+  });
   const route = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     if (isFastPull(req)) void fastPull(req, res);
+    else if (isFastPush(req)) void fastPush(req, res);
     else handler(req, res);
   };
   const settings = { initialWindowSize: STREAM_WINDOW_BYTES };

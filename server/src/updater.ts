@@ -29,15 +29,14 @@ export class Updater {
 
   /**
    * Applies `gradients` (in storage order) scaled by `scale` — 1/n to average a sum of n — and
-   * returns the new version. Scaling is folded into the gradient buffers, which the caller owns and
-   * may reuse afterwards.
+   * returns the new version. The optimizer scales each element as it reads it (one pass over the
+   * gradient, not two); the gradient buffers are left as they were.
    */
   apply(gradients: readonly NamedTensor[], scale = 1): number {
     const lr = this.learningRate;
     const step = this.updatesApplied + 1;
-    if (scale !== 1) for (const g of gradients) for (let i = 0; i < g.data.length; i++) g.data[i] = g.data[i]! * scale;
     const version = this.store.update((params) => {
-      params.forEach((p, i) => this.optimizer.apply(p.name, p.data, gradients[i]!.data, lr, step));
+      params.forEach((p, i) => this.optimizer.apply(p.name, p.data, gradients[i]!.data, lr, step, scale));
     });
     this.updatesApplied = step;
     this.#onApplied(version);

@@ -237,3 +237,25 @@ t.test("optimizerFromConfig: momentum without NESTEROV set runs classic momentum
   // classic: p − 0.1·[1, 2] = [0.9, −1.2]   (Nesterov would give [0.81, −1.38])
   close(t, p, [0.9, -1.2], "one step moves by lr·g, not lr·(g + μv)");
 });
+
+t.test("every optimizer's gradScale equals applying the pre-scaled gradient, and leaves the gradient alone", async (t) => {
+  const make: [string, () => Optimizer][] = [
+    ["sgd", () => new Sgd({ weightDecay: 0.01 })],
+    ["momentum", () => new Momentum({ momentum: 0.9, nesterov: false, weightDecay: 0.01 })],
+    ["nesterov", () => new Momentum({ momentum: 0.9, nesterov: true, weightDecay: 0.01 })],
+    ["adamw", () => new Adam({ beta1: 0.9, beta2: 0.999, epsilon: 0.1, weightDecay: 0.01 })], // a large ε: Adam is otherwise nearly scale-invariant
+  ];
+  for (const [name, create] of make) {
+    const scaled = create();
+    const reference = create();
+    const p = f32(1, -2, 0.5);
+    const q = f32(1, -2, 0.5);
+    for (let step = 1; step <= 3; step++) {
+      const sum = f32(0.4 * step, -0.8, 1.2);
+      scaled.apply("w", p, sum, 0.1, step, 0.25);
+      t.same(Array.from(sum), Array.from(f32(0.4 * step, -0.8, 1.2)), `${name} step ${step}: gradient unchanged`);
+      reference.apply("w", q, f32(0.1 * step, -0.2, 0.3), 0.1, step);
+    }
+    close(t, p, Array.from(q), `${name}: scaled sum ≡ averaged gradient`);
+  }
+});

@@ -18,7 +18,10 @@ import {
 import type { ParameterServerClient } from "@distributed-ps/common/client.ts";
 import { isSparse, type NamedTensor, type SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
-import { fastPushChannelFor } from "./fast-push.ts";
+import { fastChannelFor } from "./fast-channel.ts";
+import { fastPull } from "./fast-pull.ts";
+import { fastPush } from "./fast-push.ts";
+import { WireArena } from "./wire-arena.ts";
 
 export interface PulledParameters {
   /** Version of the pull (with sharded servers: shard 0's). */
@@ -82,6 +85,8 @@ export class WorkerConnection implements ParameterConnection {
   readonly #chunkBytes: number;
   /** Buffers pulls decode into, reused from pull to pull (a fresh 45 MB a step costs page faults). */
   readonly #pullBuffers = new Map<string, Float32Array>();
+  /** Memory for the wire bytes of 16-bit pushes, reused from push to push for the same reason. */
+  readonly #pushWire = new WireArena();
 
   constructor(client: ParameterServerClient, registration: RegisterResponse, callTimeoutMs: number) {
     if (registration.session === undefined || registration.config === undefined) {
@@ -138,9 +143,15 @@ export class WorkerConnection implements ParameterConnection {
   async pull(min: MinVersion = 0, dtype: Dtype = Dtype.FLOAT32): Promise<PulledParameters> {
     const minVersion = typeof min === "number" ? min : (min[0] ?? 0);
     const collector = new TensorCollector({ maxElements: Number.MAX_SAFE_INTEGER, maxTensors: Number.MAX_SAFE_INTEGER, reuse: this.#pullBuffers });
+    const request = { session: this.session, dtype, minVersion };
+    const fast = fastChannelFor(this.client);
+    if (fast !== undefined) {
+      const { version, tensorCount } = await fastPull(fast, request, collector, { timeoutMs: this.callTimeoutMs });
+      return { version, tensors: collector.finish(tensorCount) };
+    }
     let version: number | undefined;
     let count = 0;
-    for await (const res of this.client.pullParameters({ session: this.session, dtype, minVersion }, { timeoutMs: this.callTimeoutMs })) {
+    for await (const res of this.client.pullParameters(request, { timeoutMs: this.callTimeoutMs })) {
       if (res.message.case === "header") {
         version = res.message.value.version;
         count = res.message.value.tensorCount;
@@ -161,9 +172,9 @@ export class WorkerConnection implements ParameterConnection {
     const session = this.session;
     const chunkBytes = this.#chunkBytes;
     const header = { session, tensorCount: gradients.length, baseVersion, exampleCount: o.exampleCount, position: o.position };
-    const fast = fastPushChannelFor(this.client);
+    const fast = fastChannelFor(this.client);
     if (fast !== undefined && !gradients.some(isSparse)) {
-      return fast.push(header, gradients as readonly NamedTensor[], o.dtype ?? Dtype.FLOAT32, chunkBytes, this.callTimeoutMs);
+      return fastPush(fast, header, gradients as readonly NamedTensor[], o.dtype ?? Dtype.FLOAT32, chunkBytes, this.callTimeoutMs, this.#pushWire);
     }
     async function* messages() {
       yield create(PushGradientsRequestSchema, { message: { case: "header", value: header } });

@@ -23,7 +23,7 @@ export class Adam implements Optimizer {
     this.name = options.weightDecay > 0 ? "adamw" : "adam";
   }
 
-  apply(key: string, param: Float32Array, grad: Float32Array, lr: number, step: number): void {
+  apply(key: string, param: Float32Array, grad: Float32Array, lr: number, step: number, gradScale = 1): void {
     const m = this.#m.get(key, param.length);
     const v = this.#v.get(key, param.length);
     const b1 = this.#beta1;
@@ -32,8 +32,9 @@ export class Adam implements Optimizer {
     const c1 = 1 - b1 ** step;
     const c2 = 1 - b2 ** step;
     const decay = 1 - lr * this.#weightDecay;
+    const s = gradScale;
     for (let i = 0; i < param.length; i++) {
-      const g = grad[i]!;
+      const g = grad[i]! * s;
       const mi = b1 * m[i]! + (1 - b1) * g;
       const vi = b2 * v[i]! + (1 - b2) * g * g;
       m[i] = mi;

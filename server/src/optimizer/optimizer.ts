@@ -14,8 +14,10 @@ export interface Optimizer {
    * @param grad the (averaged) gradient, same length as param; not modified
    * @param lr learning rate for this step
    * @param step 1-based count of updates applied so far including this one (Adam's bias correction)
+   * @param gradScale factor the gradient is used with (1/n to average a sum of n): applied inside the
+   *   update loop rather than in a pass of its own over the gradient, which would touch every byte again
    */
-  apply(key: string, param: Float32Array, grad: Float32Array, lr: number, step: number): void;
+  apply(key: string, param: Float32Array, grad: Float32Array, lr: number, step: number, gradScale?: number): void;
   /** Optimizer state as named tensors (for checkpoints); names are `<tensor>/<slot>`. */
   state(): Map<string, Float32Array>;
   /** Restores what state() returned (entries this optimizer does not use are ignored). */

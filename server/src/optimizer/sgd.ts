@@ -9,9 +9,10 @@ export class Sgd implements Optimizer {
     this.#weightDecay = options.weightDecay;
   }
 
-  apply(_key: string, param: Float32Array, grad: Float32Array, lr: number): void {
+  apply(_key: string, param: Float32Array, grad: Float32Array, lr: number, _step: number, gradScale = 1): void {
     const wd = this.#weightDecay;
-    for (let i = 0; i < param.length; i++) param[i] = param[i]! - lr * (grad[i]! + wd * param[i]!);
+    const s = gradScale;
+    for (let i = 0; i < param.length; i++) param[i] = param[i]! - lr * (grad[i]! * s + wd * param[i]!);
   }
 
   state(): Map<string, Float32Array> {

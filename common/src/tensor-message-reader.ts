@@ -1,0 +1,410 @@
+/**
+ * Reads a stream of gRPC-enveloped messages of the shape `oneof message { Header header = 1;
+ * TensorChunk chunk = 2; }` — PullParametersResponse (a pull's answer) and PushGradientsRequest (a
+ * push's body) — as it arrives from the socket, without assembling messages: the small fields of
+ * each TensorChunk are parsed from the bytes at hand, and the data field's payload is handed to the
+ * sink piece by piece, straight from the socket buffers (one copy into the receiving tensors,
+ * nothing to collect).
+ *
+ * Why: through the generic Connect code each ~1 MiB chunk is concatenated from its 16 KiB frames
+ * into a fresh buffer, parsed into a message and then copied again, and the garbage of that was
+ * the largest cost of a worker's step.
+ *
+ * The reader accepts any valid protobuf encoding of the messages (any field order before the data,
+ * packed or unpacked shapes, unknown fields skipped), with two restrictions: a TensorChunk's name,
+ * shape, dtype and byte_offset must precede its data — the order of field numbers, which is what
+ * protobuf serializers (and the hand-written framing) produce — and chunks must be dense. What the
+ * chunks carry (names, offsets in order, sizes, dtypes, values) is for the sink to check.
+ */
+import { Dtype } from "./gen/paramserver/v1/parameter_server_pb.js";
+import type { ChunkFraming } from "./tensor-stream.ts";
+
+/** A body that is not a valid stream of such messages (as opposed to a valid one with bad tensors). */
+export class FramingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "FramingError";
+  }
+}
+
+/** A message over the size limit (Connect reports those as ResourceExhausted). */
+export class MessageTooLargeError extends FramingError {
+  constructor(message: string) {
+    super(message);
+    this.name = "MessageTooLargeError";
+  }
+}
+
+/** Where the reader delivers what it read; its exceptions end the reading. */
+export interface TensorMessageSink {
+  /** The header message (field 1), whole; it comes first and once. */
+  header(bytes: Uint8Array): void;
+  /** A chunk's fields before its data; `dataLength` bytes of data follow through writeData(). */
+  beginChunk(framing: ChunkFraming, dataLength: number): void;
+  /** The next piece of the chunk's data, a view of a socket buffer (pieces may split elements). */
+  writeData(piece: Uint8Array): void;
+  endChunk(): void;
+}
+
+/** Bound on any field the reader must hold whole (header, name, packed shape): far above real ones. */
+const MAX_SMALL_FIELD_BYTES = 64 << 10;
+
+const WIRE_VARINT = 0;
+const WIRE_FIXED64 = 1;
+const WIRE_LENGTH = 2;
+const WIRE_FIXED32 = 5;
+
+// What the reader is in the middle of.
+const AT_ENVELOPE = 0; // before a message's 5-byte envelope
+const IN_MESSAGE = 1; // between the fields of a message
+const IN_CHUNK = 2; // between the fields of its TensorChunk
+const IN_DATA = 3; // in the payload of the chunk's data field
+const SKIPPING = 4; // in an unknown field's bytes
+const IN_SMALL_FIELD = 5; // waiting for the whole of a short length-delimited field
+
+/** The small fields of the TensorChunk being read. */
+interface ChunkFields {
+  name: string;
+  shape: number[];
+  dtype: Dtype;
+  byteOffset: bigint;
+  /** Whether the data field has begun: the fields before it are then final. */
+  dataSeen: boolean;
+}
+
+/** A field's key (and, for varint and length-delimited fields, its value or length), as read. */
+interface FieldKey {
+  field: number;
+  wireType: number;
+  /** The varint value (WIRE_VARINT) or the payload length (WIRE_LENGTH); 0 otherwise. */
+  value: number;
+  /** Bytes the key and value/length took. */
+  bytes: number;
+}
+
+export class TensorMessageReader {
+  readonly #sink: TensorMessageSink;
+  readonly #maxMessageBytes: number;
+  /** What the stream is, for messages: "pull answer", "push". */
+  readonly #what: string;
+
+  // Bytes received and not yet consumed: #queue[0] from #headOffset on, then the others whole.
+  readonly #queue: Buffer[] = [];
+  #headOffset = 0;
+  #queued = 0;
+
+  #state = AT_ENVELOPE;
+  /** Bytes left in the current message, chunk field, data payload, skipped field. */
+  #messageLeft = 0;
+  #chunkLeft = 0;
+  #dataLeft = 0;
+  #skipLeft = 0;
+  /** After SKIPPING or IN_SMALL_FIELD: where to return. */
+  #resume = AT_ENVELOPE;
+  #smallField: { field: number; length: number; inChunk: boolean } | undefined;
+  #chunk: ChunkFields | undefined;
+  #messages = 0;
+  #headerSeen = false;
+
+  /** Refuses messages over `maxMessageBytes`, as Connect does. */
+  constructor(sink: TensorMessageSink, maxMessageBytes: number, what: string) {
+    this.#sink = sink;
+    this.#maxMessageBytes = maxMessageBytes;
+    this.#what = what;
+  }
+
+  /** Takes the next bytes of the body; throws FramingError or TensorStreamError on a bad stream. */
+  push(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.#queue.push(bytes);
+    this.#queued += bytes.length;
+    this.#process();
+  }
+
+  /** The body ended: checks that it ended on a message boundary, after a header. */
+  finish(): void {
+    if (this.#state !== AT_ENVELOPE || this.#queued > 0) {
+      throw new FramingError(`${this.#what} ended inside message ${this.#messages + (this.#state === AT_ENVELOPE ? 1 : 0)}`);
+    }
+    if (!this.#headerSeen) throw new FramingError(`${this.#what} ended without a header`);
+  }
+
+  #process(): void {
+    for (;;) {
+      switch (this.#state) {
+        case AT_ENVELOPE: {
+          const envelope = this.#peek(5);
+          if (envelope === undefined) return;
+          if (envelope[0] !== 0) throw new FramingError(`message ${this.#messages + 1}: compressed or unknown envelope flags ${envelope[0]}`);
+          const length = ((envelope[1]! << 24) >>> 0) + (envelope[2]! << 16) + (envelope[3]! << 8) + envelope[4]!;
+          if (length > this.#maxMessageBytes) {
+            throw new MessageTooLargeError(`message ${this.#messages + 1} of ${length} bytes is larger than the limit of ${this.#maxMessageBytes}`);
+          }
+          this.#consume(5);
+          this.#messages++;
+          this.#messageLeft = length;
+          this.#state = IN_MESSAGE;
+          break;
+        }
+        case IN_MESSAGE: {
+          if (this.#messageLeft === 0) {
+            this.#state = AT_ENVELOPE;
+            break;
+          }
+          const key = this.#readKey(this.#messageLeft, "message");
+          if (key === undefined) return;
+          this.#consume(key.bytes);
+          this.#messageLeft -= key.bytes;
+          if (key.field === 1 && key.wireType === WIRE_LENGTH) {
+            this.#expectSmallField(key, false, IN_MESSAGE);
+          } else if (key.field === 2 && key.wireType === WIRE_LENGTH) {
+            if (!this.#headerSeen) throw new FramingError(`message ${this.#messages}: a chunk before the header`);
+            if (this.#chunk !== undefined) throw new FramingError(`message ${this.#messages}: two chunks in one message`);
+            this.#messageLeft -= key.value;
+            this.#chunkLeft = key.value;
+            this.#chunk = { name: "", shape: [], dtype: Dtype.UNSPECIFIED, byteOffset: 0n, dataSeen: false };
+            this.#state = IN_CHUNK;
+          } else if (key.field === 1 || key.field === 2) {
+            throw new FramingError(`message ${this.#messages}: field ${key.field} has wire type ${key.wireType}`);
+          } else {
+            this.#skip(key, "message", IN_MESSAGE);
+          }
+          break;
+        }
+        case IN_CHUNK: {
+          if (this.#chunkLeft === 0) {
+            this.#endChunk();
+            this.#state = IN_MESSAGE;
+            break;
+          }
+          const key = this.#readKey(this.#chunkLeft, "TensorChunk");
+          if (key === undefined) return;
+          this.#consume(key.bytes);
+          this.#chunkLeft -= key.bytes;
+          this.#chunkField(key);
+          break;
+        }
+        case IN_DATA: {
+          while (this.#dataLeft > 0 && this.#queued > 0) {
+            const head = this.#queue[0]!;
+            const n = Math.min(head.length - this.#headOffset, this.#dataLeft);
+            this.#sink.writeData(head.subarray(this.#headOffset, this.#headOffset + n));
+            this.#consume(n);
+            this.#dataLeft -= n;
+          }
+          if (this.#dataLeft > 0) return;
+          this.#state = IN_CHUNK;
+          break;
+        }
+        case SKIPPING: {
+          const n = Math.min(this.#queued, this.#skipLeft);
+          this.#consume(n);
+          this.#skipLeft -= n;
+          if (this.#skipLeft > 0) return;
+          this.#state = this.#resume;
+          break;
+        }
+        case IN_SMALL_FIELD: {
+          const f = this.#smallField!;
+          const bytes = this.#peek(f.length);
+          if (bytes === undefined) return;
+          if (f.inChunk) {
+            this.#chunkBytesField(f.field, bytes);
+          } else {
+            if (this.#headerSeen) throw new FramingError(`message ${this.#messages}: a second header`);
+            this.#headerSeen = true;
+            this.#sink.header(bytes);
+          }
+          this.#consume(f.length);
+          this.#smallField = undefined;
+          this.#state = this.#resume;
+          break;
+        }
+      }
+    }
+  }
+
+  /** A TensorChunk field whose key (and varint value or length) has been consumed. */
+  #chunkField(key: FieldKey): void {
+    const chunk = this.#chunk!;
+    if (key.field >= 1 && key.field <= 4 && chunk.dataSeen) {
+      throw new FramingError(`message ${this.#messages}: TensorChunk field ${key.field} after its data (fields must come in field-number order)`);
+    }
+    const wrongType = (expected: number) => {
+      if (key.wireType !== expected) throw new FramingError(`message ${this.#messages}: TensorChunk field ${key.field} has wire type ${key.wireType}`);
+    };
+    switch (key.field) {
+      case 1: // name
+        wrongType(WIRE_LENGTH);
+        this.#expectSmallField(key, true, IN_CHUNK);
+        return;
+      case 2: // shape: packed, or one unpacked element
+        if (key.wireType === WIRE_VARINT) chunk.shape.push(key.value);
+        else if (key.wireType === WIRE_LENGTH) this.#expectSmallField(key, true, IN_CHUNK);
+        else wrongType(WIRE_LENGTH);
+        return;
+      case 3:
+        wrongType(WIRE_VARINT);
+        chunk.dtype = key.value as Dtype;
+        return;
+      case 4:
+        wrongType(WIRE_VARINT);
+        chunk.byteOffset = BigInt(key.value);
+        return;
+      case 5: // data: the framing is complete, the payload streams into the tensor
+        wrongType(WIRE_LENGTH);
+        if (chunk.dataSeen) throw new FramingError(`message ${this.#messages}: TensorChunk with two data fields`);
+        chunk.dataSeen = true;
+        this.#chunkLeft -= key.value;
+        this.#sink.beginChunk(this.#framing(chunk), key.value);
+        this.#dataLeft = key.value;
+        this.#state = IN_DATA;
+        return;
+      case 6: // sparse
+      case 7: // sparse_count
+      case 8: // indices
+        if (key.value !== 0) throw new FramingError(`message ${this.#messages}: a sparse chunk (this stream carries dense tensors only)`);
+        this.#skip(key, "chunk", IN_CHUNK);
+        return;
+      default:
+        this.#skip(key, "chunk", IN_CHUNK);
+    }
+  }
+
+  /** The name or packed shape of the current chunk, whole. */
+  #chunkBytesField(field: number, bytes: Uint8Array): void {
+    const chunk = this.#chunk!;
+    if (field === 1) {
+      chunk.name = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("utf8");
+      return;
+    }
+    for (let at = 0; at < bytes.length; ) {
+      const v = readVarint(bytes, at, bytes.length);
+      if (v === undefined) throw new FramingError(`message ${this.#messages}: truncated packed shape`);
+      chunk.shape.push(v.value);
+      at += v.bytes;
+    }
+  }
+
+  #endChunk(): void {
+    const chunk = this.#chunk!;
+    // An empty data field is left out of the encoding: a chunk without one carries no bytes.
+    if (!chunk.dataSeen) this.#sink.beginChunk(this.#framing(chunk), 0);
+    this.#sink.endChunk();
+    this.#chunk = undefined;
+  }
+
+  #framing(chunk: ChunkFields) {
+    return { name: chunk.name, shape: chunk.shape, dtype: chunk.dtype, byteOffset: chunk.byteOffset, sparse: false, sparseCount: 0, indices: EMPTY };
+  }
+
+  #expectSmallField(key: FieldKey, inChunk: boolean, resume: number): void {
+    if (key.value > MAX_SMALL_FIELD_BYTES) {
+      throw new FramingError(`message ${this.#messages}: field ${key.field} of ${key.value} bytes (at most ${MAX_SMALL_FIELD_BYTES} expected)`);
+    }
+    if (inChunk) this.#chunkLeft -= key.value;
+    else this.#messageLeft -= key.value;
+    this.#smallField = { field: key.field, length: key.value, inChunk };
+    this.#resume = resume;
+    this.#state = IN_SMALL_FIELD;
+  }
+
+  /** Skips an unknown field's payload (a varint's value was read with its key). */
+  #skip(key: FieldKey, where: "message" | "chunk", resume: number): void {
+    let length: number;
+    if (key.wireType === WIRE_VARINT) length = 0;
+    else if (key.wireType === WIRE_LENGTH) length = key.value;
+    else if (key.wireType === WIRE_FIXED64) length = 8;
+    else if (key.wireType === WIRE_FIXED32) length = 4;
+    else throw new FramingError(`message ${this.#messages}: field ${key.field} has unsupported wire type ${key.wireType}`);
+    if (where === "chunk") {
+      if (length > this.#chunkLeft) throw new FramingError(`message ${this.#messages}: TensorChunk field ${key.field} runs past the chunk`);
+      this.#chunkLeft -= length;
+    } else {
+      if (length > this.#messageLeft) throw new FramingError(`message ${this.#messages}: field ${key.field} runs past the message`);
+      this.#messageLeft -= length;
+    }
+    this.#skipLeft = length;
+    this.#resume = resume;
+    this.#state = SKIPPING;
+  }
+
+  /**
+   * The next field's key and, for varint and length-delimited fields, its value or length, if all of
+   * it has arrived; within `limit` bytes (what is left of the enclosing message), else an error.
+   */
+  #readKey(limit: number, what: string): FieldKey | undefined {
+    const bytes = this.#peek(Math.min(limit, 20, this.#queued));
+    if (bytes === undefined || bytes.length === 0) return undefined;
+    const complete = bytes.length === limit; // nothing beyond these bytes belongs to the message
+    const tag = readVarint(bytes, 0, bytes.length);
+    if (tag === undefined) return this.#incomplete(complete, what);
+    const field = Math.floor(tag.value / 8);
+    const wireType = tag.value % 8;
+    if (field === 0) throw new FramingError(`message ${this.#messages}: ${what} has a field numbered 0`);
+    if (wireType !== WIRE_VARINT && wireType !== WIRE_LENGTH) return { field, wireType, value: 0, bytes: tag.bytes };
+    const value = readVarint(bytes, tag.bytes, bytes.length);
+    if (value === undefined) return this.#incomplete(complete, what);
+    const used = tag.bytes + value.bytes;
+    if (wireType === WIRE_LENGTH && value.value > limit - used) {
+      throw new FramingError(`message ${this.#messages}: ${what} field ${field} of ${value.value} bytes runs past its end`);
+    }
+    return { field, wireType, value: value.value, bytes: used };
+  }
+
+  #incomplete(complete: boolean, what: string): undefined {
+    if (complete || this.#queued >= 20) throw new FramingError(`message ${this.#messages}: malformed or truncated field in ${what}`);
+    return undefined;
+  }
+
+  /** The next `n` bytes as one array (a view when they sit in one buffer), or undefined until they arrived. */
+  #peek(n: number): Uint8Array | undefined {
+    if (this.#queued < n) return undefined;
+    const head = this.#queue[0];
+    if (head === undefined) return EMPTY;
+    if (head.length - this.#headOffset >= n) return head.subarray(this.#headOffset, this.#headOffset + n);
+    const out = new Uint8Array(n);
+    let filled = 0;
+    for (let i = 0, from = this.#headOffset; filled < n; i++, from = 0) {
+      const b = this.#queue[i]!;
+      const take = Math.min(b.length - from, n - filled);
+      out.set(b.subarray(from, from + take), filled);
+      filled += take;
+    }
+    return out;
+  }
+
+  #consume(n: number): void {
+    this.#queued -= n;
+    while (n > 0) {
+      const head = this.#queue[0]!;
+      const left = head.length - this.#headOffset;
+      if (n < left) {
+        this.#headOffset += n;
+        return;
+      }
+      n -= left;
+      this.#queue.shift();
+      this.#headOffset = 0;
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A varint within bytes[at, end), or undefined if it does not end there; values above 2^53 are refused. */
+function readVarint(bytes: Uint8Array, at: number, end: number): { value: number; bytes: number } | undefined {
+  let value = 0;
+  let scale = 1;
+  for (let i = at; i < end && i - at < 10; i++) {
+    const b = bytes[i]!;
+    value += (b & 0x7f) * scale;
+    if ((b & 0x80) === 0) {
+      if (!Number.isSafeInteger(value)) throw new FramingError(`varint ${value} exceeds 2^53`);
+      return { value, bytes: i - at + 1 };
+    }
+    scale *= 128;
+  }
+  if (end - at >= 10) throw new FramingError("varint longer than 10 bytes");
+  return undefined;
+}

@@ -1,0 +1,169 @@
+/**
+ * The worker's own HTTP/2 connection to a server, for the calls it frames by hand (pushes in
+ * fast-push.ts, pulls in fast-pull.ts): the bulk tensor streams, which the generic Connect client
+ * copies several times over. It uses the same address, authentication and TLS settings as the
+ * client it belongs to, and speaks plain gRPC.
+ */
+import http2 from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { endpointOf, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
+import { TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
+
+/** Flow-control windows: a pull moves the whole model, so neither the stream nor the connection may stall it. */
+const STREAM_WINDOW_BYTES = 16 << 20;
+const CONNECTION_WINDOW_BYTES = 64 << 20;
+
+export class FastChannel {
+  readonly #authority: string;
+  readonly options: ConnectOptions;
+  #session: http2.ClientHttp2Session | undefined;
+  /** Calls in flight: the connection keeps the process alive only while there are some. */
+  #inFlight = 0;
+
+  constructor(address: string, options: ConnectOptions) {
+    this.#authority = `${options.tls ? "https" : "http"}://${address}`;
+    this.options = options;
+  }
+
+  /** The HTTP/2 connection, opened on first use and again after it closed. */
+  #connect(): http2.ClientHttp2Session {
+    const current = this.#session;
+    if (current !== undefined && !current.closed && !current.destroyed) return current;
+    const session = http2.connect(this.#authority, {
+      settings: { initialWindowSize: STREAM_WINDOW_BYTES },
+      ...(this.options.tls?.ca !== undefined ? { ca: this.options.tls.ca } : {}),
+    });
+    session.on("error", () => {}); // reported through the stream that hit it
+    session.once("connect", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
+    session.once("close", () => {
+      if (this.#session === session) this.#session = undefined;
+    });
+    session.unref(); // an idle connection must not keep the worker alive
+    this.#session = session;
+    return session;
+  }
+
+  /**
+   * Starts a gRPC call to `path` with the token, a deadline of `timeoutMs` and `extraHeaders`; `end()` must be called
+   * once the call is over (it lets an idle connection stop keeping the process alive).
+   */
+  open(path: string, timeoutMs: number, extraHeaders: Record<string, string> = {}): { stream: http2.ClientHttp2Stream; end: () => void } {
+    const session = this.#connect();
+    if (this.#inFlight++ === 0) session.ref();
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      if (--this.#inFlight === 0 && !session.destroyed) session.unref();
+    };
+    try {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": path,
+        "content-type": "application/grpc+proto",
+        te: "trailers",
+        "grpc-timeout": `${Math.max(1, Math.ceil(timeoutMs))}m`,
+        ...(this.options.authToken !== undefined ? { authorization: `Bearer ${this.options.authToken}` } : {}),
+        ...extraHeaders,
+      });
+      return { stream, end };
+    } catch (err) {
+      end();
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `call`; when it fails for a reason other than the server's answer or the worker's refusal
+   * of it, the connection is in doubt (server gone, reset, GOAWAY), so the next call starts on a new
+   * one. Those failures, unless they are ConnectErrors already, are reported as Unavailable.
+   */
+  async guard<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof TensorStreamError) throw err; // tensors the worker refused: the call was cancelled, the connection is fine
+      if (err instanceof ConnectError && err.code !== Code.Unavailable) throw err;
+      this.#session?.destroy();
+      this.#session = undefined;
+      throw err instanceof ConnectError ? err : new ConnectError(`${what} failed: ${(err as Error).message}`, Code.Unavailable);
+    }
+  }
+
+  close(): void {
+    this.#session?.close();
+    this.#session = undefined;
+  }
+}
+
+/** The gRPC status of a call, from its trailers or the headers of a trailers-only answer. */
+export interface CallStatus {
+  status: string | undefined;
+  message: string;
+  /** The HTTP status of the response headers, if they arrived. */
+  httpStatus: number | undefined;
+}
+
+/** Watches `stream` for its gRPC status. */
+export function watchStatus(stream: http2.ClientHttp2Stream): CallStatus {
+  const s: CallStatus = { status: undefined, message: "", httpStatus: undefined };
+  const take = (h: http2.IncomingHttpHeaders) => {
+    const status = h["grpc-status"];
+    if (typeof status === "string") {
+      s.status = status;
+      s.message = decodeURIComponent(String(h["grpc-message"] ?? ""));
+    }
+  };
+  stream.on("response", (h) => {
+    s.httpStatus = Number(h[":status"]);
+    take(h);
+  });
+  stream.on("trailers", take);
+  return s;
+}
+
+/** The ConnectError for a call that ended with `s` (undefined for status 0). */
+export function errorOfStatus(what: string, s: CallStatus, closedEarlyWhy: string): ConnectError | undefined {
+  if (s.status === undefined) {
+    if (s.httpStatus !== undefined && s.httpStatus !== 200) {
+      return new ConnectError(`${what}: HTTP status ${s.httpStatus} without a gRPC status`, s.httpStatus === 401 ? Code.Unauthenticated : Code.Unavailable);
+    }
+    return new ConnectError(`${what} ${closedEarlyWhy}`, Code.Unavailable);
+  }
+  // gRPC status numbers are Connect's codes.
+  if (s.status !== "0") return new ConnectError(s.message, Number(s.status) as Code);
+  return undefined;
+}
+
+/** Writes with back-pressure; a stream that closed stops the call (its status says why). */
+export function write(stream: http2.ClientHttp2Stream, data: Uint8Array): Promise<void> {
+  if (stream.destroyed || stream.closed) return Promise.resolve();
+  if (stream.write(data)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.once("drain", done);
+    stream.once("close", done);
+  });
+}
+
+const channels = new WeakMap<ParameterServerClient, FastChannel>();
+
+/**
+ * The hand-framed channel to the server `client` talks to — one per client, shared by its
+ * registrations — or undefined when the client was not made by connectToServer (tests with
+ * in-memory transports), which then does everything itself.
+ */
+export function fastChannelFor(client: ParameterServerClient): FastChannel | undefined {
+  let channel = channels.get(client);
+  if (channel === undefined) {
+    const endpoint = endpointOf(client);
+    if (endpoint === undefined) return undefined;
+    channel = new FastChannel(endpoint.address, endpoint.options);
+    channels.set(client, channel);
+  }
+  return channel;
+}
