@@ -142,15 +142,31 @@ export function decodeElements(bytes: Uint8Array, dtype: Dtype, dst: Float32Arra
   // A copy (not bytes.slice(): on a Buffer that is a view at the same odd offset).
   const aligned = bytes.byteOffset % 2 === 0 ? bytes : new Uint8Array(bytes);
   if (dtype === Dtype.FLOAT16) {
-    // Float16Array → Float32Array conversion runs natively (about twice the JavaScript loop's speed).
-    const halves = new Float16Array(aligned.buffer, aligned.byteOffset, count);
-    dst.subarray(at, at + count).set(halves);
-    return countNonFiniteHalves(new Uint16Array(aligned.buffer, aligned.byteOffset, count), 0x7c00);
+    // One load from a table of all 65,536 values per element: about twice as fast as Float32Array
+    // .set(Float16Array) here (11.2M elements: 12 vs 20 ms), and exact, since the table is made by
+    // that very conversion.
+    const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
+    const table = halfToFloatTable();
+    for (let i = 0; i < count; i++) dst[at + i] = table[halves[i]!]!;
+    return countNonFiniteHalves(halves, 0x7c00);
   }
   const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
   const out = new Uint32Array(dst.buffer, dst.byteOffset + at * 4, count);
   for (let i = 0; i < count; i++) out[i] = halves[i]! << 16;
   return countNonFiniteHalves(halves, 0x7f80);
+}
+
+let halfToFloat: Float32Array | undefined;
+
+/** Every float16 bit pattern's float32 value (256 KiB, made on first use). */
+function halfToFloatTable(): Float32Array {
+  if (halfToFloat === undefined) {
+    const patterns = new Uint16Array(65536);
+    for (let i = 0; i < patterns.length; i++) patterns[i] = i;
+    halfToFloat = new Float32Array(65536);
+    halfToFloat.set(new Float16Array(patterns.buffer));
+  }
+  return halfToFloat;
 }
 
 /**
