@@ -236,6 +236,8 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           throw new ConnectError(`PushGradients: header announces ${header.tensorCount} tensors, the parameters have ${store.tensorCount}`, Code.InvalidArgument);
         }
         aggregator.admit(slot, header.baseVersion);
+        // Checked before the gradient streams in: a push for data the slot was not given is refused at once.
+        const progress = progressOf(slot, header);
 
         const gradient = run.buffers.take();
         const index = new Map(gradient.map((g, i) => [g.name, i]));
@@ -257,13 +259,6 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           // The upload took time: the session must still hold the slot (its lease may have run
           // out and a replacement taken over), checked with no await before the gradient counts.
           membership.authenticate(header.session);
-        } catch (err) {
-          run.buffers.give(gradient);
-          throw err;
-        }
-        let progress: Progress | undefined;
-        try {
-          progress = progressOf(slot, header);
         } catch (err) {
           run.buffers.give(gradient);
           throw err;
