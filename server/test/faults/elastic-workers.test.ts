@@ -1,17 +1,19 @@
 /**
- * Elastic workers with real processes, in sync mode: a run starts with 2 worker processes, is scaled
- * up to 3 with `scripts/scale.ts` (the `make scale` command) and a third process, then down to 1 —
- * and one of the two retired workers is SIGKILLed instead of finishing, as when ECS stops a task.
- * The run completes, every epoch's data is trained exactly once (the server's per-epoch example
- * counts equal the sizes of that epoch's parts), and the retired worker that lived exits 0.
+ * Elastic workers with real processes, in sync and async mode: a run starts with 2 worker
+ * processes, is scaled up to 3 with `scripts/scale.ts` (the `make scale` command) and a third
+ * process, then down to 1 (SetWorkerCount) — and one of the two retired workers is SIGKILLed
+ * instead of finishing, as when ECS stops a task. The run completes, every epoch's data is trained
+ * exactly once (the server's per-epoch example counts equal the sizes of that epoch's parts), and
+ * the retired worker that lived exits 0.
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import t from "tap";
+import { connectToServer } from "@distributed-ps/common/client.ts";
 import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
-const TRAIN = 9600;
+const TRAIN = 12_000;
 const BATCH = 32;
 const EPOCHS = 4;
 
@@ -35,59 +37,63 @@ async function scale(address: string, workers: number): Promise<string> {
   return out.trim();
 }
 
-t.test("sync: scale 2 -> 3 -> 1 mid-run, one retired worker killed; every epoch's data trained once", async (t) => {
-  const port = await freePort();
-  const address = `127.0.0.1:${port}`;
-  const server = startProcess(t, "server/src/main.ts", {
-    SERVER_HOST: "127.0.0.1",
-    SERVER_PORT: String(port),
-    TOTAL_WORKERS_EXPECTED: "2",
-    SERVER_MODE: "sync",
-    LEASE_MS: "1500",
+for (const mode of ["sync", "async"] as const) {
+  t.test(`${mode}: scale 2 -> 3 -> 1 mid-run, one retired worker killed; every epoch's data trained once`, async (t) => {
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    const server = startProcess(t, "server/src/main.ts", {
+      SERVER_HOST: "127.0.0.1",
+      SERVER_PORT: String(port),
+      TOTAL_WORKERS_EXPECTED: "2",
+      SERVER_MODE: mode,
+      LEASE_MS: "1500",
+    });
+    await server.waitFor(/listening on/);
+    const env = { PARAMETER_SERVER_ADDRESS: address, EPOCHS: String(EPOCHS), TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", BATCH_SIZE: String(BATCH) };
+    const first = [startProcess(t, "worker/src/main.ts", env), startProcess(t, "worker/src/main.ts", env)];
+    await server.waitFor(/epoch 1: data divided among 2 worker slot\(s\)/, 60_000);
+    await first[0]!.waitFor(/epoch 1\/4 batch \d+/, 30_000);
+
+    t.match(await scale(address, 3), /now has 3 worker slot\(s\); opened slot\(s\) 2/, "make scale WORKERS=3 opened slot 2");
+    const third = startProcess(t, "worker/src/main.ts", env);
+    t.match(await third.waitFor(/registered as slot \d/, 20_000), /registered as slot 2 of 3/, "a third worker registered into slot 2");
+    await server.waitFor(/epoch 2: data divided among 3 worker slot\(s\) \(0, 1, 2\)/, 60_000);
+    t.pass("epoch 2 was divided among 3 workers");
+    await third.waitFor(/epoch 2\/4 part 2 of 3: \d+ batches/, 10_000);
+
+    // Straight through the API this time (no process to start): the part being trained is still young.
+    const down = await connectToServer(address).setWorkerCount({ count: 1 });
+    t.same([down.count, down.retired], [1, [2, 1]], "SetWorkerCount 1 retired slots 2 and 1");
+    // ECS may stop the task of a retiring worker rather than let it finish: kill slot 1's worker.
+    const slotOf = async (p: (typeof first)[number]) => Number(/registered as slot (\d)/.exec(await p.waitFor(/registered as slot \d/))![1]);
+    const victim = (await slotOf(first[0]!)) === 1 ? first[0]! : first[1]!;
+    const survivor = victim === first[0] ? first[1]! : first[0]!;
+    victim.child.kill("SIGKILL");
+    t.equal(await victim.exit, 137, "slot 1's worker was killed");
+
+    t.equal(await exitWithin(third, 60_000), 0, "the retired worker that lived finished its part and exited 0");
+    t.equal(third.metrics()?.retired, true, "and says it was retired");
+    await survivor.waitFor(/taking over from batch \d+ the part planned for retired slot 1/, 60_000);
+    t.pass("the remaining worker took over the rest of the killed worker's part");
+    t.equal(await exitWithin(survivor, 120_000), 0, "the remaining worker finished the run");
+    t.equal(await exitWithin(server, 20_000), 0, "the server exited 0");
+
+    const summary = server.metrics()!;
+    t.equal(summary.run_complete, true, "the run is complete");
+    t.equal(summary.total_workers, 1, "with 1 worker slot at the end");
+    const epochs = summary.epochs as { epoch: number; parts: number; parts_complete: number; examples: number }[];
+    // In async mode a worker may already have begun epoch 3 among 3 when the count drops; then the
+    // retired slots' parts of it are handed over instead.
+    const parts = epochs.map((e) => e.parts);
+    if (mode === "sync") t.same(parts, [2, 3, 1, 1], "epochs were cut into 2, 3, 1 and 1 parts");
+    else t.match(parts, [2, 3, Number, 1], `epochs were cut into ${parts.join(", ")} parts`);
+    for (const e of epochs) {
+      t.equal(e.parts_complete, e.parts, `epoch ${e.epoch + 1}: every part trained`);
+      t.equal(e.examples, examplesFor(e.parts), `epoch ${e.epoch + 1}: ${examplesFor(e.parts)} examples counted, each exactly once`);
+    }
+    t.same(summary.registrations, [1, 1, 1], "no slot was registered twice; ids stayed within 0..2");
   });
-  await server.waitFor(/listening on/);
-  const env = { PARAMETER_SERVER_ADDRESS: address, EPOCHS: String(EPOCHS), TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", BATCH_SIZE: String(BATCH) };
-  const first = [startProcess(t, "worker/src/main.ts", env), startProcess(t, "worker/src/main.ts", env)];
-  await server.waitFor(/epoch 1: data divided among 2 worker slot\(s\)/, 60_000);
-  await first[0]!.waitFor(/epoch 1\/4 batch \d+/, 30_000);
-
-  t.match(await scale(address, 3), /now has 3 worker slot\(s\); opened slot\(s\) 2/, "make scale WORKERS=3 opened slot 2");
-  const third = startProcess(t, "worker/src/main.ts", env);
-  t.match(await third.waitFor(/registered as slot \d/, 20_000), /registered as slot 2 of 3/, "a third worker registered into slot 2");
-  await server.waitFor(/epoch 2: data divided among 3 worker slot\(s\) \(0, 1, 2\)/, 60_000);
-  t.pass("epoch 2 was divided among 3 workers");
-  await third.waitFor(/epoch 2\/4 part 2 of 3: \d+ batches/, 10_000);
-
-  t.match(await scale(address, 1), /now has 1 worker slot\(s\); retired slot\(s\) 2, 1/, "make scale WORKERS=1 retired slots 2 and 1");
-  // ECS may stop the task of a retiring worker rather than let it finish: kill slot 1's worker.
-  const slotOf = async (p: (typeof first)[number]) => Number(/registered as slot (\d)/.exec(await p.waitFor(/registered as slot \d/))![1]);
-  const victim = (await slotOf(first[0]!)) === 1 ? first[0]! : first[1]!;
-  const survivor = victim === first[0] ? first[1]! : first[0]!;
-  victim.child.kill("SIGKILL");
-  t.equal(await victim.exit, 137, "slot 1's worker was killed");
-
-  t.equal(await exitWithin(third, 60_000), 0, "the retired worker that lived finished its part and exited 0");
-  t.equal(third.metrics()?.retired, true, "and says it was retired");
-  await survivor.waitFor(/taking over from batch \d+ the part planned for retired slot 1/, 60_000);
-  t.pass("the remaining worker took over the rest of the killed worker's part");
-  t.equal(await exitWithin(survivor, 120_000), 0, "the remaining worker finished the run");
-  t.equal(await exitWithin(server, 20_000), 0, "the server exited 0");
-
-  const summary = server.metrics()!;
-  t.equal(summary.run_complete, true, "the run is complete");
-  t.equal(summary.total_workers, 1, "with 1 worker slot at the end");
-  const epochs = summary.epochs as { epoch: number; parts: number; parts_complete: number; examples: number }[];
-  t.same(
-    epochs.map((e) => e.parts),
-    [2, 3, 1, 1],
-    "epochs were cut into 2, 3, 1 and 1 parts",
-  );
-  for (const e of epochs) {
-    t.equal(e.parts_complete, e.parts, `epoch ${e.epoch + 1}: every part trained`);
-    t.equal(e.examples, examplesFor(e.parts), `epoch ${e.epoch + 1}: ${examplesFor(e.parts)} examples counted, each exactly once`);
-  }
-  t.same(summary.registrations, [1, 1, 1], "no slot was registered twice; ids stayed within 0..2");
-});
+}
 
 t.test("SIGTERM: a worker leaves at once, and the sync barrier does not wait out its lease", async (t) => {
   const port = await freePort();
