@@ -14,8 +14,9 @@
  * - A push refused by some shards but accepted by others (a sync straggler, an async gradient too
  *   stale for one shard) is retried by the training loop; the retry of the same batch goes only to
  *   the shards that refused, so every shard counts each batch once.
- * - Metrics and NextAssignment (who trains which data) go to shard 0, the coordinator; Finish goes to every other shard first and to shard 0
- *   last, so once shard 0 sees the run complete, every shard has seen every worker finish.
+ * - Metrics and NextAssignment (who trains which data) go to shard 0, the coordinator; Finish goes
+ *   to every other shard first and to shard 0 last, so once shard 0 sees the run complete, every
+ *   shard has seen every worker finish.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
