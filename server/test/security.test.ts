@@ -37,6 +37,10 @@ t.test("with AUTH_TOKEN set, every RPC needs the token", async (t) => {
   t.equal(await codeOf(register(port, { authToken: "wrong-token-of-some-length" })), Code.Unauthenticated, "wrong token: Unauthenticated");
   t.equal(await codeOf(register(port, { authToken: TOKEN.slice(0, -1) })), Code.Unauthenticated, "a prefix of the token: Unauthenticated");
   t.equal(await codeOf(connectToServer(`localhost:${port}`, {}).getStatus({})), Code.Unauthenticated, "even the status query");
+  const anonymous = connectToServer(`localhost:${port}`, {});
+  t.equal(await codeOf(anonymous.setWorkerCount({ count: 0 })), Code.Unauthenticated, "no token: nobody resizes the run");
+  t.equal(await codeOf(anonymous.leave({ session: { slot: 0, token: "x" } })), Code.Unauthenticated, "nor makes a worker leave");
+  t.equal(await codeOf(connectToServer(`localhost:${port}`, { authToken: TOKEN }).setWorkerCount({ count: 1 })), "ok", "with the token, SetWorkerCount works");
   t.equal(await codeOf(register(port, { authToken: TOKEN })), "ok", "the right token: registered");
 });
 
