@@ -17,8 +17,9 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { bearerTokenCheck } from "@distributed-ps/common/auth.ts";
-import { PullParametersRequestSchema, PullParametersResponseSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { Dtype, PullParametersRequestSchema, PullParametersResponseSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/grpc-framing.ts";
+import { EncodedPulls } from "./encoded-pulls.ts";
 import { startPull } from "./service.ts";
 import type { TrainingRun } from "./training-run.ts";
 
@@ -38,6 +39,7 @@ export function isFastPull(req: Http2ServerRequest): boolean {
 export function createFastPull(run: TrainingRun, authToken: string | undefined) {
   const checkToken = authToken === undefined ? undefined : bearerTokenCheck(authToken);
   const chunkBytes = run.config.MAX_CHUNK_BYTES;
+  const encodedPulls = new EncodedPulls();
 
   return async (req: Http2ServerRequest, res: Http2ServerResponse): Promise<void> => {
     const abort = new AbortController();
@@ -60,16 +62,21 @@ export function createFastPull(run: TrainingRun, authToken: string | undefined) 
           message: { case: "header", value: { version: snapshot.version, tensorCount: snapshot.tensors.length } },
         }));
         await write(res, Buffer.concat([envelopePrefix(header.length), header]));
-        for (const t of snapshot.tensors) {
-          for (const [prefix, data] of frameTensorChunks(t, dtype, chunkBytes)) {
+        // float32 chunks are views of the snapshot; 16-bit ones are encoded once per version for every pull.
+        const encoded = dtype === Dtype.FLOAT32 ? undefined : encodedPulls.acquire(snapshot, dtype, chunkBytes);
+        try {
+          const chunks = encoded?.chunks ?? snapshot.tensors.flatMap((t) => [...frameTensorChunks(t, dtype, chunkBytes)]);
+          for (const [prefix, data] of chunks) {
             if (abort.signal.aborted) return;
             await write(res, prefix);
             await write(res, data);
           }
+          res.addTrailers({ "grpc-status": "0" });
+          // The buffers are being written: release them only once the stream is done.
+          await new Promise<void>((resolve) => res.end(() => resolve()));
+        } finally {
+          encoded?.release();
         }
-        res.addTrailers({ "grpc-status": "0" });
-        // The snapshot's buffers are being written: release it only once the stream is done.
-        await new Promise<void>((resolve) => res.end(() => resolve()));
       } finally {
         snapshot.release();
       }
