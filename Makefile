@@ -82,6 +82,8 @@ status: setup ## Live state of a run: ADDRESS=host:port (localhost:8000), ARGS="
 	node scripts/status.ts --address "$(or $(ADDRESS),localhost:8000)" $(ARGS)
 
 scale: setup ## Change a running local job's worker count: WORKERS=n ADDRESS=host:port (on ECS: aws ecs update-service --desired-count n)
+	@# WORKERS has a default for test-local; resizing a live job to it by accident would be wrong.
+	@if [ "$(origin WORKERS)" = "file" ]; then echo "make scale: say how many workers the running job should have: make scale WORKERS=n" >&2; exit 2; fi
 	node scripts/scale.ts --workers "$(WORKERS)" --address "$(or $(ADDRESS),localhost:8000)"
 
 results: setup ## results.json + charts of the newest local run (RUN=runs/<ts>), or ARGS=--cloudwatch for AWS
