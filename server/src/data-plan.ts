@@ -104,6 +104,16 @@ export class DataPlan {
     return released;
   }
 
+  /** Per planned epoch, oldest first: parts, parts complete, examples in applied gradients. */
+  summary(): { epoch: number; parts: number; partsComplete: number; examples: number }[] {
+    return [...this.all()].map(([epoch, parts]) => ({
+      epoch,
+      parts: parts.length,
+      partsComplete: parts.filter((p) => p.complete).length,
+      examples: parts.reduce((n, p) => n + p.examples, 0),
+    }));
+  }
+
   /** Whether any part of a planned epoch is still unfinished and held by nobody. */
   hasOrphans(): boolean {
     return this.orphan(Number.POSITIVE_INFINITY) !== undefined;

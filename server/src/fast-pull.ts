@@ -18,6 +18,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { bearerTokenCheck } from "@distributed-ps/common/auth.ts";
 import { Dtype, PullParametersRequestSchema, PullParametersResponseSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { writeWithBackpressure } from "@distributed-ps/common/backpressure.ts";
 import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/grpc-framing.ts";
 import { EncodedPulls } from "./encoded-pulls.ts";
 import { startPull } from "./service.ts";
@@ -61,15 +62,15 @@ export function createFastPull(run: TrainingRun, authToken: string | undefined) 
         const header = toBinary(PullParametersResponseSchema, create(PullParametersResponseSchema, {
           message: { case: "header", value: { version: snapshot.version, tensorCount: snapshot.tensors.length } },
         }));
-        await write(res, Buffer.concat([envelopePrefix(header.length), header]));
+        await writeWithBackpressure(res, Buffer.concat([envelopePrefix(header.length), header]));
         // float32 chunks are views of the snapshot; 16-bit ones are encoded once per version for every pull.
         const encoded = dtype === Dtype.FLOAT32 ? undefined : encodedPulls.acquire(snapshot, dtype, chunkBytes);
         try {
           const chunks = encoded?.chunks ?? snapshot.tensors.flatMap((t) => [...frameTensorChunks(t, dtype, chunkBytes)]);
           for (const [prefix, data] of chunks) {
             if (abort.signal.aborted) return;
-            await write(res, prefix);
-            await write(res, data);
+            await writeWithBackpressure(res, prefix);
+            await writeWithBackpressure(res, data);
           }
           res.addTrailers({ "grpc-status": "0" });
           // The buffers are being written: release them only once the stream is done.
@@ -99,18 +100,4 @@ async function readBody(req: Http2ServerRequest): Promise<Buffer> {
     parts.push(part);
   }
   return Buffer.concat(parts);
-}
-
-/** Writes with back-pressure: waits for 'drain' when the stream's buffer is full. */
-function write(res: Http2ServerResponse, data: Uint8Array): Promise<void> {
-  if (res.destroyed || res.write(data)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.once("drain", done);
-    res.once("close", done);
-  });
 }

@@ -166,7 +166,7 @@ export class Membership {
 
   /** Live slots that steps wait for: not those waiting for the next epoch's data. */
   participating(): Slot[] {
-    return this.#slots.filter((s) => s.state === "active" && !s.idle);
+    return this.#slots.filter(participates);
   }
 
   /** Marks a slot as waiting for data (or no longer); waits that depend on who participates re-check. */
@@ -361,6 +361,11 @@ export class Membership {
     this.#swapRetirement(slot);
     this.#onLeave(slot, reason);
   }
+}
+
+/** Whether steps wait for `slot`: it is held by a live lease and not waiting for the next epoch's data. */
+export function participates(slot: Slot): boolean {
+  return slot.state === "active" && !slot.idle;
 }
 
 function newSlot(index: number): Slot {

@@ -332,12 +332,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           latestMetrics: s.latestMetrics,
           position: s.position,
         })),
-        epochs: [...run.plan.all()].map(([epoch, parts]) => ({
-          epoch,
-          parts: parts.length,
-          partsComplete: parts.filter((p) => p.complete).length,
-          examples: BigInt(parts.reduce((n, p) => n + p.examples, 0)),
-        })),
+        epochs: run.plan.summary().map((e) => ({ ...e, examples: BigInt(e.examples) })),
       };
     },
   };

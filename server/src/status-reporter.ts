@@ -72,12 +72,7 @@ export class StatusReporter {
       gradients_per_slot: run.membership.slots.map((s) => s.pushes),
       retired_slots: run.membership.slots.filter((s) => s.retired).map((s) => s.index),
       // Per epoch: how many parts its data was cut into and the examples in applied gradients.
-      epochs: [...run.plan.all()].map(([epoch, parts]) => ({
-        epoch,
-        parts: parts.length,
-        parts_complete: parts.filter((p) => p.complete).length,
-        examples: parts.reduce((n, p) => n + p.examples, 0),
-      })),
+      epochs: run.plan.summary().map((e) => ({ epoch: e.epoch, parts: e.parts, parts_complete: e.partsComplete, examples: e.examples })),
       run_complete: run.membership.runComplete,
       wall_time_s: (Date.now() - run.startedAt) / 1000,
       mean_final_test_accuracy: finals.length > 0 ? finals.reduce((a, b) => a + b, 0) / finals.length : null,

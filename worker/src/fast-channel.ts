@@ -135,21 +135,6 @@ export function errorOfStatus(what: string, s: CallStatus, closedEarlyWhy: strin
   return undefined;
 }
 
-/** Writes with back-pressure; a stream that closed stops the call (its status says why). */
-export function write(stream: http2.ClientHttp2Stream, data: Uint8Array): Promise<void> {
-  if (stream.destroyed || stream.closed) return Promise.resolve();
-  if (stream.write(data)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off("drain", done);
-      stream.off("close", done);
-      resolve();
-    };
-    stream.once("drain", done);
-    stream.once("close", done);
-  });
-}
-
 const channels = new WeakMap<ParameterServerClient, FastChannel>();
 
 /**

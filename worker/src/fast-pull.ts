@@ -14,7 +14,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { PullParametersRequestSchema, type PullParametersRequest } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { envelopePrefix } from "@distributed-ps/common/grpc-framing.ts";
 import type { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
-import { errorOfStatus, watchStatus, write, type FastChannel } from "./fast-channel.ts";
+import { writeWithBackpressure } from "@distributed-ps/common/backpressure.ts";
+import { errorOfStatus, watchStatus, type FastChannel } from "./fast-channel.ts";
 import { FramingError } from "@distributed-ps/common/tensor-message-reader.ts";
 import { PullResponseReader } from "./pull-response-reader.ts";
 
@@ -69,7 +70,7 @@ async function pull(
     stream.on("error", () => {}); // the close that follows reports it
     const closed = new Promise<void>((resolve) => stream.once("close", resolve));
     const body = toBinary(PullParametersRequestSchema, request);
-    await write(stream, Buffer.concat([envelopePrefix(body.length), body]));
+    await writeWithBackpressure(stream, Buffer.concat([envelopePrefix(body.length), body]));
     stream.end();
     await closed;
     // The server's own error (a refusal, a deadline it saw) explains a broken body best.

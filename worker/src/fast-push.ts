@@ -21,7 +21,8 @@ import {
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { DENSE_PUSH_HEADER, envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import { errorOfStatus, watchStatus, write, type FastChannel } from "./fast-channel.ts";
+import { writeWithBackpressure } from "@distributed-ps/common/backpressure.ts";
+import { errorOfStatus, watchStatus, type FastChannel } from "./fast-channel.ts";
 import type { WireArena } from "./wire-arena.ts";
 
 const PUSH_PATH = "/paramserver.v1.ParameterServerService/PushGradients";
@@ -58,11 +59,11 @@ async function push(
     stream.on("error", () => {});
     const closed = new Promise<void>((resolve) => stream.once("close", resolve));
     const first = toBinary(PushGradientsRequestSchema, create(PushGradientsRequestSchema, { message: { case: "header", value: header } }));
-    await write(stream, Buffer.concat([envelopePrefix(first.length), first]));
+    await writeWithBackpressure(stream, Buffer.concat([envelopePrefix(first.length), first]));
     for (const t of tensors) {
       for (const [prefix, data] of frameTensorChunks(t, dtype, chunkBytes, wire?.bytes)) {
-        await write(stream, prefix);
-        await write(stream, data);
+        await writeWithBackpressure(stream, prefix);
+        await writeWithBackpressure(stream, data);
       }
     }
     stream.end();

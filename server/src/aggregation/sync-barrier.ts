@@ -17,7 +17,7 @@ import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { Progress } from "../data-plan.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { GradientBuffers } from "../gradient-buffers.ts";
-import type { Membership, Slot } from "../membership.ts";
+import { participates, type Membership, type Slot } from "../membership.ts";
 import type { Updater } from "../updater.ts";
 import { accumulate, type Aggregator, type Push, type PushOutcome } from "./aggregator.ts";
 
@@ -156,7 +156,7 @@ export class SyncBarrier implements Aggregator {
       if (g !== undefined) {
         add(g);
         p.held.delete(p.next);
-      } else if (!all && slots[p.next]!.state === "active" && !slots[p.next]!.idle) {
+      } else if (!all && participates(slots[p.next]!)) {
         return;
       }
     }
