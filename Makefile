@@ -24,7 +24,7 @@ WORKERS ?= 4
 MODE ?= sync
 export WORKERS MODE
 
-.PHONY: help setup system-packages generate build lint test test-node test-terraform test-docker test-local typecheck clean \
+.PHONY: help setup system-packages generate kernels build lint test test-node test-terraform test-docker test-local typecheck clean \
 	deploy destroy images logs status results experiment bench
 
 help: ## List the targets
@@ -45,6 +45,9 @@ setup: $(NODE_STAMP) node_modules/.install-stamp ## Install Node 24 (if needed) 
 
 generate: setup ## Regenerate the typed stubs in common/src/gen from proto/ (run after editing a .proto)
 	npx buf generate
+
+kernels: setup ## Recompile common/src/kernels/simd.wat into common/src/kernels/gen/ (run after editing the .wat)
+	node scripts/build-kernels.ts
 
 build: setup ## Check that everything compiles (the programs run TypeScript directly on Node 24)
 	npx buf lint

@@ -20,6 +20,7 @@ import { http2LimitKey, memcpyLimit, runHttp2Limit, type Http2Limit } from "./li
 import { MODELS, modelLayout } from "./lib/models.ts";
 import { ROOT } from "./lib/processes.ts";
 import { epochWindowToMonotonicUs, formatProfile, summarizeProfiles, type ProfileSummary } from "./lib/profile.ts";
+import { NODE_FLAGS } from "@distributed-ps/common/node-flags.ts";
 import { caseId, runPsCase, type PsCaseSpec } from "./lib/ps-case.ts";
 import { isWireDtype, WIRE_BYTES, type WireDtype } from "./lib/rounds.ts";
 import {
@@ -63,6 +64,8 @@ const USAGE = `usage: node bench/run.ts [options]            (make bench [QUICK=
   --batch-size B          samples per step, to turn rounds/s into samples/s (default 128)
   --scaling-rounds R      measured rounds per worker in the scaling run (default 10)
   --server-env K=V,...    extra server environment (e.g. OPTIMIZER=adam,MAX_CHUNK_BYTES=1048576)
+  --node-flags="F ..."    node flags of the server and the workers (default: common/src/node-flags.ts;
+                          "" runs without them)
   --profile               add one profiled run of the target workload (node --cpu-prof on the
                           server and the first worker) and print the top self-time functions
   --profile-rounds R      measured rounds of that run (default 10)
@@ -98,6 +101,7 @@ const { values: a } = parseArgs({
     "batch-size": { type: "string", default: "128" },
     "scaling-rounds": { type: "string", default: "10" },
     "server-env": { type: "string", default: "" },
+    "node-flags": { type: "string" },
     profile: { type: "boolean", default: false },
     "profile-rounds": { type: "string", default: "10" },
     "profile-only": { type: "boolean", default: false },
@@ -162,6 +166,7 @@ const serverEnv = Object.fromEntries(
     return [kv.slice(0, i), kv.slice(i + 1)];
   }),
 );
+const nodeFlags = a["node-flags"] === undefined ? NODE_FLAGS : a["node-flags"].split(/\s+/).filter((f) => f !== "");
 if (a.compute !== "sleep" && a.compute !== "busy") fail(`--compute is sleep or busy (got "${a.compute}")`);
 const compute = a.compute;
 
@@ -189,6 +194,7 @@ function spec(c: { model: string; workers: number; shards?: number; mode: string
     computeMs: 0,
     compute,
     serverEnv,
+    nodeFlags,
     timeoutMs,
     ...extra,
   };
@@ -350,7 +356,7 @@ const result: BenchResult = {
   finished_at: finished.toISOString(),
   duration_s: Math.round((finished.getTime() - started.getTime()) / 100) / 10,
   machine,
-  options: { quick: a.quick, warmup, limit_seconds: limitSeconds, batch_size: batchSize, compute, server_env: serverEnv, argv: process.argv.slice(2) },
+  options: { quick: a.quick, warmup, limit_seconds: limitSeconds, batch_size: batchSize, compute, server_env: serverEnv, node_flags: nodeFlags, argv: process.argv.slice(2) },
   limits: { memcpy, http2 },
   cases,
   scaling: scalingOf(cases, batchSize),

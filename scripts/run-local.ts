@@ -18,6 +18,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { enumVar, intVar, numberVar, parseEnv, ConfigError, stringVar } from "../common/src/env.ts";
+import { NODE_FLAGS } from "../common/src/node-flags.ts";
 import { RunProgress } from "./lib/run-progress.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -65,7 +66,7 @@ interface Proc {
 }
 
 function start(name: string, script: string, env: NodeJS.ProcessEnv): Proc {
-  const child = spawn(process.execPath, [join(root, script)], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...NODE_FLAGS, join(root, script)], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
   const log = createWriteStream(join(settings.RESULTS_DIR, `${name}.log`));
   const proc: Proc = {
     name,

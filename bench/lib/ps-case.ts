@@ -28,6 +28,8 @@ export interface PsCaseSpec {
   /** Directory for a V8 CPU profile of the server (and of the first worker when profileWorker). */
   profileDir?: string | undefined;
   profileWorker?: boolean;
+  /** node flags of the server and worker processes (common/src/node-flags.ts unless told otherwise). */
+  nodeFlags: readonly string[];
   timeoutMs: number;
 }
 
@@ -48,6 +50,7 @@ export interface PsCaseResult extends Measurement {
   pull_bytes: number;
   push_bytes: number;
   server_env: Record<string, string>;
+  node_flags: string[];
   profiled: boolean;
 }
 
@@ -81,7 +84,7 @@ export async function runPsCase(spec: PsCaseSpec): Promise<PsCaseResult> {
         ...(spec.shards > 1 ? { SHARD_INDEX: String(k), SHARD_ADDRESSES: addresses.join(",") } : {}),
         ...spec.serverEnv,
       },
-      prof(spec.shards > 1 ? `server${k}` : "server"),
+      [...spec.nodeFlags, ...prof(spec.shards > 1 ? `server${k}` : "server")],
     ),
   );
   const workers: Child[] = [];
@@ -107,7 +110,7 @@ export async function runPsCase(spec: PsCaseSpec): Promise<PsCaseResult> {
             "--timeout-ms", String(Math.min(spec.timeoutMs, 600_000)),
           ],
           {},
-          spec.profileWorker && i === 0 ? prof("worker0") : [],
+          [...spec.nodeFlags, ...(spec.profileWorker && i === 0 ? prof("worker0") : [])],
         ),
       );
     }
@@ -136,6 +139,7 @@ export async function runPsCase(spec: PsCaseSpec): Promise<PsCaseResult> {
       pull_bytes: layout.params * WIRE_BYTES[spec.pull],
       push_bytes: layout.params * WIRE_BYTES[spec.push],
       server_env: spec.serverEnv,
+      node_flags: [...spec.nodeFlags],
       profiled: spec.profileDir !== undefined,
       ...m,
     };

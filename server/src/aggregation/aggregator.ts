@@ -3,6 +3,7 @@
  * chosen by SERVER_MODE: sync (a barrier per step), async (apply on arrival) or ssp (apply on
  * arrival, fast workers wait for slow ones).
  */
+import { addInto } from "@distributed-ps/common/kernels/simd.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { Progress } from "../data-plan.ts";
 import type { Slot } from "../membership.ts";
@@ -53,9 +54,5 @@ export interface Aggregator {
 
 /** Adds src into acc element-wise. */
 export function accumulate(acc: readonly NamedTensor[], src: readonly NamedTensor[]): void {
-  for (let t = 0; t < acc.length; t++) {
-    const a = acc[t]!.data;
-    const s = src[t]!.data;
-    for (let i = 0; i < a.length; i++) a[i] = a[i]! + s[i]!;
-  }
+  for (let t = 0; t < acc.length; t++) addInto(acc[t]!.data, src[t]!.data);
 }

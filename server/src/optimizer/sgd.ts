@@ -1,3 +1,4 @@
+import { sgdStep } from "@distributed-ps/common/kernels/simd.ts";
 import type { Optimizer } from "./optimizer.ts";
 
 /** Plain SGD: p ← p − lr·(g + wd·p). */
@@ -10,9 +11,7 @@ export class Sgd implements Optimizer {
   }
 
   apply(_key: string, param: Float32Array, grad: Float32Array, lr: number, _step: number, gradScale = 1): void {
-    const wd = this.#weightDecay;
-    const s = gradScale;
-    for (let i = 0; i < param.length; i++) param[i] = param[i]! - lr * (grad[i]! * s + wd * param[i]!);
+    sgdStep(param, grad, lr, gradScale, this.#weightDecay);
   }
 
   state(): Map<string, Float32Array> {

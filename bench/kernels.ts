@@ -1,0 +1,60 @@
+/**
+ * Micro-benchmark of the SIMD kernels (common/src/kernels/simd.ts) against the JavaScript loops they
+ * replace (scalar.ts), on one model's worth of elements in ordinary buffers, as the server and the
+ * worker call them. Prints the median of R runs per kernel and the speed-up.
+ *
+ *   node bench/kernels.ts [--elements 11173962] [--runs 15]
+ */
+import { parseArgs } from "node:util";
+import * as scalar from "@distributed-ps/common/kernels/scalar.ts";
+import * as simd from "@distributed-ps/common/kernels/simd.ts";
+
+const { values: a } = parseArgs({ options: { elements: { type: "string", default: "11173962" }, runs: { type: "string", default: "15" } } });
+const n = Number(a.elements);
+const runs = Number(a.runs);
+if (!Number.isInteger(n) || n <= 0 || !Number.isInteger(runs) || runs <= 0) throw new Error(`--elements and --runs take positive integers (got ${a.elements}, ${a.runs})`);
+
+// Gradient-like values: mostly small, some in float16's subnormal range.
+const x = new Float32Array(n);
+const y = new Float32Array(n);
+for (let i = 0; i < n; i++) {
+  x[i] = Math.sin(i) * 1e-2;
+  y[i] = Math.cos(i * 0.7) * (i % 64 === 0 ? 1e-6 : 1e-3);
+}
+const halves = new Float16Array(y);
+const halfBytes = new Uint8Array(halves.buffer);
+const halfBits = new Uint16Array(halves.buffer);
+const dst = new Float32Array(n);
+const xBytes = new Uint8Array(x.buffer);
+const f16out = new Float16Array(n);
+const f16bytes = new Uint8Array(n * 2);
+
+/** The check the float32 pull path ran before: an OR over the exponent bits. */
+function scalarFiniteCheck(v: Float32Array): boolean {
+  const bits = new Uint32Array(v.buffer, v.byteOffset, v.length);
+  let carry = 0;
+  for (let i = 0; i < bits.length; i++) carry |= (bits[i]! & 0x7f800000) + 0x00800000;
+  return (carry & 0x80000000) !== 0;
+}
+
+function median(f: () => void): number {
+  for (let w = 0; w < 3; w++) f();
+  const t: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const s = performance.now();
+    f();
+    t.push(performance.now() - s);
+  }
+  return t.sort((p, q) => p - q)[t.length >> 1]!;
+}
+
+const rows: [string, number, number][] = [
+  ["sum of two gradients (acc += g)", median(() => scalar.addInto(dst, y)), median(() => simd.addInto(dst, y))],
+  ["SGD step", median(() => scalar.sgdStep(dst, y, 1e-9, 0.25, 0)), median(() => simd.sgdStep(dst, y, 1e-9, 0.25, 0))],
+  ["float16 decode + NaN/Inf check", median(() => scalar.decodeFloat16(halfBits, dst, 0)), median(() => simd.decodeFloat16(halfBytes, dst, 0))],
+  ["float16 encode (vs Float16Array)", median(() => f16out.set(x)), median(() => simd.encodeFloat16(x, f16bytes))],
+  ["float32 copy + NaN/Inf check", median(() => { dst.set(x); scalarFiniteCheck(dst); }), median(() => simd.decodeFloat32(xBytes, dst, 0))],
+];
+console.log(`${n.toLocaleString("en-US")} elements, median of ${runs} runs`);
+console.log("kernel                             JavaScript ms  SIMD ms  speed-up");
+for (const [name, js, v] of rows) console.log(`${name.padEnd(35)}${js.toFixed(2).padStart(13)}${v.toFixed(2).padStart(9)}${(js / v).toFixed(2).padStart(9)}x`);

@@ -1,0 +1,30 @@
+/**
+ * The plain JavaScript loops that simd.ts replaces, kept as the reference its results must equal
+ * bit for bit (common/test/simd.test.ts) and as the baseline bench/kernels.ts times it against.
+ */
+
+const HALF_TO_FLOAT = (() => {
+  const patterns = new Uint16Array(65536);
+  for (let i = 0; i < patterns.length; i++) patterns[i] = i;
+  const table = new Float32Array(65536);
+  table.set(new Float16Array(patterns.buffer));
+  return table;
+})();
+
+export function addInto(acc: Float32Array, src: Float32Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + src[i]!;
+}
+
+export function sgdStep(param: Float32Array, grad: Float32Array, lr: number, scale: number, wd: number): void {
+  for (let i = 0; i < param.length; i++) param[i] = param[i]! - lr * (grad[i]! * scale + wd * param[i]!);
+}
+
+/** float16 `halves` into dst from `at` through a table of all 65,536 values; true if any is non-finite. */
+export function decodeFloat16(halves: Uint16Array, dst: Float32Array, at: number): boolean {
+  let bad = false;
+  for (let i = 0; i < halves.length; i++) {
+    dst[at + i] = HALF_TO_FLOAT[halves[i]!]!;
+    if ((halves[i]! & 0x7c00) === 0x7c00) bad = true;
+  }
+  return bad;
+}

@@ -1,0 +1,156 @@
+/**
+ * The data path's per-element loops as WebAssembly SIMD kernels (simd.wat): summing gradients, the
+ * SGD step, float16/bfloat16 conversion and the non-finite check. JavaScript runs these loops one float64 at a
+ * time with a conversion on every load and store; four lanes at once make them 2–4x faster
+ * (bench/kernels.ts measures each against its loop).
+ *
+ * A kernel only sees its own memory, and the tensors live in ordinary JavaScript buffers. Rather
+ * than move every tensor into that memory (and give up garbage collection for manual lifetimes),
+ * each call streams its arrays through a small scratch area block by block: 16,384 elements at a
+ * time, which stay in the CPU cache between the copy in, the kernel and the copy out. The copies
+ * are memcpy and cost far less than the scalar loop they replace.
+ *
+ * Results are bit-identical to the loops they replace (common/test/simd.test.ts).
+ */
+import { SIMD_WASM_BASE64 } from "./gen/simd-wasm.ts";
+
+interface Exports {
+  memory: WebAssembly.Memory;
+  f16_decode(src: number, dst: number, n: number): number;
+  f32_any_nonfinite(src: number, n: number): number;
+  f32_add(acc: number, src: number, n: number): void;
+  sgd(param: number, grad: number, n: number, lr: number, scale: number, wd: number): void;
+  f32_to_f16(src: number, dst: number, n: number): void;
+  bf16_decode(src: number, dst: number, n: number): number;
+  f32_to_bf16(src: number, dst: number, n: number): void;
+}
+
+/** Elements per block: two float32 blocks and one 16-bit block fit in L2 with room to spare. */
+export const BLOCK = 16_384;
+
+const A = 0; // float32 block
+const B = BLOCK * 4; // float32 block
+const H = BLOCK * 8; // 16-bit block
+const SCRATCH_BYTES = BLOCK * 10;
+
+function instantiate(): Exports {
+  const bytes = Buffer.from(SIMD_WASM_BASE64, "base64");
+  if (!WebAssembly.validate(bytes)) {
+    throw new Error("this Node.js cannot run WebAssembly SIMD (Node 24 or newer on x86-64 or arm64 is required)");
+  }
+  const k = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as Exports;
+  const pages = Math.ceil(SCRATCH_BYTES / 65_536);
+  const have = k.memory.buffer.byteLength / 65_536;
+  if (have < pages) k.memory.grow(pages - have);
+  return k;
+}
+
+const k = instantiate();
+// The memory never grows after this, so these views stay valid.
+const mem = k.memory.buffer;
+const blockA = new Float32Array(mem, A, BLOCK);
+const blockABytes = new Uint8Array(mem, A, BLOCK * 4);
+const blockB = new Float32Array(mem, B, BLOCK);
+const blockH = new Uint16Array(mem, H, BLOCK);
+const blockHBytes = new Uint8Array(mem, H, BLOCK * 2);
+
+function out(block: Float32Array, m: number): Float32Array {
+  return m === BLOCK ? block : block.subarray(0, m);
+}
+
+/** acc[i] += src[i] for every i (float32, the same rounding as the scalar loop). */
+export function addInto(acc: Float32Array, src: Float32Array): void {
+  if (src.length !== acc.length) throw new RangeError(`addInto: lengths differ (${acc.length} and ${src.length})`);
+  for (let i = 0; i < acc.length; i += BLOCK) {
+    const m = Math.min(BLOCK, acc.length - i);
+    blockA.set(acc.subarray(i, i + m));
+    blockB.set(src.subarray(i, i + m));
+    k.f32_add(A, B, m);
+    acc.set(out(blockA, m), i);
+  }
+}
+
+/**
+ * param[i] ← param[i] − lr·(grad[i]·scale + wd·param[i]), evaluated in float64 exactly as the
+ * JavaScript expression is, then stored as float32.
+ */
+export function sgdStep(param: Float32Array, grad: Float32Array, lr: number, scale: number, weightDecay: number): void {
+  if (grad.length !== param.length) throw new RangeError(`sgdStep: lengths differ (${param.length} and ${grad.length})`);
+  for (let i = 0; i < param.length; i += BLOCK) {
+    const m = Math.min(BLOCK, param.length - i);
+    blockA.set(param.subarray(i, i + m));
+    blockB.set(grad.subarray(i, i + m));
+    k.sgd(A, B, m, lr, scale, weightDecay);
+    param.set(out(blockA, m), i);
+  }
+}
+
+/**
+ * Decodes little-endian float16 `bytes` (any byte offset; an even length) into dst from element
+ * `at`. Returns true if any value is infinite or NaN.
+ */
+export function decodeFloat16(bytes: Uint8Array, dst: Float32Array, at: number): boolean {
+  return decodeHalves(bytes, dst, at, k.f16_decode, "decodeFloat16");
+}
+
+/** The same for bfloat16. */
+export function decodeBfloat16(bytes: Uint8Array, dst: Float32Array, at: number): boolean {
+  return decodeHalves(bytes, dst, at, k.bf16_decode, "decodeBfloat16");
+}
+
+function decodeHalves(bytes: Uint8Array, dst: Float32Array, at: number, kernel: (src: number, dst: number, n: number) => number, name: string): boolean {
+  const count = bytes.length >>> 1;
+  if (bytes.length % 2 !== 0) throw new RangeError(`${name}: odd byte length ${bytes.length}`);
+  if (at < 0 || at + count > dst.length) throw new RangeError(`${name}: ${count} values at ${at} overrun ${dst.length}`);
+  let bad = 0;
+  for (let i = 0; i < count; i += BLOCK) {
+    const m = Math.min(BLOCK, count - i);
+    blockHBytes.set(bytes.subarray(i * 2, (i + m) * 2));
+    if (m % 4 !== 0) blockH.fill(0, m, (m + 3) & ~3); // the last vector's spare lanes: finite zeros
+    bad |= kernel(H, A, m);
+    dst.set(out(blockA, m), at + i);
+  }
+  return bad !== 0;
+}
+
+/**
+ * Copies little-endian float32 `bytes` (any byte offset; a multiple of 4 long) into dst from
+ * element `at`. Returns true if any value is infinite or NaN.
+ */
+export function decodeFloat32(bytes: Uint8Array, dst: Float32Array, at: number): boolean {
+  const count = bytes.length >>> 2;
+  if (bytes.length % 4 !== 0) throw new RangeError(`decodeFloat32: byte length ${bytes.length} is not a multiple of 4`);
+  if (at < 0 || at + count > dst.length) throw new RangeError(`decodeFloat32: ${count} values at ${at} overrun ${dst.length}`);
+  let bad = 0;
+  for (let i = 0; i < count; i += BLOCK) {
+    const m = Math.min(BLOCK, count - i);
+    blockABytes.set(bytes.subarray(i * 4, (i + m) * 4));
+    if (m % 4 !== 0) blockA.fill(0, m, (m + 3) & ~3);
+    bad |= k.f32_any_nonfinite(A, m);
+    dst.set(out(blockA, m), at + i);
+  }
+  return bad !== 0;
+}
+
+/**
+ * Encodes src as float16 into `out` (any byte offset; 2 bytes per element): round to nearest, ties
+ * to even, the same bits as Float16Array.
+ */
+export function encodeFloat16(src: Float32Array, out: Uint8Array): void {
+  encodeHalves(src, out, k.f32_to_f16, "encodeFloat16");
+}
+
+/** The same for bfloat16 (round to nearest, ties to even; NaN stays NaN). */
+export function encodeBfloat16(src: Float32Array, out: Uint8Array): void {
+  encodeHalves(src, out, k.f32_to_bf16, "encodeBfloat16");
+}
+
+function encodeHalves(src: Float32Array, out: Uint8Array, kernel: (src: number, dst: number, n: number) => void, name: string): void {
+  if (out.length !== src.length * 2) throw new RangeError(`${name}: needs ${src.length * 2} bytes, got ${out.length}`);
+  for (let i = 0; i < src.length; i += BLOCK) {
+    const m = Math.min(BLOCK, src.length - i);
+    blockA.set(src.subarray(i, i + m));
+    kernel(A, H, m);
+    out.set(m === BLOCK ? blockHBytes : blockHBytes.subarray(0, m * 2), i * 2);
+  }
+}

@@ -1,0 +1,190 @@
+;; SIMD kernels for the data path's per-element loops (see simd.ts for how they are called).
+;;
+;; Every kernel works on whole vectors: the caller pads its scratch blocks so that the lanes past
+;; `n` hold harmless values, and copies back only the first `n` results. Pointers are byte offsets
+;; into this module's own memory; the caller owns the layout.
+;;
+;; Results are bit-identical to the JavaScript loops they replace (simd.test.ts checks it): float32
+;; sums are correctly rounded either way, the optimizer step is computed in float64 exactly as
+;; JavaScript evaluates it, and the float16 conversion is exact.
+;;
+;; Edit this file, then `make kernels` (scripts/build-kernels.ts) regenerates gen/simd-wasm.ts.
+(module
+  (memory (export "memory") 1 65536)
+
+  ;; dst[0..n) ← float16 src[0..n), n rounded up to 4. Returns 1 if any source value is infinite or
+  ;; NaN (exponent bits all ones), else 0. Normal numbers take integer arithmetic, subnormals an
+  ;; int→float conversion: the usual multiply-by-2^112 trick feeds float32 subnormals to the
+  ;; multiplier, which costs a microcode assist per vector on x86. Four halves per iteration, each
+  ;; zero-extended into a 32-bit lane by the load (V8 does not inline a helper function here).
+  (func (export "f16_decode") (param $src i32) (param $dst i32) (param $n i32) (result i32)
+    (local $end i32) (local $x v128) (local $em v128) (local $e v128) (local $special v128) (local $bad v128)
+    (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 1))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $x (v128.load16x4_u (local.get $src)))
+        (local.set $em (i32x4.shl (v128.and (local.get $x) (v128.const i32x4 0x7fff 0x7fff 0x7fff 0x7fff)) (i32.const 13)))
+        (local.set $e (v128.and (local.get $x) (v128.const i32x4 0x7c00 0x7c00 0x7c00 0x7c00)))
+        (local.set $special (i32x4.eq (local.get $e) (v128.const i32x4 0x7c00 0x7c00 0x7c00 0x7c00)))
+        (local.set $bad (v128.or (local.get $bad) (local.get $special)))
+        (v128.store (local.get $dst)
+          (v128.or
+            (v128.bitselect
+              ;; exponent 0: mantissa × 2^-24 (exact, and zero stays zero)
+              (f32x4.mul
+                (f32x4.convert_i32x4_s (v128.and (local.get $x) (v128.const i32x4 0x3ff 0x3ff 0x3ff 0x3ff)))
+                (v128.const i32x4 0x33800000 0x33800000 0x33800000 0x33800000))
+              (v128.bitselect
+                ;; exponent 31: infinity or NaN (the mantissa is kept)
+                (v128.or (local.get $em) (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000))
+                ;; normal: rebias the exponent by 127 − 15
+                (i32x4.add (local.get $em) (v128.const i32x4 0x38000000 0x38000000 0x38000000 0x38000000))
+                (local.get $special))
+              (i32x4.eq (local.get $e) (v128.const i32x4 0 0 0 0)))
+            (i32x4.shl (v128.and (local.get $x) (v128.const i32x4 0x8000 0x8000 0x8000 0x8000)) (i32.const 16))))
+        (local.set $src (i32.add (local.get $src) (i32.const 8)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (br $next)))
+    (v128.any_true (local.get $bad)))
+
+  ;; 1 if any of the float32 values at src[0..n) (n rounded up to 4) is infinite or NaN, else 0.
+  (func (export "f32_any_nonfinite") (param $src i32) (param $n i32) (result i32)
+    (local $end i32) (local $bad v128)
+    (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $bad
+          (v128.or (local.get $bad)
+            (i32x4.eq
+              (v128.and (v128.load (local.get $src)) (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000))
+              (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000))))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (br $next)))
+    (v128.any_true (local.get $bad)))
+
+  ;; acc[0..n) += src[0..n), float32, n rounded up to 4.
+  (func (export "f32_add") (param $acc i32) (param $src i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $acc) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $acc) (local.get $end)))
+        (v128.store (local.get $acc) (f32x4.add (v128.load (local.get $acc)) (v128.load (local.get $src))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 16)))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (br $next))))
+
+  ;; Plain SGD with weight decay over param[0..n) and grad[0..n), float32 storage, n rounded up to 4.
+  (func (export "sgd") (param $param i32) (param $grad i32) (param $n i32) (param $lr f64) (param $scale f64) (param $wd f64)
+    (local $end i32) (local $p v128) (local $g v128) (local $vlr v128) (local $vscale v128) (local $vwd v128)
+    (local.set $vlr (f64x2.splat (local.get $lr)))
+    (local.set $vscale (f64x2.splat (local.get $scale)))
+    (local.set $vwd (f64x2.splat (local.get $wd)))
+    (local.set $end (i32.add (local.get $param) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $param) (local.get $end)))
+        ;; Two lanes at a time in float64, as JavaScript computes p − lr·(g·scale + wd·p).
+        (local.set $p (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $param))))
+        (local.set $g (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $grad))))
+        (v128.store64_lane 0 (local.get $param)
+          (f32x4.demote_f64x2_zero
+            (f64x2.sub (local.get $p)
+              (f64x2.mul (local.get $vlr)
+                (f64x2.add (f64x2.mul (local.get $g) (local.get $vscale)) (f64x2.mul (local.get $vwd) (local.get $p)))))))
+        (local.set $param (i32.add (local.get $param) (i32.const 8)))
+        (local.set $grad (i32.add (local.get $grad) (i32.const 8)))
+        (br $next))))
+
+  ;; float16 bits of one vector of float32: round to nearest, ties to even, overflow to infinity,
+  ;; NaN to the quiet NaN 0x7e00 (as Float16Array and dtype.ts's halfFromFloatBits, after
+  ;; F. Giesen's float_to_half_fast3_rtne). Each result sits in the low 16 bits of its lane.
+  (func $float_to_half (param $f v128) (result v128)
+    (local $u v128)
+    (local.set $u (v128.and (local.get $f) (v128.const i32x4 0x7fffffff 0x7fffffff 0x7fffffff 0x7fffffff)))
+    (v128.or
+      (v128.or
+        ;; the sign, moved to bit 15
+        (v128.and (i32x4.shr_u (local.get $f) (i32.const 16)) (v128.const i32x4 0x8000 0x8000 0x8000 0x8000))
+        ;; NaN: set the quiet bit on top of the infinity below
+        (v128.and
+          (i32x4.gt_s (local.get $u) (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000))
+          (v128.const i32x4 0x200 0x200 0x200 0x200)))
+      (v128.bitselect
+        ;; |f| < 2^-14: a float16 subnormal; adding 0.5 lets the FPU round the mantissa
+        (i32x4.sub
+          (f32x4.add (local.get $u) (v128.const i32x4 0x3f000000 0x3f000000 0x3f000000 0x3f000000))
+          (v128.const i32x4 0x3f000000 0x3f000000 0x3f000000 0x3f000000))
+        ;; normal: rebias the exponent (−(127 − 15) << 23) and add the rounding bias 0xfff, one
+        ;; more when the kept mantissa is odd; anything from 65520 up (infinity and NaN included)
+        ;; comes out at or above 0x7c00, and the minimum makes it infinity
+        (i32x4.min_u
+          (i32x4.shr_u
+            (i32x4.add
+              (i32x4.add (local.get $u) (v128.const i32x4 0xc8000fff 0xc8000fff 0xc8000fff 0xc8000fff))
+              (v128.and (i32x4.shr_u (local.get $u) (i32.const 13)) (v128.const i32x4 1 1 1 1)))
+            (i32.const 13))
+          (v128.const i32x4 0x7c00 0x7c00 0x7c00 0x7c00))
+        (i32x4.lt_s (local.get $u) (v128.const i32x4 0x38800000 0x38800000 0x38800000 0x38800000)))))
+
+  ;; float16 bits of float32 src[0..n) → dst[0..n), n rounded up to 8.
+  (func (export "f32_to_f16") (param $src i32) (param $dst i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8)) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (v128.store (local.get $dst)
+          (i16x8.narrow_i32x4_u
+            (call $float_to_half (v128.load (local.get $src)))
+            (call $float_to_half (v128.load offset=16 (local.get $src)))))
+        (local.set $src (i32.add (local.get $src) (i32.const 32)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (br $next))))
+
+  ;; dst[0..n) ← bfloat16 src[0..n) (the upper half of a float32), n rounded up to 4. Returns 1 if
+  ;; any value is infinite or NaN, else 0.
+  (func (export "bf16_decode") (param $src i32) (param $dst i32) (param $n i32) (result i32)
+    (local $end i32) (local $x v128) (local $bad v128)
+    (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 1))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $x (v128.load16x4_u (local.get $src)))
+        (local.set $bad
+          (v128.or (local.get $bad)
+            (i32x4.eq (v128.and (local.get $x) (v128.const i32x4 0x7f80 0x7f80 0x7f80 0x7f80)) (v128.const i32x4 0x7f80 0x7f80 0x7f80 0x7f80))))
+        (v128.store (local.get $dst) (i32x4.shl (local.get $x) (i32.const 16)))
+        (local.set $src (i32.add (local.get $src) (i32.const 8)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (br $next)))
+    (v128.any_true (local.get $bad)))
+
+  ;; bfloat16 bits of float32 src[0..n) → dst[0..n), n rounded up to 4: round to nearest, ties to
+  ;; even; a NaN stays a NaN (its quiet bit set, so rounding cannot carry it into infinity).
+  (func (export "f32_to_bf16") (param $src i32) (param $dst i32) (param $n i32)
+    (local $end i32) (local $x v128)
+    (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $x (v128.load (local.get $src)))
+        (v128.store64_lane 0 (local.get $dst)
+          (i16x8.narrow_i32x4_u
+            (v128.bitselect
+              (v128.or (i32x4.shr_u (local.get $x) (i32.const 16)) (v128.const i32x4 0x40 0x40 0x40 0x40))
+              (i32x4.shr_u
+                (i32x4.add
+                  (i32x4.add (local.get $x) (v128.const i32x4 0x7fff 0x7fff 0x7fff 0x7fff))
+                  (v128.and (i32x4.shr_u (local.get $x) (i32.const 16)) (v128.const i32x4 1 1 1 1)))
+                (i32.const 16))
+              (i32x4.gt_s
+                (v128.and (local.get $x) (v128.const i32x4 0x7fffffff 0x7fffffff 0x7fffffff 0x7fffffff))
+                (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000)))
+            (v128.const i32x4 0 0 0 0)))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 8)))
+        (br $next))))
+)

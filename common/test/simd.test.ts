@@ -1,0 +1,183 @@
+import t from "tap";
+import { readFileSync } from "node:fs";
+import { KERNELS_MODULE, renderKernelsModule } from "../../scripts/lib/compile-kernels.ts";
+import * as scalar from "../src/kernels/scalar.ts";
+import * as simd from "../src/kernels/simd.ts";
+import { bfloat16BitsToFloat32, float32ToBfloat16Bits } from "../src/dtype.ts";
+
+/** xorshift32 floats in ±scale, with specials and float16 subnormals mixed in. */
+function values(n: number, seed: number, scale: number, specials = false): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  const odd = [0, -0, 1e-7, -3e-8, 6.1e-5, 65504, 65520, 1e-40, -1e-45, 3.4e38];
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    const r = (s >>> 0) / 4294967296;
+    out[i] = specials && i % 97 === 5 ? odd[i % odd.length]! : (r - 0.5) * 2 * scale * (i % 13 === 0 ? 1e-4 : 1);
+  }
+  return out;
+}
+
+/**
+ * Equal bit patterns, element by element; the first difference if any. NaNs only need to be NaN:
+ * Float16Array quiets signalling NaNs and the kernel keeps their payload, and NaN never gets past
+ * the checks anyway.
+ */
+function firstDifference(a: Float32Array, b: Float32Array): string | undefined {
+  if (a.length !== b.length) return `lengths ${a.length} and ${b.length}`;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return `element ${i}: ${a[i]} vs ${b[i]}`;
+  return undefined;
+}
+
+/** `bytes` copied to `offset` bytes into a larger buffer (odd offsets are what socket reads give). */
+function atOffset(bytes: Uint8Array, offset: number): Uint8Array {
+  const big = new Uint8Array(offset + bytes.length + 5).fill(0xff);
+  big.set(bytes, offset);
+  return big.subarray(offset, offset + bytes.length);
+}
+
+// Lengths around the block size and the vector widths, where the edge handling lives.
+const LENGTHS = [1, 3, 4, 7, 8, 9, 63, simd.BLOCK - 1, simd.BLOCK, simd.BLOCK + 5, 3 * simd.BLOCK + 8];
+
+t.test("the committed kernel module is what simd.wat compiles to (run `make kernels` after editing it)", async (t) => {
+  t.equal(readFileSync(KERNELS_MODULE, "utf8"), await renderKernelsModule());
+});
+
+t.test("addInto equals the scalar sum bit for bit", async (t) => {
+  for (const n of LENGTHS) {
+    const acc1 = values(n, n, 1, true);
+    const acc2 = acc1.slice();
+    const g = values(n, n + 1, 1e-3, true);
+    scalar.addInto(acc1, g);
+    simd.addInto(acc2, g);
+    t.equal(firstDifference(acc2, acc1), undefined, `n=${n}`);
+  }
+  // Views into larger buffers: only the viewed range changes.
+  const big = values(100, 3, 1);
+  const before = big.slice();
+  simd.addInto(big.subarray(10, 20), new Float32Array(10).fill(1));
+  t.equal(big[9], before[9], "element before the view untouched");
+  t.equal(big[20], before[20], "element after the view untouched");
+  t.equal(big[10], Math.fround(before[10]! + 1), "viewed element summed");
+  t.throws(() => simd.addInto(new Float32Array(4), new Float32Array(5)), /lengths differ/);
+});
+
+t.test("sgdStep equals the scalar step bit for bit, with and without weight decay", async (t) => {
+  for (const n of LENGTHS) {
+    for (const [lr, scale, wd] of [[0.01, 1, 0], [0.1, 0.25, 5e-4], [3e-3, 1 / 3, 1e-2]] as const) {
+      const p1 = values(n, n + 7, 1, true);
+      const p2 = p1.slice();
+      const g = values(n, n + 9, 0.5, true);
+      scalar.sgdStep(p1, g, lr, scale, wd);
+      simd.sgdStep(p2, g, lr, scale, wd);
+      t.equal(firstDifference(p2, p1), undefined, `n=${n} lr=${lr} scale=${scale} wd=${wd}`);
+    }
+  }
+  t.throws(() => simd.sgdStep(new Float32Array(4), new Float32Array(3), 1, 1, 0), /lengths differ/);
+});
+
+t.test("decodeFloat16 decodes all 65,536 bit patterns exactly, at any byte offset", async (t) => {
+  const bits = new Uint16Array(65536);
+  for (let i = 0; i < bits.length; i++) bits[i] = i;
+  const expected = new Float32Array(65536);
+  expected.set(new Float16Array(bits.buffer));
+  for (const offset of [0, 1, 2, 3]) {
+    const dst = new Float32Array(65536 + 3);
+    const bad = simd.decodeFloat16(atOffset(new Uint8Array(bits.buffer), offset), dst, 3);
+    t.equal(bad, true, "Inf and NaN patterns are reported");
+    t.equal(firstDifference(dst.subarray(3), expected), undefined, `byte offset ${offset}`);
+    t.equal(dst[0], 0, "nothing written before `at`");
+  }
+});
+
+t.test("decodeFloat16 reports non-finite values exactly when there are some", async (t) => {
+  for (const n of LENGTHS) {
+    const finite = new Float16Array(values(n, n, 100));
+    const dst = new Float32Array(n);
+    t.equal(simd.decodeFloat16(new Uint8Array(finite.buffer), dst, 0), false, `n=${n}: all finite`);
+    const ref = new Float32Array(n);
+    scalar.decodeFloat16(new Uint16Array(finite.buffer), ref, 0);
+    t.equal(firstDifference(dst, ref), undefined, `n=${n}: same values as the table`);
+    for (const special of [Infinity, -Infinity, NaN]) {
+      const withOne = finite.slice();
+      withOne[n - 1] = special; // the last element: the padded tail must not hide it
+      t.equal(simd.decodeFloat16(new Uint8Array(withOne.buffer), dst, 0), true, `n=${n}: ${special} at the end found`);
+    }
+  }
+  t.throws(() => simd.decodeFloat16(new Uint8Array(3), new Float32Array(2), 0), /odd byte length/);
+  t.throws(() => simd.decodeFloat16(new Uint8Array(8), new Float32Array(4), 1), /overrun/);
+});
+
+t.test("decodeFloat32 copies any byte offset and reports non-finite values", async (t) => {
+  for (const n of LENGTHS) {
+    const src = values(n, n + 3, 10, true);
+    for (const offset of [0, 1, 3]) {
+      const dst = new Float32Array(n + 2).fill(7);
+      const bad = simd.decodeFloat32(atOffset(new Uint8Array(src.buffer), offset), dst, 1);
+      t.equal(bad, false, `n=${n} offset=${offset}: finite`);
+      if (firstDifference(dst.subarray(1, n + 1), src) !== undefined) t.fail(`n=${n} offset=${offset}: ${firstDifference(dst.subarray(1, n + 1), src)}`);
+      t.same([dst[0], dst[n + 1]], [7, 7], `n=${n} offset=${offset}: neighbours untouched`);
+    }
+    for (const special of [Infinity, -Infinity, NaN]) {
+      const withOne = src.slice();
+      withOne[n - 1] = special;
+      t.equal(simd.decodeFloat32(new Uint8Array(withOne.buffer), new Float32Array(n), 0), true, `n=${n}: ${special} at the end found`);
+    }
+  }
+  t.throws(() => simd.decodeFloat32(new Uint8Array(6), new Float32Array(2), 0), /multiple of 4/);
+});
+
+t.test("encodeFloat16 gives the bits Float16Array gives, at any byte offset", async (t) => {
+  // Every float32 exponent with assorted mantissas (ties included), both signs, and the specials.
+  const sweep: number[] = [];
+  const bits = new Uint32Array(1);
+  const f = new Float32Array(bits.buffer);
+  for (let e = 0; e < 256; e++) {
+    for (const m of [0, 1, 0xfff, 0x1000, 0x1fff, 0x2000, 0x3000, 0x7fffff, 0x400000, 0x123456]) {
+      for (const sign of [0, 0x80000000]) {
+        bits[0] = (sign | (e << 23) | m) >>> 0;
+        sweep.push(f[0]!);
+      }
+    }
+  }
+  const inputs = [Float32Array.from(sweep), values(3 * simd.BLOCK + 5, 11, 70000, true), values(9, 12, 1e-6)];
+  for (const src of inputs) {
+    const expected = new Uint8Array(new Float16Array(src).buffer);
+    for (const offset of [0, 1]) {
+      const out = atOffset(new Uint8Array(src.length * 2), offset);
+      simd.encodeFloat16(src, out);
+      const a = new Uint16Array(out.slice().buffer);
+      const b = new Uint16Array(expected.slice().buffer);
+      // NaN only needs to stay NaN (the kernel makes every NaN the canonical 0x7e00).
+      const diff = a.findIndex((h, i) => h !== b[i] && !((h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0 && (b[i]! & 0x7c00) === 0x7c00 && (b[i]! & 0x3ff) !== 0));
+      t.equal(diff, -1, `${src.length} values at byte offset ${offset}${diff >= 0 ? `: ${src[diff]} → 0x${a[diff]!.toString(16)}, expected 0x${b[diff]!.toString(16)}` : ""}`);
+    }
+  }
+  t.throws(() => simd.encodeFloat16(new Float32Array(3), new Uint8Array(5)), /needs 6 bytes/);
+});
+
+t.test("bfloat16: encoding rounds as float32ToBfloat16Bits does and decoding is exact", async (t) => {
+  const src = values(3 * simd.BLOCK + 7, 21, 1e30, true);
+  src[5] = NaN;
+  src[6] = -Infinity;
+  src[7] = 3.3895313892515355e38; // rounds up into infinity
+  new Uint32Array(src.buffer)[8] = 0x7f80ffff; // a NaN whose rounding would carry into the exponent
+  const out = atOffset(new Uint8Array(src.length * 2), 1);
+  simd.encodeBfloat16(src, out);
+  const got = new Uint16Array(out.slice().buffer);
+  const diff = got.findIndex((h, i) => h !== float32ToBfloat16Bits(src[i]!));
+  t.equal(diff, -1, diff >= 0 ? `${src[diff]} → 0x${got[diff]!.toString(16)}, expected 0x${float32ToBfloat16Bits(src[diff]!).toString(16)}` : "every element");
+  t.ok(Number.isNaN(bfloat16BitsToFloat32(got[8]!)), "the NaN stayed a NaN");
+
+  const dst = new Float32Array(got.length + 1);
+  const bad = simd.decodeBfloat16(atOffset(new Uint8Array(got.buffer), 3), dst, 1);
+  t.equal(bad, true, "NaN and infinity reported");
+  const wrong = got.findIndex((h, i) => !Object.is(dst[i + 1], bfloat16BitsToFloat32(h)) && !Number.isNaN(dst[i + 1]!));
+  t.equal(wrong, -1, "decoded values equal bfloat16BitsToFloat32");
+  const finite = new Uint16Array([0x3f80, 0x0001, 0x8000, 0x7f7f, 0xff7f]);
+  t.equal(simd.decodeBfloat16(new Uint8Array(finite.buffer), new Float32Array(5), 0), false, "finite values, the largest included, are not reported");
+});
