@@ -27,6 +27,10 @@ const halfBits = new Uint16Array(halves.buffer);
 const dst = new Float32Array(n);
 const xBytes = new Uint8Array(x.buffer);
 const f16out = new Float16Array(n);
+const x2 = new Float32Array(n);
+const v2 = new Float32Array(n);
+const mo = { lr: 1e-9, scale: 0.25, weightDecay: 0, momentum: 0.9, nesterov: false };
+const ao = { lr: 1e-9, scale: 0.25, beta1: 0.9, beta2: 0.999, c1: 0.1, c2: 0.001, epsilon: 1e-8, decay: 1 };
 const f16bytes = new Uint8Array(n * 2);
 
 /** The check the float32 pull path ran before: an OR over the exponent bits. */
@@ -51,6 +55,8 @@ function median(f: () => void): number {
 const rows: [string, number, number][] = [
   ["sum of two gradients (acc += g)", median(() => scalar.addInto(dst, y)), median(() => simd.addInto(dst, y))],
   ["SGD step", median(() => scalar.sgdStep(dst, y, 1e-9, 0.25, 0)), median(() => simd.sgdStep(dst, y, 1e-9, 0.25, 0))],
+  ["momentum step", median(() => scalar.momentumStep(dst, y, x2, mo)), median(() => simd.momentumStep(dst, y, x2, mo))],
+  ["Adam step", median(() => scalar.adamStep(dst, y, x2, v2, ao)), median(() => simd.adamStep(dst, y, x2, v2, ao))],
   ["float16 decode + NaN/Inf check", median(() => scalar.decodeFloat16(halfBits, dst, 0)), median(() => simd.decodeFloat16(halfBytes, dst, 0))],
   ["float16 encode (vs Float16Array)", median(() => f16out.set(x)), median(() => simd.encodeFloat16(x, f16bytes))],
   ["float32 copy + NaN/Inf check", median(() => { dst.set(x); scalarFiniteCheck(dst); }), median(() => simd.decodeFloat32(xBytes, dst, 0))],

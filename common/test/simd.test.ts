@@ -80,6 +80,43 @@ t.test("sgdStep equals the scalar step bit for bit, with and without weight deca
   t.throws(() => simd.sgdStep(new Float32Array(4), new Float32Array(3), 1, 1, 0), /lengths differ/);
 });
 
+t.test("momentumStep equals the scalar loops bit for bit (classic and Nesterov)", async (t) => {
+  for (const n of LENGTHS) {
+    for (const nesterov of [false, true]) {
+      const o = { lr: 0.05, scale: 0.25, weightDecay: 5e-4, momentum: 0.9, nesterov };
+      const p1 = values(n, n + 1, 1, true);
+      const v1 = values(n, n + 2, 0.1);
+      const g = values(n, n + 3, 0.5, true);
+      const p2 = p1.slice();
+      const v2 = v1.slice();
+      scalar.momentumStep(p1, g, v1, o);
+      simd.momentumStep(p2, g, v2, o);
+      t.equal(firstDifference(p2, p1), undefined, `n=${n} nesterov=${nesterov}: parameters`);
+      t.equal(firstDifference(v2, v1), undefined, `n=${n} nesterov=${nesterov}: velocity`);
+    }
+  }
+  t.throws(() => simd.momentumStep(new Float32Array(2), new Float32Array(2), new Float32Array(3), { lr: 1, scale: 1, weightDecay: 0, momentum: 0.9, nesterov: false }), /lengths differ/);
+});
+
+t.test("adamStep equals the scalar loop bit for bit, with and without decoupled weight decay", async (t) => {
+  for (const n of LENGTHS) {
+    for (const [step, wd] of [[1, 0], [7, 0.01]] as const) {
+      const lr = 1e-3;
+      const o = { lr, scale: 1 / 3, beta1: 0.9, beta2: 0.999, c1: 1 - 0.9 ** step, c2: 1 - 0.999 ** step, epsilon: 1e-8, decay: 1 - lr * wd };
+      const p1 = values(n, n + 4, 1, true);
+      const m1 = values(n, n + 5, 1e-2);
+      const v1 = values(n, n + 6, 1e-4).map(Math.abs);
+      const g = values(n, n + 7, 0.5, true);
+      const [p2, m2, v2] = [p1.slice(), m1.slice(), v1.slice()];
+      scalar.adamStep(p1, g, m1, v1, o);
+      simd.adamStep(p2, g, m2, v2, o);
+      t.equal(firstDifference(p2, p1), undefined, `n=${n} step=${step} wd=${wd}: parameters`);
+      t.equal(firstDifference(m2, m1), undefined, `n=${n} step=${step} wd=${wd}: first moment`);
+      t.equal(firstDifference(v2, v1), undefined, `n=${n} step=${step} wd=${wd}: second moment`);
+    }
+  }
+});
+
 t.test("decodeFloat16 decodes all 65,536 bit patterns exactly, at any byte offset", async (t) => {
   const bits = new Uint16Array(65536);
   for (let i = 0; i < bits.length; i++) bits[i] = i;

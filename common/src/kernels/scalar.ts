@@ -28,3 +28,44 @@ export function decodeFloat16(halves: Uint16Array, dst: Float32Array, at: number
   }
   return bad;
 }
+
+export function momentumStep(
+  param: Float32Array,
+  grad: Float32Array,
+  v: Float32Array,
+  o: { lr: number; scale: number; weightDecay: number; momentum: number; nesterov: boolean },
+): void {
+  const { lr, scale: s, weightDecay: wd, momentum: mu } = o;
+  if (o.nesterov) {
+    for (let i = 0; i < param.length; i++) {
+      const d = grad[i]! * s + wd * param[i]!;
+      const vi = mu * v[i]! + d;
+      v[i] = vi;
+      param[i] = param[i]! - lr * (d + mu * vi);
+    }
+  } else {
+    for (let i = 0; i < param.length; i++) {
+      const vi = mu * v[i]! + grad[i]! * s + wd * param[i]!;
+      v[i] = vi;
+      param[i] = param[i]! - lr * vi;
+    }
+  }
+}
+
+export function adamStep(
+  param: Float32Array,
+  grad: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  o: { lr: number; scale: number; beta1: number; beta2: number; c1: number; c2: number; epsilon: number; decay: number },
+): void {
+  const { lr, scale: s, beta1: b1, beta2: b2, c1, c2, epsilon: eps, decay } = o;
+  for (let i = 0; i < param.length; i++) {
+    const g = grad[i]! * s;
+    const mi = b1 * m[i]! + (1 - b1) * g;
+    const vi = b2 * v[i]! + (1 - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = param[i]! * decay - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + eps);
+  }
+}

@@ -1,6 +1,6 @@
 /**
  * The data path's per-element loops as WebAssembly SIMD kernels (simd.wat): summing gradients, the
- * SGD step, float16/bfloat16 conversion and the non-finite check. JavaScript runs these loops one float64 at a
+ * optimizers' steps, float16/bfloat16 conversion and the non-finite check. JavaScript runs these loops one float64 at a
  * time with a conversion on every load and store; four lanes at once make them 2–4x faster
  * (bench/kernels.ts measures each against its loop).
  *
@@ -23,15 +23,19 @@ interface Exports {
   f32_to_f16(src: number, dst: number, n: number): void;
   bf16_decode(src: number, dst: number, n: number): number;
   f32_to_bf16(src: number, dst: number, n: number): void;
+  momentum(param: number, grad: number, vel: number, n: number, lr: number, scale: number, wd: number, mu: number, nesterov: number): void;
+  adam(param: number, grad: number, m: number, v: number, n: number, lr: number, scale: number, b1: number, b2: number, c1: number, c2: number, eps: number, decay: number): void;
 }
 
-/** Elements per block: two float32 blocks and one 16-bit block fit in L2 with room to spare. */
+/** Elements per block: four float32 blocks and one 16-bit block fit in L2 with room to spare. */
 export const BLOCK = 16_384;
 
-const A = 0; // float32 block
-const B = BLOCK * 4; // float32 block
-const H = BLOCK * 8; // 16-bit block
-const SCRATCH_BYTES = BLOCK * 10;
+const A = 0; // float32 blocks
+const B = BLOCK * 4;
+const C = BLOCK * 8;
+const D = BLOCK * 12;
+const H = BLOCK * 16; // 16-bit block
+const SCRATCH_BYTES = BLOCK * 18;
 
 function instantiate(): Exports {
   const bytes = Buffer.from(SIMD_WASM_BASE64, "base64");
@@ -51,6 +55,8 @@ const mem = k.memory.buffer;
 const blockA = new Float32Array(mem, A, BLOCK);
 const blockABytes = new Uint8Array(mem, A, BLOCK * 4);
 const blockB = new Float32Array(mem, B, BLOCK);
+const blockC = new Float32Array(mem, C, BLOCK);
+const blockD = new Float32Array(mem, D, BLOCK);
 const blockH = new Uint16Array(mem, H, BLOCK);
 const blockHBytes = new Uint8Array(mem, H, BLOCK * 2);
 
@@ -82,6 +88,58 @@ export function sgdStep(param: Float32Array, grad: Float32Array, lr: number, sca
     blockB.set(grad.subarray(i, i + m));
     k.sgd(A, B, m, lr, scale, weightDecay);
     param.set(out(blockA, m), i);
+  }
+}
+
+/**
+ * SGD with momentum (momentum.ts's formulas, computed as its loops did): updates param and
+ * velocity in place.
+ */
+export function momentumStep(
+  param: Float32Array,
+  grad: Float32Array,
+  velocity: Float32Array,
+  o: { lr: number; scale: number; weightDecay: number; momentum: number; nesterov: boolean },
+): void {
+  if (grad.length !== param.length || velocity.length !== param.length) {
+    throw new RangeError(`momentumStep: lengths differ (${param.length}, ${grad.length}, ${velocity.length})`);
+  }
+  for (let i = 0; i < param.length; i += BLOCK) {
+    const m = Math.min(BLOCK, param.length - i);
+    blockA.set(param.subarray(i, i + m));
+    blockB.set(grad.subarray(i, i + m));
+    blockC.set(velocity.subarray(i, i + m));
+    k.momentum(A, B, C, m, o.lr, o.scale, o.weightDecay, o.momentum, o.nesterov ? 1 : 0);
+    param.set(out(blockA, m), i);
+    velocity.set(out(blockC, m), i);
+  }
+}
+
+/**
+ * Adam with bias correction and decoupled weight decay (adam.ts's formulas, computed as its loop
+ * did): updates param and the moments m and v in place. c1 = 1 − β1^t, c2 = 1 − β2^t,
+ * decay = 1 − lr·wd.
+ */
+export function adamStep(
+  param: Float32Array,
+  grad: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  o: { lr: number; scale: number; beta1: number; beta2: number; c1: number; c2: number; epsilon: number; decay: number },
+): void {
+  if (grad.length !== param.length || m.length !== param.length || v.length !== param.length) {
+    throw new RangeError(`adamStep: lengths differ (${param.length}, ${grad.length}, ${m.length}, ${v.length})`);
+  }
+  for (let i = 0; i < param.length; i += BLOCK) {
+    const n = Math.min(BLOCK, param.length - i);
+    blockA.set(param.subarray(i, i + n));
+    blockB.set(grad.subarray(i, i + n));
+    blockC.set(m.subarray(i, i + n));
+    blockD.set(v.subarray(i, i + n));
+    k.adam(A, B, C, D, n, o.lr, o.scale, o.beta1, o.beta2, o.c1, o.c2, o.epsilon, o.decay);
+    param.set(out(blockA, n), i);
+    m.set(out(blockC, n), i);
+    v.set(out(blockD, n), i);
   }
 }
 

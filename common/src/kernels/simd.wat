@@ -202,4 +202,94 @@
         (local.set $src (i32.add (local.get $src) (i32.const 16)))
         (local.set $dst (i32.add (local.get $dst) (i32.const 8)))
         (br $next))))
+
+  ;; SGD with momentum, PyTorch's formulation, over param, grad and velocity [0..n), n rounded up
+  ;; to 2, in float64 as momentum.ts's loops compute it (the new velocity feeds the parameter
+  ;; update unrounded):
+  ;;   classic:  v' = μ·v + g·scale + wd·p;  p ← p − lr·v'
+  ;;   Nesterov: d = g·scale + wd·p;  v' = μ·v + d;  p ← p − lr·(d + μ·v')
+  (func (export "momentum") (param $param i32) (param $grad i32) (param $vel i32) (param $n i32)
+    (param $lr f64) (param $scale f64) (param $wd f64) (param $mu f64) (param $nesterov i32)
+    (local $end i32) (local $p v128) (local $d v128) (local $v v128)
+    (local $vlr v128) (local $vscale v128) (local $vwd v128) (local $vmu v128)
+    (local.set $vlr (f64x2.splat (local.get $lr)))
+    (local.set $vscale (f64x2.splat (local.get $scale)))
+    (local.set $vwd (f64x2.splat (local.get $wd)))
+    (local.set $vmu (f64x2.splat (local.get $mu)))
+    (local.set $end (i32.add (local.get $param) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 1)) (i32.const -2)) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $param) (local.get $end)))
+        (local.set $p (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $param))))
+        (if (local.get $nesterov)
+          (then
+            (local.set $d
+              (f64x2.add
+                (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $grad))) (local.get $vscale))
+                (f64x2.mul (local.get $vwd) (local.get $p))))
+            (local.set $v (f64x2.add (f64x2.mul (local.get $vmu) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $vel)))) (local.get $d)))
+            (local.set $p (f64x2.sub (local.get $p) (f64x2.mul (local.get $vlr) (f64x2.add (local.get $d) (f64x2.mul (local.get $vmu) (local.get $v)))))))
+          (else
+            (local.set $v
+              (f64x2.add
+                (f64x2.add
+                  (f64x2.mul (local.get $vmu) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $vel))))
+                  (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $grad))) (local.get $vscale)))
+                (f64x2.mul (local.get $vwd) (local.get $p))))
+            (local.set $p (f64x2.sub (local.get $p) (f64x2.mul (local.get $vlr) (local.get $v))))))
+        (v128.store64_lane 0 (local.get $vel) (f32x4.demote_f64x2_zero (local.get $v)))
+        (v128.store64_lane 0 (local.get $param) (f32x4.demote_f64x2_zero (local.get $p)))
+        (local.set $param (i32.add (local.get $param) (i32.const 8)))
+        (local.set $grad (i32.add (local.get $grad) (i32.const 8)))
+        (local.set $vel (i32.add (local.get $vel) (i32.const 8)))
+        (br $next))))
+
+  ;; Adam with bias correction and decoupled weight decay over param, grad, m and v [0..n), n
+  ;; rounded up to 2, in float64 as adam.ts's loop computes it (the new moments feed the parameter
+  ;; update unrounded):
+  ;;   g = grad·scale;  m' = β1·m + (1−β1)·g;  v' = β2·v + (1−β2)·g·g
+  ;;   p ← p·decay − lr·(m'/c1) / (√(v'/c2) + ε)
+  (func (export "adam") (param $param i32) (param $grad i32) (param $m i32) (param $v i32) (param $n i32)
+    (param $lr f64) (param $scale f64) (param $b1 f64) (param $b2 f64) (param $c1 f64) (param $c2 f64)
+    (param $eps f64) (param $decay f64)
+    (local $end i32) (local $g v128) (local $mi v128) (local $vi v128)
+    (local $vlr v128) (local $vscale v128) (local $vb1 v128) (local $v1b1 v128) (local $vb2 v128) (local $v1b2 v128)
+    (local $vc1 v128) (local $vc2 v128) (local $veps v128) (local $vdecay v128)
+    (local.set $vlr (f64x2.splat (local.get $lr)))
+    (local.set $vscale (f64x2.splat (local.get $scale)))
+    (local.set $vb1 (f64x2.splat (local.get $b1)))
+    (local.set $v1b1 (f64x2.splat (f64.sub (f64.const 1) (local.get $b1))))
+    (local.set $vb2 (f64x2.splat (local.get $b2)))
+    (local.set $v1b2 (f64x2.splat (f64.sub (f64.const 1) (local.get $b2))))
+    (local.set $vc1 (f64x2.splat (local.get $c1)))
+    (local.set $vc2 (f64x2.splat (local.get $c2)))
+    (local.set $veps (f64x2.splat (local.get $eps)))
+    (local.set $vdecay (f64x2.splat (local.get $decay)))
+    (local.set $end (i32.add (local.get $param) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 1)) (i32.const -2)) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $param) (local.get $end)))
+        (local.set $g (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $grad))) (local.get $vscale)))
+        (local.set $mi
+          (f64x2.add
+            (f64x2.mul (local.get $vb1) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $m))))
+            (f64x2.mul (local.get $v1b1) (local.get $g))))
+        (local.set $vi
+          (f64x2.add
+            (f64x2.mul (local.get $vb2) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $v))))
+            (f64x2.mul (f64x2.mul (local.get $v1b2) (local.get $g)) (local.get $g))))
+        (v128.store64_lane 0 (local.get $m) (f32x4.demote_f64x2_zero (local.get $mi)))
+        (v128.store64_lane 0 (local.get $v) (f32x4.demote_f64x2_zero (local.get $vi)))
+        (v128.store64_lane 0 (local.get $param)
+          (f32x4.demote_f64x2_zero
+            (f64x2.sub
+              (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $param))) (local.get $vdecay))
+              (f64x2.div
+                (f64x2.mul (local.get $vlr) (f64x2.div (local.get $mi) (local.get $vc1)))
+                (f64x2.add (f64x2.sqrt (f64x2.div (local.get $vi) (local.get $vc2))) (local.get $veps))))))
+        (local.set $param (i32.add (local.get $param) (i32.const 8)))
+        (local.set $grad (i32.add (local.get $grad) (i32.const 8)))
+        (local.set $m (i32.add (local.get $m) (i32.const 8)))
+        (local.set $v (i32.add (local.get $v) (i32.const 8)))
+        (br $next))))
 )

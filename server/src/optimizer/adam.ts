@@ -1,3 +1,4 @@
+import { adamStep } from "@distributed-ps/common/kernels/simd.ts";
 import { StateBuffers, type Optimizer } from "./optimizer.ts";
 
 /**
@@ -24,23 +25,16 @@ export class Adam implements Optimizer {
   }
 
   apply(key: string, param: Float32Array, grad: Float32Array, lr: number, step: number, gradScale = 1): void {
-    const m = this.#m.get(key, param.length);
-    const v = this.#v.get(key, param.length);
-    const b1 = this.#beta1;
-    const b2 = this.#beta2;
-    const eps = this.#epsilon;
-    const c1 = 1 - b1 ** step;
-    const c2 = 1 - b2 ** step;
-    const decay = 1 - lr * this.#weightDecay;
-    const s = gradScale;
-    for (let i = 0; i < param.length; i++) {
-      const g = grad[i]! * s;
-      const mi = b1 * m[i]! + (1 - b1) * g;
-      const vi = b2 * v[i]! + (1 - b2) * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      param[i] = param[i]! * decay - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + eps);
-    }
+    adamStep(param, grad, this.#m.get(key, param.length), this.#v.get(key, param.length), {
+      lr,
+      scale: gradScale,
+      beta1: this.#beta1,
+      beta2: this.#beta2,
+      c1: 1 - this.#beta1 ** step,
+      c2: 1 - this.#beta2 ** step,
+      epsilon: this.#epsilon,
+      decay: 1 - lr * this.#weightDecay,
+    });
   }
 
   state(): Map<string, Float32Array> {

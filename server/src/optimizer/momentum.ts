@@ -1,3 +1,4 @@
+import { momentumStep } from "@distributed-ps/common/kernels/simd.ts";
 import { StateBuffers, type Optimizer } from "./optimizer.ts";
 
 /**
@@ -20,24 +21,13 @@ export class Momentum implements Optimizer {
   }
 
   apply(key: string, param: Float32Array, grad: Float32Array, lr: number, _step: number, gradScale = 1): void {
-    const v = this.#velocity.get(key, param.length);
-    const mu = this.#momentum;
-    const wd = this.#weightDecay;
-    const s = gradScale;
-    if (this.#nesterov) {
-      for (let i = 0; i < param.length; i++) {
-        const d = grad[i]! * s + wd * param[i]!;
-        const vi = mu * v[i]! + d;
-        v[i] = vi;
-        param[i] = param[i]! - lr * (d + mu * vi);
-      }
-    } else {
-      for (let i = 0; i < param.length; i++) {
-        const vi = mu * v[i]! + grad[i]! * s + wd * param[i]!;
-        v[i] = vi;
-        param[i] = param[i]! - lr * vi;
-      }
-    }
+    momentumStep(param, grad, this.#velocity.get(key, param.length), {
+      lr,
+      scale: gradScale,
+      weightDecay: this.#weightDecay,
+      momentum: this.#momentum,
+      nesterov: this.#nesterov,
+    });
   }
 
   state(): Map<string, Float32Array> {
