@@ -2,6 +2,7 @@
  * The plain JavaScript loops that simd.ts replaces, kept as the reference its results must equal
  * bit for bit (common/test/simd.test.ts) and as the baseline bench/kernels.ts times it against.
  */
+import type { AdamOptions, MomentumOptions } from "./simd.ts";
 
 const HALF_TO_FLOAT = (() => {
   const patterns = new Uint16Array(65536);
@@ -29,12 +30,7 @@ export function decodeFloat16(halves: Uint16Array, dst: Float32Array, at: number
   return bad;
 }
 
-export function momentumStep(
-  param: Float32Array,
-  grad: Float32Array,
-  v: Float32Array,
-  o: { lr: number; scale: number; weightDecay: number; momentum: number; nesterov: boolean },
-): void {
+export function momentumStep(param: Float32Array, grad: Float32Array, v: Float32Array, o: MomentumOptions): void {
   const { lr, scale: s, weightDecay: wd, momentum: mu } = o;
   if (o.nesterov) {
     for (let i = 0; i < param.length; i++) {
@@ -52,13 +48,7 @@ export function momentumStep(
   }
 }
 
-export function adamStep(
-  param: Float32Array,
-  grad: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  o: { lr: number; scale: number; beta1: number; beta2: number; c1: number; c2: number; epsilon: number; decay: number },
-): void {
+export function adamStep(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, o: AdamOptions): void {
   const { lr, scale: s, beta1: b1, beta2: b2, c1, c2, epsilon: eps, decay } = o;
   for (let i = 0; i < param.length; i++) {
     const g = grad[i]! * s;

@@ -91,16 +91,34 @@ export function sgdStep(param: Float32Array, grad: Float32Array, lr: number, sca
   }
 }
 
+export interface MomentumOptions {
+  lr: number;
+  /** Applied to each gradient element as it is read (1/n to average a sum of n). */
+  scale: number;
+  weightDecay: number;
+  momentum: number;
+  nesterov: boolean;
+}
+
+export interface AdamOptions {
+  lr: number;
+  /** Applied to each gradient element as it is read (1/n to average a sum of n). */
+  scale: number;
+  beta1: number;
+  beta2: number;
+  /** Bias corrections 1 − β1^t and 1 − β2^t. */
+  c1: number;
+  c2: number;
+  epsilon: number;
+  /** Decoupled weight decay's factor 1 − lr·wd. */
+  decay: number;
+}
+
 /**
  * SGD with momentum (momentum.ts's formulas, computed as its loops did): updates param and
  * velocity in place.
  */
-export function momentumStep(
-  param: Float32Array,
-  grad: Float32Array,
-  velocity: Float32Array,
-  o: { lr: number; scale: number; weightDecay: number; momentum: number; nesterov: boolean },
-): void {
+export function momentumStep(param: Float32Array, grad: Float32Array, velocity: Float32Array, o: MomentumOptions): void {
   if (grad.length !== param.length || velocity.length !== param.length) {
     throw new RangeError(`momentumStep: lengths differ (${param.length}, ${grad.length}, ${velocity.length})`);
   }
@@ -117,16 +135,9 @@ export function momentumStep(
 
 /**
  * Adam with bias correction and decoupled weight decay (adam.ts's formulas, computed as its loop
- * did): updates param and the moments m and v in place. c1 = 1 − β1^t, c2 = 1 − β2^t,
- * decay = 1 − lr·wd.
+ * did): updates param and the moments m and v in place.
  */
-export function adamStep(
-  param: Float32Array,
-  grad: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  o: { lr: number; scale: number; beta1: number; beta2: number; c1: number; c2: number; epsilon: number; decay: number },
-): void {
+export function adamStep(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, o: AdamOptions): void {
   if (grad.length !== param.length || m.length !== param.length || v.length !== param.length) {
     throw new RangeError(`adamStep: lengths differ (${param.length}, ${grad.length}, ${m.length}, ${v.length})`);
   }
