@@ -4,9 +4,10 @@
 ;; `n` hold harmless values, and copies back only the first `n` results. Pointers are byte offsets
 ;; into this module's own memory; the caller owns the layout.
 ;;
-;; Results are bit-identical to the JavaScript loops they replace (simd.test.ts checks it): float32
-;; sums are correctly rounded either way, the optimizer step is computed in float64 exactly as
-;; JavaScript evaluates it, and the float16 conversion is exact.
+;; Results are bit-identical to the JavaScript loops they replace (simd.test.ts checks it), NaN
+;; payloads aside: float32 sums are correctly rounded either way, the optimizer steps are computed
+;; in float64 exactly as JavaScript evaluates them, decoding is exact, and encoding rounds to
+;; nearest, ties to even, as the scalar code does.
 ;;
 ;; Vector constants used in a loop sit in locals set before it: V8 materialises a v128.const
 ;; inside a loop again on every iteration, which made the float16 decoder 1.7x slower.
