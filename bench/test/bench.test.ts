@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { NODE_FLAGS } from "@distributed-ps/common/node-flags.ts";
 import type { BenchResult } from "../lib/report.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -68,6 +69,7 @@ t.test("a tiny benchmark run writes its results, charts and BENCH_JSON line", as
   }
   // The kernel counts CPU in 10 ms ticks: over a few tiny rounds the server may have used none yet.
   t.ok(typeof c.server.cpu_s === "number" && Number.isFinite(c.server.cpu_s) && c.server.cpu_s >= 0, `server CPU ${c.server.cpu_s} s is measured (zero or more)`);
+  t.same(c.node_flags, NODE_FLAGS, "the processes ran with the flags of common/src/node-flags.ts");
   t.equal(c.pull_bytes, 2400 * 4, "fp32 pull");
   t.equal(c.push_bytes, 2400 * 2, "fp16 push");
   t.ok(c.limit !== null && positive(c.limit.MB_per_s), "the case carries its HTTP/2 limit");
@@ -98,4 +100,11 @@ t.test("bad options stop with a usage message", async (t) => {
   const r = await run(["--models", "tiny", "--workers", "0", "--no-limits"]);
   t.equal(r.code, 2);
   t.match(r.out, /--workers must be an integer >= 1/);
+});
+
+t.test("--node-flags reaches the server and worker processes", async (t) => {
+  // node refuses a flag it does not know: the case fails, and the run says why.
+  const r = await run(["--models", "tiny", "--workers", "1", "--rounds", "2", "--no-limits", "--no-scaling", "--no-chart", "--out", t.testdir(), "--node-flags=--no-such-node-flag"]);
+  t.equal(r.code, 1, `exit code 1; output:\n${r.out}`);
+  t.match(r.out, /bad option: --no-such-node-flag/, "node's own complaint is in the output");
 });
