@@ -2,15 +2,8 @@
  * The plain JavaScript loops that simd.ts replaces, kept as the reference its results must equal
  * bit for bit (common/test/simd.test.ts) and as the baseline bench/kernels.ts times it against.
  */
+import { float16BitsToFloat32 } from "../dtype.ts";
 import type { AdamOptions, MomentumOptions } from "./simd.ts";
-
-const HALF_TO_FLOAT = (() => {
-  const patterns = new Uint16Array(65536);
-  for (let i = 0; i < patterns.length; i++) patterns[i] = i;
-  const table = new Float32Array(65536);
-  table.set(new Float16Array(patterns.buffer));
-  return table;
-})();
 
 export function addInto(acc: Float32Array, src: Float32Array): void {
   for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + src[i]!;
@@ -20,14 +13,29 @@ export function sgdStep(param: Float32Array, grad: Float32Array, lr: number, sca
   for (let i = 0; i < param.length; i++) param[i] = param[i]! - lr * (grad[i]! * scale + wd * param[i]!);
 }
 
-/** float16 `halves` into dst from `at` through a table of all 65,536 values; true if any is non-finite. */
+/**
+ * float16 `halves` into dst from `at` through dtype.ts's table of all 65,536 values; true if any is
+ * non-finite.
+ */
 export function decodeFloat16(halves: Uint16Array, dst: Float32Array, at: number): boolean {
   let bad = false;
   for (let i = 0; i < halves.length; i++) {
-    dst[at + i] = HALF_TO_FLOAT[halves[i]!]!;
+    dst[at + i] = float16BitsToFloat32(halves[i]!);
     if ((halves[i]! & 0x7c00) === 0x7c00) bad = true;
   }
   return bad;
+}
+
+/**
+ * Copies float32 `src` into dst; true if any value is non-finite. The check ORs the exponent bits:
+ * adding the exponent's lowest bit to an all-ones exponent carries into bit 31.
+ */
+export function decodeFloat32(src: Float32Array, dst: Float32Array): boolean {
+  dst.set(src);
+  const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+  let carry = 0;
+  for (let i = 0; i < bits.length; i++) carry |= (bits[i]! & 0x7f800000) + 0x00800000;
+  return (carry & 0x80000000) !== 0;
 }
 
 export function momentumStep(param: Float32Array, grad: Float32Array, v: Float32Array, o: MomentumOptions): void {
