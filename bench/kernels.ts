@@ -46,9 +46,9 @@ function median(f: () => void): number {
 
 const rows: [string, number, number][] = [
   ["sum of two gradients (acc += g)", median(() => scalar.addInto(dst, y)), median(() => simd.addInto(dst, y))],
-  ["SGD step", median(() => scalar.sgdStep(dst, y, 1e-9, 0.25, 0)), median(() => simd.sgdStep(dst, y, 1e-9, 0.25, 0))],
-  ["momentum step", median(() => scalar.momentumStep(dst, y, x2, mo)), median(() => simd.momentumStep(dst, y, x2, mo))],
-  ["Adam step", median(() => scalar.adamStep(dst, y, x2, v2, ao)), median(() => simd.adamStep(dst, y, x2, v2, ao))],
+  ["SGD step", median(() => scalar.sgdStep(dst, y, 1e-9, 0.25, 0)), median(() => simd.sgdStep(dst, [y], 1e-9, 0.25, 0))],
+  ["momentum step", median(() => scalar.momentumStep(dst, y, x2, mo)), median(() => simd.momentumStep(dst, [y], x2, mo))],
+  ["Adam step", median(() => scalar.adamStep(dst, y, x2, v2, ao)), median(() => simd.adamStep(dst, [y], x2, v2, ao))],
   ["float16 decode + NaN/Inf check", median(() => scalar.decodeFloat16(halfBits, dst, 0)), median(() => simd.decodeFloat16(halfBytes, dst, 0))],
   ["float16 encode (vs Float16Array)", median(() => f16out.set(x)), median(() => simd.encodeFloat16(x, f16bytes))],
   ["float32 copy + NaN/Inf check", median(() => scalar.decodeFloat32(x, dst)), median(() => simd.decodeFloat32(xBytes, dst, 0))],

@@ -73,11 +73,11 @@ t.test("sgdStep equals the scalar step bit for bit, with and without weight deca
       const p2 = p1.slice();
       const g = values(n, n + 9, 0.5, true);
       scalar.sgdStep(p1, g, lr, scale, wd);
-      simd.sgdStep(p2, g, lr, scale, wd);
+      simd.sgdStep(p2, [g], lr, scale, wd);
       t.equal(firstDifference(p2, p1), undefined, `n=${n} lr=${lr} scale=${scale} wd=${wd}`);
     }
   }
-  t.throws(() => simd.sgdStep(new Float32Array(4), new Float32Array(3), 1, 1, 0), /lengths differ/);
+  t.throws(() => simd.sgdStep(new Float32Array(4), [new Float32Array(3)], 1, 1, 0), /lengths differ/);
 });
 
 t.test("momentumStep equals the scalar loops bit for bit (classic and Nesterov)", async (t) => {
@@ -90,12 +90,12 @@ t.test("momentumStep equals the scalar loops bit for bit (classic and Nesterov)"
       const p2 = p1.slice();
       const v2 = v1.slice();
       scalar.momentumStep(p1, g, v1, o);
-      simd.momentumStep(p2, g, v2, o);
+      simd.momentumStep(p2, [g], v2, o);
       t.equal(firstDifference(p2, p1), undefined, `n=${n} nesterov=${nesterov}: parameters`);
       t.equal(firstDifference(v2, v1), undefined, `n=${n} nesterov=${nesterov}: velocity`);
     }
   }
-  t.throws(() => simd.momentumStep(new Float32Array(2), new Float32Array(2), new Float32Array(3), { lr: 1, scale: 1, weightDecay: 0, momentum: 0.9, nesterov: false }), /lengths differ/);
+  t.throws(() => simd.momentumStep(new Float32Array(2), [new Float32Array(2)], new Float32Array(3), { lr: 1, scale: 1, weightDecay: 0, momentum: 0.9, nesterov: false }), /lengths differ/);
 });
 
 t.test("adamStep equals the scalar loop bit for bit, with and without decoupled weight decay", async (t) => {
@@ -109,12 +109,50 @@ t.test("adamStep equals the scalar loop bit for bit, with and without decoupled 
       const g = values(n, n + 7, 0.5, true);
       const [p2, m2, v2] = [p1.slice(), m1.slice(), v1.slice()];
       scalar.adamStep(p1, g, m1, v1, o);
-      simd.adamStep(p2, g, m2, v2, o);
+      simd.adamStep(p2, [g], m2, v2, o);
       t.equal(firstDifference(p2, p1), undefined, `n=${n} step=${step} wd=${wd}: parameters`);
       t.equal(firstDifference(m2, m1), undefined, `n=${n} step=${step} wd=${wd}: first moment`);
       t.equal(firstDifference(v2, v1), undefined, `n=${n} step=${step} wd=${wd}: second moment`);
     }
   }
+});
+
+t.test("the steps sum several gradients left to right inside their pass, as addInto then the step would", async (t) => {
+  // A sync step's gradients in slot order: the sum must round exactly as acc = g0; acc += g1; ...
+  const mo = { lr: 0.05, scale: 0.25, weightDecay: 5e-4, momentum: 0.9, nesterov: true };
+  const ao = { lr: 1e-3, scale: 0.25, beta1: 0.9, beta2: 0.999, c1: 1 - 0.9 ** 3, c2: 1 - 0.999 ** 3, epsilon: 1e-8, decay: 1 - 1e-5 };
+  for (const n of LENGTHS) {
+    for (const count of [2, 4]) {
+      const grads = Array.from({ length: count }, (_, j) => values(n, n * 31 + j, 0.5 * (j + 1), true));
+      const before = grads.map((g) => g.slice());
+      const sum = grads[0]!.slice();
+      for (const g of grads.slice(1)) scalar.addInto(sum, g);
+      const p0 = values(n, n + 11, 1, true);
+      const s0 = values(n, n + 12, 0.1);
+
+      const [p1, p2] = [p0.slice(), p0.slice()];
+      scalar.sgdStep(p1, sum, 0.1, 0.25, 5e-4);
+      simd.sgdStep(p2, grads, 0.1, 0.25, 5e-4);
+      t.equal(firstDifference(p2, p1), undefined, `sgd n=${n} summands=${count}`);
+
+      const [q1, q2, v1, v2] = [p0.slice(), p0.slice(), s0.slice(), s0.slice()];
+      scalar.momentumStep(q1, sum, v1, mo);
+      simd.momentumStep(q2, grads, v2, mo);
+      t.equal(firstDifference(q2, q1), undefined, `nesterov n=${n} summands=${count}: parameters`);
+      t.equal(firstDifference(v2, v1), undefined, `nesterov n=${n} summands=${count}: velocity`);
+
+      const [r1, r2, m1, m2, w1, w2] = [p0.slice(), p0.slice(), s0.slice(), s0.slice(), s0.map(Math.abs), s0.map(Math.abs)];
+      scalar.adamStep(r1, sum, m1, w1, ao);
+      simd.adamStep(r2, grads, m2, w2, ao);
+      t.equal(firstDifference(r2, r1), undefined, `adam n=${n} summands=${count}: parameters`);
+      t.equal(firstDifference(m2, m1), undefined, `adam n=${n} summands=${count}: first moment`);
+      t.equal(firstDifference(w2, w1), undefined, `adam n=${n} summands=${count}: second moment`);
+
+      t.ok(grads.every((g, j) => firstDifference(g, before[j]!) === undefined), `n=${n} summands=${count}: the gradients are not modified`);
+    }
+  }
+  t.throws(() => simd.sgdStep(new Float32Array(4), [new Float32Array(4), new Float32Array(3)], 1, 1, 0), /sgdStep: lengths differ \(4 and 3\)/);
+  t.throws(() => simd.adamStep(new Float32Array(4), [], new Float32Array(4), new Float32Array(4), ao), /adamStep: no gradient/);
 });
 
 t.test("decodeFloat16 decodes all 65,536 bit patterns exactly, at any byte offset", async (t) => {

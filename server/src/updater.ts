@@ -28,15 +28,16 @@ export class Updater {
   }
 
   /**
-   * Applies `gradients` (in storage order) scaled by `scale` — 1/n to average a sum of n — and
-   * returns the new version. The optimizer scales each element as it reads it (one pass over the
-   * gradient, not two); the gradient buffers are left as they were.
+   * Applies the sum of `gradients` (each a set in storage order, summed in the order given) scaled
+   * by `scale` — 1/n to average a sum of n — and returns the new version. The optimizer sums and
+   * scales each element as it reads it (one pass over the gradients, not one per summand); the
+   * gradient buffers are left as they were.
    */
-  apply(gradients: readonly NamedTensor[], scale = 1): number {
+  apply(gradients: readonly (readonly NamedTensor[])[], scale = 1): number {
     const lr = this.learningRate;
     const step = this.updatesApplied + 1;
     const version = this.store.update((params) => {
-      params.forEach((p, i) => this.optimizer.apply(p.name, p.data, gradients[i]!.data, lr, step, scale));
+      params.forEach((p, i) => this.optimizer.apply(p.name, p.data, gradients.map((g) => g[i]!.data), lr, step, scale));
     });
     this.updatesApplied = step;
     this.#onApplied(version);

@@ -22,6 +22,7 @@ import { epochBatches, sliceForPart } from "./data/partition.ts";
 import type { Trainer } from "./model/trainer.ts";
 import { nextVersions, type MinVersion, type ParameterConnection } from "./ps-client.ts";
 import type { TopKCompressor } from "./topk.ts";
+import { addInto } from "@distributed-ps/common/kernels/simd.ts";
 
 export interface TrainingOptions {
   epochs: number;
@@ -207,10 +208,6 @@ function averagedGradient(trainer: Trainer, data: Dataset, group: readonly Int32
   }
   if (group.length > 1) for (const g of gradient!) scaleInPlace(g.data, 1 / group.length);
   return { gradient: gradient!, loss: loss / count, correct, count };
-}
-
-function addInto(acc: Float32Array, x: Float32Array): void {
-  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + x[i]!;
 }
 
 function scaleInPlace(a: Float32Array, s: number): void {

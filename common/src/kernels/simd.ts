@@ -28,7 +28,7 @@ interface Exports {
   adam(param: number, grad: number, m: number, v: number, n: number, lr: number, scale: number, b1: number, b2: number, c1: number, c2: number, eps: number, decay: number): void;
 }
 
-/** Elements per block: four float32 blocks and one 16-bit block fit in L2 with room to spare. */
+/** Elements per block: five float32 blocks and one 16-bit block fit in L2 with room to spare. */
 export const BLOCK = 16_384;
 
 const A = 0; // float32 blocks
@@ -36,7 +36,8 @@ const B = BLOCK * 4;
 const C = BLOCK * 8;
 const D = BLOCK * 12;
 const H = BLOCK * 16; // 16-bit block
-const SCRATCH_BYTES = BLOCK * 18;
+const E = BLOCK * 18; // float32: the next summand of a gradient sum
+const SCRATCH_BYTES = BLOCK * 22;
 
 function instantiate(): Exports {
   const bytes = Buffer.from(SIMD_WASM_BASE64, "base64");
@@ -58,6 +59,7 @@ const blockABytes = new Uint8Array(mem, A, BLOCK * 4);
 const blockB = new Float32Array(mem, B, BLOCK);
 const blockC = new Float32Array(mem, C, BLOCK);
 const blockD = new Float32Array(mem, D, BLOCK);
+const blockE = new Float32Array(mem, E, BLOCK);
 const blockH = new Uint16Array(mem, H, BLOCK);
 const blockHBytes = new Uint8Array(mem, H, BLOCK * 2);
 
@@ -78,15 +80,37 @@ export function addInto(acc: Float32Array, src: Float32Array): void {
 }
 
 /**
- * param[i] ← param[i] − lr·(grad[i]·scale + wd·param[i]), evaluated in float64 exactly as the
- * JavaScript expression is, then stored as float32.
+ * The optimizer steps take their gradient as the float32 sum of one or more summands, added left
+ * to right (acc = g0; acc += g1; ...: the same rounding as addInto, one summand after the other).
+ * A sync step's gradients are summed inside the step's own pass, block by block in the cache, so
+ * the sum is never written to memory and read back: that removed two of every three passes over
+ * the gradients the server made per step.
  */
-export function sgdStep(param: Float32Array, grad: Float32Array, lr: number, scale: number, weightDecay: number): void {
-  if (grad.length !== param.length) throw new RangeError(`sgdStep: lengths differ (${param.length} and ${grad.length})`);
+function loadGradientSum(grads: readonly Float32Array[], i: number, m: number): void {
+  blockB.set(grads[0]!.subarray(i, i + m));
+  for (let j = 1; j < grads.length; j++) {
+    blockE.set(grads[j]!.subarray(i, i + m));
+    k.f32_add(B, E, m);
+  }
+}
+
+function checkLengths(name: string, param: Float32Array, grads: readonly Float32Array[], ...state: Float32Array[]): void {
+  if (grads.length === 0) throw new RangeError(`${name}: no gradient`);
+  for (const a of [...grads, ...state]) {
+    if (a.length !== param.length) throw new RangeError(`${name}: lengths differ (${param.length} and ${a.length})`);
+  }
+}
+
+/**
+ * param[i] ← param[i] − lr·(grad[i]·scale + wd·param[i]) with grad = Σgrads, evaluated in float64
+ * exactly as the JavaScript expression is, then stored as float32.
+ */
+export function sgdStep(param: Float32Array, grads: readonly Float32Array[], lr: number, scale: number, weightDecay: number): void {
+  checkLengths("sgdStep", param, grads);
   for (let i = 0; i < param.length; i += BLOCK) {
     const m = Math.min(BLOCK, param.length - i);
     blockA.set(param.subarray(i, i + m));
-    blockB.set(grad.subarray(i, i + m));
+    loadGradientSum(grads, i, m);
     k.sgd(A, B, m, lr, scale, weightDecay);
     param.set(out(blockA, m), i);
   }
@@ -119,14 +143,12 @@ export interface AdamOptions {
  * SGD with momentum (momentum.ts's formulas, computed as its loops did): updates param and
  * velocity in place.
  */
-export function momentumStep(param: Float32Array, grad: Float32Array, velocity: Float32Array, o: MomentumOptions): void {
-  if (grad.length !== param.length || velocity.length !== param.length) {
-    throw new RangeError(`momentumStep: lengths differ (${param.length}, ${grad.length}, ${velocity.length})`);
-  }
+export function momentumStep(param: Float32Array, grads: readonly Float32Array[], velocity: Float32Array, o: MomentumOptions): void {
+  checkLengths("momentumStep", param, grads, velocity);
   for (let i = 0; i < param.length; i += BLOCK) {
     const m = Math.min(BLOCK, param.length - i);
     blockA.set(param.subarray(i, i + m));
-    blockB.set(grad.subarray(i, i + m));
+    loadGradientSum(grads, i, m);
     blockC.set(velocity.subarray(i, i + m));
     k.momentum(A, B, C, m, o.lr, o.scale, o.weightDecay, o.momentum, o.nesterov ? 1 : 0);
     param.set(out(blockA, m), i);
@@ -138,14 +160,12 @@ export function momentumStep(param: Float32Array, grad: Float32Array, velocity: 
  * Adam with bias correction and decoupled weight decay (adam.ts's formulas, computed as its loop
  * did): updates param and the moments m and v in place.
  */
-export function adamStep(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, o: AdamOptions): void {
-  if (grad.length !== param.length || m.length !== param.length || v.length !== param.length) {
-    throw new RangeError(`adamStep: lengths differ (${param.length}, ${grad.length}, ${m.length}, ${v.length})`);
-  }
+export function adamStep(param: Float32Array, grads: readonly Float32Array[], m: Float32Array, v: Float32Array, o: AdamOptions): void {
+  checkLengths("adamStep", param, grads, m, v);
   for (let i = 0; i < param.length; i += BLOCK) {
     const n = Math.min(BLOCK, param.length - i);
     blockA.set(param.subarray(i, i + n));
-    blockB.set(grad.subarray(i, i + n));
+    loadGradientSum(grads, i, n);
     blockC.set(m.subarray(i, i + n));
     blockD.set(v.subarray(i, i + n));
     k.adam(A, B, C, D, n, o.lr, o.scale, o.beta1, o.beta2, o.c1, o.c2, o.epsilon, o.decay);

@@ -3,7 +3,6 @@
  * chosen by SERVER_MODE: sync (a barrier per step), async (apply on arrival) or ssp (apply on
  * arrival, fast workers wait for slow ones).
  */
-import { addInto } from "@distributed-ps/common/kernels/simd.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { Progress } from "../data-plan.ts";
 import type { Slot } from "../membership.ts";
@@ -50,9 +49,4 @@ export interface Aggregator {
   onLeave(): void;
   /** Ends pending waits (server shutdown). */
   close(): void;
-}
-
-/** Adds src into acc element-wise. */
-export function accumulate(acc: readonly NamedTensor[], src: readonly NamedTensor[]): void {
-  for (let t = 0; t < acc.length; t++) addInto(acc[t]!.data, src[t]!.data);
 }

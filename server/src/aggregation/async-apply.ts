@@ -46,7 +46,7 @@ export class AsyncApply implements Aggregator {
       push.slot.pushes++;
       push.progress?.accepted();
       push.progress?.applied();
-      const version = this.updater.apply(gradient);
+      const version = this.updater.apply([gradient]);
       return { version, staleness, contributors: 1 };
     } finally {
       this.#buffers.give(gradient);

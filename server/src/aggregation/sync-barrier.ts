@@ -9,8 +9,9 @@
  *
  * The step's gradients are summed in slot order, whatever order they arrive in: floating-point
  * addition is not associative, and a sum in arrival order would make runs (and a sharded run
- * against an unsharded one) differ in the last bits. A gradient that arrives before a lower live
- * slot's is held until that one has been added (or until the step is applied).
+ * against an unsharded one) differ in the last bits. The gradients are kept until the step is
+ * applied, and the optimizer sums them inside its own pass over the parameters (simd.ts): adding
+ * each into a running sum on arrival cost two extra passes over memory per gradient.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
@@ -19,17 +20,18 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { GradientBuffers } from "../gradient-buffers.ts";
 import { participates, type Membership, type Slot } from "../membership.ts";
 import type { Updater } from "../updater.ts";
-import { accumulate, type Aggregator, type Push, type PushOutcome } from "./aggregator.ts";
+import { type Aggregator, type Push, type PushOutcome } from "./aggregator.ts";
 
 interface PendingStep {
   step: number;
   pushed: Set<number>;
   /** How far each pushed gradient moves its slot through the data, recorded when the step is applied. */
   progress: Progress[];
-  sum: NamedTensor[] | undefined;
-  /** Gradients not yet in `sum`, waiting for a lower slot's to be added first. */
+  /** The gradients in the order they will be summed. */
+  ordered: NamedTensor[][];
+  /** Gradients not yet in `ordered`, waiting for a lower slot's to be placed first. */
   held: Map<number, NamedTensor[]>;
-  /** Every slot below this one has had its gradient added to `sum`, or was not live to push one. */
+  /** Every slot below this one has had its gradient placed in `ordered`, or was not live to push one. */
   next: number;
   timer: NodeJS.Timeout | undefined;
   done: Promise<PushOutcome>;
@@ -64,7 +66,7 @@ export class SyncBarrier implements Aggregator {
       reject = rej;
     });
     done.catch(() => {}); // a step nobody awaits must not become an unhandled rejection
-    return { step, pushed: new Set(), progress: [], sum: undefined, held: new Map(), next: 0, timer: undefined, done, resolve, reject };
+    return { step, pushed: new Set(), progress: [], ordered: [], held: new Map(), next: 0, timer: undefined, done, resolve, reject };
   }
 
   admit(slot: Slot, baseVersion: number): void {
@@ -100,7 +102,7 @@ export class SyncBarrier implements Aggregator {
     }
     if (p.pushed.size === 1) p.timer = setTimeout(() => this.#expire(p), this.#timeoutMs);
     p.held.set(push.slot.index, gradient);
-    this.#addInSlotOrder(p, false);
+    this.#placeInSlotOrder(p, false);
     this.#completeIfReady();
 
     const aborted = new Promise<never>((_, reject) => {
@@ -117,8 +119,7 @@ export class SyncBarrier implements Aggregator {
 
   restart(version: number): void {
     clearTimeout(this.#pending.timer);
-    if (this.#pending.sum) this.#buffers.give(this.#pending.sum);
-    for (const g of this.#pending.held.values()) this.#buffers.give(g);
+    for (const g of [...this.#pending.ordered, ...this.#pending.held.values()]) this.#buffers.give(g);
     this.#pending = this.#open(version);
   }
 
@@ -138,30 +139,22 @@ export class SyncBarrier implements Aggregator {
   }
 
   /**
-   * Adds held gradients to the sum in slot order, as far as the lowest live slot that has not pushed
-   * yet; with `all`, every held gradient (the step is being applied).
+   * Places held gradients in the summing order by slot, as far as the lowest live slot that has not
+   * pushed yet; with `all`, every held gradient (the step is being applied).
    */
-  #addInSlotOrder(p: PendingStep, all: boolean): void {
-    const add = (g: NamedTensor[]) => {
-      if (p.sum === undefined) {
-        p.sum = g; // the first gradient becomes the running sum: no copy
-      } else {
-        accumulate(p.sum, g);
-        this.#buffers.give(g);
-      }
-    };
+  #placeInSlotOrder(p: PendingStep, all: boolean): void {
     const slots = this.#membership.slots;
     for (; p.next < slots.length; p.next++) {
       const g = p.held.get(p.next);
       if (g !== undefined) {
-        add(g);
+        p.ordered.push(g);
         p.held.delete(p.next);
       } else if (!all && participates(slots[p.next]!)) {
         return;
       }
     }
     // Gradients from slots passed over while not live (a replacement that joined mid-step), in slot order.
-    for (const index of [...p.held.keys()].sort((a, b) => a - b)) add(p.held.get(index)!);
+    for (const index of [...p.held.keys()].sort((a, b) => a - b)) p.ordered.push(p.held.get(index)!);
     p.held.clear();
   }
 
@@ -176,12 +169,12 @@ export class SyncBarrier implements Aggregator {
 
   #apply(p: PendingStep): void {
     clearTimeout(p.timer);
-    this.#addInSlotOrder(p, true);
+    this.#placeInSlotOrder(p, true);
     const contributors = p.pushed.size;
     // Positions first: a checkpoint taken when the update lands must see them with it.
     for (const progress of p.progress) progress.applied();
-    const version = this.#updater.apply(p.sum!, 1 / contributors);
-    this.#buffers.give(p.sum!);
+    const version = this.#updater.apply(p.ordered, 1 / contributors);
+    for (const g of p.ordered) this.#buffers.give(g);
     this.#pending = this.#open(version);
     p.resolve({ version, staleness: 0, contributors });
   }

@@ -24,8 +24,8 @@ export class Adam implements Optimizer {
     this.name = options.weightDecay > 0 ? "adamw" : "adam";
   }
 
-  apply(key: string, param: Float32Array, grad: Float32Array, lr: number, step: number, gradScale = 1): void {
-    adamStep(param, grad, this.#m.get(key, param.length), this.#v.get(key, param.length), {
+  apply(key: string, param: Float32Array, grads: readonly Float32Array[], lr: number, step: number, gradScale = 1): void {
+    adamStep(param, grads, this.#m.get(key, param.length), this.#v.get(key, param.length), {
       lr,
       scale: gradScale,
       beta1: this.#beta1,

@@ -20,8 +20,8 @@ export class Momentum implements Optimizer {
     this.name = options.nesterov ? "nesterov" : "momentum";
   }
 
-  apply(key: string, param: Float32Array, grad: Float32Array, lr: number, _step: number, gradScale = 1): void {
-    momentumStep(param, grad, this.#velocity.get(key, param.length), {
+  apply(key: string, param: Float32Array, grads: readonly Float32Array[], lr: number, _step: number, gradScale = 1): void {
+    momentumStep(param, grads, this.#velocity.get(key, param.length), {
       lr,
       scale: gradScale,
       weightDecay: this.#weightDecay,

@@ -10,8 +10,8 @@ export class Sgd implements Optimizer {
     this.#weightDecay = options.weightDecay;
   }
 
-  apply(_key: string, param: Float32Array, grad: Float32Array, lr: number, _step: number, gradScale = 1): void {
-    sgdStep(param, grad, lr, gradScale, this.#weightDecay);
+  apply(_key: string, param: Float32Array, grads: readonly Float32Array[], lr: number, _step: number, gradScale = 1): void {
+    sgdStep(param, grads, lr, gradScale, this.#weightDecay);
   }
 
   state(): Map<string, Float32Array> {
