@@ -42,7 +42,8 @@ import {
 const USAGE = `usage: node bench/run.ts [options]            (make bench [QUICK=1] [ARGS="..."])
 
   --quick                 only the target workload (11.2M, fp32 pull, fp16 push, N=4, sync), its
-                          single-worker twin, their HTTP/2 limits and memcpy (under two minutes)
+                          single-worker twin, the same against two shards, their HTTP/2 limits
+                          and memcpy (under two minutes)
   --models LIST           ${Object.keys(MODELS).join(",")} (and "tiny" for tests)
   --workers LIST          e.g. 1,2,4,8
   --modes LIST            sync,async,ssp
@@ -202,7 +203,7 @@ function spec(c: { model: string; workers: number; shards?: number; mode: string
 
 function byteCases(): PsCaseSpec[] {
   if (a["scaling-only"] || a["profile-only"]) return [];
-  if (a.quick) return [spec(TARGET), spec({ ...TARGET, workers: 1 })];
+  if (a.quick) return [spec(TARGET), spec({ ...TARGET, workers: 1 }), spec({ ...TARGET, shards: 2 })];
   const given = [a.models, a.workers, a.modes, a.pull, a.push, a.shards].some((v) => v !== undefined);
   if (given || a.matrix === "full") {
     const full = a.matrix === "full";
@@ -222,6 +223,7 @@ function byteCases(): PsCaseSpec[] {
   // The curated default: the target at every N, then one axis changed at a time.
   return [
     ...[1, 2, 4, 8].map((workers) => spec({ ...TARGET, workers })),
+    spec({ ...TARGET, shards: 2 }),
     spec({ ...TARGET, pull: "fp32", push: "fp32" }),
     spec({ ...TARGET, pull: "fp16", push: "fp16" }),
     spec({ ...TARGET, pull: "bf16", push: "bf16" }),
@@ -369,7 +371,8 @@ const isTarget = (c: CaseReport, workers: number) =>
   c.kind === "bytes" && c.model === TARGET.model && c.mode === TARGET.mode && c.pull_dtype === TARGET.pull && c.push_dtype === TARGET.push && c.workers === workers && c.shards === 1;
 const target = cases.find((c) => isTarget(c, TARGET.workers)) ?? cases.find((c) => c.kind === "bytes");
 const single = target === undefined ? undefined : cases.find((c) => c.kind === "bytes" && c.workers === 1 && c.shards === target.shards && c.model === target.model && c.mode === target.mode && c.pull_dtype === target.pull_dtype && c.push_dtype === target.push_dtype);
-if (target !== undefined) result.target = targetLine(result, target, single, relative(ROOT, jsonFile));
+const sharded = target === undefined ? undefined : cases.find((c) => c.kind === "bytes" && c.shards > 1 && c.workers === target.workers && c.model === target.model && c.mode === target.mode && c.pull_dtype === target.pull_dtype && c.push_dtype === target.push_dtype);
+if (target !== undefined) result.target = targetLine(result, target, single, sharded, relative(ROOT, jsonFile));
 writeFileSync(jsonFile, `${JSON.stringify(result, null, 1)}\n`);
 
 console.log("");

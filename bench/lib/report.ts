@@ -111,8 +111,14 @@ export function scalingOf(cases: readonly CaseReport[], batchSize: number): Scal
   };
 }
 
-/** The fields of the BENCH_JSON line, for the target case and its single-worker twin. */
-export function targetLine(r: Pick<BenchResult, "cases" | "limits">, target: CaseReport, single: CaseReport | undefined, file: string): Record<string, unknown> {
+/** The fields of the BENCH_JSON line, for the target case, its single-worker twin and its sharded twin. */
+export function targetLine(
+  r: Pick<BenchResult, "cases" | "limits">,
+  target: CaseReport,
+  single: CaseReport | undefined,
+  sharded: CaseReport | undefined,
+  file: string,
+): Record<string, unknown> {
   return {
     rounds_per_s: target.rounds_per_s,
     MB_per_s: target.MB_per_s,
@@ -142,6 +148,20 @@ export function targetLine(r: Pick<BenchResult, "cases" | "limits">, target: Cas
     single_worker_push_p50_ms: single?.push_ms.p50 ?? null,
     single_worker_rounds_per_s: single?.rounds_per_s ?? null,
     single_worker_http2_limit_rounds_per_s: single?.limit?.rounds_per_s ?? null,
+    // The same workload against K server processes (each worker talks to all of them).
+    sharded:
+      sharded === undefined
+        ? null
+        : {
+            shards: sharded.shards,
+            rounds_per_s: sharded.rounds_per_s,
+            ratio_to_limit: sharded.ratio.rounds_per_s,
+            pull_p50_ms: sharded.pull_ms.p50,
+            push_p50_ms: sharded.push_ms.p50,
+            server_cpu_ms_per_round: sharded.server.cpu_ms_per_round,
+            server_peak_rss_MB: sharded.server.peak_rss_MB,
+            machine_busy_cores: sharded.machine_busy_cores,
+          },
     memcpy_MB_per_s: r.limits.memcpy?.buffer_copy_MB_per_s ?? null,
     // The bar from issue 6, for reading; a benchmark reports, it does not fail.
     targets: { rounds_per_s: 25, ratio_to_limit: 0.6, single_worker_pull_p50_ms: 40, single_worker_push_p50_ms: 30 },

@@ -46,6 +46,9 @@ t.test("a tiny benchmark run writes its results, charts and BENCH_JSON line", as
   }
   t.equal(line.workers, 2);
   t.equal(line.params, 2400, "the tiny layout's parameters");
+  const shardedLine = line.sharded as Record<string, unknown>;
+  t.equal(shardedLine.shards, 2, "BENCH_JSON carries the same workload against two shards");
+  t.ok(positive(shardedLine.rounds_per_s) && positive(shardedLine.ratio_to_limit), `with its rate and ratio (${JSON.stringify(shardedLine)})`);
   t.match(r.out, /\[1\/4\] tiny sync pull fp32 push fp16 N=2:/, "progress lines name each case");
 
   const files = readdirSync(out);

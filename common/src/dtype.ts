@@ -2,10 +2,12 @@
  * Element types on the wire and their conversion to and from float32.
  *
  * In memory every tensor is float32; float16 and bfloat16 exist only on the wire, to halve the bytes
- * of a pull or a push. Conversions round to nearest, ties to even.
+ * of a pull or a push (and in a pushed gradient the server keeps as it arrived until its step,
+ * encoded-values.ts). Conversions round to nearest, ties to even.
  */
 import { Dtype } from "./gen/paramserver/v1/parameter_server_pb.js";
-import { decodeBfloat16, decodeFloat16, decodeFloat32, encodeBfloat16, encodeFloat16 } from "./kernels/simd.ts";
+import type { ValueFormat } from "./encoded-values.ts";
+import { anyNonFinite, decodeBfloat16, decodeFloat16, decodeFloat32, encodeBfloat16, encodeFloat16 } from "./kernels/simd.ts";
 
 /** Bytes per element of a wire dtype; throws for DTYPE_UNSPECIFIED or unknown values. */
 export function bytesPerElement(dtype: Dtype): number {
@@ -135,6 +137,30 @@ export function decodeElements(bytes: Uint8Array, dtype: Dtype, dst: Float32Arra
   const anyNonFinite =
     dtype === Dtype.FLOAT32 ? decodeFloat32(bytes, dst, at) : dtype === Dtype.FLOAT16 ? decodeFloat16(bytes, dst, at) : decodeBfloat16(bytes, dst, at);
   return anyNonFinite ? countNonFinite(dst.subarray(at, at + count)) : 0;
+}
+
+/** The ValueFormat (encoded-values.ts) of a wire dtype; throws for DTYPE_UNSPECIFIED or unknown values. */
+export function valueFormat(dtype: Dtype): ValueFormat {
+  switch (dtype) {
+    case Dtype.FLOAT32:
+      return "float32";
+    case Dtype.FLOAT16:
+      return "float16";
+    case Dtype.BFLOAT16:
+      return "bfloat16";
+    default:
+      throw new RangeError(`unsupported dtype ${dtype} (expected FLOAT32, FLOAT16 or BFLOAT16)`);
+  }
+}
+
+/**
+ * How many of the little-endian `dtype` values in `bytes` (whole values, any byte offset) are
+ * infinite or NaN, without keeping them decoded: a SIMD check, and a count only when it finds some.
+ */
+export function countNonFiniteElements(bytes: Uint8Array, dtype: Dtype): number {
+  if (!anyNonFinite(bytes, valueFormat(dtype))) return 0;
+  const values = new Float32Array(bytes.length / bytesPerElement(dtype));
+  return decodeElements(bytes, dtype, values, 0);
 }
 
 function countNonFinite(values: Float32Array): number {

@@ -9,7 +9,8 @@
 import { endianness } from "node:os";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Dtype, TensorChunkSchema, type TensorChunk } from "./gen/paramserver/v1/parameter_server_pb.js";
-import { bytesPerElement, decodeElements, dtypeName, encodeElements } from "./dtype.ts";
+import { bytesPerElement, countNonFiniteElements, decodeElements, dtypeName, encodeElements, valueFormat } from "./dtype.ts";
+import type { EncodedValues } from "./encoded-values.ts";
 import { elementCount, isSparse, type NamedTensor, type SparseTensor } from "./named-tensor.ts";
 
 // Float32Array views are in host byte order and the wire is little-endian. Every platform Node
@@ -89,11 +90,23 @@ function* chunkSparse(t: SparseTensor, dtype: Dtype, perChunk: number): Generato
   } while (from < n);
 }
 
-/** What the receiver requires of an incoming tensor; returned by the `expect` callback. */
-export interface TensorExpectation {
-  shape: readonly number[];
-  /** Where to decode the elements; its length must equal the shape's element count. */
-  into: Float32Array;
+/**
+ * What the receiver requires of an incoming tensor; returned by the `expect` callback. Its buffer's
+ * length must equal the shape's element count.
+ */
+export type TensorExpectation =
+  /** Decode the elements into `into`. */
+  | { shape: readonly number[]; into: Float32Array }
+  /**
+   * Keep a dense tensor's elements as they arrive (views of the received bytes), checked for NaN
+   * and infinity, in `keep`, whose format must be the tensor's dtype.
+   */
+  | { shape: readonly number[]; keep: EncodedValues };
+
+/** What the first chunk of a tensor says about how it is sent. */
+export interface TensorEncoding {
+  dtype: Dtype;
+  sparse: boolean;
 }
 
 /**
@@ -106,7 +119,9 @@ export type ChunkFraming = Pick<TensorChunk, "name" | "shape" | "dtype" | "byteO
 interface CurrentTensor {
   name: string;
   dtype: Dtype;
-  into: Float32Array;
+  /** Where the elements go: decoded into `into`, or kept in `keep`. */
+  into: Float32Array | undefined;
+  keep: EncodedValues | undefined;
   /** Bytes the whole tensor takes on the wire. */
   bytes: number;
   /** Bytes of it received so far. */
@@ -139,7 +154,7 @@ interface OpenChunk {
  * which check exactly what add() checks.
  */
 export class TensorAssembler {
-  readonly #expect: (name: string, shape: readonly number[]) => TensorExpectation;
+  readonly #expect: (name: string, shape: readonly number[], encoding: TensorEncoding) => TensorExpectation;
   readonly #allowNonFinite: boolean;
   readonly #received = new Set<string>();
   #current: CurrentTensor | undefined;
@@ -149,7 +164,7 @@ export class TensorAssembler {
   #chunks = 0;
 
   constructor(
-    expect: (name: string, shape: readonly number[]) => TensorExpectation,
+    expect: (name: string, shape: readonly number[], encoding: TensorEncoding) => TensorExpectation,
     options: { allowNonFinite?: boolean } = {},
   ) {
     this.#expect = expect;
@@ -164,7 +179,7 @@ export class TensorAssembler {
   add(chunk: TensorChunk): void {
     const cur = this.#begin(chunk, chunk.data.length);
     if (cur.sparse) {
-      const nonFinite = this.#scatter(cur, chunk, bytesPerElement(cur.dtype));
+      const nonFinite = this.#scatter(cur.name, cur.dtype, cur.into!, chunk, bytesPerElement(cur.dtype));
       this.#advance(cur, Number(chunk.byteOffset), chunk.data.length, nonFinite);
       return;
     }
@@ -197,19 +212,26 @@ export class TensorAssembler {
       open.carry.set(piece.subarray(0, from), open.carried);
       open.carried += from;
       if (open.carried === size) {
-        open.nonFinite += decodeElements(open.carry.subarray(0, size), cur.dtype, cur.into, Math.floor(at));
+        open.nonFinite += this.#store(cur, open.carry.subarray(0, size), Math.floor(at));
         open.carried = 0;
       }
       at = Math.ceil(at);
     }
     const whole = Math.floor((piece.length - from) / size) * size;
-    if (whole > 0) open.nonFinite += decodeElements(piece.subarray(from, from + whole), cur.dtype, cur.into, at);
+    if (whole > 0) open.nonFinite += this.#store(cur, piece.subarray(from, from + whole), at);
     const rest = piece.length - from - whole;
     if (rest > 0) {
       open.carry.set(piece.subarray(from + whole), 0);
       open.carried = rest;
     }
     open.written += piece.length;
+  }
+
+  /** Decodes whole elements into the tensor from element `at`, or keeps them; returns how many are non-finite. */
+  #store(cur: CurrentTensor, bytes: Uint8Array, at: number): number {
+    if (cur.keep === undefined) return decodeElements(bytes, cur.dtype, cur.into!, at);
+    cur.keep.append(bytes); // copies; in order, since chunks arrive without gaps
+    return countNonFiniteElements(bytes, cur.dtype);
   }
 
   /** Checks that the open chunk's data arrived whole and moves past it. */
@@ -245,19 +267,26 @@ export class TensorAssembler {
         throw new TensorStreamError(`tensor "${chunk.name}": unsupported dtype ${dtypeName(chunk.dtype)}`);
       }
       const shape = chunk.shape;
-      const expectation = this.#expect(chunk.name, shape);
+      const expectation = this.#expect(chunk.name, shape, { dtype: chunk.dtype, sparse: chunk.sparse });
       const elements = elementCount(shape);
-      if (expectation.into.length !== elements) {
-        throw new TensorStreamError(`tensor "${chunk.name}": buffer holds ${expectation.into.length} elements, shape needs ${elements}`);
+      const into = "into" in expectation ? expectation.into : undefined;
+      const keep = "keep" in expectation ? expectation.keep : undefined;
+      const length = into?.length ?? keep!.length;
+      if (length !== elements) {
+        throw new TensorStreamError(`tensor "${chunk.name}": buffer holds ${length} elements, shape needs ${elements}`);
+      }
+      // The receiver's own mistakes, not the sender's:
+      if (keep !== undefined && (chunk.sparse || keep.format !== valueFormat(chunk.dtype))) {
+        throw new Error(`tensor "${chunk.name}": kept as ${keep.format}, sent as ${chunk.sparse ? "sparse " : ""}${dtypeName(chunk.dtype)}`);
       }
       if (chunk.sparse) {
         if (chunk.sparseCount > elements) {
           throw new TensorStreamError(`sparse tensor "${chunk.name}": ${chunk.sparseCount} values for ${elements} elements`);
         }
-        expectation.into.fill(0); // elements not sent are zero
+        into!.fill(0); // elements not sent are zero
       }
       const values = chunk.sparse ? chunk.sparseCount : elements;
-      this.#current = { name: chunk.name, dtype: chunk.dtype, into: expectation.into, bytes: values * size, nextByte: 0, sparse: chunk.sparse };
+      this.#current = { name: chunk.name, dtype: chunk.dtype, into, keep, bytes: values * size, nextByte: 0, sparse: chunk.sparse };
     }
 
     const cur = this.#current;
@@ -300,18 +329,18 @@ export class TensorAssembler {
   }
 
   /** Decodes a sparse chunk's values and writes each to its index; returns the non-finite count. */
-  #scatter(cur: { name: string; dtype: Dtype; into: Float32Array }, chunk: TensorChunk, size: number): number {
+  #scatter(name: string, dtype: Dtype, into: Float32Array, chunk: TensorChunk, size: number): number {
     const count = chunk.data.length / size;
     if (chunk.indices.length !== count * 4) {
-      throw new TensorStreamError(`sparse tensor "${cur.name}": ${chunk.indices.length / 4} indices for ${count} values in one chunk`);
+      throw new TensorStreamError(`sparse tensor "${name}": ${chunk.indices.length / 4} indices for ${count} values in one chunk`);
     }
     const values = new Float32Array(count);
-    const nonFinite = decodeElements(chunk.data, cur.dtype, values, 0);
+    const nonFinite = decodeElements(chunk.data, dtype, values, 0);
     const indices = new DataView(chunk.indices.buffer, chunk.indices.byteOffset, chunk.indices.length);
     for (let i = 0; i < count; i++) {
       const at = indices.getUint32(i * 4, true);
-      if (at >= cur.into.length) throw new TensorStreamError(`sparse tensor "${cur.name}": index ${at} outside its ${cur.into.length} elements`);
-      cur.into[at] = values[i]!;
+      if (at >= into.length) throw new TensorStreamError(`sparse tensor "${name}": index ${at} outside its ${into.length} elements`);
+      into[at] = values[i]!;
     }
     return nonFinite;
   }

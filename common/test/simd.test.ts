@@ -3,7 +3,9 @@ import { readFileSync } from "node:fs";
 import { KERNELS_MODULE, renderKernelsModule } from "../../scripts/lib/compile-kernels.ts";
 import * as scalar from "../src/kernels/scalar.ts";
 import * as simd from "../src/kernels/simd.ts";
-import { bfloat16BitsToFloat32, float32ToBfloat16Bits } from "../src/dtype.ts";
+import { bfloat16BitsToFloat32, decodeElements, encodeElements, float32ToBfloat16Bits } from "../src/dtype.ts";
+import { bytesPerValue, EncodedValues, type ValueFormat } from "../src/encoded-values.ts";
+import { Dtype } from "../src/gen/paramserver/v1/parameter_server_pb.js";
 
 /** xorshift32 floats in ±scale, with specials and float16 subnormals mixed in. */
 function values(n: number, seed: number, scale: number, specials = false): Float32Array {
@@ -153,6 +155,84 @@ t.test("the steps sum several gradients left to right inside their pass, as addI
   }
   t.throws(() => simd.sgdStep(new Float32Array(4), [new Float32Array(4), new Float32Array(3)], 1, 1, 0), /sgdStep: lengths differ \(4 and 3\)/);
   t.throws(() => simd.adamStep(new Float32Array(4), [], new Float32Array(4), new Float32Array(4), ao), /adamStep: no gradient/);
+});
+
+/** `values` encoded as `format` and kept, as the server keeps a pushed gradient. */
+function kept(values: Float32Array, format: ValueFormat): EncodedValues {
+  const dtype = { float32: Dtype.FLOAT32, float16: Dtype.FLOAT16, bfloat16: Dtype.BFLOAT16 }[format];
+  const bytes = encodeElements(values, 0, values.length, dtype);
+  const e = new EncodedValues(format, values.length, new Uint8Array(bytes.length));
+  e.append(bytes.subarray(0, 2 * bytesPerValue(format) * Math.floor(values.length / 3)));
+  e.append(bytes.subarray(2 * bytesPerValue(format) * Math.floor(values.length / 3)));
+  return e;
+}
+
+t.test("the steps decode summands kept encoded as they sum them: the same bits as decoding first", async (t) => {
+  const mo = { lr: 0.05, scale: 1 / 3, weightDecay: 5e-4, momentum: 0.9, nesterov: false };
+  for (const n of LENGTHS) {
+    for (const format of ["float32", "float16", "bfloat16"] as const) {
+      const raw = [values(n, n + 41, 0.5, true), values(n, n + 42, 2e-5, true), values(n, n + 43, 3, true)].map((g) =>
+        g.map((x) => (Number.isFinite(x) && Math.abs(x) < 6e4 ? x : 1)),
+      );
+      const encoded = raw.map((g) => kept(g, format));
+      // What the server did before: decode each into float32, then sum in order.
+      const decoded = encoded.map((e) => {
+        const out = new Float32Array(n);
+        const dtype = { float32: Dtype.FLOAT32, float16: Dtype.FLOAT16, bfloat16: Dtype.BFLOAT16 }[format];
+        decodeElements(e.bytes(0, n), dtype, out, 0);
+        return out;
+      });
+      const sum = decoded[0]!.slice();
+      for (const g of decoded.slice(1)) scalar.addInto(sum, g);
+      const p0 = values(n, n + 44, 1, true);
+      const [p1, p2, v1, v2] = [p0.slice(), p0.slice(), new Float32Array(n), new Float32Array(n)];
+      scalar.momentumStep(p1, sum, v1, mo);
+      // Mixed: a float32 summand first, then two kept encoded.
+      simd.momentumStep(p2, [decoded[0]!, encoded[1]!, encoded[2]!], v2, mo);
+      t.equal(firstDifference(p2, p1), undefined, `n=${n} ${format}: parameters`);
+      t.equal(firstDifference(v2, v1), undefined, `n=${n} ${format}: velocity`);
+      const [q1, q2] = [p0.slice(), p0.slice()];
+      scalar.sgdStep(q1, sum, 0.1, 1 / 3, 0);
+      simd.sgdStep(q2, encoded, 0.1, 1 / 3, 0);
+      t.equal(firstDifference(q2, q1), undefined, `n=${n} ${format}: every summand kept encoded`);
+    }
+  }
+  const partial = new EncodedValues("float16", 8, new Uint8Array(16));
+  partial.append(new Uint8Array(6));
+  t.throws(() => simd.sgdStep(new Float32Array(8), [partial], 1, 1, 0), /sgdStep: a summand holds 3 of its 8 values/);
+});
+
+t.test("anyNonFinite finds infinity and NaN in every format, at any byte offset and position", async (t) => {
+  const bits = new Uint16Array(65536);
+  for (let i = 0; i < bits.length; i++) bits[i] = i;
+  for (const [format, exponent] of [["float16", 0x7c00], ["bfloat16", 0x7f80]] as const) {
+    // Every pattern alone, in a block of finite ones: the check must agree with the exponent test.
+    let wrong = 0;
+    const one = new Uint16Array(24).fill(format === "float16" ? 0x3c00 : 0x3f80);
+    for (let h = 0; h < 65536; h += 7) {
+      const at = h % one.length;
+      one[at] = h;
+      if (simd.anyNonFinite(new Uint8Array(one.buffer), format) !== ((h & exponent) === exponent)) wrong++;
+      one[at] = format === "float16" ? 0x3c00 : 0x3f80;
+    }
+    t.equal(wrong, 0, `${format}: every 7th pattern, alone among finite values`);
+    const all = new Uint8Array(bits.buffer);
+    for (const offset of [0, 1, 3]) {
+      t.equal(simd.anyNonFinite(atOffset(all, offset), format), true, `${format}: all patterns at byte offset ${offset}`);
+    }
+  }
+  for (const n of LENGTHS) {
+    const finite = values(n, n + 50, 1e4).map((x) => (Number.isFinite(x) ? x : 0));
+    for (const format of ["float32", "float16", "bfloat16"] as const) {
+      const dtype = { float32: Dtype.FLOAT32, float16: Dtype.FLOAT16, bfloat16: Dtype.BFLOAT16 }[format];
+      t.equal(simd.anyNonFinite(atOffset(encodeElements(finite, 0, n, dtype), 1), format), false, `n=${n} ${format}: finite`);
+      const last = finite.slice();
+      last[n - 1] = Number.NEGATIVE_INFINITY; // in the last, padded vector
+      t.equal(simd.anyNonFinite(atOffset(encodeElements(last, 0, n, dtype), 3), format), true, `n=${n} ${format}: -Infinity last`);
+    }
+  }
+  t.throws(() => simd.anyNonFinite(new Uint8Array(3), "float16"), /odd byte length 3/);
+  t.throws(() => simd.anyNonFinite(new Uint8Array(6), "float32"), /not a multiple of 4/);
 });
 
 t.test("decodeFloat16 decodes all 65,536 bit patterns exactly, at any byte offset", async (t) => {

@@ -1,6 +1,8 @@
 import t, { type Test } from "tap";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Dtype, TensorChunkSchema, type TensorChunk } from "../src/gen/paramserver/v1/parameter_server_pb.js";
+import { valueFormat } from "../src/dtype.ts";
+import { bytesPerValue, EncodedValues } from "../src/encoded-values.ts";
 import type { NamedTensor } from "../src/named-tensor.ts";
 import { chunkTensors, TensorAssembler, TensorCollector, TensorStreamError } from "../src/tensor-stream.ts";
 
@@ -353,4 +355,47 @@ t.test("TensorAssembler in pieces: elements split between pieces, and its own re
   refuses(t, () => short.finish(1), /inside a chunk's data/, "a stream that ends inside a chunk's data");
   refuses(t, () => assembler().a.writeData(new Uint8Array(4)), /outside a chunk/, "data outside a chunk");
   refuses(t, () => assembler().a.beginChunk({ ...framing, sparse: true, sparseCount: 1 }, 4), /sparse chunks cannot be received in pieces/, "a sparse chunk in pieces");
+});
+
+/** An assembler that keeps every tensor encoded, as the server keeps pushed gradients. */
+function keepingAssembler() {
+  const kept = new Map<string, EncodedValues>();
+  const a = new TensorAssembler((name, shape, encoding) => {
+    const length = shape.reduce((n, d) => n * d, 1);
+    const format = valueFormat(encoding.dtype);
+    const keep = new EncodedValues(format, length, new Uint8Array(length * bytesPerValue(format)));
+    kept.set(name, keep);
+    return { shape, keep };
+  });
+  return { a, kept };
+}
+
+t.test("TensorAssembler keeps tensors encoded: the bytes as sent, split elements included, checked for NaN/Inf", async (t) => {
+  for (const dtype of [Dtype.FLOAT32, Dtype.FLOAT16, Dtype.BFLOAT16]) {
+    const values = [0.5, -1.25, 3, 100, 42, 7, -0.0078125];
+    const sent = [...chunkTensors([tensor("v", [7], values)], dtype, 1 << 20)][0]!.data;
+    // Whole chunks (the Connect path) and 3-byte pieces that split elements (a socket's reads).
+    const whole = keepingAssembler();
+    for (const c of chunkTensors([tensor("v", [7], values)], dtype, 4)) whole.a.add(c);
+    whole.a.finish(1);
+    t.same(whole.kept.get("v")!.bytes(0, 7), sent, `${Dtype[dtype]}: whole chunks kept byte for byte`);
+    const pieces = keepingAssembler();
+    pieces.a.beginChunk({ name: "v", shape: [7], dtype, byteOffset: 0n, sparse: false, sparseCount: 0, indices: new Uint8Array(0) }, sent.length);
+    for (let at = 0; at < sent.length; at += 3) pieces.a.writeData(sent.slice(at, Math.min(sent.length, at + 3)));
+    pieces.a.endChunk();
+    pieces.a.finish(1);
+    t.same(pieces.kept.get("v")!.bytes(0, 7), sent, `${Dtype[dtype]}: 3-byte pieces kept byte for byte`);
+
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY]) {
+      const { a } = keepingAssembler();
+      const c = [...chunkTensors([tensor("v", [7], [1, 2, bad, 4, bad, 6, 7])], dtype, 1 << 20)][0]!;
+      refuses(t, () => a.add(c), /tensor "v": 2 NaN or infinite value\(s\)/, `${Dtype[dtype]}: ${bad} refused while kept`);
+    }
+  }
+  // The receiver's own mistakes are programming errors, not the sender's.
+  const wrongFormat = new TensorAssembler((_name, shape) => ({ shape, keep: new EncodedValues("float16", 2, new Uint8Array(4)) }));
+  t.throws(() => wrongFormat.add(chunk({ name: "v", shape: [2], dtype: Dtype.FLOAT32, byteOffset: 0n, data: f32bytes([1, 2]) })), /kept as float16, sent as FLOAT32/);
+  const sparse = [...chunkTensors([{ name: "s", shape: [4], indices: Uint32Array.from([2]), values: Float32Array.from([1]) }], Dtype.FLOAT32)];
+  const keepSparse = new TensorAssembler((_name, shape) => ({ shape, keep: new EncodedValues("float32", 4, new Uint8Array(16)) }));
+  t.throws(() => keepSparse.add(sparse[0]!), /kept as float32, sent as sparse FLOAT32/);
 });

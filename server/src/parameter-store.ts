@@ -51,6 +51,11 @@ export class ParameterStore {
     return i === undefined ? undefined : this.#current!.tensors[i]!.shape;
   }
 
+  /** Position of a stored tensor in storage order, or undefined for an unknown name. */
+  indexOf(name: string): number | undefined {
+    return this.#index.get(name);
+  }
+
   /** Names and shapes in storage order. */
   layout(): { name: string; shape: readonly number[] }[] {
     return (this.#current?.tensors ?? []).map((t) => ({ name: t.name, shape: t.shape }));

@@ -2,9 +2,10 @@
  * Turns a push read as it streams in (common/src/tensor-message-reader.ts) back into the
  * PushGradientsRequest messages the service's pushGradients consumes — without assembling each
  * ~1 MiB chunk: every socket piece of a chunk's data becomes a TensorChunk of its own (a view of
- * the socket buffer, at the right byte offset), so the bytes are copied once, by the service's
- * decoder into the gradient buffers. The service checks these chunks exactly as it checks whole
- * ones: a stream may cut a tensor into chunks anywhere between elements.
+ * the socket buffer, at the right byte offset), so the bytes are copied once, by the service, into
+ * the gradient it keeps encoded until its step (received-gradient.ts). The service checks these
+ * chunks exactly as it checks whole ones: a stream may cut a tensor into chunks anywhere between
+ * elements.
  *
  * Pieces may split an element; its bytes are carried into a small chunk of their own. A chunk
  * whose data is not a whole number of elements ends in a partial one, which the service refuses.

@@ -24,10 +24,13 @@ import {
   type PushHeader,
   type RunConfig,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { valueFormat } from "@distributed-ps/common/dtype.ts";
+import { elementCount } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, TensorAssembler, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 import { Progress } from "./data-plan.ts";
 import type { Slot } from "./membership.ts";
 import type { Snapshot } from "./parameter-store.ts";
+import { ReceivedGradient } from "./received-gradient.ts";
 import { shardList } from "./shards.ts";
 import type { TrainingRun } from "./training-run.ts";
 
@@ -239,16 +242,16 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
         // Checked before the gradient streams in: a push for data the slot was not given is refused at once.
         const progress = progressOf(slot, header);
 
-        const gradient = run.buffers.take();
-        const index = new Map(gradient.map((g, i) => [g.name, i]));
-        const assembler = new TensorAssembler((name, shape) => {
-          const i = index.get(name);
+        const gradient = new ReceivedGradient(store.tensorCount, run.buffers);
+        const assembler = new TensorAssembler((name, shape, encoding) => {
+          const i = store.indexOf(name);
           if (i === undefined) throw new TensorStreamError(`gradient for unknown tensor "${name}"`);
-          const expected = gradient[i]!.shape;
+          const expected = store.shapeOf(name)!;
           if (shape.length !== expected.length || shape.some((d, k) => d !== expected[k])) {
             throw new TensorStreamError(`gradient for "${name}" has shape [${shape}], the parameter has shape [${expected}]`);
           }
-          return { shape, into: gradient[i]!.data };
+          const length = elementCount(shape);
+          return { shape, ...gradient.receive(i, length, valueFormat(encoding.dtype), encoding.sparse) };
         });
         try {
           await readChunks(it, "PushGradients", (c) => {
@@ -260,7 +263,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           // out and a replacement taken over), checked with no await before the gradient counts.
           membership.authenticate(header.session);
         } catch (err) {
-          run.buffers.give(gradient);
+          gradient.release();
           throw err;
         }
         const outcome = await aggregator.submit({ slot, baseVersion: header.baseVersion, progress, signal: ctx.signal }, gradient);

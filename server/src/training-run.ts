@@ -107,10 +107,10 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
       this.changed.notify();
       this.emit("applied", version);
     });
-    // The sync barrier may hold one gradient per worker until the lower slots' have arrived (it sums
-    // in slot order), plus the running sum: keep that many sets for reuse.
+    // Sparse (top-k) gradients are scattered into float32 sets from this pool (dense ones are kept as
+    // they arrived); the sync barrier holds one per worker until its step: keep that many for reuse.
     this.buffers = new GradientBuffers(this.store, config.TOTAL_WORKERS_EXPECTED + 1);
-    const common = { updater: this.updater, buffers: this.buffers, membership: this.membership, log };
+    const common = { updater: this.updater, membership: this.membership, log };
     this.aggregator =
       config.SERVER_MODE === "sync"
         ? new SyncBarrier({ ...common, syncTimeoutMs: config.SYNC_TIMEOUT_MS })

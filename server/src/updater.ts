@@ -2,7 +2,7 @@
  * Turns an aggregated gradient into a parameter update: learning rate from the schedule, optimizer
  * step per tensor, version advanced by the store.
  */
-import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import type { Optimizer } from "./optimizer/optimizer.ts";
 import type { Schedule } from "./optimizer/schedule.ts";
 import type { ParameterStore } from "./parameter-store.ts";
@@ -28,16 +28,16 @@ export class Updater {
   }
 
   /**
-   * Applies the sum of `gradients` (each a set in storage order, summed in the order given) scaled
-   * by `scale` — 1/n to average a sum of n — and returns the new version. The optimizer sums and
-   * scales each element as it reads it (one pass over the gradients, not one per summand); the
-   * gradient buffers are left as they were.
+   * Applies the sum of `gradients` (each one summand per tensor in storage order, summed in the
+   * order given) scaled by `scale` — 1/n to average a sum of n — and returns the new version. The
+   * optimizer decodes, sums and scales each element as it reads it (one pass over the gradients,
+   * not one per summand); the gradients are left as they were.
    */
-  apply(gradients: readonly (readonly NamedTensor[])[], scale = 1): number {
+  apply(gradients: readonly (readonly GradientSummand[])[], scale = 1): number {
     const lr = this.learningRate;
     const step = this.updatesApplied + 1;
     const version = this.store.update((params) => {
-      params.forEach((p, i) => this.optimizer.apply(p.name, p.data, gradients.map((g) => g[i]!.data), lr, step, scale));
+      params.forEach((p, i) => this.optimizer.apply(p.name, p.data, gradients.map((g) => g[i]!), lr, step, scale));
     });
     this.updatesApplied = step;
     this.#onApplied(version);

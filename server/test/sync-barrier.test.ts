@@ -4,6 +4,7 @@
  */
 import t from "tap";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { Dtype } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { gradient, settledWithin, startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
 
 const LR = "0.1";
@@ -95,4 +96,22 @@ t.test("many steps: every step averages exactly one gradient per worker", async 
   const final = await workers[0]!.pull();
   t.equal(final.version, steps, `${steps} steps applied`);
   t.same(values(final.tensors).w, [1 - 50, 2 - 50, 3 - 50, 4 - 50], "each step moved the parameters by the mean gradient exactly once");
+});
+
+t.test("a step sums float16, bfloat16 and float32 pushes in slot order, bit for bit as float32", async (t) => {
+  const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "3", SERVER_MODE: "sync", LEARNING_RATE: LR });
+  const [a, b, c] = await workersWithParameters(ts, 3);
+  // x is exact in bfloat16 and float32, 1 in float16. In float32, (1 + x) + x is 1 while (x + x) + 1
+  // is not: pushed in reverse slot order, the sum must still be taken in slot order.
+  const x = 1.5 * 2 ** -25;
+  const pc = c!.push(gradient(x), 0, { exampleCount: 1, dtype: Dtype.FLOAT32 });
+  await settledWithin(pc, 100);
+  const pb = b!.push(gradient(x), 0, { exampleCount: 1, dtype: Dtype.BFLOAT16 });
+  await settledWithin(pb, 100);
+  await a!.push(gradient(1), 0, { exampleCount: 1, dtype: Dtype.FLOAT16 });
+  await Promise.all([pb, pc]);
+  const sum = Math.fround(Math.fround(1 + x) + x);
+  t.not(sum, Math.fround(Math.fround(x + x) + 1), "the order shows in the sum");
+  const w = values((await a!.pull()).tensors).w!;
+  t.same(w, [1, 2, 3, 4].map((p) => Math.fround(p - 0.1 * (sum * (1 / 3)))), "w = p − lr·(sum / 3), each value exactly");
 });

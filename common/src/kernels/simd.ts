@@ -13,12 +13,14 @@
  *
  * Results are bit-identical to the loops they replace (common/test/simd.test.ts).
  */
+import type { EncodedValues, ValueFormat } from "../encoded-values.ts";
 import { SIMD_WASM_BASE64 } from "./gen/simd-wasm.ts";
 
 interface Exports {
   memory: WebAssembly.Memory;
   f16_decode(src: number, dst: number, n: number): number;
   f32_any_nonfinite(src: number, n: number): number;
+  u16_any_all_ones(src: number, n: number, mask: number): number;
   f32_add(acc: number, src: number, n: number): void;
   sgd(param: number, grad: number, n: number, lr: number, scale: number, wd: number): void;
   f32_to_f16(src: number, dst: number, n: number): void;
@@ -57,9 +59,11 @@ const mem = k.memory.buffer;
 const blockA = new Float32Array(mem, A, BLOCK);
 const blockABytes = new Uint8Array(mem, A, BLOCK * 4);
 const blockB = new Float32Array(mem, B, BLOCK);
+const blockBBytes = new Uint8Array(mem, B, BLOCK * 4);
 const blockC = new Float32Array(mem, C, BLOCK);
 const blockD = new Float32Array(mem, D, BLOCK);
 const blockE = new Float32Array(mem, E, BLOCK);
+const blockEBytes = new Uint8Array(mem, E, BLOCK * 4);
 const blockH = new Uint16Array(mem, H, BLOCK);
 const blockHBytes = new Uint8Array(mem, H, BLOCK * 2);
 
@@ -79,23 +83,41 @@ export function addInto(acc: Float32Array, src: Float32Array): void {
   }
 }
 
+/** One summand of a gradient: float32 values, or values still encoded as they arrived. */
+export type GradientSummand = Float32Array | EncodedValues;
+
 /**
  * The optimizer steps take their gradient as the float32 sum of one or more summands, added left
  * to right (acc = g0; acc += g1; ...: the same rounding as addInto, one summand after the other).
  * A sync step's gradients are summed inside the step's own pass, block by block in the cache, so
- * the sum is never written to memory and read back: that removed two of every three passes over
- * the gradients the server made per step.
+ * the sum is never written to memory and read back; summands kept encoded are decoded there too.
  */
-function loadGradientSum(grads: readonly Float32Array[], i: number, m: number): void {
-  blockB.set(grads[0]!.subarray(i, i + m));
+function loadGradientSum(grads: readonly GradientSummand[], i: number, m: number): void {
+  loadSummand(grads[0]!, i, m, B, blockB, blockBBytes);
   for (let j = 1; j < grads.length; j++) {
-    blockE.set(grads[j]!.subarray(i, i + m));
+    loadSummand(grads[j]!, i, m, E, blockE, blockEBytes);
     k.f32_add(B, E, m);
   }
 }
 
-function checkLengths(name: string, param: Float32Array, grads: readonly Float32Array[], ...state: Float32Array[]): void {
+/** Values [i, i + m) of `g` as float32 into the block at `to`. */
+function loadSummand(g: GradientSummand, i: number, m: number, to: number, block: Float32Array, blockBytes: Uint8Array): void {
+  if (g instanceof Float32Array) {
+    block.set(g.subarray(i, i + m));
+  } else if (g.format === "float32") {
+    blockBytes.set(g.bytes(i, m));
+  } else {
+    blockHBytes.set(g.bytes(i, m));
+    if (m % 4 !== 0) blockH.fill(0, m, (m + 3) & ~3);
+    (g.format === "float16" ? k.f16_decode : k.bf16_decode)(H, to, m);
+  }
+}
+
+function checkLengths(name: string, param: Float32Array, grads: readonly GradientSummand[], ...state: Float32Array[]): void {
   if (grads.length === 0) throw new RangeError(`${name}: no gradient`);
+  for (const g of grads) {
+    if (!(g instanceof Float32Array) && g.received !== g.length) throw new RangeError(`${name}: a summand holds ${g.received} of its ${g.length} values`);
+  }
   for (const a of [...grads, ...state]) {
     if (a.length !== param.length) throw new RangeError(`${name}: lengths differ (${param.length} and ${a.length})`);
   }
@@ -105,7 +127,7 @@ function checkLengths(name: string, param: Float32Array, grads: readonly Float32
  * param[i] ← param[i] − lr·(grad[i]·scale + wd·param[i]) with grad = Σgrads, evaluated in float64
  * exactly as the JavaScript expression is, then stored as float32.
  */
-export function sgdStep(param: Float32Array, grads: readonly Float32Array[], lr: number, scale: number, weightDecay: number): void {
+export function sgdStep(param: Float32Array, grads: readonly GradientSummand[], lr: number, scale: number, weightDecay: number): void {
   checkLengths("sgdStep", param, grads);
   for (let i = 0; i < param.length; i += BLOCK) {
     const m = Math.min(BLOCK, param.length - i);
@@ -143,7 +165,7 @@ export interface AdamOptions {
  * SGD with momentum (momentum.ts's formulas, computed as its loops did): updates param and
  * velocity in place.
  */
-export function momentumStep(param: Float32Array, grads: readonly Float32Array[], velocity: Float32Array, o: MomentumOptions): void {
+export function momentumStep(param: Float32Array, grads: readonly GradientSummand[], velocity: Float32Array, o: MomentumOptions): void {
   checkLengths("momentumStep", param, grads, velocity);
   for (let i = 0; i < param.length; i += BLOCK) {
     const m = Math.min(BLOCK, param.length - i);
@@ -160,7 +182,7 @@ export function momentumStep(param: Float32Array, grads: readonly Float32Array[]
  * Adam with bias correction and decoupled weight decay (adam.ts's formulas, computed as its loop
  * did): updates param and the moments m and v in place.
  */
-export function adamStep(param: Float32Array, grads: readonly Float32Array[], m: Float32Array, v: Float32Array, o: AdamOptions): void {
+export function adamStep(param: Float32Array, grads: readonly GradientSummand[], m: Float32Array, v: Float32Array, o: AdamOptions): void {
   checkLengths("adamStep", param, grads, m, v);
   for (let i = 0; i < param.length; i += BLOCK) {
     const n = Math.min(BLOCK, param.length - i);
@@ -220,6 +242,36 @@ export function decodeFloat32(bytes: Uint8Array, dst: Float32Array, at: number):
     dst.set(out(blockA, m), at + i);
   }
   return bad !== 0;
+}
+
+const ALL_ONES_MASK = { float16: 0x7c00, bfloat16: 0x7f80 } as const;
+
+/**
+ * Whether any of the little-endian `format` values in `bytes` (any byte offset, whole values) is
+ * infinite or NaN: the check of the decoders without the decoding, for values kept encoded.
+ */
+export function anyNonFinite(bytes: Uint8Array, format: ValueFormat): boolean {
+  if (format === "float32") {
+    if (bytes.length % 4 !== 0) throw new RangeError(`anyNonFinite: byte length ${bytes.length} is not a multiple of 4`);
+    for (let i = 0; i < bytes.length; i += BLOCK * 4) {
+      const b = Math.min(BLOCK * 4, bytes.length - i);
+      blockABytes.set(bytes.subarray(i, i + b));
+      const m = b >>> 2;
+      if (m % 4 !== 0) blockA.fill(0, m, (m + 3) & ~3);
+      if (k.f32_any_nonfinite(A, m) !== 0) return true;
+    }
+    return false;
+  }
+  if (bytes.length % 2 !== 0) throw new RangeError(`anyNonFinite: odd byte length ${bytes.length}`);
+  const mask = ALL_ONES_MASK[format];
+  for (let i = 0; i < bytes.length; i += BLOCK * 2) {
+    const b = Math.min(BLOCK * 2, bytes.length - i);
+    blockHBytes.set(bytes.subarray(i, i + b));
+    const m = b >>> 1;
+    if (m % 8 !== 0) blockH.fill(0, m, (m + 7) & ~7);
+    if (k.u16_any_all_ones(H, m, mask) !== 0) return true;
+  }
+  return false;
 }
 
 /**

@@ -74,6 +74,23 @@
         (br $next)))
     (v128.any_true (local.get $bad)))
 
+  ;; 1 if any of the 16-bit values at src[0..n) (n rounded up to 8) has every bit of `mask` set,
+  ;; else 0: the exponent of an infinite or NaN float16 (mask 0x7c00) or bfloat16 (0x7f80). The check
+  ;; alone, for values kept encoded until they are used.
+  (func (export "u16_any_all_ones") (param $src i32) (param $n i32) (param $mask i32) (result i32)
+    (local $end i32) (local $bad v128) (local $m v128)
+    (local.set $m (i16x8.splat (local.get $mask)))
+    (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8)) (i32.const 1))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $bad
+          (v128.or (local.get $bad)
+            (i16x8.eq (v128.and (v128.load (local.get $src)) (local.get $m)) (local.get $m))))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (br $next)))
+    (v128.any_true (local.get $bad)))
+
   ;; acc[0..n) += src[0..n), float32, n rounded up to 4.
   (func (export "f32_add") (param $acc i32) (param $src i32) (param $n i32)
     (local $end i32)

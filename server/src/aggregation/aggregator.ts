@@ -3,9 +3,9 @@
  * chosen by SERVER_MODE: sync (a barrier per step), async (apply on arrival) or ssp (apply on
  * arrival, fast workers wait for slow ones).
  */
-import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { Progress } from "../data-plan.ts";
 import type { Slot } from "../membership.ts";
+import type { ReceivedGradient } from "../received-gradient.ts";
 
 export type ModeName = "sync" | "async" | "ssp";
 
@@ -38,10 +38,10 @@ export interface Aggregator {
    */
   admit(slot: Slot, baseVersion: number): void;
   /**
-   * Takes a complete, validated gradient (buffers from the run's GradientBuffers pool; the
-   * aggregator returns them) and resolves once it counts as the mode defines.
+   * Takes a complete, validated gradient (the aggregator releases it once applied or refused) and
+   * resolves once it counts as the mode defines.
    */
-  submit(push: Push, gradient: NamedTensor[]): Promise<PushOutcome>;
+  submit(push: Push, gradient: ReceivedGradient): Promise<PushOutcome>;
   onJoin(slot: Slot, replacement: boolean): void;
   /** The parameters were restored at `version` (from a checkpoint): start counting from there. */
   restart(version: number): void;

@@ -4,9 +4,8 @@
  * Aborted (the worker pulls and computes again) rather than silently dropped or applied.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import type { GradientBuffers } from "../gradient-buffers.ts";
 import type { Slot } from "../membership.ts";
+import type { ReceivedGradient } from "../received-gradient.ts";
 import type { Updater } from "../updater.ts";
 import type { Aggregator, ModeName, Push, PushOutcome } from "./aggregator.ts";
 
@@ -14,12 +13,10 @@ export class AsyncApply implements Aggregator {
   readonly mode: ModeName = "async";
   staleRejected = 0;
   protected readonly updater: Updater;
-  readonly #buffers: GradientBuffers;
   readonly #maxStaleness: number;
 
-  constructor(o: { updater: Updater; buffers: GradientBuffers; maxStaleness: number }) {
+  constructor(o: { updater: Updater; maxStaleness: number }) {
     this.updater = o.updater;
-    this.#buffers = o.buffers;
     this.#maxStaleness = o.maxStaleness;
   }
 
@@ -38,7 +35,7 @@ export class AsyncApply implements Aggregator {
     }
   }
 
-  async submit(push: Push, gradient: NamedTensor[]): Promise<PushOutcome> {
+  async submit(push: Push, gradient: ReceivedGradient): Promise<PushOutcome> {
     try {
       this.admit(push.slot, push.baseVersion);
       const staleness = this.updater.store.version - push.baseVersion;
@@ -46,10 +43,10 @@ export class AsyncApply implements Aggregator {
       push.slot.pushes++;
       push.progress?.accepted();
       push.progress?.applied();
-      const version = this.updater.apply([gradient]);
+      const version = this.updater.apply([gradient.tensors]);
       return { version, staleness, contributors: 1 };
     } finally {
-      this.#buffers.give(gradient);
+      gradient.release();
     }
   }
 

@@ -4,10 +4,9 @@
  * at most STALENESS_BOUND ahead of the slowest live slot. Fast workers run ahead a little, never
  * far. The wait is bounded by SYNC_TIMEOUT_MS like the sync barrier.
  */
-import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
-import type { GradientBuffers } from "../gradient-buffers.ts";
 import type { Membership, Slot } from "../membership.ts";
+import type { ReceivedGradient } from "../received-gradient.ts";
 import type { Updater } from "../updater.ts";
 import { Signal } from "../wait.ts";
 import type { ModeName, Push, PushOutcome } from "./aggregator.ts";
@@ -25,7 +24,6 @@ export class StaleSynchronous extends AsyncApply {
 
   constructor(o: {
     updater: Updater;
-    buffers: GradientBuffers;
     membership: Membership;
     maxStaleness: number;
     stalenessBound: number;
@@ -48,7 +46,7 @@ export class StaleSynchronous extends AsyncApply {
     return Math.min(...this.#membership.participating().map((s) => this.clock(s.index)));
   }
 
-  override async submit(push: Push, gradient: NamedTensor[]): Promise<PushOutcome> {
+  override async submit(push: Push, gradient: ReceivedGradient): Promise<PushOutcome> {
     const outcome = await super.submit(push, gradient);
     const mine = this.clock(push.slot.index) + 1;
     this.#clocks.set(push.slot.index, mine);

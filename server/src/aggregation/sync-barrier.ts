@@ -14,11 +14,10 @@
  * each into a running sum on arrival cost two extra passes over memory per gradient.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { Progress } from "../data-plan.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
-import type { GradientBuffers } from "../gradient-buffers.ts";
 import { participates, type Membership, type Slot } from "../membership.ts";
+import type { ReceivedGradient } from "../received-gradient.ts";
 import type { Updater } from "../updater.ts";
 import { type Aggregator, type Push, type PushOutcome } from "./aggregator.ts";
 
@@ -28,9 +27,9 @@ interface PendingStep {
   /** How far each pushed gradient moves its slot through the data, recorded when the step is applied. */
   progress: Progress[];
   /** The gradients in the order they will be summed. */
-  ordered: NamedTensor[][];
+  ordered: ReceivedGradient[];
   /** Gradients not yet in `ordered`, waiting for a lower slot's to be placed first. */
-  held: Map<number, NamedTensor[]>;
+  held: Map<number, ReceivedGradient>;
   /** Every slot below this one has had its gradient placed in `ordered`, or was not live to push one. */
   next: number;
   timer: NodeJS.Timeout | undefined;
@@ -44,15 +43,13 @@ export class SyncBarrier implements Aggregator {
   staleRejected = 0;
   readonly #updater: Updater;
   readonly #membership: Membership;
-  readonly #buffers: GradientBuffers;
   readonly #timeoutMs: number;
   readonly #log: Logger;
   #pending: PendingStep;
 
-  constructor(o: { updater: Updater; membership: Membership; buffers: GradientBuffers; syncTimeoutMs: number; log: Logger }) {
+  constructor(o: { updater: Updater; membership: Membership; syncTimeoutMs: number; log: Logger }) {
     this.#updater = o.updater;
     this.#membership = o.membership;
-    this.#buffers = o.buffers;
     this.#timeoutMs = o.syncTimeoutMs;
     this.#log = o.log;
     this.#pending = this.#open(o.updater.store.version);
@@ -86,11 +83,11 @@ export class SyncBarrier implements Aggregator {
     }
   }
 
-  async submit(push: Push, gradient: NamedTensor[]): Promise<PushOutcome> {
+  async submit(push: Push, gradient: ReceivedGradient): Promise<PushOutcome> {
     try {
       this.admit(push.slot, push.baseVersion);
     } catch (err) {
-      this.#buffers.give(gradient);
+      gradient.release();
       throw err;
     }
     const p = this.#pending;
@@ -119,7 +116,7 @@ export class SyncBarrier implements Aggregator {
 
   restart(version: number): void {
     clearTimeout(this.#pending.timer);
-    for (const g of [...this.#pending.ordered, ...this.#pending.held.values()]) this.#buffers.give(g);
+    for (const g of [...this.#pending.ordered, ...this.#pending.held.values()]) g.release();
     this.#pending = this.#open(version);
   }
 
@@ -173,8 +170,8 @@ export class SyncBarrier implements Aggregator {
     const contributors = p.pushed.size;
     // Positions first: a checkpoint taken when the update lands must see them with it.
     for (const progress of p.progress) progress.applied();
-    const version = this.#updater.apply(p.ordered, 1 / contributors);
-    for (const g of p.ordered) this.#buffers.give(g);
+    const version = this.#updater.apply(p.ordered.map((g) => g.tensors), 1 / contributors);
+    for (const g of p.ordered) g.release();
     this.#pending = this.#open(version);
     p.resolve({ version, staleness: 0, contributors });
   }

@@ -1,4 +1,4 @@
-import { adamStep } from "@distributed-ps/common/kernels/simd.ts";
+import { adamStep, type GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import { StateBuffers, type Optimizer } from "./optimizer.ts";
 
 /**
@@ -24,7 +24,7 @@ export class Adam implements Optimizer {
     this.name = options.weightDecay > 0 ? "adamw" : "adam";
   }
 
-  apply(key: string, param: Float32Array, grads: readonly Float32Array[], lr: number, step: number, gradScale = 1): void {
+  apply(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, step: number, gradScale = 1): void {
     adamStep(param, grads, this.#m.get(key, param.length), this.#v.get(key, param.length), {
       lr,
       scale: gradScale,

@@ -1,4 +1,4 @@
-import { momentumStep } from "@distributed-ps/common/kernels/simd.ts";
+import { momentumStep, type GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import { StateBuffers, type Optimizer } from "./optimizer.ts";
 
 /**
@@ -20,7 +20,7 @@ export class Momentum implements Optimizer {
     this.name = options.nesterov ? "nesterov" : "momentum";
   }
 
-  apply(key: string, param: Float32Array, grads: readonly Float32Array[], lr: number, _step: number, gradScale = 1): void {
+  apply(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, _step: number, gradScale = 1): void {
     momentumStep(param, grads, this.#velocity.get(key, param.length), {
       lr,
       scale: gradScale,

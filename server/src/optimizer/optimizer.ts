@@ -5,20 +5,23 @@
  * Per-tensor state (momentum buffers, Adam moments) is kept as named Float32Arrays so a checkpoint
  * can store it like parameters.
  */
+import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
+
 export interface Optimizer {
   /** Short name for logs, e.g. "adam". */
   readonly name: string;
   /**
    * Applies one update to `param` in place.
    * @param key identifies the tensor, so the optimizer can keep state per tensor
-   * @param grads the gradient as one or more summands, each as long as param, added in this order
-   *   in float32 (a sync step's gradients, in slot order); not modified
+   * @param grads the gradient as one or more summands (float32, or kept as the wire encoded them),
+   *   each as long as param, added in this order in float32 (a sync step's gradients, in slot
+   *   order); not modified
    * @param lr learning rate for this step
    * @param step 1-based count of updates applied so far including this one (Adam's bias correction)
    * @param gradScale factor the summed gradient is used with (1/n to average a sum of n): applied inside the
    *   update loop rather than in a pass of its own over the gradient, which would touch every byte again
    */
-  apply(key: string, param: Float32Array, grads: readonly Float32Array[], lr: number, step: number, gradScale?: number): void;
+  apply(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, step: number, gradScale?: number): void;
   /** Optimizer state as named tensors (for checkpoints); names are `<tensor>/<slot>`. */
   state(): Map<string, Float32Array>;
   /** Restores what state() returned (entries this optimizer does not use are ignored). */

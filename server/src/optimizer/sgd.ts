@@ -1,4 +1,4 @@
-import { sgdStep } from "@distributed-ps/common/kernels/simd.ts";
+import { sgdStep, type GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import type { Optimizer } from "./optimizer.ts";
 
 /** Plain SGD: p ← p − lr·(g + wd·p). */
@@ -10,7 +10,7 @@ export class Sgd implements Optimizer {
     this.#weightDecay = options.weightDecay;
   }
 
-  apply(_key: string, param: Float32Array, grads: readonly Float32Array[], lr: number, _step: number, gradScale = 1): void {
+  apply(_key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, _step: number, gradScale = 1): void {
     sgdStep(param, grads, lr, gradScale, this.#weightDecay);
   }
 
