@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import * as scalar from "@distributed-ps/common/kernels/scalar.ts";
 import * as simd from "@distributed-ps/common/kernels/simd.ts";
+import { EncodedValues } from "@distributed-ps/common/encoded-values.ts";
 
 const { values: a } = parseArgs({ options: { elements: { type: "string", default: "11173962" }, runs: { type: "string", default: "15" } } });
 const n = Number(a.elements);
@@ -44,6 +45,25 @@ function median(f: () => void): number {
   return t.sort((p, q) => p - q)[t.length >> 1]!;
 }
 
+// A sync step of four float16 gradients, as the server applies it. Before: each decoded into a
+// float32 buffer of its own, summed into the first, then the SGD step; now: kept encoded and
+// decoded, summed and applied in the step's one pass.
+const pushed = [0, 1, 2, 3].map((j) => {
+  const bytes = new Uint8Array(new Float16Array(y.map((v) => v * (j + 1))).buffer);
+  const kept = new EncodedValues("float16", n, new Uint8Array(n * 2));
+  kept.append(bytes);
+  return { bytes, bits: new Uint16Array(bytes.buffer), kept };
+});
+const decoded = pushed.map(() => new Float32Array(n));
+function stepOnePassEach(decode: (p: (typeof pushed)[number], into: Float32Array) => void, add: (a: Float32Array, b: Float32Array) => void, sgd: () => void) {
+  pushed.forEach((p, j) => decode(p, decoded[j]!));
+  for (const d of decoded.slice(1)) add(decoded[0]!, d);
+  sgd();
+}
+const scalarStep = () => stepOnePassEach((p, d) => scalar.decodeFloat16(p.bits, d, 0), scalar.addInto, () => scalar.sgdStep(dst, decoded[0]!, 1e-9, 0.25, 0));
+const simdEachStep = () => stepOnePassEach((p, d) => simd.decodeFloat16(p.bytes, d, 0), simd.addInto, () => simd.sgdStep(dst, [decoded[0]!], 1e-9, 0.25, 0));
+const keptSums = pushed.map((p) => p.kept);
+
 const rows: [string, number, number][] = [
   ["sum of two gradients (acc += g)", median(() => scalar.addInto(dst, y)), median(() => simd.addInto(dst, y))],
   ["SGD step", median(() => scalar.sgdStep(dst, y, 1e-9, 0.25, 0)), median(() => simd.sgdStep(dst, [y], 1e-9, 0.25, 0))],
@@ -52,7 +72,11 @@ const rows: [string, number, number][] = [
   ["float16 decode + NaN/Inf check", median(() => scalar.decodeFloat16(halfBits, dst, 0)), median(() => simd.decodeFloat16(halfBytes, dst, 0))],
   ["float16 encode (vs Float16Array)", median(() => f16out.set(x)), median(() => simd.encodeFloat16(x, f16bytes))],
   ["float32 copy + NaN/Inf check", median(() => scalar.decodeFloat32(x, dst)), median(() => simd.decodeFloat32(xBytes, dst, 0))],
+  ["float16 NaN/Inf check alone", median(() => scalar.anyNonFiniteFloat16(halfBits)), median(() => simd.anyNonFinite(halfBytes, "float16"))],
+  ["sync step, 4 float16 gradients + SGD", median(scalarStep), median(() => simd.sgdStep(dst, keptSums, 1e-9, 0.25, 0))],
 ];
+const simdEach = median(simdEachStep);
 console.log(`${n.toLocaleString("en-US")} elements, median of ${runs} runs`);
 console.log("kernel                             JavaScript ms  SIMD ms  speed-up");
-for (const [name, js, v] of rows) console.log(`${name.padEnd(35)}${js.toFixed(2).padStart(13)}${v.toFixed(2).padStart(9)}${(js / v).toFixed(2).padStart(9)}x`);
+for (const [name, js, v] of rows) console.log(`${name.padEnd(37)}${js.toFixed(2).padStart(11)}${v.toFixed(2).padStart(9)}${(js / v).toFixed(2).padStart(9)}x`);
+console.log(`(the sync step with the SIMD kernels one pass at a time — decode each, sum, step: ${simdEach.toFixed(2)} ms)`);

@@ -26,6 +26,12 @@ export function decodeFloat16(halves: Uint16Array, dst: Float32Array, at: number
   return bad;
 }
 
+/** True if any of the float16 `halves` is infinite or NaN (its exponent bits all ones). */
+export function anyNonFiniteFloat16(halves: Uint16Array): boolean {
+  for (let i = 0; i < halves.length; i++) if ((halves[i]! & 0x7c00) === 0x7c00) return true;
+  return false;
+}
+
 /**
  * Copies float32 `src` into dst; true if any value is non-finite. The check ORs the exponent bits:
  * adding the exponent's lowest bit to an all-ones exponent carries into bit 31.
