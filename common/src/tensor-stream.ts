@@ -98,8 +98,8 @@ export type TensorExpectation =
   /** Decode the elements into `into`. */
   | { shape: readonly number[]; into: Float32Array }
   /**
-   * Keep a dense tensor's elements as they arrive (views of the received bytes), checked for NaN
-   * and infinity, in `keep`, whose format must be the tensor's dtype.
+   * Keep a dense tensor's elements as the wire encoded them (copied into `keep`, whose format must
+   * be the tensor's dtype), checked for NaN and infinity.
    */
   | { shape: readonly number[]; keep: EncodedValues };
 

@@ -16,7 +16,7 @@ export class ReceivedGradient {
   readonly #summands: (GradientSummand | undefined)[];
   readonly #buffers: GradientBuffers;
   /** A float32 set from the pool, taken at the first sparse tensor. */
-  #dense: NamedTensor[] | undefined;
+  #scattered: NamedTensor[] | undefined;
   /** A byte region from the pool, taken at the first dense tensor, and how much of it is used. */
   #region: Uint8Array | undefined;
   #used = 0;
@@ -30,8 +30,8 @@ export class ReceivedGradient {
   /** Where tensor `index` (`length` values) is kept: encoded as received, or float32 for a sparse one. */
   receive(index: number, length: number, format: ValueFormat, sparse: boolean): { keep: EncodedValues } | { into: Float32Array } {
     if (sparse) {
-      this.#dense ??= this.#buffers.take();
-      const into = this.#dense[index]!.data;
+      this.#scattered ??= this.#buffers.take();
+      const into = this.#scattered[index]!.data;
       this.#summands[index] = into;
       return { into };
     }
@@ -54,7 +54,7 @@ export class ReceivedGradient {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    if (this.#dense !== undefined) this.#buffers.give(this.#dense);
+    if (this.#scattered !== undefined) this.#buffers.give(this.#scattered);
     if (this.#region !== undefined) this.#buffers.giveRegion(this.#region);
   }
 }

@@ -19,7 +19,7 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import { participates, type Membership, type Slot } from "../membership.ts";
 import type { ReceivedGradient } from "../received-gradient.ts";
 import type { Updater } from "../updater.ts";
-import { type Aggregator, type Push, type PushOutcome } from "./aggregator.ts";
+import type { Aggregator, Push, PushOutcome } from "./aggregator.ts";
 
 interface PendingStep {
   step: number;
