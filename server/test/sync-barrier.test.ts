@@ -115,3 +115,38 @@ t.test("a step sums float16, bfloat16 and float32 pushes in slot order, bit for 
   const w = values((await a!.pull()).tensors).w!;
   t.same(w, [1, 2, 3, 4].map((p) => Math.fround(p - 0.1 * (sum * (1 / 3)))), "w = p − lr·(sum / 3), each value exactly");
 });
+
+t.test("top-k (sparse) tensors count like dense ones, in a push of their own or mixed with dense tensors", async (t) => {
+  const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "sync", LEARNING_RATE: "1" });
+  const [a, b] = await workersWithParameters(ts, 2);
+  // a: w sparse (elements 1 and 3), b dense; a: b dense, b: b sparse (element 0).
+  const pa = a!.push(
+    [
+      { name: "w", shape: [2, 2], indices: Uint32Array.from([1, 3]), values: Float32Array.from([2, 4]) },
+      { name: "b", shape: [2], data: Float32Array.from([1, 1]) },
+    ],
+    0,
+    { exampleCount: 1 },
+  );
+  await settledWithin(pa, 100);
+  await b!.push(
+    [
+      { name: "w", shape: [2, 2], data: Float32Array.from([2, 2, 2, 2]) },
+      { name: "b", shape: [2], indices: Uint32Array.from([0]), values: Float32Array.from([3]) },
+    ],
+    0,
+    { exampleCount: 1, dtype: Dtype.FLOAT16 },
+  );
+  t.equal((await pa).contributors, 2);
+  const p = values((await a!.pull()).tensors);
+  // mean w gradient: ([0, 2, 0, 4] + [2, 2, 2, 2]) / 2 = [1, 2, 1, 3]; mean b: ([1, 1] + [3, 0]) / 2 = [2, 0.5]
+  t.same(p.w, [0, 0, 2, 1], "w = [1, 2, 3, 4] − [1, 2, 1, 3]");
+  t.same(p.b, [-1.5, -1], "b = [0.5, −0.5] − [2, 0.5]");
+
+  // The pool's float32 sets are reused, not left with old values: the next sparse push sees zeros elsewhere.
+  const pa2 = a!.push([{ name: "w", shape: [2, 2], indices: Uint32Array.from([0]), values: Float32Array.from([2]) }, { name: "b", shape: [2], data: new Float32Array(2) }], 1, { exampleCount: 1 });
+  await settledWithin(pa2, 100);
+  await b!.push([{ name: "w", shape: [2, 2], data: new Float32Array(4) }, { name: "b", shape: [2], data: new Float32Array(2) }], 1, { exampleCount: 1 });
+  await pa2;
+  t.same(values((await a!.pull()).tensors).w, [-1, 0, 2, 1], "only w[0] moved, by 2 / 2");
+});
