@@ -71,6 +71,14 @@ function out(block: Float32Array, m: number): Float32Array {
   return m === BLOCK ? block : block.subarray(0, m);
 }
 
+/**
+ * Zeroes the lanes of the last vector past `m` (vectors of `lanes` elements): the kernels work on
+ * whole vectors, and a finite zero there cannot trip a non-finite check.
+ */
+function zeroSpareLanes(block: Float32Array | Uint16Array, m: number, lanes: 4 | 8): void {
+  if (m % lanes !== 0) block.fill(0, m, (m + lanes - 1) & -lanes);
+}
+
 /** acc[i] += src[i] for every i (float32, the same rounding as the scalar loop). */
 export function addInto(acc: Float32Array, src: Float32Array): void {
   if (src.length !== acc.length) throw new RangeError(`addInto: lengths differ (${acc.length} and ${src.length})`);
@@ -108,7 +116,7 @@ function loadSummand(g: GradientSummand, i: number, m: number, to: number, block
     blockBytes.set(g.bytes(i, m));
   } else {
     blockHBytes.set(g.bytes(i, m));
-    if (m % 4 !== 0) blockH.fill(0, m, (m + 3) & ~3);
+    zeroSpareLanes(blockH, m, 4);
     (g.format === "float16" ? k.f16_decode : k.bf16_decode)(H, to, m);
   }
 }
@@ -218,7 +226,7 @@ function decodeHalves(bytes: Uint8Array, dst: Float32Array, at: number, kernel: 
   for (let i = 0; i < count; i += BLOCK) {
     const m = Math.min(BLOCK, count - i);
     blockHBytes.set(bytes.subarray(i * 2, (i + m) * 2));
-    if (m % 4 !== 0) blockH.fill(0, m, (m + 3) & ~3); // the last vector's spare lanes: finite zeros
+    zeroSpareLanes(blockH, m, 4);
     bad |= kernel(H, A, m);
     dst.set(out(blockA, m), at + i);
   }
@@ -237,7 +245,7 @@ export function decodeFloat32(bytes: Uint8Array, dst: Float32Array, at: number):
   for (let i = 0; i < count; i += BLOCK) {
     const m = Math.min(BLOCK, count - i);
     blockABytes.set(bytes.subarray(i * 4, (i + m) * 4));
-    if (m % 4 !== 0) blockA.fill(0, m, (m + 3) & ~3);
+    zeroSpareLanes(blockA, m, 4);
     bad |= k.f32_any_nonfinite(A, m);
     dst.set(out(blockA, m), at + i);
   }
@@ -257,7 +265,7 @@ export function anyNonFinite(bytes: Uint8Array, format: ValueFormat): boolean {
       const b = Math.min(BLOCK * 4, bytes.length - i);
       blockABytes.set(bytes.subarray(i, i + b));
       const m = b >>> 2;
-      if (m % 4 !== 0) blockA.fill(0, m, (m + 3) & ~3);
+      zeroSpareLanes(blockA, m, 4);
       if (k.f32_any_nonfinite(A, m) !== 0) return true;
     }
     return false;
@@ -268,7 +276,7 @@ export function anyNonFinite(bytes: Uint8Array, format: ValueFormat): boolean {
     const b = Math.min(BLOCK * 2, bytes.length - i);
     blockHBytes.set(bytes.subarray(i, i + b));
     const m = b >>> 1;
-    if (m % 8 !== 0) blockH.fill(0, m, (m + 7) & ~7);
+    zeroSpareLanes(blockH, m, 8);
     if (k.u16_any_all_ones(H, m, mask) !== 0) return true;
   }
   return false;
