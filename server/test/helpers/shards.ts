@@ -22,32 +22,45 @@ export interface Shards {
   close(): Promise<void>;
 }
 
-/** Starts `count` shards (count 1: an ordinary unsharded server); `perShard` adds settings to one shard. */
+/**
+ * Starts `count` shards (count 1: an ordinary unsharded server); `perShard` adds settings to one shard.
+ * Each shard must know every shard's address before it starts, so the ports are picked first; another
+ * test process can take one in between (EADDRINUSE). Then the shards already started are closed and
+ * all of them start again on new ports: left running, they would keep this test process alive.
+ */
 export async function startShards(t: Test, count: number, env: Record<string, string> = {}, perShard: Record<number, Record<string, string>> = {}): Promise<Shards> {
-  const ports: number[] = [];
-  while (ports.length < count) ports.push(await freePort());
-  const addresses = ports.map((p) => `127.0.0.1:${p}`);
-  const servers: RunningServer[] = [];
-  const logs: string[][] = [];
-  for (let k = 0; k < count; k++) {
-    const config = parseEnv(serverEnvSchema, {
-      SERVER_HOST: "127.0.0.1",
-      SERVER_PORT: String(ports[k]),
-      STATUS_INTERVAL_MS: "0",
-      START_TIMEOUT_MS: "0",
-      DASHBOARD_ENABLED: "false",
-      ...(count > 1 ? { SHARD_INDEX: String(k), SHARD_ADDRESSES: addresses.join(",") } : {}),
-      ...env,
-      ...perShard[k],
-    });
-    const lines: string[] = [];
-    logs.push(lines);
-    servers.push(await startServer(config, createLogger(`shard ${k}`, "debug", (line) => lines.push(line))));
+  for (let attempt = 1; ; attempt++) {
+    const ports: number[] = [];
+    while (ports.length < count) ports.push(await freePort());
+    const addresses = ports.map((p) => `127.0.0.1:${p}`);
+    const servers: RunningServer[] = [];
+    const logs: string[][] = [];
+    try {
+      for (let k = 0; k < count; k++) {
+        const config = parseEnv(serverEnvSchema, {
+          SERVER_HOST: "127.0.0.1",
+          SERVER_PORT: String(ports[k]),
+          STATUS_INTERVAL_MS: "0",
+          START_TIMEOUT_MS: "0",
+          DASHBOARD_ENABLED: "false",
+          ...(count > 1 ? { SHARD_INDEX: String(k), SHARD_ADDRESSES: addresses.join(",") } : {}),
+          ...env,
+          ...perShard[k],
+        });
+        const lines: string[] = [];
+        logs.push(lines);
+        servers.push(await startServer(config, createLogger(`shard ${k}`, "debug", (line) => lines.push(line))));
+      }
+    } catch (err) {
+      await Promise.all(servers.map((s) => s.close()));
+      if ((err as NodeJS.ErrnoException).code === "EADDRINUSE" && attempt < 5) continue;
+      throw err;
+    }
+    let closed: Promise<void> | undefined;
+    const close = () => (closed ??= Promise.all(servers.map((s) => s.close())).then(() => {}));
+    t.teardown(close);
+    return { servers, addresses, logs, close };
   }
-  let closed: Promise<void> | undefined;
-  const close = () => (closed ??= Promise.all(servers.map((s) => s.close())).then(() => {}));
-  t.teardown(close);
-  return { servers, addresses, logs, close };
 }
 
 const quiet = createLogger("test", "error", () => {});
