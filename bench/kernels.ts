@@ -1,7 +1,9 @@
 /**
  * Micro-benchmark of the SIMD kernels (common/src/kernels/simd.ts) against the JavaScript loops they
  * replace (scalar.ts), on one model's worth of elements in ordinary buffers, as the server and the
- * worker call them. Prints the median of R runs per kernel and the speed-up.
+ * worker call them. Prints the median of R runs per kernel and the speed-up; then the sync step as
+ * the server runs it, in shared memory, on one thread and split across helper threads
+ * (server/src/optimizer/parallel-step.ts).
  *
  *   node bench/kernels.ts [--elements 11173962] [--runs 15]
  */
@@ -9,6 +11,8 @@ import { parseArgs } from "node:util";
 import * as scalar from "@distributed-ps/common/kernels/scalar.ts";
 import * as simd from "@distributed-ps/common/kernels/simd.ts";
 import { EncodedValues } from "@distributed-ps/common/encoded-values.ts";
+import { ParallelStep } from "../server/src/optimizer/parallel-step.ts";
+import { sharedBytes, sharedFloat32 } from "../server/src/shared-memory.ts";
 
 const { values: a } = parseArgs({ options: { elements: { type: "string", default: "11173962" }, runs: { type: "string", default: "15" } } });
 const n = Number(a.elements);
@@ -80,3 +84,24 @@ console.log(`${n.toLocaleString("en-US")} elements, median of ${runs} runs`);
 console.log("kernel                             JavaScript ms  SIMD ms  speed-up");
 for (const [name, js, v] of rows) console.log(`${name.padEnd(37)}${js.toFixed(2).padStart(11)}${v.toFixed(2).padStart(9)}${(js / v).toFixed(2).padStart(9)}x`);
 console.log(`(the sync step with the SIMD kernels one pass at a time — decode each, sum, step: ${simdEach.toFixed(2)} ms)`);
+
+// The same sync step in shared memory, as the server keeps parameters and gradients, on its thread
+// alone and with helper threads (one per further core, as STEP_THREADS does by default).
+const sharedParam = sharedFloat32(n);
+const sharedKept = pushed.map((p) => {
+  const kept = new EncodedValues("float16", n, sharedBytes(n * 2));
+  kept.append(p.bytes);
+  return kept;
+});
+const job = { kind: "sgd", param: sharedParam, grads: sharedKept, lr: 1e-9, scale: 0.25, weightDecay: 0 } as const;
+const alone = new ParallelStep({ helpers: 0 });
+const together = new ParallelStep({ helpers: Math.max(1, new ParallelStep({ helpers: "auto" }).helpers) });
+const oneThread = median(() => alone.run([job]));
+together.run([job]);
+await new Promise((r) => setTimeout(r, 200)); // the helpers start
+const threads = median(() => together.run([job]));
+console.log(
+  `(the sync step in shared memory: ${oneThread.toFixed(2)} ms on one thread, ${threads.toFixed(2)} ms on ${together.helpers + 1} threads` +
+    ` — ${together.unitsByHelpers} of its units ran on helpers)`,
+);
+await together.close();

@@ -12,6 +12,7 @@
  * was applied, and the server's profile showed more time in garbage collection and native code
  * than the copy costs.
  */
+import { copyBytes } from "./copy-bytes.ts";
 
 export type ValueFormat = "float32" | "float16" | "bfloat16";
 
@@ -38,6 +39,18 @@ export class EncodedValues {
     this.#storage = storage;
   }
 
+  /**
+   * Values already in `storage`, all of them received: how another thread, handed the storage,
+   * reads a gradient kept in shared memory (server/src/optimizer/step-helper.ts).
+   */
+  static received(format: ValueFormat, storage: Uint8Array): EncodedValues {
+    const length = storage.length / bytesPerValue(format);
+    if (!Number.isInteger(length)) throw new RangeError(`EncodedValues: ${storage.length} bytes are not whole ${format} values`);
+    const values = new EncodedValues(format, length, storage);
+    values.#received = values.length;
+    return values;
+  }
+
   /** Values received so far. */
   get received(): number {
     return this.#received;
@@ -48,7 +61,7 @@ export class EncodedValues {
     const count = bytes.length / this.#size;
     if (!Number.isInteger(count)) throw new RangeError(`EncodedValues: ${bytes.length} bytes are not whole ${this.format} values`);
     if (this.#received + count > this.length) throw new RangeError(`EncodedValues: ${this.#received + count} values for a tensor of ${this.length}`);
-    this.#storage.set(bytes, this.#received * this.#size);
+    copyBytes(bytes, 0, bytes.length, this.#storage, this.#received * this.#size);
     this.#received += count;
   }
 

@@ -25,3 +25,24 @@ t.test("EncodedValues refuses what does not fit", async (t) => {
   t.throws(() => e.bytes(0, 2), /values \[0, 2\) requested, 1 received/);
   t.throws(() => e.bytes(-1, 1), /values \[-1, 0\) requested/);
 });
+
+t.test("EncodedValues.received wraps values already in storage, all of them readable", async (t) => {
+  const storage = new Uint8Array(new SharedArrayBuffer(6));
+  storage.set([1, 2, 3, 4, 5, 6]);
+  const e = EncodedValues.received("bfloat16", storage);
+  t.equal(e.length, 3);
+  t.equal(e.received, 3);
+  t.same(e.bytes(1, 2), Uint8Array.from([3, 4, 5, 6]));
+  t.equal(e.bytes(0, 3).buffer, storage.buffer, "the storage itself, not a copy");
+  t.throws(() => e.append(new Uint8Array(2)), /4 values for a tensor of 3/, "nothing more fits");
+  t.throws(() => EncodedValues.received("float32", new Uint8Array(6)), /6 bytes are not whole float32 values/);
+});
+
+t.test("EncodedValues keeps values in shared memory, from pieces at any byte offset", async (t) => {
+  const e = new EncodedValues("float16", 5, new Uint8Array(new SharedArrayBuffer(10)));
+  const sent = Uint8Array.from([9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 9]);
+  e.append(sent.subarray(1, 3)); // a whole-source copy of a view
+  e.append(Uint8Array.from([3, 4, 5, 6])); // a whole buffer
+  e.append(sent.subarray(7, 11));
+  t.same(e.bytes(0, 5), Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+});

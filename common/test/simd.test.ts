@@ -202,6 +202,47 @@ t.test("the steps decode summands kept encoded as they sum them: the same bits a
   t.throws(() => simd.sgdStep(new Float32Array(8), [partial], 1, 1, 0), /sgdStep: a summand holds 3 of its 8 values/);
 });
 
+t.test("a step run in element ranges equals the whole step, in ordinary and in shared memory", async (t) => {
+  const n = 3 * simd.BLOCK + 8;
+  const mo = { lr: 0.05, scale: 0.5, weightDecay: 5e-4, momentum: 0.9, nesterov: true };
+  const ao = { lr: 0.01, scale: 0.5, beta1: 0.9, beta2: 0.999, c1: 0.1, c2: 0.001, epsilon: 1e-8, decay: 1 - 1e-4 };
+  const inShared = (a: Float32Array) => {
+    const s = new Float32Array(new SharedArrayBuffer(a.byteLength));
+    s.set(a);
+    return s;
+  };
+  const keptShared = (g: Float32Array) => {
+    const e = kept(g, "float16");
+    return EncodedValues.received("float16", Uint8Array.from(e.bytes(0, g.length)));
+  };
+  for (const shared of [false, true]) {
+    const p0 = values(n, 51, 1, true);
+    const grads = [values(n, 52, 0.5), values(n, 53, 0.5)];
+    const kept16 = kept(grads[1]!, "float16");
+    // Cut points inside a block, at a block's edge, and an empty range.
+    const ranges = [{ from: 0, to: 5 }, { from: 5, to: simd.BLOCK }, { from: simd.BLOCK, to: simd.BLOCK }, { from: simd.BLOCK, to: n }];
+    const whole = { p: p0.slice(), v: new Float32Array(n), m: new Float32Array(n), w: new Float32Array(n) };
+    const parts = shared
+      ? { p: inShared(p0), v: inShared(new Float32Array(n)), m: inShared(new Float32Array(n)), w: inShared(new Float32Array(n)) }
+      : { p: p0.slice(), v: new Float32Array(n), m: new Float32Array(n), w: new Float32Array(n) };
+    const g = shared ? [inShared(grads[0]!), keptShared(grads[1]!)] : [grads[0]!, kept16];
+    simd.sgdStep(whole.p, [grads[0]!, kept16], 0.1, 0.5, 1e-4);
+    simd.momentumStep(whole.p, [grads[0]!, kept16], whole.v, mo);
+    simd.adamStep(whole.p, [grads[0]!, kept16], whole.m, whole.w, ao);
+    for (const range of ranges) simd.sgdStep(parts.p, g, 0.1, 0.5, 1e-4, range);
+    for (const range of ranges) simd.momentumStep(parts.p, g, parts.v, mo, range);
+    for (const range of ranges) simd.adamStep(parts.p, g, parts.m, parts.w, ao, range);
+    const what = shared ? "shared memory" : "ordinary memory";
+    t.equal(firstDifference(parts.p, whole.p), undefined, `${what}: parameters`);
+    t.equal(firstDifference(parts.v, whole.v), undefined, `${what}: velocity`);
+    t.equal(firstDifference(parts.m, whole.m), undefined, `${what}: first moment`);
+    t.equal(firstDifference(parts.w, whole.w), undefined, `${what}: second moment`);
+  }
+  for (const range of [{ from: -1, to: 2 }, { from: 3, to: 2 }, { from: 0, to: 9 }, { from: 0.5, to: 2 }]) {
+    t.throws(() => simd.sgdStep(new Float32Array(8), [new Float32Array(8)], 1, 1, 0, range), /sgdStep: range \[.*\) is not within a tensor of 8/, `${JSON.stringify(range)} refused`);
+  }
+});
+
 t.test("anyNonFinite finds infinity and NaN in every format, at any byte offset and position", async (t) => {
   const bits = new Uint16Array(65536);
   for (let i = 0; i < bits.length; i++) bits[i] = i;

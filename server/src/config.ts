@@ -1,6 +1,7 @@
 /**
  * The server's configuration, read from the environment (see the README's table).
  */
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, optionalStringVar, stringVar } from "@distributed-ps/common/env.ts";
 
@@ -33,6 +34,8 @@ export const serverEnvSchema = z
     START_TIMEOUT_MS: intVar({ min: 0, max: 86_400_000, default: 60_000 }),
     SYNC_TIMEOUT_MS: intVar({ min: 100, max: 86_400_000, default: 600_000 }),
     WAIT_TIMEOUT_MS: intVar({ min: 10, max: 600_000, default: 20_000 }),
+    // Threads that apply a parameter update together (this one and helpers): one per core, at most 4.
+    STEP_THREADS: intVar({ min: 1, max: 16, default: Math.min(4, availableParallelism()) }),
     MAX_CHUNK_BYTES: intVar({ min: 1024, max: 64 << 20, default: 4 << 20 }),
     MAX_MODEL_ELEMENTS: intVar({ min: 1, max: 1_000_000_000, default: 100_000_000 }),
     MAX_TENSORS: intVar({ min: 1, max: 1_000_000, default: 10_000 }),

@@ -2,10 +2,12 @@
  * Reusable memory for received gradients: byte regions that dense gradients are kept in as they
  * arrived (received-gradient.ts), and float32 sets shaped like the parameters that sparse (top-k)
  * gradients are scattered into. Reuse matters: fresh memory for every push costs page faults on
- * every round (~20 ms per 45 MB here).
+ * every round (~20 ms per 45 MB here). Both are shared memory, which the step's helper threads
+ * read in place (parallel-step.ts).
  */
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { ParameterStore } from "./parameter-store.ts";
+import { sharedBytes, sharedFloat32 } from "./shared-memory.ts";
 
 export class GradientBuffers {
   readonly #store: ParameterStore;
@@ -21,7 +23,7 @@ export class GradientBuffers {
 
   /** A set of float32 buffers in storage order; its contents are left over from earlier use. */
   take(): NamedTensor[] {
-    return this.#freeSets.pop() ?? this.#store.layout().map((l) => ({ name: l.name, shape: l.shape, data: new Float32Array(elementCount(l.shape)) }));
+    return this.#freeSets.pop() ?? this.#store.layout().map((l) => ({ name: l.name, shape: l.shape, data: sharedFloat32(elementCount(l.shape)) }));
   }
 
   give(set: NamedTensor[]): void {
@@ -34,7 +36,7 @@ export class GradientBuffers {
    * touches take memory.
    */
   takeRegion(): Uint8Array {
-    return this.#freeRegions.pop() ?? new Uint8Array(this.#store.elementCount * 4);
+    return this.#freeRegions.pop() ?? sharedBytes(this.#store.elementCount * 4);
   }
 
   giveRegion(region: Uint8Array): void {

@@ -55,7 +55,7 @@ applyCount = (desired) => {
 if (firstReading !== undefined) applyCount(firstReading);
 log.info(
   `listening on ${config.SERVER_HOST}:${server.port}: mode ${config.SERVER_MODE}, ${run.membership.workerCount} workers, ` +
-    `optimizer ${run.updater.optimizer.name} lr ${config.LEARNING_RATE} (${config.LR_SCHEDULE}), lease ${config.LEASE_MS} ms`,
+    `optimizer ${run.updater.optimizer.name} lr ${config.LEARNING_RATE} (${config.LR_SCHEDULE}) on ${config.STEP_THREADS} thread(s), lease ${config.LEASE_MS} ms`,
 );
 if (shard.count > 1) log.info(`shard ${shard.index} of ${shard.count} (${config.SHARD_ADDRESSES?.join(", ")})${shard.index === 0 ? "; coordinator" : ""}`);
 const reporter = new StatusReporter(run, log, config.STATUS_INTERVAL_MS);

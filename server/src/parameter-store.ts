@@ -8,6 +8,7 @@
  * buffers recycled from earlier versions, so steady state allocates nothing.
  */
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import { sharedFloat32 } from "./shared-memory.ts";
 
 /** One version of the parameters as a pull sees it. Call release() when done with it. */
 export interface Snapshot {
@@ -73,7 +74,7 @@ export class ParameterStore {
     this.#current = {
       version,
       readers: 0,
-      tensors: tensors.map((t) => ({ name: t.name, shape: [...t.shape], data: Float32Array.from(t.data) })),
+      tensors: tensors.map((t) => ({ name: t.name, shape: [...t.shape], data: sharedCopy(t.data) })),
     };
     this.#current.tensors.forEach((t, i) => this.#index.set(t.name, i));
     this.#elements = tensors.reduce((n, t) => n + t.data.length, 0);
@@ -110,10 +111,17 @@ export class ParameterStore {
       gen.version++;
       return gen.version;
     }
-    const tensors = this.#spare.pop() ?? gen.tensors.map((t) => ({ ...t, data: new Float32Array(t.data.length) }));
+    const tensors = this.#spare.pop() ?? gen.tensors.map((t) => ({ ...t, data: sharedFloat32(t.data.length) }));
     tensors.forEach((t, i) => t.data.set(gen.tensors[i]!.data));
     mutate(tensors);
     this.#current = { version: gen.version + 1, tensors, readers: 0 };
     return this.#current.version;
   }
+}
+
+/** Parameters live in shared memory: the step's helper threads update them in place (parallel-step.ts). */
+function sharedCopy(data: Float32Array): Float32Array {
+  const copy = sharedFloat32(data.length);
+  copy.set(data);
+  return copy;
 }

@@ -16,6 +16,7 @@ import { DataPlan, planFromPositions, type Part } from "./data-plan.ts";
 import { GradientBuffers } from "./gradient-buffers.ts";
 import { Membership, type Slot } from "./membership.ts";
 import { optimizerFromConfig } from "./optimizer/index.ts";
+import { ParallelStep } from "./optimizer/parallel-step.ts";
 import { ParameterStore } from "./parameter-store.ts";
 import { Updater } from "./updater.ts";
 import { Signal } from "./wait.ts";
@@ -53,6 +54,7 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
   readonly plan = new DataPlan();
   readonly buffers: GradientBuffers;
   readonly updater: Updater;
+  readonly #parallelStep: ParallelStep;
   readonly aggregator: Aggregator;
   /** Notified whenever the parameters change version or get initialised, and when a slot joins or leaves. */
   readonly changed = new Signal();
@@ -103,10 +105,17 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
       dataPending: () => this.plan.hasOrphans(),
     });
     const { optimizer, schedule } = optimizerFromConfig(config);
-    this.updater = new Updater(this.store, optimizer, schedule, (version) => {
-      this.changed.notify();
-      this.emit("applied", version);
-    });
+    this.#parallelStep = new ParallelStep({ helpers: config.STEP_THREADS - 1, log });
+    this.updater = new Updater(
+      this.store,
+      optimizer,
+      schedule,
+      (version) => {
+        this.changed.notify();
+        this.emit("applied", version);
+      },
+      this.#parallelStep,
+    );
     // Sparse (top-k) gradients are scattered into float32 sets from this pool (dense ones are kept as
     // they arrived); the sync barrier holds one per worker until its step: keep that many for reuse.
     this.buffers = new GradientBuffers(this.store, config.TOTAL_WORKERS_EXPECTED + 1);
@@ -296,5 +305,6 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
 
   close(): void {
     this.aggregator.close();
+    void this.#parallelStep.close();
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import type { Optimizer } from "./optimizer/optimizer.ts";
+import { ParallelStep } from "./optimizer/parallel-step.ts";
 import type { Schedule } from "./optimizer/schedule.ts";
 import type { ParameterStore } from "./parameter-store.ts";
 
@@ -12,11 +13,20 @@ export class Updater {
   readonly optimizer: Optimizer;
   readonly #schedule: Schedule;
   readonly #onApplied: (version: number) => void;
+  readonly #parallel: ParallelStep;
   /** Updates applied so far; drives the schedule and Adam's bias correction. */
   updatesApplied = 0;
 
-  constructor(store: ParameterStore, optimizer: Optimizer, schedule: Schedule, onApplied: (version: number) => void = () => {}) {
+  /** `parallel` runs the steps (default: on this thread only). */
+  constructor(
+    store: ParameterStore,
+    optimizer: Optimizer,
+    schedule: Schedule,
+    onApplied: (version: number) => void = () => {},
+    parallel = new ParallelStep({ helpers: 0 }),
+  ) {
     this.store = store;
+    this.#parallel = parallel;
     this.optimizer = optimizer;
     this.#schedule = schedule;
     this.#onApplied = onApplied;
@@ -37,7 +47,7 @@ export class Updater {
     const lr = this.learningRate;
     const step = this.updatesApplied + 1;
     const version = this.store.update((params) => {
-      params.forEach((p, i) => this.optimizer.apply(p.name, p.data, gradients.map((g) => g[i]!), lr, step, scale));
+      this.#parallel.run(params.map((p, i) => this.optimizer.plan(p.name, p.data, gradients.map((g) => g[i]!), lr, step, scale)));
     });
     this.updatesApplied = step;
     this.#onApplied(version);

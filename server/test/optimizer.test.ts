@@ -7,6 +7,12 @@ import { Momentum } from "../src/optimizer/momentum.ts";
 import type { Optimizer } from "../src/optimizer/optimizer.ts";
 import { createSchedule, type ScheduleOptions } from "../src/optimizer/schedule.ts";
 import { Sgd } from "../src/optimizer/sgd.ts";
+import { runStepJob } from "../src/optimizer/step-job.ts";
+
+/** Plans one step and runs it whole, on this thread. */
+function applyStep(opt: Optimizer, ...args: Parameters<Optimizer["plan"]>): void {
+  runStepJob(opt.plan(...args));
+}
 
 /** Element-wise comparison with float32-level tolerance: 1e-6 relative (1e-9 absolute near 0). */
 function close(t: Test, actual: ArrayLike<number>, expected: number[], what: string) {
@@ -26,11 +32,11 @@ t.test("Sgd without weight decay: p ← p − lr·g", async (t) => {
   t.equal(opt.name, "sgd", "name is sgd");
   const p = f32(1, -2, 0.5);
   const g = f32(0.1, 0.2, -0.3);
-  opt.apply("w", p, [g], 0.1, 1);
+  applyStep(opt, "w", p, [g], 0.1, 1);
   // [1 − 0.01, −2 − 0.02, 0.5 + 0.03]
   close(t, p, [0.99, -2.02, 0.53], "after step 1 (lr 0.1)");
   close(t, g, [0.1, 0.2, -0.3], "gradient untouched");
-  opt.apply("w", p, [f32(1, 1, 1)], 0.5, 2);
+  applyStep(opt, "w", p, [f32(1, 1, 1)], 0.5, 2);
   // [0.99 − 0.5, −2.02 − 0.5, 0.53 − 0.5]
   close(t, p, [0.49, -2.52, 0.03], "after step 2 (lr 0.5, g = 1)");
   t.equal(opt.state().size, 0, "plain SGD has no state");
@@ -39,7 +45,7 @@ t.test("Sgd without weight decay: p ← p − lr·g", async (t) => {
 t.test("Sgd with weight decay: p ← p − lr·(g + wd·p)", async (t) => {
   const opt: Optimizer = new Sgd({ weightDecay: 0.01 });
   const p = f32(1, -2, 0.5);
-  opt.apply("w", p, [f32(0.1, 0.2, -0.3)], 0.1, 1);
+  applyStep(opt, "w", p, [f32(0.1, 0.2, -0.3)], 0.1, 1);
   // d = g + 0.01·p = [0.1 + 0.01, 0.2 − 0.02, −0.3 + 0.005] = [0.11, 0.18, −0.295]
   // p − 0.1·d = [1 − 0.011, −2 − 0.018, 0.5 + 0.0295]
   close(t, p, [0.989, -2.018, 0.5295], "after one decayed step");
@@ -49,14 +55,14 @@ t.test("Momentum, classic (PyTorch): v ← μv + g; p ← p − lr·v", async (t
   const opt: Optimizer = new Momentum({ momentum: 0.9, nesterov: false, weightDecay: 0 });
   t.equal(opt.name, "momentum", "name is momentum");
   const p = f32(1, -1);
-  opt.apply("w", p, [f32(1, 2)], 0.1, 1);
+  applyStep(opt, "w", p, [f32(1, 2)], 0.1, 1);
   // v = [1, 2]; p = [1 − 0.1, −1 − 0.2]
   close(t, p, [0.9, -1.2], "step 1");
   close(t, opt.state().get("w/velocity")!, [1, 2], "velocity after step 1");
-  opt.apply("w", p, [f32(1, 2)], 0.1, 2);
+  applyStep(opt, "w", p, [f32(1, 2)], 0.1, 2);
   // v = 0.9·[1, 2] + [1, 2] = [1.9, 3.8]; p = [0.9 − 0.19, −1.2 − 0.38]
   close(t, p, [0.71, -1.58], "step 2");
-  opt.apply("w", p, [f32(-1, 0)], 0.1, 3);
+  applyStep(opt, "w", p, [f32(-1, 0)], 0.1, 3);
   // v = 0.9·[1.9, 3.8] + [−1, 0] = [0.71, 3.42]; p = [0.71 − 0.071, −1.58 − 0.342]
   close(t, p, [0.639, -1.922], "step 3");
   const state = opt.state();
@@ -68,14 +74,14 @@ t.test("Momentum, Nesterov (PyTorch): v ← μv + g; p ← p − lr·(g + μv)",
   const opt: Optimizer = new Momentum({ momentum: 0.9, nesterov: true, weightDecay: 0 });
   t.equal(opt.name, "nesterov", "name is nesterov");
   const p = f32(1, -1);
-  opt.apply("w", p, [f32(1, 2)], 0.1, 1);
+  applyStep(opt, "w", p, [f32(1, 2)], 0.1, 1);
   // v = [1, 2]; g + 0.9v = [1.9, 3.8]; p = [1 − 0.19, −1 − 0.38]
   close(t, p, [0.81, -1.38], "step 1");
-  opt.apply("w", p, [f32(1, 2)], 0.1, 2);
+  applyStep(opt, "w", p, [f32(1, 2)], 0.1, 2);
   // v = 0.9·[1, 2] + [1, 2] = [1.9, 3.8]; g + 0.9v = [1 + 1.71, 2 + 3.42] = [2.71, 5.42]
   // p = [0.81 − 0.271, −1.38 − 0.542]
   close(t, p, [0.539, -1.922], "step 2");
-  opt.apply("w", p, [f32(-1, 0)], 0.1, 3);
+  applyStep(opt, "w", p, [f32(-1, 0)], 0.1, 3);
   // v = 0.9·[1.9, 3.8] + [−1, 0] = [0.71, 3.42]; g + 0.9v = [−1 + 0.639, 0 + 3.078] = [−0.361, 3.078]
   // p = [0.539 + 0.0361, −1.922 − 0.3078]
   close(t, p, [0.5751, -2.2298], "step 3");
@@ -85,10 +91,10 @@ t.test("Momentum, Nesterov (PyTorch): v ← μv + g; p ← p − lr·(g + μv)",
 t.test("Momentum with weight decay adds wd·p to the gradient", async (t) => {
   const opt: Optimizer = new Momentum({ momentum: 0.9, nesterov: false, weightDecay: 0.1 });
   const p = f32(2);
-  opt.apply("w", p, [f32(0.5)], 0.1, 1);
+  applyStep(opt, "w", p, [f32(0.5)], 0.1, 1);
   // d = 0.5 + 0.1·2 = 0.7; v = 0.7; p = 2 − 0.07
   close(t, p, [1.93], "step 1");
-  opt.apply("w", p, [f32(0.5)], 0.1, 2);
+  applyStep(opt, "w", p, [f32(0.5)], 0.1, 2);
   // d = 0.5 + 0.1·1.93 = 0.693; v = 0.9·0.7 + 0.693 = 1.323; p = 1.93 − 0.1323
   close(t, p, [1.7977], "step 2");
 });
@@ -97,9 +103,9 @@ t.test("Momentum keeps separate state per tensor", async (t) => {
   const opt: Optimizer = new Momentum({ momentum: 0.5, nesterov: false, weightDecay: 0 });
   const a = f32(0);
   const b = f32(0, 0);
-  opt.apply("a", a, [f32(1)], 1, 1); // v_a = 1
-  opt.apply("b", b, [f32(2, 4)], 1, 1); // v_b = [2, 4]
-  opt.apply("a", a, [f32(1)], 1, 2); // v_a = 0.5 + 1 = 1.5; a = −1 − 1.5
+  applyStep(opt, "a", a, [f32(1)], 1, 1); // v_a = 1
+  applyStep(opt, "b", b, [f32(2, 4)], 1, 1); // v_b = [2, 4]
+  applyStep(opt, "a", a, [f32(1)], 1, 2); // v_a = 0.5 + 1 = 1.5; a = −1 − 1.5
   close(t, a, [-2.5], "a after two steps");
   close(t, b, [-2, -4], "b after one step");
   const s = opt.state();
@@ -113,14 +119,14 @@ t.test("Adam over 2 steps with bias correction", async (t) => {
   const opt = new Adam({ beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0 });
   t.equal(opt.name, "adam", "name is adam without weight decay");
   const p = f32(1, -1);
-  opt.apply("w", p, [f32(0.5, -2)], 0.01, 1);
+  applyStep(opt, "w", p, [f32(0.5, -2)], 0.01, 1);
   // m = 0.1·g = [0.05, −0.2]; v = 0.001·g² = [0.00025, 0.004]
   // c1 = 1 − 0.9 = 0.1; c2 = 1 − 0.999 = 0.001; m̂ = [0.5, −2]; v̂ = [0.25, 4]; √v̂ = [0.5, 2]
   // p = p − 0.01·m̂/(√v̂ + ε) = [1 − 0.01·0.99999998, −1 + 0.01·0.999999995]
   close(t, p, [0.9900000002, -0.99000000005], "step 1: each element moves by ~lr");
   close(t, opt.state().get("w/m")!, [0.05, -0.2], "first moment after step 1");
   close(t, opt.state().get("w/v")!, [0.00025, 0.004], "second moment after step 1");
-  opt.apply("w", p, [f32(0.1, 1)], 0.01, 2);
+  applyStep(opt, "w", p, [f32(0.1, 1)], 0.01, 2);
   // m = 0.9·[0.05, −0.2] + 0.1·[0.1, 1] = [0.045 + 0.01, −0.18 + 0.1] = [0.055, −0.08]
   // v = 0.999·[0.00025, 0.004] + 0.001·[0.01, 1] = [0.00024975 + 0.00001, 0.003996 + 0.001] = [0.00025975, 0.004996]
   // c1 = 1 − 0.81 = 0.19; c2 = 1 − 0.998001 = 0.001999
@@ -139,11 +145,11 @@ t.test("AdamW: decoupled weight decay p ← p·(1 − lr·wd) − Adam step", as
   const opt = new Adam({ beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.1 });
   t.equal(opt.name, "adamw", "name is adamw with weight decay");
   const p = f32(1, -1);
-  opt.apply("w", p, [f32(0.5, -2)], 0.01, 1);
+  applyStep(opt, "w", p, [f32(0.5, -2)], 0.01, 1);
   // decay factor 1 − 0.01·0.1 = 0.999; Adam step as above = [0.0099999998, −0.00999999995]
   // p = [0.999 − 0.0099999998, −0.999 + 0.00999999995]
   close(t, p, [0.9890000002, -0.98900000005], "step 1");
-  opt.apply("w", p, [f32(0.1, 1)], 0.01, 2);
+  applyStep(opt, "w", p, [f32(0.1, 1)], 0.01, 2);
   // p = [0.9890000002·0.999 − 0.0080304096, −0.98900000005·0.999 + 0.0026633704]
   //   = [0.9880110002 − 0.0080304096, −0.98801100005 + 0.0026633704]
   close(t, p, [0.9799805906, -0.9853476297], "step 2");
@@ -233,7 +239,7 @@ t.test("optimizerFromConfig: momentum without NESTEROV set runs classic momentum
   const { optimizer } = optimizerFromConfig(parseEnv(serverEnvSchema, { OPTIMIZER: "momentum", MOMENTUM: "0.9" }));
   t.equal(optimizer.name, "momentum", "NESTEROV unset → classic momentum");
   const p = f32(1, -1);
-  optimizer.apply("w", p, [f32(1, 2)], 0.1, 1);
+  applyStep(optimizer, "w", p, [f32(1, 2)], 0.1, 1);
   // classic: p − 0.1·[1, 2] = [0.9, −1.2]   (Nesterov would give [0.81, −1.38])
   close(t, p, [0.9, -1.2], "one step moves by lr·g, not lr·(g + μv)");
 });
@@ -252,9 +258,9 @@ t.test("every optimizer's gradScale equals applying the pre-scaled gradient, and
     const q = f32(1, -2, 0.5);
     for (let step = 1; step <= 3; step++) {
       const sum = f32(0.4 * step, -0.8, 1.2);
-      scaled.apply("w", p, [sum], 0.1, step, 0.25);
+      applyStep(scaled, "w", p, [sum], 0.1, step, 0.25);
       t.same(Array.from(sum), Array.from(f32(0.4 * step, -0.8, 1.2)), `${name} step ${step}: gradient unchanged`);
-      reference.apply("w", q, [f32(0.1 * step, -0.2, 0.3)], 0.1, step);
+      applyStep(reference, "w", q, [f32(0.1 * step, -0.2, 0.3)], 0.1, step);
     }
     close(t, p, Array.from(q), `${name}: scaled sum ≡ averaged gradient`);
   }
@@ -279,10 +285,21 @@ t.test("every optimizer given several gradients applies their float32 sum, in th
     const p = f32(1, -2, 0.5);
     const q = f32(1, -2, 0.5);
     for (let step = 1; step <= 2; step++) {
-      summed.apply("w", p, [a, b, c], 0.1, step, 1 / 3);
-      reference.apply("w", q, [leftToRight], 0.1, step, 1 / 3);
+      applyStep(summed, "w", p, [a, b, c], 0.1, step, 1 / 3);
+      applyStep(reference, "w", q, [leftToRight], 0.1, step, 1 / 3);
     }
     t.same(Array.from(p), Array.from(q), `${name}: [a, b, c] ≡ [a + b + c]`);
     t.same(Array.from(a), [1, 3, -0.5], `${name}: the first summand is left alone`);
   }
+});
+
+t.test("optimizer state lives in shared memory, also when loaded from a checkpoint", async (t) => {
+  const opt = new Adam({ beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0 });
+  const job = opt.plan("w", f32(1, 2), [f32(0.5, 0.5)], 0.1, 1);
+  t.ok(job.kind === "adam" && job.m.buffer instanceof SharedArrayBuffer && job.v.buffer instanceof SharedArrayBuffer, "new state");
+  const restored = new Momentum({ momentum: 0.9, nesterov: false, weightDecay: 0 });
+  restored.loadState(new Map([["w/velocity", f32(3, 4)]]));
+  const again = restored.plan("w", f32(1, 2), [f32(0, 0)], 0.1, 1);
+  t.ok(again.kind === "momentum" && again.velocity.buffer instanceof SharedArrayBuffer, "loaded state");
+  t.same(again.kind === "momentum" ? Array.from(again.velocity) : [], [3, 4], "with the loaded values");
 });

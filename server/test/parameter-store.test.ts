@@ -239,3 +239,19 @@ t.test("randomised acquire/update/release sequences match a reference model", as
   }
   t.equal(mismatches, 0, `no divergence from the reference model over ${operations} random operations${firstMismatch ? ` (first: ${firstMismatch})` : ""}`);
 });
+
+t.test("parameters live in shared memory, for the step's helper threads, also after copy-on-write", async (t) => {
+  const store = new ParameterStore();
+  const given = params();
+  store.initialize(given);
+  const first = store.acquire();
+  t.ok(first.tensors.every((x) => x.data.buffer instanceof SharedArrayBuffer), "after initialize");
+  t.ok(first.tensors.every((x, i) => x.data.buffer !== given[i]!.data.buffer), "copies of what was given");
+  store.update((ts) => ts.forEach((x) => x.data.fill(0))); // a reader holds the version: copy-on-write
+  const second = store.acquire();
+  t.not(second.tensors[0]!.data, first.tensors[0]!.data, "the update went to new buffers");
+  t.ok(second.tensors.every((x) => x.data.buffer instanceof SharedArrayBuffer), "the new buffers are shared too");
+  t.same(values(first), [[1, 2, 3, 4], [10, 20], [7]], "the held version is unchanged");
+  first.release();
+  second.release();
+});

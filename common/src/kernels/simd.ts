@@ -5,14 +5,17 @@
  * once (two float64 lanes for the optimizers) make them 1.2–2x faster here, scratch copies
  * included (bench/kernels.ts measures each against its loop).
  *
- * A kernel only sees its own memory, and the tensors live in ordinary JavaScript buffers. Rather
- * than move every tensor into that memory (and give up garbage collection for manual lifetimes),
- * each call streams its arrays through a small scratch area block by block: 16,384 elements at a
- * time, which stay in the CPU cache between the copy in, the kernel and the copy out. The copies
- * are memcpy and cost far less than the scalar loop they replace.
+ * A kernel only sees its own memory, and the tensors live in JavaScript buffers (ordinary ones, or
+ * shared ones on the server: server/src/shared-memory.ts). Rather than move every tensor into that
+ * memory (and give up garbage collection for manual lifetimes), each call streams its arrays
+ * through a small scratch area block by block: 16,384 elements at a time, which stay in the CPU
+ * cache between the copy in, the kernel and the copy out. The copies are memcpy (copy-bytes.ts
+ * says why not always TypedArray.prototype.set) and cost far less than the scalar loop they
+ * replace. Each thread that imports this module has a kernel instance and scratch area of its own.
  *
  * Results are bit-identical to the loops they replace (common/test/simd.test.ts).
  */
+import { bytesOf, copyBytes } from "../copy-bytes.ts";
 import type { EncodedValues, ValueFormat } from "../encoded-values.ts";
 import { SIMD_WASM_BASE64 } from "./gen/simd-wasm.ts";
 
@@ -60,9 +63,8 @@ const blockA = new Float32Array(mem, A, BLOCK);
 const blockABytes = new Uint8Array(mem, A, BLOCK * 4);
 const blockB = new Float32Array(mem, B, BLOCK);
 const blockBBytes = new Uint8Array(mem, B, BLOCK * 4);
-const blockC = new Float32Array(mem, C, BLOCK);
-const blockD = new Float32Array(mem, D, BLOCK);
-const blockE = new Float32Array(mem, E, BLOCK);
+const blockCBytes = new Uint8Array(mem, C, BLOCK * 4);
+const blockDBytes = new Uint8Array(mem, D, BLOCK * 4);
 const blockEBytes = new Uint8Array(mem, E, BLOCK * 4);
 const blockH = new Uint16Array(mem, H, BLOCK);
 const blockHBytes = new Uint8Array(mem, H, BLOCK * 2);
@@ -94,31 +96,48 @@ export function addInto(acc: Float32Array, src: Float32Array): void {
 /** One summand of a gradient: float32 values, or values still encoded as they arrived. */
 export type GradientSummand = Float32Array | EncodedValues;
 
+/** A summand's bytes and how they are encoded. */
+interface SummandBytes {
+  format: ValueFormat;
+  bytes: Uint8Array;
+}
+
+function summandBytes(grads: readonly GradientSummand[]): SummandBytes[] {
+  return grads.map((g) => (g instanceof Float32Array ? { format: "float32", bytes: bytesOf(g) } : { format: g.format, bytes: g.bytes(0, g.length) }));
+}
+
 /**
  * The optimizer steps take their gradient as the float32 sum of one or more summands, added left
  * to right (acc = g0; acc += g1; ...: the same rounding as addInto, one summand after the other).
  * A sync step's gradients are summed inside the step's own pass, block by block in the cache, so
  * the sum is never written to memory and read back; summands kept encoded are decoded there too.
  */
-function loadGradientSum(grads: readonly GradientSummand[], i: number, m: number): void {
-  loadSummand(grads[0]!, i, m, B, blockB, blockBBytes);
+function loadGradientSum(grads: readonly SummandBytes[], i: number, m: number): void {
+  loadSummand(grads[0]!, i, m, B, blockBBytes);
   for (let j = 1; j < grads.length; j++) {
-    loadSummand(grads[j]!, i, m, E, blockE, blockEBytes);
+    loadSummand(grads[j]!, i, m, E, blockEBytes);
     k.f32_add(B, E, m);
   }
 }
 
 /** Values [i, i + m) of `g` as float32 into the block at `to`. */
-function loadSummand(g: GradientSummand, i: number, m: number, to: number, block: Float32Array, blockBytes: Uint8Array): void {
-  if (g instanceof Float32Array) {
-    block.set(g.subarray(i, i + m));
-  } else if (g.format === "float32") {
-    blockBytes.set(g.bytes(i, m));
+function loadSummand(g: SummandBytes, i: number, m: number, to: number, blockBytes: Uint8Array): void {
+  if (g.format === "float32") {
+    copyBytes(g.bytes, i * 4, (i + m) * 4, blockBytes, 0);
   } else {
-    blockHBytes.set(g.bytes(i, m));
+    copyBytes(g.bytes, i * 2, (i + m) * 2, blockHBytes, 0);
     zeroSpareLanes(blockH, m, 4);
     (g.format === "float16" ? k.f16_decode : k.bf16_decode)(H, to, m);
   }
+}
+
+/** Float32 elements [i, i + m) of `from` (bytes) into a block, and back. */
+function load(from: Uint8Array, i: number, m: number, block: Uint8Array): void {
+  copyBytes(from, i * 4, (i + m) * 4, block, 0);
+}
+
+function store(block: Uint8Array, m: number, to: Uint8Array, i: number): void {
+  copyBytes(block, 0, m * 4, to, i * 4);
 }
 
 function checkLengths(name: string, param: Float32Array, grads: readonly GradientSummand[], ...state: Float32Array[]): void {
@@ -132,17 +151,38 @@ function checkLengths(name: string, param: Float32Array, grads: readonly Gradien
 }
 
 /**
+ * The elements a step updates: [from, to) of the tensor, the whole of it by default. The steps are
+ * elementwise, so a tensor can be split into ranges that run on different threads (parallel-step.ts)
+ * with the same results.
+ */
+export interface ElementRange {
+  from: number;
+  to: number;
+}
+
+function checkRange(name: string, length: number, range: ElementRange | undefined): ElementRange {
+  if (range === undefined) return { from: 0, to: length };
+  if (!(Number.isInteger(range.from) && Number.isInteger(range.to) && range.from >= 0 && range.from <= range.to && range.to <= length)) {
+    throw new RangeError(`${name}: range [${range.from}, ${range.to}) is not within a tensor of ${length}`);
+  }
+  return range;
+}
+
+/**
  * param[i] ← param[i] − lr·(grad[i]·scale + wd·param[i]) with grad = Σgrads, evaluated in float64
  * exactly as the JavaScript expression is, then stored as float32.
  */
-export function sgdStep(param: Float32Array, grads: readonly GradientSummand[], lr: number, scale: number, weightDecay: number): void {
+export function sgdStep(param: Float32Array, grads: readonly GradientSummand[], lr: number, scale: number, weightDecay: number, range?: ElementRange): void {
   checkLengths("sgdStep", param, grads);
-  for (let i = 0; i < param.length; i += BLOCK) {
-    const m = Math.min(BLOCK, param.length - i);
-    blockA.set(param.subarray(i, i + m));
-    loadGradientSum(grads, i, m);
+  const { from, to } = checkRange("sgdStep", param.length, range);
+  const p = bytesOf(param);
+  const g = summandBytes(grads);
+  for (let i = from; i < to; i += BLOCK) {
+    const m = Math.min(BLOCK, to - i);
+    load(p, i, m, blockABytes);
+    loadGradientSum(g, i, m);
     k.sgd(A, B, m, lr, scale, weightDecay);
-    param.set(out(blockA, m), i);
+    store(blockABytes, m, p, i);
   }
 }
 
@@ -173,16 +213,20 @@ export interface AdamOptions {
  * SGD with momentum (momentum.ts's formulas, computed as its loops did): updates param and
  * velocity in place.
  */
-export function momentumStep(param: Float32Array, grads: readonly GradientSummand[], velocity: Float32Array, o: MomentumOptions): void {
+export function momentumStep(param: Float32Array, grads: readonly GradientSummand[], velocity: Float32Array, o: MomentumOptions, range?: ElementRange): void {
   checkLengths("momentumStep", param, grads, velocity);
-  for (let i = 0; i < param.length; i += BLOCK) {
-    const m = Math.min(BLOCK, param.length - i);
-    blockA.set(param.subarray(i, i + m));
-    loadGradientSum(grads, i, m);
-    blockC.set(velocity.subarray(i, i + m));
+  const { from, to } = checkRange("momentumStep", param.length, range);
+  const p = bytesOf(param);
+  const g = summandBytes(grads);
+  const vel = bytesOf(velocity);
+  for (let i = from; i < to; i += BLOCK) {
+    const m = Math.min(BLOCK, to - i);
+    load(p, i, m, blockABytes);
+    loadGradientSum(g, i, m);
+    load(vel, i, m, blockCBytes);
     k.momentum(A, B, C, m, o.lr, o.scale, o.weightDecay, o.momentum, o.nesterov ? 1 : 0);
-    param.set(out(blockA, m), i);
-    velocity.set(out(blockC, m), i);
+    store(blockABytes, m, p, i);
+    store(blockCBytes, m, vel, i);
   }
 }
 
@@ -190,18 +234,23 @@ export function momentumStep(param: Float32Array, grads: readonly GradientSumman
  * Adam with bias correction and decoupled weight decay (adam.ts's formulas, computed as its loop
  * did): updates param and the moments m and v in place.
  */
-export function adamStep(param: Float32Array, grads: readonly GradientSummand[], m: Float32Array, v: Float32Array, o: AdamOptions): void {
+export function adamStep(param: Float32Array, grads: readonly GradientSummand[], m: Float32Array, v: Float32Array, o: AdamOptions, range?: ElementRange): void {
   checkLengths("adamStep", param, grads, m, v);
-  for (let i = 0; i < param.length; i += BLOCK) {
-    const n = Math.min(BLOCK, param.length - i);
-    blockA.set(param.subarray(i, i + n));
-    loadGradientSum(grads, i, n);
-    blockC.set(m.subarray(i, i + n));
-    blockD.set(v.subarray(i, i + n));
+  const { from, to } = checkRange("adamStep", param.length, range);
+  const p = bytesOf(param);
+  const g = summandBytes(grads);
+  const mb = bytesOf(m);
+  const vb = bytesOf(v);
+  for (let i = from; i < to; i += BLOCK) {
+    const n = Math.min(BLOCK, to - i);
+    load(p, i, n, blockABytes);
+    loadGradientSum(g, i, n);
+    load(mb, i, n, blockCBytes);
+    load(vb, i, n, blockDBytes);
     k.adam(A, B, C, D, n, o.lr, o.scale, o.beta1, o.beta2, o.c1, o.c2, o.epsilon, o.decay);
-    param.set(out(blockA, n), i);
-    m.set(out(blockC, n), i);
-    v.set(out(blockD, n), i);
+    store(blockABytes, n, p, i);
+    store(blockCBytes, n, mb, i);
+    store(blockDBytes, n, vb, i);
   }
 }
 
@@ -225,7 +274,7 @@ function decodeHalves(bytes: Uint8Array, dst: Float32Array, at: number, kernel: 
   let bad = 0;
   for (let i = 0; i < count; i += BLOCK) {
     const m = Math.min(BLOCK, count - i);
-    blockHBytes.set(bytes.subarray(i * 2, (i + m) * 2));
+    copyBytes(bytes, i * 2, (i + m) * 2, blockHBytes, 0);
     zeroSpareLanes(blockH, m, 4);
     bad |= kernel(H, A, m);
     dst.set(out(blockA, m), at + i);
@@ -244,7 +293,7 @@ export function decodeFloat32(bytes: Uint8Array, dst: Float32Array, at: number):
   let bad = 0;
   for (let i = 0; i < count; i += BLOCK) {
     const m = Math.min(BLOCK, count - i);
-    blockABytes.set(bytes.subarray(i * 4, (i + m) * 4));
+    copyBytes(bytes, i * 4, (i + m) * 4, blockABytes, 0);
     zeroSpareLanes(blockA, m, 4);
     bad |= k.f32_any_nonfinite(A, m);
     dst.set(out(blockA, m), at + i);
@@ -263,7 +312,7 @@ export function anyNonFinite(bytes: Uint8Array, format: ValueFormat): boolean {
     if (bytes.length % 4 !== 0) throw new RangeError(`anyNonFinite: byte length ${bytes.length} is not a multiple of 4`);
     for (let i = 0; i < bytes.length; i += BLOCK * 4) {
       const b = Math.min(BLOCK * 4, bytes.length - i);
-      blockABytes.set(bytes.subarray(i, i + b));
+      copyBytes(bytes, i, i + b, blockABytes, 0);
       const m = b >>> 2;
       zeroSpareLanes(blockA, m, 4);
       if (k.f32_any_nonfinite(A, m) !== 0) return true;
@@ -274,7 +323,7 @@ export function anyNonFinite(bytes: Uint8Array, format: ValueFormat): boolean {
   const mask = ALL_ONES_MASK[format];
   for (let i = 0; i < bytes.length; i += BLOCK * 2) {
     const b = Math.min(BLOCK * 2, bytes.length - i);
-    blockHBytes.set(bytes.subarray(i, i + b));
+    copyBytes(bytes, i, i + b, blockHBytes, 0);
     const m = b >>> 1;
     zeroSpareLanes(blockH, m, 8);
     if (k.u16_any_all_ones(H, m, mask) !== 0) return true;

@@ -1,5 +1,6 @@
-import { adamStep, type GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
+import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import { StateBuffers, type Optimizer } from "./optimizer.ts";
+import type { StepJob } from "./step-job.ts";
 
 /**
  * Adam (Kingma & Ba) with bias correction, and decoupled weight decay (AdamW: p ← p − lr·wd·p)
@@ -24,17 +25,24 @@ export class Adam implements Optimizer {
     this.name = options.weightDecay > 0 ? "adamw" : "adam";
   }
 
-  apply(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, step: number, gradScale = 1): void {
-    adamStep(param, grads, this.#m.get(key, param.length), this.#v.get(key, param.length), {
-      lr,
-      scale: gradScale,
-      beta1: this.#beta1,
-      beta2: this.#beta2,
-      c1: 1 - this.#beta1 ** step,
-      c2: 1 - this.#beta2 ** step,
-      epsilon: this.#epsilon,
-      decay: 1 - lr * this.#weightDecay,
-    });
+  plan(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, step: number, gradScale = 1): StepJob {
+    return {
+      kind: "adam",
+      param,
+      grads,
+      m: this.#m.get(key, param.length),
+      v: this.#v.get(key, param.length),
+      options: {
+        lr,
+        scale: gradScale,
+        beta1: this.#beta1,
+        beta2: this.#beta2,
+        c1: 1 - this.#beta1 ** step,
+        c2: 1 - this.#beta2 ** step,
+        epsilon: this.#epsilon,
+        decay: 1 - lr * this.#weightDecay,
+      },
+    };
   }
 
   state(): Map<string, Float32Array> {

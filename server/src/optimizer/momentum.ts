@@ -1,5 +1,6 @@
-import { momentumStep, type GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
+import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import { StateBuffers, type Optimizer } from "./optimizer.ts";
+import type { StepJob } from "./step-job.ts";
 
 /**
  * SGD with momentum, in PyTorch's formulation (so learning rates carry over from it):
@@ -20,14 +21,14 @@ export class Momentum implements Optimizer {
     this.name = options.nesterov ? "nesterov" : "momentum";
   }
 
-  apply(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, _step: number, gradScale = 1): void {
-    momentumStep(param, grads, this.#velocity.get(key, param.length), {
-      lr,
-      scale: gradScale,
-      weightDecay: this.#weightDecay,
-      momentum: this.#momentum,
-      nesterov: this.#nesterov,
-    });
+  plan(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, _step: number, gradScale = 1): StepJob {
+    return {
+      kind: "momentum",
+      param,
+      grads,
+      velocity: this.#velocity.get(key, param.length),
+      options: { lr, scale: gradScale, weightDecay: this.#weightDecay, momentum: this.#momentum, nesterov: this.#nesterov },
+    };
   }
 
   state(): Map<string, Float32Array> {

@@ -6,12 +6,15 @@
  * can store it like parameters.
  */
 import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
+import { sharedFloat32 } from "../shared-memory.ts";
+import type { StepJob } from "./step-job.ts";
 
 export interface Optimizer {
   /** Short name for logs, e.g. "adam". */
   readonly name: string;
   /**
-   * Applies one update to `param` in place.
+   * The step that updates `param` in place (run it with runStepJob, or in parts: parallel-step.ts).
+   * Its state buffers are looked up (and created) now; the step itself changes nothing until run.
    * @param key identifies the tensor, so the optimizer can keep state per tensor
    * @param grads the gradient as one or more summands (float32, or kept as the wire encoded them),
    *   each as long as param, added in this order in float32 (a sync step's gradients, in slot
@@ -21,7 +24,7 @@ export interface Optimizer {
    * @param gradScale factor the summed gradient is used with (1/n to average a sum of n): applied inside the
    *   update loop rather than in a pass of its own over the gradient, which would touch every byte again
    */
-  apply(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, step: number, gradScale?: number): void;
+  plan(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, step: number, gradScale?: number): StepJob;
   /** Optimizer state as named tensors (for checkpoints); names are `<tensor>/<slot>`. */
   state(): Map<string, Float32Array>;
   /** Restores what state() returned (entries this optimizer does not use are ignored). */
@@ -35,7 +38,7 @@ export interface Optimizer {
  */
 export type WeightDecayStyle = "l2" | "decoupled";
 
-/** Lazily allocated, zero-filled per-tensor buffers. */
+/** Lazily allocated, zero-filled per-tensor buffers, in shared memory for the step's helper threads. */
 export class StateBuffers {
   readonly #buffers = new Map<string, Float32Array>();
   readonly #slot: string;
@@ -47,7 +50,7 @@ export class StateBuffers {
   get(key: string, length: number): Float32Array {
     let b = this.#buffers.get(key);
     if (b === undefined) {
-      b = new Float32Array(length);
+      b = sharedFloat32(length);
       this.#buffers.set(key, b);
     }
     return b;
@@ -61,7 +64,11 @@ export class StateBuffers {
   loadFrom(state: ReadonlyMap<string, Float32Array>): void {
     const suffix = `/${this.#slot}`;
     for (const [name, data] of state) {
-      if (name.endsWith(suffix)) this.#buffers.set(name.slice(0, -suffix.length), Float32Array.from(data));
+      if (name.endsWith(suffix)) {
+        const copy = sharedFloat32(data.length);
+        copy.set(data);
+        this.#buffers.set(name.slice(0, -suffix.length), copy);
+      }
     }
   }
 }

@@ -1,5 +1,6 @@
-import { sgdStep, type GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
+import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import type { Optimizer } from "./optimizer.ts";
+import type { StepJob } from "./step-job.ts";
 
 /** Plain SGD: p ← p − lr·(g + wd·p). */
 export class Sgd implements Optimizer {
@@ -10,8 +11,8 @@ export class Sgd implements Optimizer {
     this.#weightDecay = options.weightDecay;
   }
 
-  apply(_key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, _step: number, gradScale = 1): void {
-    sgdStep(param, grads, lr, gradScale, this.#weightDecay);
+  plan(_key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, _step: number, gradScale = 1): StepJob {
+    return { kind: "sgd", param, grads, lr, scale: gradScale, weightDecay: this.#weightDecay };
   }
 
   state(): Map<string, Float32Array> {
