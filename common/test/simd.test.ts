@@ -273,6 +273,22 @@ t.test("anyNonFinite finds infinity and NaN in every format, at any byte offset 
       t.equal(simd.anyNonFinite(atOffset(encodeElements(last, 0, n, dtype), 3), format), true, `n=${n} ${format}: -Infinity last`);
     }
   }
+  // One non-finite value at each position of arrays long enough for the kernels' four-vector loop:
+  // each of its four flags, and the single-vector tail after it, must see it.
+  for (const n of [40, 64, 65, 100, 131]) {
+    for (const format of ["float32", "float16", "bfloat16"] as const) {
+      const dtype = { float32: Dtype.FLOAT32, float16: Dtype.FLOAT16, bfloat16: Dtype.BFLOAT16 }[format];
+      const finite = new Float32Array(n).fill(1.5);
+      const missed: number[] = [];
+      for (let p = 0; p < n; p++) {
+        finite[p] = p % 2 === 0 ? Number.POSITIVE_INFINITY : Number.NaN;
+        if (!simd.anyNonFinite(encodeElements(finite, 0, n, dtype), format)) missed.push(p);
+        if (format === "float32" && !simd.decodeFloat32(new Uint8Array(finite.buffer.slice(0)), new Float32Array(n), 0)) missed.push(-p - 1);
+        finite[p] = 1.5;
+      }
+      t.same(missed, [], `n=${n} ${format}: found at every position`);
+    }
+  }
   t.throws(() => simd.anyNonFinite(new Uint8Array(3), "float16"), /odd byte length 3/);
   t.throws(() => simd.anyNonFinite(new Uint8Array(6), "float32"), /not a multiple of 4/);
 });

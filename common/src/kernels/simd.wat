@@ -60,10 +60,25 @@
     (v128.any_true (local.get $bad)))
 
   ;; 1 if any of the float32 values at src[0..n) (n rounded up to 4) is infinite or NaN, else 0.
+  ;; Four vectors per iteration into four flags: one flag made each iteration wait for the last.
   (func (export "f32_any_nonfinite") (param $src i32) (param $n i32) (result i32)
-    (local $end i32) (local $bad v128) (local $cexp v128)
+    (local $end i32) (local $end4 i32) (local $bad v128) (local $bad1 v128) (local $bad2 v128) (local $bad3 v128) (local $cexp v128)
     (local.set $cexp (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000))
     (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
+    (local.set $end4 (i32.sub (local.get $end) (i32.const 48)))
+    (block $done4
+      (loop $next4
+        (br_if $done4 (i32.ge_s (local.get $src) (local.get $end4)))
+        (local.set $bad (v128.or (local.get $bad)
+          (i32x4.eq (v128.and (v128.load (local.get $src)) (local.get $cexp)) (local.get $cexp))))
+        (local.set $bad1 (v128.or (local.get $bad1)
+          (i32x4.eq (v128.and (v128.load offset=16 (local.get $src)) (local.get $cexp)) (local.get $cexp))))
+        (local.set $bad2 (v128.or (local.get $bad2)
+          (i32x4.eq (v128.and (v128.load offset=32 (local.get $src)) (local.get $cexp)) (local.get $cexp))))
+        (local.set $bad3 (v128.or (local.get $bad3)
+          (i32x4.eq (v128.and (v128.load offset=48 (local.get $src)) (local.get $cexp)) (local.get $cexp))))
+        (local.set $src (i32.add (local.get $src) (i32.const 64)))
+        (br $next4)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
@@ -72,15 +87,29 @@
             (i32x4.eq (v128.and (v128.load (local.get $src)) (local.get $cexp)) (local.get $cexp))))
         (local.set $src (i32.add (local.get $src) (i32.const 16)))
         (br $next)))
-    (v128.any_true (local.get $bad)))
+    (v128.any_true (v128.or (v128.or (local.get $bad) (local.get $bad1)) (v128.or (local.get $bad2) (local.get $bad3)))))
 
   ;; 1 if any of the 16-bit values at src[0..n) (n rounded up to 8) has every bit of `mask` set,
   ;; else 0: the exponent of an infinite or NaN float16 (mask 0x7c00) or bfloat16 (0x7f80). The check
-  ;; alone, for values kept encoded until they are used.
+  ;; alone, for values kept encoded until they are used; four vectors per iteration, as above.
   (func (export "u16_any_all_ones") (param $src i32) (param $n i32) (param $mask i32) (result i32)
-    (local $end i32) (local $bad v128) (local $m v128)
+    (local $end i32) (local $end4 i32) (local $bad v128) (local $bad1 v128) (local $bad2 v128) (local $bad3 v128) (local $m v128)
     (local.set $m (i16x8.splat (local.get $mask)))
     (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8)) (i32.const 1))))
+    (local.set $end4 (i32.sub (local.get $end) (i32.const 48)))
+    (block $done4
+      (loop $next4
+        (br_if $done4 (i32.ge_s (local.get $src) (local.get $end4)))
+        (local.set $bad (v128.or (local.get $bad)
+          (i16x8.eq (v128.and (v128.load (local.get $src)) (local.get $m)) (local.get $m))))
+        (local.set $bad1 (v128.or (local.get $bad1)
+          (i16x8.eq (v128.and (v128.load offset=16 (local.get $src)) (local.get $m)) (local.get $m))))
+        (local.set $bad2 (v128.or (local.get $bad2)
+          (i16x8.eq (v128.and (v128.load offset=32 (local.get $src)) (local.get $m)) (local.get $m))))
+        (local.set $bad3 (v128.or (local.get $bad3)
+          (i16x8.eq (v128.and (v128.load offset=48 (local.get $src)) (local.get $m)) (local.get $m))))
+        (local.set $src (i32.add (local.get $src) (i32.const 64)))
+        (br $next4)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
@@ -89,7 +118,7 @@
             (i16x8.eq (v128.and (v128.load (local.get $src)) (local.get $m)) (local.get $m))))
         (local.set $src (i32.add (local.get $src) (i32.const 16)))
         (br $next)))
-    (v128.any_true (local.get $bad)))
+    (v128.any_true (v128.or (v128.or (local.get $bad) (local.get $bad1)) (v128.or (local.get $bad2) (local.get $bad3)))))
 
   ;; acc[0..n) += src[0..n), float32, n rounded up to 4.
   (func (export "f32_add") (param $acc i32) (param $src i32) (param $n i32)
