@@ -28,7 +28,9 @@ locals {
 
   # null values are left out, so the code's own default applies. The *_extra_environment maps come
   # first so they can never override a value that a dedicated variable controls.
-  parameter_server_environment = merge(var.server_extra_environment, local.job_environment, {
+  # STEP_THREADS (threads that apply each update together) follows the task's vCPUs, at most 4; it
+  # comes before the extra map, which may set it otherwise.
+  parameter_server_environment = merge({ STEP_THREADS = tostring(max(1, min(4, floor(var.parameter_server_cpu / 1024)))) }, var.server_extra_environment, local.job_environment, {
     SERVER_PORT = tostring(var.server_port)
     # An unsharded server reads the worker count from the worker service's desired count, and
     # follows it (elastic workers): were worker_count in its task definition, changing it would

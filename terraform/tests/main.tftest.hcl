@@ -194,6 +194,7 @@ run "defaults_match_the_documented_deployment" {
       } == {
       SERVER_PORT    = "8000"
       SERVER_MODE    = "sync"
+      STEP_THREADS   = "2"
       CHECKPOINT_URI = "s3://${aws_s3_bucket.data.id}/checkpoints"
       S3_BUCKET      = aws_s3_bucket.data.id
       AWS_REGION     = "us-west-2"
@@ -417,6 +418,38 @@ run "custom_sizes_and_retention" {
   assert {
     condition     = aws_cloudwatch_log_group.worker.retention_in_days == 30 && aws_cloudwatch_log_group.parameter_server.name == "/ecs/distributed-ps-prod-parameter-server"
     error_message = "retention and names must follow the variables"
+  }
+  assert {
+    condition     = [for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["4"]
+    error_message = "a 4-vCPU server applies updates on 4 threads"
+  }
+}
+
+run "small_server_steps_on_one_thread_unless_told_otherwise" {
+  command = plan
+
+  variables {
+    parameter_server_cpu     = 512
+    parameter_server_memory  = 1024
+    server_extra_environment = { LOG_LEVEL = "debug" }
+  }
+
+  assert {
+    condition     = [for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["1"]
+    error_message = "half a vCPU: no helper threads"
+  }
+}
+
+run "step_threads_can_be_set_through_the_extra_environment" {
+  command = plan
+
+  variables {
+    server_extra_environment = { STEP_THREADS = "3" }
+  }
+
+  assert {
+    condition     = [for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["3"]
+    error_message = "server_extra_environment must be able to set STEP_THREADS"
   }
 }
 
