@@ -54,7 +54,8 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
   readonly plan = new DataPlan();
   readonly buffers: GradientBuffers;
   readonly updater: Updater;
-  readonly #parallelStep: ParallelStep;
+  /** Applies each update, on helper threads too (STEP_THREADS). */
+  readonly parallelStep: ParallelStep;
   readonly aggregator: Aggregator;
   /** Notified whenever the parameters change version or get initialised, and when a slot joins or leaves. */
   readonly changed = new Signal();
@@ -105,7 +106,7 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
       dataPending: () => this.plan.hasOrphans(),
     });
     const { optimizer, schedule } = optimizerFromConfig(config);
-    this.#parallelStep = new ParallelStep({ helpers: config.STEP_THREADS - 1, log });
+    this.parallelStep = new ParallelStep({ helpers: config.STEP_THREADS - 1, log });
     this.updater = new Updater(
       this.store,
       optimizer,
@@ -114,7 +115,7 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
         this.changed.notify();
         this.emit("applied", version);
       },
-      this.#parallelStep,
+      this.parallelStep,
     );
     // Sparse (top-k) gradients are scattered into float32 sets from this pool (dense ones are kept as
     // they arrived); the sync barrier holds one per worker until its step: keep that many for reuse.
@@ -305,6 +306,6 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
 
   close(): void {
     this.aggregator.close();
-    void this.#parallelStep.close();
+    void this.parallelStep.close();
   }
 }
