@@ -53,8 +53,8 @@ const USAGE = `usage: node bench/run.ts [options]            (make bench [QUICK=
                           Any of these six: run their cartesian product (the others default to the
                           target's value). None: a curated matrix. --matrix full: everything.
   --rounds R              measured rounds per worker (default: by model size, 24 for 11.2M;
-                          16 with --quick)
-  --warmup W              unmeasured rounds first (default 2)
+                          48 with --quick)
+  --warmup W              unmeasured rounds first (default 4)
   --limit-seconds S       length of each raw HTTP/2 measurement (default 3)
   --no-limits             skip memcpy and raw HTTP/2
   --no-scaling            skip the end-to-end scaling run
@@ -91,7 +91,7 @@ const { values: a } = parseArgs({
     shards: { type: "string" },
     matrix: { type: "string" },
     rounds: { type: "string" },
-    warmup: { type: "string", default: "2" },
+    warmup: { type: "string", default: "4" },
     "limit-seconds": { type: "string", default: "3" },
     "no-limits": { type: "boolean", default: false },
     "no-scaling": { type: "boolean", default: false },
@@ -171,10 +171,15 @@ const nodeFlags = a["node-flags"] === undefined ? NODE_FLAGS : a["node-flags"].s
 if (a.compute !== "sleep" && a.compute !== "busy") fail(`--compute is sleep or busy (got "${a.compute}")`);
 const compute = a.compute;
 
-/** Measured rounds per worker: about 24 rounds' worth of 11.2M parameters (16 in quick mode), at least 6. */
+/**
+ * Measured rounds per worker: about 24 rounds' worth of 11.2M parameters, at least 6. Quick mode
+ * runs one workload, so it affords 48: with 16, a case lasted ~3 s and its rate moved by ±8% from
+ * run to run with the start-up of the processes (24.1–26.3 rounds/s in four runs of the same code);
+ * with 48, a run takes ~35 s and measures the rate a training run sees.
+ */
 function roundsFor(model: string): number {
   if (a.rounds !== undefined) return int("rounds", a.rounds, 1);
-  if (a.quick) return 16;
+  if (a.quick) return 48;
   return Math.max(6, Math.min(200, Math.round((24 * 11_173_962) / modelLayout(model).params)));
 }
 
