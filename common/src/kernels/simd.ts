@@ -168,22 +168,37 @@ function checkRange(name: string, length: number, range: ElementRange | undefine
   return range;
 }
 
+/** The blocks an optimizer's state arrays are loaded into, in the order its kernel takes them. */
+const STATE_BLOCKS = [blockCBytes, blockDBytes];
+
+/**
+ * The pass every step makes over elements `range`: per block, the parameters into block A, the
+ * gradients' sum into block B, each state array into STATE_BLOCKS, then `kernel(m)` on m elements,
+ * and the parameters and state back.
+ */
+function stepPass(name: string, param: Float32Array, grads: readonly GradientSummand[], state: Float32Array[], range: ElementRange | undefined, kernel: (m: number) => void): void {
+  checkLengths(name, param, grads, ...state);
+  const { from, to } = checkRange(name, param.length, range);
+  const p = bytesOf(param);
+  const g = summandBytes(grads);
+  const s = state.map(bytesOf);
+  for (let i = from; i < to; i += BLOCK) {
+    const m = Math.min(BLOCK, to - i);
+    load(p, i, m, blockABytes);
+    loadGradientSum(g, i, m);
+    for (let j = 0; j < s.length; j++) load(s[j]!, i, m, STATE_BLOCKS[j]!);
+    kernel(m);
+    store(blockABytes, m, p, i);
+    for (let j = 0; j < s.length; j++) store(STATE_BLOCKS[j]!, m, s[j]!, i);
+  }
+}
+
 /**
  * param[i] ← param[i] − lr·(grad[i]·scale + wd·param[i]) with grad = Σgrads, evaluated in float64
  * exactly as the JavaScript expression is, then stored as float32.
  */
 export function sgdStep(param: Float32Array, grads: readonly GradientSummand[], lr: number, scale: number, weightDecay: number, range?: ElementRange): void {
-  checkLengths("sgdStep", param, grads);
-  const { from, to } = checkRange("sgdStep", param.length, range);
-  const p = bytesOf(param);
-  const g = summandBytes(grads);
-  for (let i = from; i < to; i += BLOCK) {
-    const m = Math.min(BLOCK, to - i);
-    load(p, i, m, blockABytes);
-    loadGradientSum(g, i, m);
-    k.sgd(A, B, m, lr, scale, weightDecay);
-    store(blockABytes, m, p, i);
-  }
+  stepPass("sgdStep", param, grads, [], range, (m) => k.sgd(A, B, m, lr, scale, weightDecay));
 }
 
 export interface MomentumOptions {
@@ -214,20 +229,7 @@ export interface AdamOptions {
  * velocity in place.
  */
 export function momentumStep(param: Float32Array, grads: readonly GradientSummand[], velocity: Float32Array, o: MomentumOptions, range?: ElementRange): void {
-  checkLengths("momentumStep", param, grads, velocity);
-  const { from, to } = checkRange("momentumStep", param.length, range);
-  const p = bytesOf(param);
-  const g = summandBytes(grads);
-  const vel = bytesOf(velocity);
-  for (let i = from; i < to; i += BLOCK) {
-    const m = Math.min(BLOCK, to - i);
-    load(p, i, m, blockABytes);
-    loadGradientSum(g, i, m);
-    load(vel, i, m, blockCBytes);
-    k.momentum(A, B, C, m, o.lr, o.scale, o.weightDecay, o.momentum, o.nesterov ? 1 : 0);
-    store(blockABytes, m, p, i);
-    store(blockCBytes, m, vel, i);
-  }
+  stepPass("momentumStep", param, grads, [velocity], range, (m) => k.momentum(A, B, C, m, o.lr, o.scale, o.weightDecay, o.momentum, o.nesterov ? 1 : 0));
 }
 
 /**
@@ -235,23 +237,7 @@ export function momentumStep(param: Float32Array, grads: readonly GradientSumman
  * did): updates param and the moments m and v in place.
  */
 export function adamStep(param: Float32Array, grads: readonly GradientSummand[], m: Float32Array, v: Float32Array, o: AdamOptions, range?: ElementRange): void {
-  checkLengths("adamStep", param, grads, m, v);
-  const { from, to } = checkRange("adamStep", param.length, range);
-  const p = bytesOf(param);
-  const g = summandBytes(grads);
-  const mb = bytesOf(m);
-  const vb = bytesOf(v);
-  for (let i = from; i < to; i += BLOCK) {
-    const n = Math.min(BLOCK, to - i);
-    load(p, i, n, blockABytes);
-    loadGradientSum(g, i, n);
-    load(mb, i, n, blockCBytes);
-    load(vb, i, n, blockDBytes);
-    k.adam(A, B, C, D, n, o.lr, o.scale, o.beta1, o.beta2, o.c1, o.c2, o.epsilon, o.decay);
-    store(blockABytes, n, p, i);
-    store(blockCBytes, n, mb, i);
-    store(blockDBytes, n, vb, i);
-  }
+  stepPass("adamStep", param, grads, [m, v], range, (n) => k.adam(A, B, C, D, n, o.lr, o.scale, o.beta1, o.beta2, o.c1, o.c2, o.epsilon, o.decay));
 }
 
 /**
