@@ -5,10 +5,11 @@
  * Pulls stream the parameters over many event-loop turns while updates may be applied in between,
  * yet every pull must see one version. A pull therefore holds a snapshot; an update writes in place
  * when nobody holds the current buffers, and otherwise copies them first (copy-on-write) into
- * buffers recycled from earlier versions, so steady state allocates nothing.
+ * buffers recycled from earlier versions, so steady state allocates nothing. The buffers are shared
+ * memory: the step's helper threads update them in place (optimizer/parallel-step.ts).
  */
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import { sharedFloat32 } from "./shared-memory.ts";
+import { sharedCopy, sharedFloat32 } from "./shared-memory.ts";
 
 /** One version of the parameters as a pull sees it. Call release() when done with it. */
 export interface Snapshot {
@@ -117,11 +118,4 @@ export class ParameterStore {
     this.#current = { version: gen.version + 1, tensors, readers: 0 };
     return this.#current.version;
   }
-}
-
-/** Parameters live in shared memory: the step's helper threads update them in place (parallel-step.ts). */
-function sharedCopy(data: Float32Array): Float32Array {
-  const copy = sharedFloat32(data.length);
-  copy.set(data);
-  return copy;
 }

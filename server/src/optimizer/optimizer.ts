@@ -6,7 +6,7 @@
  * can store it like parameters.
  */
 import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
-import { sharedFloat32 } from "../shared-memory.ts";
+import { sharedCopy, sharedFloat32 } from "../shared-memory.ts";
 import type { StepJob } from "./step-job.ts";
 
 export interface Optimizer {
@@ -64,11 +64,7 @@ export class StateBuffers {
   loadFrom(state: ReadonlyMap<string, Float32Array>): void {
     const suffix = `/${this.#slot}`;
     for (const [name, data] of state) {
-      if (name.endsWith(suffix)) {
-        const copy = sharedFloat32(data.length);
-        copy.set(data);
-        this.#buffers.set(name.slice(0, -suffix.length), copy);
-      }
+      if (name.endsWith(suffix)) this.#buffers.set(name.slice(0, -suffix.length), sharedCopy(data));
     }
   }
 }
