@@ -19,7 +19,7 @@
  * 64 MB allowance of external growth, and V8 started a full mark-compact for "external memory
  * pressure": once per sync step on the server, with its concurrent marking threads taking ~0.2 of
  * the machine's 2 cores (`--trace-incremental-marking`, `perf`). A 1 MB young generation is
- * scavenged every few milliseconds (~0.4 ms each), which frees the buffers before they count:
+ * scavenged every few milliseconds (~0.5 ms each), which frees the buffers before they count:
  * in one run the server's full collections went from 30 to 3, its CPU per round from ~40 to ~31 ms
  * and its peak memory from ~430 to ~300 MB.
  */
