@@ -41,7 +41,8 @@ export class EncodedValues {
 
   /**
    * Values already in `storage`, all of them received: how another thread, handed the storage,
-   * reads a gradient kept in shared memory (server/src/optimizer/step-helper.ts).
+   * reads a gradient summand kept in shared memory, float32 ones included
+   * (server/src/optimizer/step-job.ts).
    */
   static received(format: ValueFormat, storage: Uint8Array): EncodedValues {
     const length = storage.length / bytesPerValue(format);

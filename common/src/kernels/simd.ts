@@ -96,13 +96,13 @@ export function addInto(acc: Float32Array, src: Float32Array): void {
 /** One summand of a gradient: float32 values, or values still encoded as they arrived. */
 export type GradientSummand = Float32Array | EncodedValues;
 
-/** A summand's bytes and how they are encoded. */
-interface SummandBytes {
+/** A summand's bytes and how they are encoded (a float32 array as its float32 bytes). */
+export interface SummandBytes {
   format: ValueFormat;
   bytes: Uint8Array;
 }
 
-function summandBytes(grads: readonly GradientSummand[]): SummandBytes[] {
+export function summandBytes(grads: readonly GradientSummand[]): SummandBytes[] {
   return grads.map((g) => (g instanceof Float32Array ? { format: "float32", bytes: bytesOf(g) } : { format: g.format, bytes: g.bytes(0, g.length) }));
 }
 

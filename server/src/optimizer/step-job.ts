@@ -5,15 +5,17 @@
  * ranges and run on several threads at once (parallel-step.ts). The optimizer decides what the step
  * is (its state buffers, Adam's bias corrections for this step); whoever runs it decides where.
  */
-import { EncodedValues, type ValueFormat } from "@distributed-ps/common/encoded-values.ts";
+import { EncodedValues } from "@distributed-ps/common/encoded-values.ts";
 import {
   adamStep,
   momentumStep,
   sgdStep,
+  summandBytes,
   type AdamOptions,
   type ElementRange,
   type GradientSummand,
   type MomentumOptions,
+  type SummandBytes,
 } from "@distributed-ps/common/kernels/simd.ts";
 
 export type StepJob =
@@ -33,28 +35,27 @@ export function runStepJob(job: StepJob, range?: ElementRange): void {
   }
 }
 
-/** A gradient summand as it crosses to another thread: float32 values, or encoded bytes and their format. */
-type WireSummand = Float32Array | { format: ValueFormat; bytes: Uint8Array };
-
-/** A job as postMessage carries it: every array a view of shared memory, so nothing is copied. */
-export type WireStepJob = StepJob extends infer J ? (J extends StepJob ? Omit<J, "grads"> & { grads: WireSummand[] } : never) : never;
+/**
+ * A job as postMessage carries it: every summand as its bytes and their format (summandBytes), and
+ * every array a view of shared memory, so nothing is copied.
+ */
+export type WireStepJob = StepJob extends infer J ? (J extends StepJob ? Omit<J, "grads"> & { grads: SummandBytes[] } : never) : never;
 
 /**
  * Whether every array the job touches lives in shared memory, so that another thread can run part
  * of it in place. Memory that is not shared would be copied by postMessage, and the copy's updates lost.
  */
 export function isShared(job: StepJob): boolean {
-  const arrays: (Float32Array | Uint8Array)[] = [job.param];
-  for (const g of job.grads) arrays.push(g instanceof Float32Array ? g : g.bytes(0, g.length));
+  const arrays: (Float32Array | Uint8Array)[] = [job.param, ...summandBytes(job.grads).map((g) => g.bytes)];
   if (job.kind === "momentum") arrays.push(job.velocity);
   if (job.kind === "adam") arrays.push(job.m, job.v);
   return arrays.every((a) => a.buffer instanceof SharedArrayBuffer);
 }
 
 export function toWire(job: StepJob): WireStepJob {
-  return { ...job, grads: job.grads.map((g) => (g instanceof Float32Array ? g : { format: g.format, bytes: g.bytes(0, g.length) })) };
+  return { ...job, grads: summandBytes(job.grads) };
 }
 
 export function fromWire(job: WireStepJob): StepJob {
-  return { ...job, grads: job.grads.map((g) => (g instanceof Float32Array ? g : EncodedValues.received(g.format, g.bytes))) };
+  return { ...job, grads: job.grads.map((g) => EncodedValues.received(g.format, g.bytes)) };
 }
