@@ -375,8 +375,11 @@ const jsonFile = `${base}.json`;
 const isTarget = (c: CaseReport, workers: number) =>
   c.kind === "bytes" && c.model === TARGET.model && c.mode === TARGET.mode && c.pull_dtype === TARGET.pull && c.push_dtype === TARGET.push && c.workers === workers && c.shards === 1;
 const target = cases.find((c) => isTarget(c, TARGET.workers)) ?? cases.find((c) => c.kind === "bytes");
-const single = target === undefined ? undefined : cases.find((c) => c.kind === "bytes" && c.workers === 1 && c.shards === target.shards && c.model === target.model && c.mode === target.mode && c.pull_dtype === target.pull_dtype && c.push_dtype === target.push_dtype);
-const sharded = target === undefined ? undefined : cases.find((c) => c.kind === "bytes" && c.shards > 1 && c.workers === target.workers && c.model === target.model && c.mode === target.mode && c.pull_dtype === target.pull_dtype && c.push_dtype === target.push_dtype);
+/** The target's workload (model, mode, dtypes) in the case that `differs` picks. */
+const twin = (t: CaseReport, differs: (c: CaseReport) => boolean) =>
+  cases.find((c) => c.kind === "bytes" && c.model === t.model && c.mode === t.mode && c.pull_dtype === t.pull_dtype && c.push_dtype === t.push_dtype && differs(c));
+const single = target === undefined ? undefined : twin(target, (c) => c.workers === 1 && c.shards === target.shards);
+const sharded = target === undefined ? undefined : twin(target, (c) => c.shards > 1 && c.workers === target.workers);
 if (target !== undefined) result.target = targetLine(result, target, single, sharded, relative(ROOT, jsonFile));
 writeFileSync(jsonFile, `${JSON.stringify(result, null, 1)}\n`);
 
