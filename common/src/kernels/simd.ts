@@ -21,13 +21,13 @@ import { SIMD_WASM_BASE64 } from "./gen/simd-wasm.ts";
 
 interface Exports {
   memory: WebAssembly.Memory;
-  f16_decode(src: number, dst: number, n: number): number;
+  f16_decode(src: number, dst: number, n: number, add: 0 | 1): number;
   f32_any_nonfinite(src: number, n: number): number;
   u16_any_all_ones(src: number, n: number, mask: number): number;
   f32_add(acc: number, src: number, n: number): void;
   sgd(param: number, grad: number, n: number, lr: number, scale: number, wd: number): void;
   f32_to_f16(src: number, dst: number, n: number): void;
-  bf16_decode(src: number, dst: number, n: number): number;
+  bf16_decode(src: number, dst: number, n: number, add: 0 | 1): number;
   f32_to_bf16(src: number, dst: number, n: number): void;
   momentum(param: number, grad: number, vel: number, n: number, lr: number, scale: number, wd: number, mu: number, nesterov: number): void;
   adam(param: number, grad: number, m: number, v: number, n: number, lr: number, scale: number, b1: number, b2: number, c1: number, c2: number, eps: number, decay: number): void;
@@ -113,21 +113,22 @@ export function summandBytes(grads: readonly GradientSummand[]): SummandBytes[] 
  * the sum is never written to memory and read back; summands kept encoded are decoded there too.
  */
 function loadGradientSum(grads: readonly SummandBytes[], i: number, m: number): void {
-  loadSummand(grads[0]!, i, m, B, blockBBytes);
-  for (let j = 1; j < grads.length; j++) {
-    loadSummand(grads[j]!, i, m, E, blockEBytes);
-    k.f32_add(B, E, m);
-  }
+  loadSummand(grads[0]!, i, m, 0);
+  for (let j = 1; j < grads.length; j++) loadSummand(grads[j]!, i, m, 1);
 }
 
-/** Values [i, i + m) of `g` as float32 into the block at `to`. */
-function loadSummand(g: SummandBytes, i: number, m: number, to: number, blockBytes: Uint8Array): void {
+/**
+ * Values [i, i + m) of `g` as float32 into block B (add 0) or added to it (add 1). Encoded values
+ * are added as they are decoded; float32 ones go through block E.
+ */
+function loadSummand(g: SummandBytes, i: number, m: number, add: 0 | 1): void {
   if (g.format === "float32") {
-    copyBytes(g.bytes, i * 4, (i + m) * 4, blockBytes, 0);
+    copyBytes(g.bytes, i * 4, (i + m) * 4, add === 0 ? blockBBytes : blockEBytes, 0);
+    if (add === 1) k.f32_add(B, E, m);
   } else {
     copyBytes(g.bytes, i * 2, (i + m) * 2, blockHBytes, 0);
     zeroSpareLanes(blockH, m, 4);
-    (g.format === "float16" ? k.f16_decode : k.bf16_decode)(H, to, m);
+    (g.format === "float16" ? k.f16_decode : k.bf16_decode)(H, B, m, add);
   }
 }
 
@@ -253,7 +254,7 @@ export function decodeBfloat16(bytes: Uint8Array, dst: Float32Array, at: number)
   return decodeHalves(bytes, dst, at, k.bf16_decode, "decodeBfloat16");
 }
 
-function decodeHalves(bytes: Uint8Array, dst: Float32Array, at: number, kernel: (src: number, dst: number, n: number) => number, name: string): boolean {
+function decodeHalves(bytes: Uint8Array, dst: Float32Array, at: number, kernel: (src: number, dst: number, n: number, add: 0 | 1) => number, name: string): boolean {
   const count = bytes.length >>> 1;
   if (bytes.length % 2 !== 0) throw new RangeError(`${name}: odd byte length ${bytes.length}`);
   if (at < 0 || at + count > dst.length) throw new RangeError(`${name}: ${count} values at ${at} overrun ${dst.length}`);
@@ -262,7 +263,7 @@ function decodeHalves(bytes: Uint8Array, dst: Float32Array, at: number, kernel: 
     const m = Math.min(BLOCK, count - i);
     copyBytes(bytes, i * 2, (i + m) * 2, blockHBytes, 0);
     zeroSpareLanes(blockH, m, 4);
-    bad |= kernel(H, A, m);
+    bad |= kernel(H, A, m, 0);
     dst.set(out(blockA, m), at + i);
   }
   return bad !== 0;
