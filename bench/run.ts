@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { http2LimitKey, memcpyLimit, runHttp2Limit, type Http2Limit } from "./lib/limits.ts";
+import { http2LimitKey, memcpyLimit, runHttp2LimitMedian, type Http2Limit } from "./lib/limits.ts";
 import { MODELS, modelLayout } from "./lib/models.ts";
 import { ROOT } from "./lib/processes.ts";
 import { epochWindowToMonotonicUs, formatProfile, summarizeProfiles, type ProfileSummary } from "./lib/profile.ts";
@@ -56,6 +56,7 @@ const USAGE = `usage: node bench/run.ts [options]            (make bench [QUICK=
                           48 with --quick)
   --warmup W              unmeasured rounds first (default 4)
   --limit-seconds S       length of each raw HTTP/2 measurement (default 3)
+  --limit-runs K          raw HTTP/2 measurements per limit, the median one reported (default 3)
   --no-limits             skip memcpy and raw HTTP/2
   --no-scaling            skip the end-to-end scaling run
   --scaling-only          only the scaling run
@@ -93,6 +94,7 @@ const { values: a } = parseArgs({
     rounds: { type: "string" },
     warmup: { type: "string", default: "4" },
     "limit-seconds": { type: "string", default: "3" },
+    "limit-runs": { type: "string", default: "3" },
     "no-limits": { type: "boolean", default: false },
     "no-scaling": { type: "boolean", default: false },
     "scaling-only": { type: "boolean", default: false },
@@ -251,6 +253,7 @@ const bytes = byteCases();
 const scaling = scalingCases();
 const limitsOn = !a["no-limits"];
 const limitSeconds = positive("limit-seconds", a["limit-seconds"]);
+const limitRuns = int("limit-runs", a["limit-runs"], 1);
 const batchSize = int("batch-size", a["batch-size"], 1);
 
 // ---- running it ----
@@ -305,9 +308,10 @@ async function limitFor(c: PsCaseSpec): Promise<Http2Limit | undefined> {
   const known = http2.find((l) => l.key === key);
   if (known) return known;
   try {
-    const l = await runHttp2Limit(s);
+    const l = await runHttp2LimitMedian(s, limitRuns);
     http2.push(l);
-    log(`  raw HTTP/2, ${l.clients} client(s): ${l.rounds_per_s.toFixed(2)} rounds/s, ${l.MB_per_s.toFixed(0)} MB/s, GET p50 ${l.pull_ms.p50} ms, POST p50 ${l.push_ms.p50} ms`);
+    const runs = l.runs_rounds_per_s.length > 1 ? ` (median of ${l.runs_rounds_per_s.map((r) => r.toFixed(2)).join(", ")})` : "";
+    log(`  raw HTTP/2, ${l.clients} client(s): ${l.rounds_per_s.toFixed(2)} rounds/s${runs}, ${l.MB_per_s.toFixed(0)} MB/s, GET p50 ${l.pull_ms.p50} ms, POST p50 ${l.push_ms.p50} ms`);
     return l;
   } catch (err) {
     errors.push({ id: `raw HTTP/2 ${key}`, message: (err as Error).message });
@@ -363,7 +367,7 @@ const result: BenchResult = {
   finished_at: finished.toISOString(),
   duration_s: Math.round((finished.getTime() - started.getTime()) / 100) / 10,
   machine,
-  options: { quick: a.quick, warmup, limit_seconds: limitSeconds, batch_size: batchSize, compute, server_env: serverEnv, node_flags: nodeFlags, argv: process.argv.slice(2) },
+  options: { quick: a.quick, warmup, limit_seconds: limitSeconds, limit_runs: limitRuns, batch_size: batchSize, compute, server_env: serverEnv, node_flags: nodeFlags, argv: process.argv.slice(2) },
   limits: { memcpy, http2 },
   cases,
   scaling: scalingOf(cases, batchSize),

@@ -12,8 +12,11 @@ export const SCHEMA = "distributed-ps-bench/1";
 
 export interface CaseReport extends PsCaseResult {
   kind: "bytes" | "scaling";
-  /** The raw HTTP/2 run with the same clients and bytes per round, when measured. */
-  limit: { key: string; rounds_per_s: number; MB_per_s: number; get_p50_ms: number | null; post_p50_ms: number | null; server_cpu_ms_per_round: number | null } | null;
+  /**
+   * The raw HTTP/2 limit with the same clients and bytes per round, when measured: the median of
+   * `--limit-runs` runs, whose rates runs_rounds_per_s lists (absent in results written before it).
+   */
+  limit: { key: string; rounds_per_s: number; MB_per_s: number; get_p50_ms: number | null; post_p50_ms: number | null; server_cpu_ms_per_round: number | null; runs_rounds_per_s?: number[] } | null;
   /** This case's figures over the limit's (throughput: fraction of the ceiling; latency and CPU: times the ceiling's). */
   ratio: {
     rounds_per_s: number | null;
@@ -77,6 +80,7 @@ export function withLimit(c: PsCaseResult, kind: CaseReport["kind"], limit: Http
             get_p50_ms: limit.pull_ms.p50,
             post_p50_ms: limit.push_ms.p50,
             server_cpu_ms_per_round: limit.server.cpu_ms_per_round,
+            runs_rounds_per_s: limit.runs_rounds_per_s,
           },
     ratio: {
       rounds_per_s: round(ratio(c.rounds_per_s, limit?.rounds_per_s), 3),
@@ -124,6 +128,7 @@ export function targetLine(
     MB_per_s: target.MB_per_s,
     http2_limit_MB_per_s: target.limit?.MB_per_s ?? null,
     http2_limit_rounds_per_s: target.limit?.rounds_per_s ?? null,
+    http2_limit_runs_rounds_per_s: target.limit?.runs_rounds_per_s ?? null,
     ratio_to_limit: target.ratio.rounds_per_s,
     pull_p50_ms: target.pull_ms.p50,
     pull_p90_ms: target.pull_ms.p90,

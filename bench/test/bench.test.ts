@@ -34,7 +34,7 @@ const positive = (v: unknown) => typeof v === "number" && Number.isFinite(v) && 
 
 t.test("a tiny benchmark run writes its results, charts and BENCH_JSON line", async (t) => {
   const out = t.testdir();
-  const args = ["--models", "tiny", "--workers", "2", "--shards", "1,2", "--rounds", "3", "--warmup", "1", "--limit-seconds", "0.3"];
+  const args = ["--models", "tiny", "--workers", "2", "--shards", "1,2", "--rounds", "3", "--warmup", "1", "--limit-seconds", "0.3", "--limit-runs", "2"];
   const r = await run([...args, "--scaling-workers", "1,2", "--compute-ms", "5", "--scaling-rounds", "3", "--out", out]);
   t.equal(r.code, 0, `exit code 0; output:\n${r.out}`);
 
@@ -76,6 +76,10 @@ t.test("a tiny benchmark run writes its results, charts and BENCH_JSON line", as
   t.equal(c.pull_bytes, 2400 * 4, "fp32 pull");
   t.equal(c.push_bytes, 2400 * 2, "fp16 push");
   t.ok(c.limit !== null && positive(c.limit.MB_per_s), "the case carries its HTTP/2 limit");
+  t.equal(c.limit?.runs_rounds_per_s?.length, 2, "measured twice (--limit-runs 2)");
+  t.equal(c.limit?.rounds_per_s, Math.max(...(c.limit?.runs_rounds_per_s ?? [])), "reported as the faster of two runs");
+  t.same(line.http2_limit_runs_rounds_per_s, c.limit?.runs_rounds_per_s, "BENCH_JSON lists the runs");
+  t.match(r.out, /raw HTTP\/2, 2 client\(s\): [\d.]+ rounds\/s \(median of [\d.]+, [\d.]+\)/, "the log shows every run");
   t.ok(positive(c.ratio.rounds_per_s), "and its ratio to the limit");
 
   const sharded = res.cases[1]!;

@@ -2,6 +2,7 @@ import t from "tap";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { measure, serverUse } from "../lib/aggregate.ts";
+import { medianRun } from "../lib/limits.ts";
 import { modelLayout } from "../lib/models.ts";
 import { summarizeProfile } from "../lib/profile.ts";
 import type { Sample } from "../lib/procfs.ts";
@@ -154,4 +155,13 @@ t.test("compare matches cases by id", async (t) => {
   t.equal(rows.find((r) => r.metric === "pull p50 ms")!.ratio, 0.25);
   t.notOk(rows.some((r) => r.item === "new"), "cases only in one run are not compared");
   t.match(table(["a", "b"], [["x", 1], ["yy", null]]), /^a {2}\s*b\n-+ {2}-+\nx {3}1\nyy {2}-$/, "aligned text table");
+});
+
+t.test("medianRun picks the run with the median rate, the faster middle one of an even count", async (t) => {
+  const runs = [40, 32, 44, 39, 42].map((rounds_per_s, i) => ({ rounds_per_s, i }));
+  t.equal(medianRun(runs).i, 0, "odd count: 40 of 32, 39, 40, 42, 44");
+  t.equal(medianRun(runs.slice(0, 4)).i, 0, "even count: 40 of 32, 39 | 40, 44");
+  t.equal(medianRun([{ rounds_per_s: 7 }]).rounds_per_s, 7, "one run is its own median");
+  t.same(runs.map((r) => r.rounds_per_s), [40, 32, 44, 39, 42], "the input is not reordered");
+  t.throws(() => medianRun([]), /no runs/);
 });
