@@ -80,7 +80,7 @@ const rows: [string, number, number][] = [
   ["sync step, 4 float16 gradients + SGD", median(scalarStep), median(() => simd.sgdStep(dst, keptSums, 1e-9, 0.25, 0))],
 ];
 const simdEach = median(simdEachStep);
-console.log(`${n.toLocaleString("en-US")} elements, median of ${runs} runs`);
+console.log(`${n.toLocaleString("en-US")} elements, median of ${runs} runs; float16 conversion: ${simd.FLOAT16_CONVERSION}${simd.FLOAT16_CONVERSION === "portable" ? " (node --experimental-wasm-fp16 bench/kernels.ts for the hardware one)" : ""}`);
 console.log("kernel                             JavaScript ms  SIMD ms  speed-up");
 for (const [name, js, v] of rows) console.log(`${name.padEnd(37)}${js.toFixed(2).padStart(11)}${v.toFixed(2).padStart(9)}${(js / v).toFixed(2).padStart(9)}x`);
 console.log(`(the sync step with the SIMD kernels one pass at a time — decode each, sum, step: ${simdEach.toFixed(2)} ms)`);

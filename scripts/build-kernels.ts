@@ -1,10 +1,12 @@
 /**
- * `make kernels`: regenerates common/src/kernels/gen/simd-wasm.ts from common/src/kernels/simd.wat.
- * Run it after editing the .wat; common/test/simd.test.ts fails while the two disagree.
+ * `make kernels`: regenerates common/src/kernels/gen/*.ts from common/src/kernels/*.wat. Run it
+ * after editing a .wat; common/test/simd.test.ts fails while they disagree.
  */
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { KERNELS_MODULE, renderKernelsModule } from "./lib/compile-kernels.ts";
+import { KERNEL_SOURCES, renderKernelsModule } from "./lib/compile-kernels.ts";
 
-writeFileSync(KERNELS_MODULE, await renderKernelsModule());
-console.log(`wrote ${fileURLToPath(KERNELS_MODULE)}`);
+for (const source of KERNEL_SOURCES) {
+  writeFileSync(source.module, await renderKernelsModule(source));
+  console.log(`wrote ${fileURLToPath(source.module)}`);
+}

@@ -1,6 +1,8 @@
 import t from "tap";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { KERNELS_MODULE, renderKernelsModule } from "../../scripts/lib/compile-kernels.ts";
+import { fileURLToPath } from "node:url";
+import { KERNEL_SOURCES, renderKernelsModule } from "../../scripts/lib/compile-kernels.ts";
 import * as scalar from "../src/kernels/scalar.ts";
 import * as simd from "../src/kernels/simd.ts";
 import { bfloat16BitsToFloat32, decodeElements, encodeElements, float32ToBfloat16Bits } from "../src/dtype.ts";
@@ -45,8 +47,28 @@ function atOffset(bytes: Uint8Array, offset: number): Uint8Array {
 // Lengths around the block size and the vector widths, where the edge handling lives.
 const LENGTHS = [1, 3, 4, 7, 8, 9, 63, simd.BLOCK - 1, simd.BLOCK, simd.BLOCK + 5, 3 * simd.BLOCK + 8];
 
-t.test("the committed kernel module is what simd.wat compiles to (run `make kernels` after editing it)", async (t) => {
-  t.equal(readFileSync(KERNELS_MODULE, "utf8"), await renderKernelsModule());
+t.test("the committed kernel modules are what the .wat files compile to (run `make kernels` after editing one)", async (t) => {
+  for (const source of KERNEL_SOURCES) {
+    t.equal(readFileSync(source.module, "utf8"), await renderKernelsModule(source), fileURLToPath(source.wat));
+  }
+});
+
+// Every test below checks whichever float16 conversion this process has. Run without V8's FP16
+// flag (as tap runs it) they check simd.wat's portable kernels; the last test runs this file again
+// with the flag, so that they check simd-fp16.wat's hardware conversions too.
+const FP16_FLAG = "--experimental-wasm-fp16";
+
+t.test("the float16 conversion is the hardware one exactly when V8's FP16 flag is on", async (t) => {
+  t.equal(simd.FLOAT16_CONVERSION, process.execArgv.includes(FP16_FLAG) ? "hardware" : "portable");
+});
+
+t.test(`every test of this file passes with the hardware float16 conversion (node ${FP16_FLAG})`, { skip: process.execArgv.includes(FP16_FLAG) && "this is that run" }, async (t) => {
+  const file = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, [...process.execArgv, FP16_FLAG, file], { encoding: "utf8", timeout: 120_000 });
+  const failures = r.stdout.split("\n").filter((l) => /^\s*not ok/.test(l)).map((l) => l.trim());
+  t.equal(r.status, 0, `exit code 0${failures.length > 0 ? `; failed: ${failures.slice(0, 10).join("; ")}` : ""}${r.stderr ? `; stderr: ${r.stderr.slice(-2000)}` : ""}`);
+  t.match(r.stdout, /ok \d+ - the float16 conversion is the hardware one exactly when V8's FP16 flag is on/, "that run used the hardware conversion");
+  t.same(failures, [], "and failed nothing");
 });
 
 t.test("addInto equals the scalar sum bit for bit", async (t) => {

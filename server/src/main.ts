@@ -3,6 +3,7 @@
  */
 import { createLogger, printMetricsJson } from "@distributed-ps/common/log.ts";
 import { loadConfigOrExit } from "@distributed-ps/common/env.ts";
+import { FLOAT16_CONVERSION } from "@distributed-ps/common/kernels/simd.ts";
 import { exportModel } from "./checkpoint/export.ts";
 import { serverEnvSchema } from "./config.ts";
 import { scaleServicesToZero } from "./ecs-scale-down.ts";
@@ -55,7 +56,7 @@ applyCount = (desired) => {
 if (firstReading !== undefined) applyCount(firstReading);
 log.info(
   `listening on ${config.SERVER_HOST}:${server.port}: mode ${config.SERVER_MODE}, ${run.membership.workerCount} workers, ` +
-    `optimizer ${run.updater.optimizer.name} lr ${config.LEARNING_RATE} (${config.LR_SCHEDULE}) on ${config.STEP_THREADS} thread(s), lease ${config.LEASE_MS} ms`,
+    `optimizer ${run.updater.optimizer.name} lr ${config.LEARNING_RATE} (${config.LR_SCHEDULE}) on ${config.STEP_THREADS} thread(s), float16 conversion ${FLOAT16_CONVERSION}, lease ${config.LEASE_MS} ms`,
 );
 if (shard.count > 1) log.info(`shard ${shard.index} of ${shard.count} (${config.SHARD_ADDRESSES?.join(", ")})${shard.index === 0 ? "; coordinator" : ""}`);
 const reporter = new StatusReporter(run, log, config.STATUS_INTERVAL_MS);

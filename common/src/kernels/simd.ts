@@ -17,6 +17,7 @@
  */
 import { bytesOf, copyBytes } from "../copy-bytes.ts";
 import type { EncodedValues, ValueFormat } from "../encoded-values.ts";
+import { SIMD_FP16_WASM_BASE64 } from "./gen/simd-fp16-wasm.ts";
 import { SIMD_WASM_BASE64 } from "./gen/simd-wasm.ts";
 
 interface Exports {
@@ -56,7 +57,24 @@ function instantiate(): Exports {
   return k;
 }
 
+/** The float16 conversions, which simd-fp16.wat provides too. */
+type Float16Kernels = Pick<Exports, "f32_to_f16" | "f16_decode">;
+
+/**
+ * simd-fp16.wat's kernels on `memory`, or undefined when this process cannot run them: V8 accepts
+ * the FP16 proposal's instructions only with --experimental-wasm-fp16 (common/src/node-flags.ts).
+ */
+function instantiateFp16(memory: WebAssembly.Memory): Float16Kernels | undefined {
+  const bytes = Buffer.from(SIMD_FP16_WASM_BASE64, "base64");
+  if (!WebAssembly.validate(bytes)) return undefined;
+  return new WebAssembly.Instance(new WebAssembly.Module(bytes), { kernels: { memory } }).exports as unknown as Float16Kernels;
+}
+
 const k = instantiate();
+const fp16 = instantiateFp16(k.memory);
+/** The float16 conversions in use: the CPU's own instructions (via WebAssembly FP16), or portable SIMD. */
+export const FLOAT16_CONVERSION: "hardware" | "portable" = fp16 === undefined ? "portable" : "hardware";
+const f16: Float16Kernels = fp16 ?? k;
 // The memory never grows after this, so these views stay valid.
 const mem = k.memory.buffer;
 const blockA = new Float32Array(mem, A, BLOCK);
@@ -128,7 +146,7 @@ function loadSummand(g: SummandBytes, i: number, m: number, add: 0 | 1): void {
   } else {
     copyBytes(g.bytes, i * 2, (i + m) * 2, blockHBytes, 0);
     zeroSpareLanes(blockH, m, 4);
-    (g.format === "float16" ? k.f16_decode : k.bf16_decode)(H, B, m, add);
+    (g.format === "float16" ? f16.f16_decode : k.bf16_decode)(H, B, m, add);
   }
 }
 
@@ -246,7 +264,7 @@ export function adamStep(param: Float32Array, grads: readonly GradientSummand[],
  * `at`. Returns true if any value is infinite or NaN.
  */
 export function decodeFloat16(bytes: Uint8Array, dst: Float32Array, at: number): boolean {
-  return decodeHalves(bytes, dst, at, k.f16_decode, "decodeFloat16");
+  return decodeHalves(bytes, dst, at, f16.f16_decode, "decodeFloat16");
 }
 
 /** The same for bfloat16. */
@@ -323,7 +341,7 @@ export function anyNonFinite(bytes: Uint8Array, format: ValueFormat): boolean {
  * to even, the same bits as Float16Array.
  */
 export function encodeFloat16(src: Float32Array, out: Uint8Array): void {
-  encodeHalves(src, out, k.f32_to_f16, "encodeFloat16");
+  encodeHalves(src, out, f16.f32_to_f16, "encodeFloat16");
 }
 
 /** The same for bfloat16 (round to nearest, ties to even; NaN stays NaN). */
