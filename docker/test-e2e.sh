@@ -208,6 +208,14 @@ if wait_healthy "$server"; then
 else
   fail "server did not become healthy"
 fi
+# The image's CMD carries common/src/node-flags.ts's flags; with --experimental-wasm-fp16 among
+# them the server converts float16 with the CPU's instructions and says so in its first line.
+if docker logs "$server" 2>&1 | grep -q "float16 conversion hardware"; then
+  pass "server converts float16 in hardware (the image's node flags reached it)"
+else
+  fail "server log does not say 'float16 conversion hardware': the image's CMD lost a node flag?"
+  docker logs --tail 5 "$server" 2>&1 | cut -c1-300 | sed 's/^/    /'
+fi
 
 worker_names=()
 env_args=()
