@@ -1,7 +1,8 @@
 ;; The float16 conversions of simd.wat with WebAssembly's FP16 proposal, which V8 compiles to the
 ;; CPU's own conversion instructions (F16C's vcvtps2ph / vcvtph2ps on x86-64). Same contracts and
-;; the same bits as f32_to_f16 and f16_decode there (simd.test.ts compares them), NaN payloads
-;; aside: the hardware keeps a NaN's payload where simd.wat makes every NaN 0x7e00.
+;; the same bits as f32_to_f16 and f16_decode there (simd.test.ts checks both against the same
+;; references), NaN payloads aside: the hardware keeps a NaN's payload where simd.wat makes every
+;; NaN 0x7e00.
 ;;
 ;; Node 24 runs this module only with --experimental-wasm-fp16 (common/src/node-flags.ts); without
 ;; it WebAssembly.validate() refuses the module and simd.ts keeps simd.wat's portable kernels.
