@@ -46,7 +46,7 @@ setup: $(NODE_STAMP) node_modules/.install-stamp ## Install Node 24 (if needed) 
 generate: setup ## Regenerate the typed stubs in common/src/gen from proto/ (run after editing a .proto)
 	npx buf generate
 
-kernels: setup ## Recompile common/src/kernels/simd.wat into common/src/kernels/gen/ (run after editing the .wat)
+kernels: setup ## Recompile common/src/kernels/*.wat (simd.wat, simd-fp16.wat) into common/src/kernels/gen/ (run after editing a .wat)
 	node scripts/build-kernels.ts
 
 build: setup ## Check that everything compiles (the programs run TypeScript directly on Node 24)
