@@ -44,6 +44,18 @@ export function intVar(opts: { min: number; max: number; default?: number }) {
   return withDefault(schema, opts.default, accepts);
 }
 
+/** An integer in [min, max] that may be left unset (then undefined); `accepts` says what it means. */
+export function optionalIntVar(opts: { min: number; max: number }, meaning: string) {
+  const schema = z
+    .string()
+    .trim()
+    .regex(/^[+-]?\d+$/, "expected a decimal integer")
+    .transform(Number)
+    .pipe(z.number().int().min(opts.min).max(opts.max))
+    .optional();
+  return z.preprocess(unsetIfEmpty, schema).describe(`an integer from ${opts.min} to ${opts.max}: ${meaning}`);
+}
+
 /** A finite number in [min, max]. */
 export function numberVar(opts: { min: number; max: number; default?: number }) {
   const accepts = `a number from ${opts.min} to ${opts.max}`;

@@ -3,7 +3,7 @@
  */
 import { availableParallelism } from "node:os";
 import { z } from "zod";
-import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, optionalStringVar, stringVar } from "@distributed-ps/common/env.ts";
+import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, optionalIntVar, optionalStringVar, stringVar } from "@distributed-ps/common/env.ts";
 
 /** host:port, as addressVar accepts it. */
 const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$/;
@@ -34,6 +34,27 @@ export const serverEnvSchema = z
     START_TIMEOUT_MS: intVar({ min: 0, max: 86_400_000, default: 60_000 }),
     SYNC_TIMEOUT_MS: intVar({ min: 100, max: 86_400_000, default: 600_000 }),
     WAIT_TIMEOUT_MS: intVar({ min: 10, max: 600_000, default: 20_000 }),
+    // A slot whose worker is gone (lease ran out, or it left) keeps its data this long for a
+    // replacement; then the data goes to the other workers.
+    REPLACEMENT_GRACE_MS: intVar({ min: 0, max: 86_400_000, default: 30_000 }),
+    // With no live worker at all for this long, an unfinished run stops (checkpoint, exit code 3)
+    // instead of waiting forever.
+    NO_WORKERS_TIMEOUT_MS: intVar({ min: 1_000, max: 604_800_000, default: 900_000 }),
+    // What one client can hold (server.ts): connections, streams per connection, a stream that
+    // makes no progress, a connection with no stream.
+    MAX_CONNECTIONS: intVar({ min: 1, max: 1_000_000, default: 4096 }),
+    MAX_STREAMS_PER_CONNECTION: intVar({ min: 1, max: 100_000, default: 100 }),
+    STREAM_IDLE_TIMEOUT_MS: intVar({ min: 100, max: 3_600_000, default: 30_000 }),
+    CONNECTION_IDLE_TIMEOUT_MS: intVar({ min: 100, max: 86_400_000, default: 60_000 }),
+    // The run's identity (common/src/job-identity.ts): when set, a worker whose own setting differs
+    // is refused at registration, whoever registers first. Unset: the first worker's fixes it.
+    DATASET: optionalStringVar("the dataset every worker must train (the workers' DATASET)"),
+    MODEL: optionalStringVar("the model every worker must train (the workers' MODEL)"),
+    SEED: optionalIntVar({ min: 0, max: 2 ** 31 - 1 }, "the workers' SEED"),
+    BATCH_SIZE: optionalIntVar({ min: 1, max: 65_536 }, "the workers' BATCH_SIZE"),
+    EPOCHS: optionalIntVar({ min: 1, max: 10_000 }, "the workers' EPOCHS"),
+    TRAIN_EXAMPLES: optionalIntVar({ min: 1, max: 10_000_000 }, "the workers' training examples"),
+    LOCAL_STEPS: optionalIntVar({ min: 1, max: 1_000 }, "the workers' LOCAL_STEPS"),
     // Threads that apply a parameter update together (this one and helpers): one per core, at most 4.
     STEP_THREADS: intVar({ min: 1, max: 16, default: Math.min(4, availableParallelism()) }),
     MAX_CHUNK_BYTES: intVar({ min: 1024, max: 64 << 20, default: 4 << 20 }),

@@ -4,12 +4,7 @@
 import { z } from "zod";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { addressVar, enumVar, intVar, numberVar, optionalStringVar, stringVar, boolVar } from "@distributed-ps/common/env.ts";
-
-/** An optional integer in [min, max] (unset or empty: undefined). */
-const optionalIntVar = (min: number, max: number, accepts: string) =>
-  z.preprocess((v) => (typeof v === "string" && v.trim() === "" ? undefined : v), z.coerce.number().int().min(min).max(max).optional())
-    .describe(`an integer from ${min} to ${max}: ${accepts}`);
+import { addressVar, enumVar, intVar, numberVar, optionalIntVar, optionalStringVar, stringVar, boolVar } from "@distributed-ps/common/env.ts";
 
 export const workerEnvSchema = z.object({
   PARAMETER_SERVER_ADDRESS: addressVar("localhost:8000"),
@@ -33,8 +28,8 @@ export const workerEnvSchema = z.object({
   SEED: intVar({ min: 0, max: 2 ** 31 - 1, default: 42 }),
   // Synthetic: the dataset's size (default 16000 / 4000). Real datasets: a seeded subset of this
   // size (default: all of it).
-  TRAIN_EXAMPLES: optionalIntVar(100, 10_000_000, "examples to train on"),
-  TEST_EXAMPLES: optionalIntVar(100, 1_000_000, "examples to evaluate on"),
+  TRAIN_EXAMPLES: optionalIntVar({ min: 100, max: 10_000_000 }, "examples to train on"),
+  TEST_EXAMPLES: optionalIntVar({ min: 100, max: 1_000_000 }, "examples to evaluate on"),
   WORKER_SLOT: intVar({ min: -1, max: 1023, default: -1 }),
   TF_BACKEND: enumVar(["wasm", "cpu"], "wasm"),
   CONNECT_TIMEOUT_MS: intVar({ min: 100, max: 86_400_000, default: 120_000 }),

@@ -11,6 +11,25 @@ import type { Message } from "@bufbuild/protobuf";
 export declare const file_paramserver_v1_parameter_server: GenFile;
 
 /**
+ * Why a call was refused, where the status code alone does not tell a client what to do. Sent as a
+ * detail of the error (gRPC: in grpc-status-details-bin; Connect: ConnectError.findDetails).
+ *
+ * @generated from message paramserver.v1.ErrorDetail
+ */
+export declare type ErrorDetail = Message<"paramserver.v1.ErrorDetail"> & {
+  /**
+   * @generated from field: paramserver.v1.ErrorReason reason = 1;
+   */
+  reason: ErrorReason;
+};
+
+/**
+ * Describes the message paramserver.v1.ErrorDetail.
+ * Use `create(ErrorDetailSchema)` to create a new message.
+ */
+export declare const ErrorDetailSchema: GenMessage<ErrorDetail>;
+
+/**
  * Identifies a registered worker on every call after Register.
  *
  * @generated from message paramserver.v1.WorkerSession
@@ -306,8 +325,10 @@ export declare type RegisterRequest = Message<"paramserver.v1.RegisterRequest"> 
   preferredSlot: number;
 
   /**
-   * Describes the job the worker was configured for (dataset, model, seed, batch size). Every
-   * worker of a run must send the same value, so that slices and models agree.
+   * Describes the job the worker was configured for, as space-separated key=value pairs
+   * (common/src/job-identity.ts: dataset, model, seed, batch, epochs, train, local, classes). Every
+   * worker of a run must send the same value, so that slices and models agree: the server compares
+   * it with the identity it was configured with and with the run's first registration.
    *
    * @generated from field: string job_fingerprint = 2;
    */
@@ -872,7 +893,7 @@ export declare const FinishRequestSchema: GenMessage<FinishRequest>;
  */
 export declare type FinishResponse = Message<"paramserver.v1.FinishResponse"> & {
   /**
-   * True once every slot has finished.
+   * True once the run is complete: every part of every epoch trained, no live worker left.
    *
    * @generated from field: bool run_complete = 1;
    */
@@ -925,7 +946,7 @@ export declare type NextAssignmentResponse = Message<"paramserver.v1.NextAssignm
     case: "train";
   } | {
     /**
-     * Every part of every epoch is trained or being trained by another live worker: call Finish.
+     * Every part of every epoch is trained: call Finish.
      *
      * @generated from field: paramserver.v1.NextAssignmentResponse.Done done = 2;
      */
@@ -941,7 +962,9 @@ export declare type NextAssignmentResponse = Message<"paramserver.v1.NextAssignm
     case: "retire";
   } | {
     /**
-     * Nothing yet (a new worker waiting for the next epoch boundary): ask again.
+     * Nothing yet: ask again. A new worker waits for the next epoch boundary; a worker whose parts
+     * are trained waits while others' are still being trained, and takes over any whose worker is
+     * gone (its lease ran out and no replacement came within the server's grace).
      *
      * @generated from field: paramserver.v1.NextAssignmentResponse.Wait wait = 4;
      */
@@ -1218,7 +1241,7 @@ export declare type GetStatusResponse = Message<"paramserver.v1.GetStatusRespons
   initialized: boolean;
 
   /**
-   * Whether every slot has finished.
+   * Whether the run is complete: every part of every epoch trained, and every live worker finished.
    *
    * @generated from field: bool run_complete = 4;
    */
@@ -1387,6 +1410,38 @@ export enum SlotState {
 export declare const SlotStateSchema: GenEnum<SlotState>;
 
 /**
+ * The refusals a client acts on by reason.
+ *
+ * @generated from enum paramserver.v1.ErrorReason
+ */
+export enum ErrorReason {
+  /**
+   * @generated from enum value: ERROR_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Register (FailedPrecondition): the run is complete; there is nothing left to train.
+   *
+   * @generated from enum value: ERROR_REASON_RUN_COMPLETE = 1;
+   */
+  RUN_COMPLETE = 1,
+
+  /**
+   * Register (FailedPrecondition): the worker's job (dataset, model, seed, batch size, epochs, ...)
+   * differs from the run's. Registering again will not help.
+   *
+   * @generated from enum value: ERROR_REASON_JOB_MISMATCH = 2;
+   */
+  JOB_MISMATCH = 2,
+}
+
+/**
+ * Describes the enum paramserver.v1.ErrorReason.
+ */
+export declare const ErrorReasonSchema: GenEnum<ErrorReason>;
+
+/**
  * The parameter server's contract with its workers.
  *
  * The server stores named tensors and applies gradients to them with an optimizer; it knows nothing
@@ -1403,8 +1458,8 @@ export declare const ParameterServerService: GenService<{
    * Register claims a worker slot 0..total_workers-1 and starts its lease. A worker that restarts
    * registers again and takes a free slot (the lowest free one, or the one it asks for): slot ids
    * never grow past total_workers. Fails with ResourceExhausted while every slot is held by a live
-   * lease, and with FailedPrecondition once the run has finished or when the worker's job
-   * fingerprint differs from the run's.
+   * lease, and with FailedPrecondition once the run has finished (ErrorDetail RUN_COMPLETE) or when
+   * the worker's job fingerprint differs from the run's (ErrorDetail JOB_MISMATCH).
    *
    * @generated from rpc paramserver.v1.ParameterServerService.Register
    */
@@ -1485,7 +1540,8 @@ export declare const ParameterServerService: GenService<{
   },
   /**
    * Finish marks the caller's slot as done: it leaves the barrier and its slot is not handed out
-   * again. The run is complete when every slot has finished.
+   * again. The run is complete once every part of every epoch is trained and no worker holds a
+   * live lease (workers call Finish when NextAssignment says Done).
    *
    * @generated from rpc paramserver.v1.ParameterServerService.Finish
    */
@@ -1519,9 +1575,10 @@ export declare const ParameterServerService: GenService<{
   /**
    * NextAssignment says which part of the training data the caller trains next. Each epoch's data
    * is divided among the workers live when the epoch begins (its "plan"); a worker trains its own
-   * part, then asks again: for the rest of a part whose worker was retired, for its part of the
-   * next epoch, or to stop. A new worker waits here for the next epoch boundary, and meanwhile no
-   * synchronous step waits for it. Served by shard 0 (the coordinator) of a sharded run.
+   * part, then asks again: for the rest of a part whose worker was retired or is gone for good, for
+   * its part of the next epoch, or to stop once every part is trained. A new worker waits here for
+   * the next epoch boundary, and meanwhile no synchronous step waits for it. Served by shard 0 (the
+   * coordinator) of a sharded run.
    *
    * @generated from rpc paramserver.v1.ParameterServerService.NextAssignment
    */

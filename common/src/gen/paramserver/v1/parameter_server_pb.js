@@ -8,280 +8,287 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc, tsEnum } from "@bufbuild/
  * Describes the file paramserver/v1/parameter_server.proto.
  */
 export const file_paramserver_v1_parameter_server = /*@__PURE__*/
-  fileDesc("CiVwYXJhbXNlcnZlci92MS9wYXJhbWV0ZXJfc2VydmVyLnByb3RvEg5wYXJhbXNlcnZlci52MSIsCg1Xb3JrZXJTZXNzaW9uEgwKBHNsb3QYASABKA0SDQoFdG9rZW4YAiABKAkiqgEKC1RlbnNvckNodW5rEgwKBG5hbWUYASABKAkSDQoFc2hhcGUYAiADKA0SJAoFZHR5cGUYAyABKA4yFS5wYXJhbXNlcnZlci52MS5EdHlwZRITCgtieXRlX29mZnNldBgEIAEoBBIMCgRkYXRhGAUgASgMEg4KBnNwYXJzZRgGIAEoCBIUCgxzcGFyc2VfY291bnQYByABKA0SDwoHaW5kaWNlcxgIIAEoDCInCgVTaGFyZBINCgVpbmRleBgBIAEoDRIPCgdhZGRyZXNzGAIgASgJItABCglSdW5Db25maWcSIgoEbW9kZRgBIAEoDjIULnBhcmFtc2VydmVyLnYxLk1vZGUSFQoNdG90YWxfd29ya2VycxgCIAEoDRIXCg9zdGFsZW5lc3NfYm91bmQYAyABKA0SEAoIbGVhc2VfbXMYBCABKA0SHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAUgASgNEhcKD21heF9jaHVua19ieXRlcxgGIAEoDRIlCgZzaGFyZHMYByADKAsyFS5wYXJhbXNlcnZlci52MS5TaGFyZCJLCgxEYXRhUG9zaXRpb24SDQoFZXBvY2gYASABKA0SDQoFYmF0Y2gYAiABKA0SDAoEcGFydBgDIAEoDRIPCgdiYXRjaGVzGAQgASgNImcKDkRhdGFBc3NpZ25tZW50Eg0KBWVwb2NoGAEgASgNEgwKBHBhcnQYAiABKA0SDQoFcGFydHMYAyABKA0SEwoLZmlyc3RfYmF0Y2gYBCABKA0SFAoMcGxhbm5lZF9zbG90GAUgASgNIngKD1JlZ2lzdGVyUmVxdWVzdBIWCg5wcmVmZXJyZWRfc2xvdBgBIAEoBRIXCg9qb2JfZmluZ2VycHJpbnQYAiABKAkSFAoMd29ya2VyX2xhYmVsGAMgASgJEh4KFnJlcXVpcmVfcHJlZmVycmVkX3Nsb3QYBCABKAgioAEKEFJlZ2lzdGVyUmVzcG9uc2USLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24SKQoGY29uZmlnGAIgASgLMhkucGFyYW1zZXJ2ZXIudjEuUnVuQ29uZmlnEjEKC3Jlc3VtZV9mcm9tGAMgASgLMhwucGFyYW1zZXJ2ZXIudjEuRGF0YVBvc2l0aW9uIkIKEEhlYXJ0YmVhdFJlcXVlc3QSLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24iNgoRSGVhcnRiZWF0UmVzcG9uc2USEAoIbGVhc2VfbXMYASABKA0SDwoHdmVyc2lvbhgCIAEoDSJKChhXYWl0Rm9yUGFyYW1ldGVyc1JlcXVlc3QSLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24iPgoZV2FpdEZvclBhcmFtZXRlcnNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBISCgppbml0aWFsaXplGAIgASgIIlQKDFVwbG9hZEhlYWRlchIuCgdzZXNzaW9uGAEgASgLMh0ucGFyYW1zZXJ2ZXIudjEuV29ya2VyU2Vzc2lvbhIUCgx0ZW5zb3JfY291bnQYAiABKA0igAEKFUluaXRQYXJhbWV0ZXJzUmVxdWVzdBIuCgZoZWFkZXIYASABKAsyHC5wYXJhbXNlcnZlci52MS5VcGxvYWRIZWFkZXJIABIsCgVjaHVuaxgCIAEoCzIbLnBhcmFtc2VydmVyLnYxLlRlbnNvckNodW5rSABCCQoHbWVzc2FnZSJWChZJbml0UGFyYW1ldGVyc1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKA0SFAoMdGVuc29yX2NvdW50GAIgASgNEhUKDWVsZW1lbnRfY291bnQYAyABKAQiggEKFVB1bGxQYXJhbWV0ZXJzUmVxdWVzdBIuCgdzZXNzaW9uGAEgASgLMh0ucGFyYW1zZXJ2ZXIudjEuV29ya2VyU2Vzc2lvbhIkCgVkdHlwZRgCIAEoDjIVLnBhcmFtc2VydmVyLnYxLkR0eXBlEhMKC21pbl92ZXJzaW9uGAMgASgNIjMKClB1bGxIZWFkZXISDwoHdmVyc2lvbhgBIAEoDRIUCgx0ZW5zb3JfY291bnQYAiABKA0ifwoWUHVsbFBhcmFtZXRlcnNSZXNwb25zZRIsCgZoZWFkZXIYASABKAsyGi5wYXJhbXNlcnZlci52MS5QdWxsSGVhZGVySAASLAoFY2h1bmsYAiABKAsyGy5wYXJhbXNlcnZlci52MS5UZW5zb3JDaHVua0gAQgkKB21lc3NhZ2UirwEKClB1c2hIZWFkZXISLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24SFAoMdGVuc29yX2NvdW50GAIgASgNEhQKDGJhc2VfdmVyc2lvbhgDIAEoDRIVCg1leGFtcGxlX2NvdW50GAQgASgNEi4KCHBvc2l0aW9uGAUgASgLMhwucGFyYW1zZXJ2ZXIudjEuRGF0YVBvc2l0aW9uIn0KFFB1c2hHcmFkaWVudHNSZXF1ZXN0EiwKBmhlYWRlchgBIAEoCzIaLnBhcmFtc2VydmVyLnYxLlB1c2hIZWFkZXJIABIsCgVjaHVuaxgCIAEoCzIbLnBhcmFtc2VydmVyLnYxLlRlbnNvckNodW5rSABCCQoHbWVzc2FnZSJRChVQdXNoR3JhZGllbnRzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDRIRCglzdGFsZW5lc3MYAiABKA0SFAoMY29udHJpYnV0b3JzGAMgASgNIrcBCg1Xb3JrZXJNZXRyaWNzEg0KBWVwb2NoGAEgASgNEg8KB3ZlcnNpb24YAiABKA0SEgoKdHJhaW5fbG9zcxgDIAEoARIWCg50cmFpbl9hY2N1cmFjeRgEIAEoARIVCg10ZXN0X2FjY3VyYWN5GAUgASgBEhEKCXRlc3RfbG9zcxgGIAEoARIaChJzYW1wbGVzX3Blcl9zZWNvbmQYByABKAESFAoMdGltZXN0YW1wX21zGAggASgBInYKFFJlcG9ydE1ldHJpY3NSZXF1ZXN0Ei4KB3Nlc3Npb24YASABKAsyHS5wYXJhbXNlcnZlci52MS5Xb3JrZXJTZXNzaW9uEi4KB21ldHJpY3MYAiABKAsyHS5wYXJhbXNlcnZlci52MS5Xb3JrZXJNZXRyaWNzIhcKFVJlcG9ydE1ldHJpY3NSZXNwb25zZSJ1Cg1GaW5pc2hSZXF1ZXN0Ei4KB3Nlc3Npb24YASABKAsyHS5wYXJhbXNlcnZlci52MS5Xb3JrZXJTZXNzaW9uEjQKDWZpbmFsX21ldHJpY3MYAiABKAsyHS5wYXJhbXNlcnZlci52MS5Xb3JrZXJNZXRyaWNzIiYKDkZpbmlzaFJlc3BvbnNlEhQKDHJ1bl9jb21wbGV0ZRgBIAEoCCJXChVOZXh0QXNzaWdubWVudFJlcXVlc3QSLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24SDgoGZXBvY2hzGAIgASgNIqYCChZOZXh0QXNzaWdubWVudFJlc3BvbnNlEi8KBXRyYWluGAEgASgLMh4ucGFyYW1zZXJ2ZXIudjEuRGF0YUFzc2lnbm1lbnRIABI7CgRkb25lGAIgASgLMisucGFyYW1zZXJ2ZXIudjEuTmV4dEFzc2lnbm1lbnRSZXNwb25zZS5Eb25lSAASPwoGcmV0aXJlGAMgASgLMi0ucGFyYW1zZXJ2ZXIudjEuTmV4dEFzc2lnbm1lbnRSZXNwb25zZS5SZXRpcmVIABI7CgR3YWl0GAQgASgLMisucGFyYW1zZXJ2ZXIudjEuTmV4dEFzc2lnbm1lbnRSZXNwb25zZS5XYWl0SAAaBgoERG9uZRoICgZSZXRpcmUaBgoEV2FpdEIGCgRuZXh0IiYKFVNldFdvcmtlckNvdW50UmVxdWVzdBINCgVjb3VudBgBIAEoDSJIChZTZXRXb3JrZXJDb3VudFJlc3BvbnNlEg0KBWNvdW50GAEgASgNEg4KBm9wZW5lZBgCIAMoDRIPCgdyZXRpcmVkGAMgAygNIj4KDExlYXZlUmVxdWVzdBIuCgdzZXNzaW9uGAEgASgLMh0ucGFyYW1zZXJ2ZXIudjEuV29ya2VyU2Vzc2lvbiIPCg1MZWF2ZVJlc3BvbnNlIhIKEEdldFN0YXR1c1JlcXVlc3QiVQoLRXBvY2hTdGF0dXMSDQoFZXBvY2gYASABKA0SDQoFcGFydHMYAiABKA0SFgoOcGFydHNfY29tcGxldGUYAyABKA0SEAoIZXhhbXBsZXMYBCABKAQilAIKClNsb3RTdGF0dXMSDAoEc2xvdBgBIAEoDRIoCgVzdGF0ZRgCIAEoDjIZLnBhcmFtc2VydmVyLnYxLlNsb3RTdGF0ZRIUCgx3b3JrZXJfbGFiZWwYAyABKAkSGAoQbGFzdF9zZWVuX21zX2FnbxgEIAEoDRIOCgZwdXNoZXMYBSABKA0SFQoNcmVnaXN0cmF0aW9ucxgGIAEoDRI1Cg5sYXRlc3RfbWV0cmljcxgHIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlck1ldHJpY3MSLgoIcG9zaXRpb24YCCABKAsyHC5wYXJhbXNlcnZlci52MS5EYXRhUG9zaXRpb24SEAoIcmV0aXJpbmcYCSABKAgiowIKEUdldFN0YXR1c1Jlc3BvbnNlEikKBmNvbmZpZxgBIAEoCzIZLnBhcmFtc2VydmVyLnYxLlJ1bkNvbmZpZxIPCgd2ZXJzaW9uGAIgASgNEhMKC2luaXRpYWxpemVkGAMgASgIEhQKDHJ1bl9jb21wbGV0ZRgEIAEoCBIpCgVzbG90cxgFIAMoCzIaLnBhcmFtc2VydmVyLnYxLlNsb3RTdGF0dXMSIAoYc3RhbGVfZ3JhZGllbnRzX3JlamVjdGVkGAYgASgNEhYKDnVwdGltZV9zZWNvbmRzGAcgASgBEhUKDWVsZW1lbnRfY291bnQYCCABKAQSKwoGZXBvY2hzGAkgAygLMhsucGFyYW1zZXJ2ZXIudjEuRXBvY2hTdGF0dXMqSQoETW9kZRIUChBNT0RFX1VOU1BFQ0lGSUVEEAASDQoJTU9ERV9TWU5DEAESDgoKTU9ERV9BU1lOQxACEgwKCE1PREVfU1NQEAMqWAoFRHR5cGUSFQoRRFRZUEVfVU5TUEVDSUZJRUQQABIRCg1EVFlQRV9GTE9BVDMyEAESEQoNRFRZUEVfRkxPQVQxNhACEhIKDkRUWVBFX0JGTE9BVDE2EAMqhAEKCVNsb3RTdGF0ZRIaChZTTE9UX1NUQVRFX1VOU1BFQ0lGSUVEEAASEwoPU0xPVF9TVEFURV9GUkVFEAESFQoRU0xPVF9TVEFURV9BQ1RJVkUQAhIXChNTTE9UX1NUQVRFX0ZJTklTSEVEEAMSFgoSU0xPVF9TVEFURV9SRVRJUkVEEAQyyggKFlBhcmFtZXRlclNlcnZlclNlcnZpY2USTQoIUmVnaXN0ZXISHy5wYXJhbXNlcnZlci52MS5SZWdpc3RlclJlcXVlc3QaIC5wYXJhbXNlcnZlci52MS5SZWdpc3RlclJlc3BvbnNlElAKCUhlYXJ0YmVhdBIgLnBhcmFtc2VydmVyLnYxLkhlYXJ0YmVhdFJlcXVlc3QaIS5wYXJhbXNlcnZlci52MS5IZWFydGJlYXRSZXNwb25zZRJoChFXYWl0Rm9yUGFyYW1ldGVycxIoLnBhcmFtc2VydmVyLnYxLldhaXRGb3JQYXJhbWV0ZXJzUmVxdWVzdBopLnBhcmFtc2VydmVyLnYxLldhaXRGb3JQYXJhbWV0ZXJzUmVzcG9uc2USYQoOSW5pdFBhcmFtZXRlcnMSJS5wYXJhbXNlcnZlci52MS5Jbml0UGFyYW1ldGVyc1JlcXVlc3QaJi5wYXJhbXNlcnZlci52MS5Jbml0UGFyYW1ldGVyc1Jlc3BvbnNlKAESYQoOUHVsbFBhcmFtZXRlcnMSJS5wYXJhbXNlcnZlci52MS5QdWxsUGFyYW1ldGVyc1JlcXVlc3QaJi5wYXJhbXNlcnZlci52MS5QdWxsUGFyYW1ldGVyc1Jlc3BvbnNlMAESXgoNUHVzaEdyYWRpZW50cxIkLnBhcmFtc2VydmVyLnYxLlB1c2hHcmFkaWVudHNSZXF1ZXN0GiUucGFyYW1zZXJ2ZXIudjEuUHVzaEdyYWRpZW50c1Jlc3BvbnNlKAESXAoNUmVwb3J0TWV0cmljcxIkLnBhcmFtc2VydmVyLnYxLlJlcG9ydE1ldHJpY3NSZXF1ZXN0GiUucGFyYW1zZXJ2ZXIudjEuUmVwb3J0TWV0cmljc1Jlc3BvbnNlEkcKBkZpbmlzaBIdLnBhcmFtc2VydmVyLnYxLkZpbmlzaFJlcXVlc3QaHi5wYXJhbXNlcnZlci52MS5GaW5pc2hSZXNwb25zZRJQCglHZXRTdGF0dXMSIC5wYXJhbXNlcnZlci52MS5HZXRTdGF0dXNSZXF1ZXN0GiEucGFyYW1zZXJ2ZXIudjEuR2V0U3RhdHVzUmVzcG9uc2USRAoFTGVhdmUSHC5wYXJhbXNlcnZlci52MS5MZWF2ZVJlcXVlc3QaHS5wYXJhbXNlcnZlci52MS5MZWF2ZVJlc3BvbnNlEl8KDk5leHRBc3NpZ25tZW50EiUucGFyYW1zZXJ2ZXIudjEuTmV4dEFzc2lnbm1lbnRSZXF1ZXN0GiYucGFyYW1zZXJ2ZXIudjEuTmV4dEFzc2lnbm1lbnRSZXNwb25zZRJfCg5TZXRXb3JrZXJDb3VudBIlLnBhcmFtc2VydmVyLnYxLlNldFdvcmtlckNvdW50UmVxdWVzdBomLnBhcmFtc2VydmVyLnYxLlNldFdvcmtlckNvdW50UmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("CiVwYXJhbXNlcnZlci92MS9wYXJhbWV0ZXJfc2VydmVyLnByb3RvEg5wYXJhbXNlcnZlci52MSI6CgtFcnJvckRldGFpbBIrCgZyZWFzb24YASABKA4yGy5wYXJhbXNlcnZlci52MS5FcnJvclJlYXNvbiIsCg1Xb3JrZXJTZXNzaW9uEgwKBHNsb3QYASABKA0SDQoFdG9rZW4YAiABKAkiqgEKC1RlbnNvckNodW5rEgwKBG5hbWUYASABKAkSDQoFc2hhcGUYAiADKA0SJAoFZHR5cGUYAyABKA4yFS5wYXJhbXNlcnZlci52MS5EdHlwZRITCgtieXRlX29mZnNldBgEIAEoBBIMCgRkYXRhGAUgASgMEg4KBnNwYXJzZRgGIAEoCBIUCgxzcGFyc2VfY291bnQYByABKA0SDwoHaW5kaWNlcxgIIAEoDCInCgVTaGFyZBINCgVpbmRleBgBIAEoDRIPCgdhZGRyZXNzGAIgASgJItABCglSdW5Db25maWcSIgoEbW9kZRgBIAEoDjIULnBhcmFtc2VydmVyLnYxLk1vZGUSFQoNdG90YWxfd29ya2VycxgCIAEoDRIXCg9zdGFsZW5lc3NfYm91bmQYAyABKA0SEAoIbGVhc2VfbXMYBCABKA0SHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAUgASgNEhcKD21heF9jaHVua19ieXRlcxgGIAEoDRIlCgZzaGFyZHMYByADKAsyFS5wYXJhbXNlcnZlci52MS5TaGFyZCJLCgxEYXRhUG9zaXRpb24SDQoFZXBvY2gYASABKA0SDQoFYmF0Y2gYAiABKA0SDAoEcGFydBgDIAEoDRIPCgdiYXRjaGVzGAQgASgNImcKDkRhdGFBc3NpZ25tZW50Eg0KBWVwb2NoGAEgASgNEgwKBHBhcnQYAiABKA0SDQoFcGFydHMYAyABKA0SEwoLZmlyc3RfYmF0Y2gYBCABKA0SFAoMcGxhbm5lZF9zbG90GAUgASgNIngKD1JlZ2lzdGVyUmVxdWVzdBIWCg5wcmVmZXJyZWRfc2xvdBgBIAEoBRIXCg9qb2JfZmluZ2VycHJpbnQYAiABKAkSFAoMd29ya2VyX2xhYmVsGAMgASgJEh4KFnJlcXVpcmVfcHJlZmVycmVkX3Nsb3QYBCABKAgioAEKEFJlZ2lzdGVyUmVzcG9uc2USLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24SKQoGY29uZmlnGAIgASgLMhkucGFyYW1zZXJ2ZXIudjEuUnVuQ29uZmlnEjEKC3Jlc3VtZV9mcm9tGAMgASgLMhwucGFyYW1zZXJ2ZXIudjEuRGF0YVBvc2l0aW9uIkIKEEhlYXJ0YmVhdFJlcXVlc3QSLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24iNgoRSGVhcnRiZWF0UmVzcG9uc2USEAoIbGVhc2VfbXMYASABKA0SDwoHdmVyc2lvbhgCIAEoDSJKChhXYWl0Rm9yUGFyYW1ldGVyc1JlcXVlc3QSLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24iPgoZV2FpdEZvclBhcmFtZXRlcnNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBISCgppbml0aWFsaXplGAIgASgIIlQKDFVwbG9hZEhlYWRlchIuCgdzZXNzaW9uGAEgASgLMh0ucGFyYW1zZXJ2ZXIudjEuV29ya2VyU2Vzc2lvbhIUCgx0ZW5zb3JfY291bnQYAiABKA0igAEKFUluaXRQYXJhbWV0ZXJzUmVxdWVzdBIuCgZoZWFkZXIYASABKAsyHC5wYXJhbXNlcnZlci52MS5VcGxvYWRIZWFkZXJIABIsCgVjaHVuaxgCIAEoCzIbLnBhcmFtc2VydmVyLnYxLlRlbnNvckNodW5rSABCCQoHbWVzc2FnZSJWChZJbml0UGFyYW1ldGVyc1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKA0SFAoMdGVuc29yX2NvdW50GAIgASgNEhUKDWVsZW1lbnRfY291bnQYAyABKAQiggEKFVB1bGxQYXJhbWV0ZXJzUmVxdWVzdBIuCgdzZXNzaW9uGAEgASgLMh0ucGFyYW1zZXJ2ZXIudjEuV29ya2VyU2Vzc2lvbhIkCgVkdHlwZRgCIAEoDjIVLnBhcmFtc2VydmVyLnYxLkR0eXBlEhMKC21pbl92ZXJzaW9uGAMgASgNIjMKClB1bGxIZWFkZXISDwoHdmVyc2lvbhgBIAEoDRIUCgx0ZW5zb3JfY291bnQYAiABKA0ifwoWUHVsbFBhcmFtZXRlcnNSZXNwb25zZRIsCgZoZWFkZXIYASABKAsyGi5wYXJhbXNlcnZlci52MS5QdWxsSGVhZGVySAASLAoFY2h1bmsYAiABKAsyGy5wYXJhbXNlcnZlci52MS5UZW5zb3JDaHVua0gAQgkKB21lc3NhZ2UirwEKClB1c2hIZWFkZXISLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24SFAoMdGVuc29yX2NvdW50GAIgASgNEhQKDGJhc2VfdmVyc2lvbhgDIAEoDRIVCg1leGFtcGxlX2NvdW50GAQgASgNEi4KCHBvc2l0aW9uGAUgASgLMhwucGFyYW1zZXJ2ZXIudjEuRGF0YVBvc2l0aW9uIn0KFFB1c2hHcmFkaWVudHNSZXF1ZXN0EiwKBmhlYWRlchgBIAEoCzIaLnBhcmFtc2VydmVyLnYxLlB1c2hIZWFkZXJIABIsCgVjaHVuaxgCIAEoCzIbLnBhcmFtc2VydmVyLnYxLlRlbnNvckNodW5rSABCCQoHbWVzc2FnZSJRChVQdXNoR3JhZGllbnRzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDRIRCglzdGFsZW5lc3MYAiABKA0SFAoMY29udHJpYnV0b3JzGAMgASgNIrcBCg1Xb3JrZXJNZXRyaWNzEg0KBWVwb2NoGAEgASgNEg8KB3ZlcnNpb24YAiABKA0SEgoKdHJhaW5fbG9zcxgDIAEoARIWCg50cmFpbl9hY2N1cmFjeRgEIAEoARIVCg10ZXN0X2FjY3VyYWN5GAUgASgBEhEKCXRlc3RfbG9zcxgGIAEoARIaChJzYW1wbGVzX3Blcl9zZWNvbmQYByABKAESFAoMdGltZXN0YW1wX21zGAggASgBInYKFFJlcG9ydE1ldHJpY3NSZXF1ZXN0Ei4KB3Nlc3Npb24YASABKAsyHS5wYXJhbXNlcnZlci52MS5Xb3JrZXJTZXNzaW9uEi4KB21ldHJpY3MYAiABKAsyHS5wYXJhbXNlcnZlci52MS5Xb3JrZXJNZXRyaWNzIhcKFVJlcG9ydE1ldHJpY3NSZXNwb25zZSJ1Cg1GaW5pc2hSZXF1ZXN0Ei4KB3Nlc3Npb24YASABKAsyHS5wYXJhbXNlcnZlci52MS5Xb3JrZXJTZXNzaW9uEjQKDWZpbmFsX21ldHJpY3MYAiABKAsyHS5wYXJhbXNlcnZlci52MS5Xb3JrZXJNZXRyaWNzIiYKDkZpbmlzaFJlc3BvbnNlEhQKDHJ1bl9jb21wbGV0ZRgBIAEoCCJXChVOZXh0QXNzaWdubWVudFJlcXVlc3QSLgoHc2Vzc2lvbhgBIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlclNlc3Npb24SDgoGZXBvY2hzGAIgASgNIqYCChZOZXh0QXNzaWdubWVudFJlc3BvbnNlEi8KBXRyYWluGAEgASgLMh4ucGFyYW1zZXJ2ZXIudjEuRGF0YUFzc2lnbm1lbnRIABI7CgRkb25lGAIgASgLMisucGFyYW1zZXJ2ZXIudjEuTmV4dEFzc2lnbm1lbnRSZXNwb25zZS5Eb25lSAASPwoGcmV0aXJlGAMgASgLMi0ucGFyYW1zZXJ2ZXIudjEuTmV4dEFzc2lnbm1lbnRSZXNwb25zZS5SZXRpcmVIABI7CgR3YWl0GAQgASgLMisucGFyYW1zZXJ2ZXIudjEuTmV4dEFzc2lnbm1lbnRSZXNwb25zZS5XYWl0SAAaBgoERG9uZRoICgZSZXRpcmUaBgoEV2FpdEIGCgRuZXh0IiYKFVNldFdvcmtlckNvdW50UmVxdWVzdBINCgVjb3VudBgBIAEoDSJIChZTZXRXb3JrZXJDb3VudFJlc3BvbnNlEg0KBWNvdW50GAEgASgNEg4KBm9wZW5lZBgCIAMoDRIPCgdyZXRpcmVkGAMgAygNIj4KDExlYXZlUmVxdWVzdBIuCgdzZXNzaW9uGAEgASgLMh0ucGFyYW1zZXJ2ZXIudjEuV29ya2VyU2Vzc2lvbiIPCg1MZWF2ZVJlc3BvbnNlIhIKEEdldFN0YXR1c1JlcXVlc3QiVQoLRXBvY2hTdGF0dXMSDQoFZXBvY2gYASABKA0SDQoFcGFydHMYAiABKA0SFgoOcGFydHNfY29tcGxldGUYAyABKA0SEAoIZXhhbXBsZXMYBCABKAQilAIKClNsb3RTdGF0dXMSDAoEc2xvdBgBIAEoDRIoCgVzdGF0ZRgCIAEoDjIZLnBhcmFtc2VydmVyLnYxLlNsb3RTdGF0ZRIUCgx3b3JrZXJfbGFiZWwYAyABKAkSGAoQbGFzdF9zZWVuX21zX2FnbxgEIAEoDRIOCgZwdXNoZXMYBSABKA0SFQoNcmVnaXN0cmF0aW9ucxgGIAEoDRI1Cg5sYXRlc3RfbWV0cmljcxgHIAEoCzIdLnBhcmFtc2VydmVyLnYxLldvcmtlck1ldHJpY3MSLgoIcG9zaXRpb24YCCABKAsyHC5wYXJhbXNlcnZlci52MS5EYXRhUG9zaXRpb24SEAoIcmV0aXJpbmcYCSABKAgiowIKEUdldFN0YXR1c1Jlc3BvbnNlEikKBmNvbmZpZxgBIAEoCzIZLnBhcmFtc2VydmVyLnYxLlJ1bkNvbmZpZxIPCgd2ZXJzaW9uGAIgASgNEhMKC2luaXRpYWxpemVkGAMgASgIEhQKDHJ1bl9jb21wbGV0ZRgEIAEoCBIpCgVzbG90cxgFIAMoCzIaLnBhcmFtc2VydmVyLnYxLlNsb3RTdGF0dXMSIAoYc3RhbGVfZ3JhZGllbnRzX3JlamVjdGVkGAYgASgNEhYKDnVwdGltZV9zZWNvbmRzGAcgASgBEhUKDWVsZW1lbnRfY291bnQYCCABKAQSKwoGZXBvY2hzGAkgAygLMhsucGFyYW1zZXJ2ZXIudjEuRXBvY2hTdGF0dXMqSQoETW9kZRIUChBNT0RFX1VOU1BFQ0lGSUVEEAASDQoJTU9ERV9TWU5DEAESDgoKTU9ERV9BU1lOQxACEgwKCE1PREVfU1NQEAMqWAoFRHR5cGUSFQoRRFRZUEVfVU5TUEVDSUZJRUQQABIRCg1EVFlQRV9GTE9BVDMyEAESEQoNRFRZUEVfRkxPQVQxNhACEhIKDkRUWVBFX0JGTE9BVDE2EAMqhAEKCVNsb3RTdGF0ZRIaChZTTE9UX1NUQVRFX1VOU1BFQ0lGSUVEEAASEwoPU0xPVF9TVEFURV9GUkVFEAESFQoRU0xPVF9TVEFURV9BQ1RJVkUQAhIXChNTTE9UX1NUQVRFX0ZJTklTSEVEEAMSFgoSU0xPVF9TVEFURV9SRVRJUkVEEAQqaQoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASHQoZRVJST1JfUkVBU09OX1JVTl9DT01QTEVURRABEh0KGUVSUk9SX1JFQVNPTl9KT0JfTUlTTUFUQ0gQAjLKCAoWUGFyYW1ldGVyU2VydmVyU2VydmljZRJNCghSZWdpc3RlchIfLnBhcmFtc2VydmVyLnYxLlJlZ2lzdGVyUmVxdWVzdBogLnBhcmFtc2VydmVyLnYxLlJlZ2lzdGVyUmVzcG9uc2USUAoJSGVhcnRiZWF0EiAucGFyYW1zZXJ2ZXIudjEuSGVhcnRiZWF0UmVxdWVzdBohLnBhcmFtc2VydmVyLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEmgKEVdhaXRGb3JQYXJhbWV0ZXJzEigucGFyYW1zZXJ2ZXIudjEuV2FpdEZvclBhcmFtZXRlcnNSZXF1ZXN0GikucGFyYW1zZXJ2ZXIudjEuV2FpdEZvclBhcmFtZXRlcnNSZXNwb25zZRJhCg5Jbml0UGFyYW1ldGVycxIlLnBhcmFtc2VydmVyLnYxLkluaXRQYXJhbWV0ZXJzUmVxdWVzdBomLnBhcmFtc2VydmVyLnYxLkluaXRQYXJhbWV0ZXJzUmVzcG9uc2UoARJhCg5QdWxsUGFyYW1ldGVycxIlLnBhcmFtc2VydmVyLnYxLlB1bGxQYXJhbWV0ZXJzUmVxdWVzdBomLnBhcmFtc2VydmVyLnYxLlB1bGxQYXJhbWV0ZXJzUmVzcG9uc2UwARJeCg1QdXNoR3JhZGllbnRzEiQucGFyYW1zZXJ2ZXIudjEuUHVzaEdyYWRpZW50c1JlcXVlc3QaJS5wYXJhbXNlcnZlci52MS5QdXNoR3JhZGllbnRzUmVzcG9uc2UoARJcCg1SZXBvcnRNZXRyaWNzEiQucGFyYW1zZXJ2ZXIudjEuUmVwb3J0TWV0cmljc1JlcXVlc3QaJS5wYXJhbXNlcnZlci52MS5SZXBvcnRNZXRyaWNzUmVzcG9uc2USRwoGRmluaXNoEh0ucGFyYW1zZXJ2ZXIudjEuRmluaXNoUmVxdWVzdBoeLnBhcmFtc2VydmVyLnYxLkZpbmlzaFJlc3BvbnNlElAKCUdldFN0YXR1cxIgLnBhcmFtc2VydmVyLnYxLkdldFN0YXR1c1JlcXVlc3QaIS5wYXJhbXNlcnZlci52MS5HZXRTdGF0dXNSZXNwb25zZRJECgVMZWF2ZRIcLnBhcmFtc2VydmVyLnYxLkxlYXZlUmVxdWVzdBodLnBhcmFtc2VydmVyLnYxLkxlYXZlUmVzcG9uc2USXwoOTmV4dEFzc2lnbm1lbnQSJS5wYXJhbXNlcnZlci52MS5OZXh0QXNzaWdubWVudFJlcXVlc3QaJi5wYXJhbXNlcnZlci52MS5OZXh0QXNzaWdubWVudFJlc3BvbnNlEl8KDlNldFdvcmtlckNvdW50EiUucGFyYW1zZXJ2ZXIudjEuU2V0V29ya2VyQ291bnRSZXF1ZXN0GiYucGFyYW1zZXJ2ZXIudjEuU2V0V29ya2VyQ291bnRSZXNwb25zZWIGcHJvdG8z");
+
+/**
+ * Describes the message paramserver.v1.ErrorDetail.
+ * Use `create(ErrorDetailSchema)` to create a new message.
+ */
+export const ErrorDetailSchema = /*@__PURE__*/
+  messageDesc(file_paramserver_v1_parameter_server, 0);
 
 /**
  * Describes the message paramserver.v1.WorkerSession.
  * Use `create(WorkerSessionSchema)` to create a new message.
  */
 export const WorkerSessionSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 0);
+  messageDesc(file_paramserver_v1_parameter_server, 1);
 
 /**
  * Describes the message paramserver.v1.TensorChunk.
  * Use `create(TensorChunkSchema)` to create a new message.
  */
 export const TensorChunkSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 1);
+  messageDesc(file_paramserver_v1_parameter_server, 2);
 
 /**
  * Describes the message paramserver.v1.Shard.
  * Use `create(ShardSchema)` to create a new message.
  */
 export const ShardSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 2);
+  messageDesc(file_paramserver_v1_parameter_server, 3);
 
 /**
  * Describes the message paramserver.v1.RunConfig.
  * Use `create(RunConfigSchema)` to create a new message.
  */
 export const RunConfigSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 3);
+  messageDesc(file_paramserver_v1_parameter_server, 4);
 
 /**
  * Describes the message paramserver.v1.DataPosition.
  * Use `create(DataPositionSchema)` to create a new message.
  */
 export const DataPositionSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 4);
+  messageDesc(file_paramserver_v1_parameter_server, 5);
 
 /**
  * Describes the message paramserver.v1.DataAssignment.
  * Use `create(DataAssignmentSchema)` to create a new message.
  */
 export const DataAssignmentSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 5);
+  messageDesc(file_paramserver_v1_parameter_server, 6);
 
 /**
  * Describes the message paramserver.v1.RegisterRequest.
  * Use `create(RegisterRequestSchema)` to create a new message.
  */
 export const RegisterRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 6);
+  messageDesc(file_paramserver_v1_parameter_server, 7);
 
 /**
  * Describes the message paramserver.v1.RegisterResponse.
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 7);
+  messageDesc(file_paramserver_v1_parameter_server, 8);
 
 /**
  * Describes the message paramserver.v1.HeartbeatRequest.
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 8);
+  messageDesc(file_paramserver_v1_parameter_server, 9);
 
 /**
  * Describes the message paramserver.v1.HeartbeatResponse.
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 9);
+  messageDesc(file_paramserver_v1_parameter_server, 10);
 
 /**
  * Describes the message paramserver.v1.WaitForParametersRequest.
  * Use `create(WaitForParametersRequestSchema)` to create a new message.
  */
 export const WaitForParametersRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 10);
+  messageDesc(file_paramserver_v1_parameter_server, 11);
 
 /**
  * Describes the message paramserver.v1.WaitForParametersResponse.
  * Use `create(WaitForParametersResponseSchema)` to create a new message.
  */
 export const WaitForParametersResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 11);
+  messageDesc(file_paramserver_v1_parameter_server, 12);
 
 /**
  * Describes the message paramserver.v1.UploadHeader.
  * Use `create(UploadHeaderSchema)` to create a new message.
  */
 export const UploadHeaderSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 12);
+  messageDesc(file_paramserver_v1_parameter_server, 13);
 
 /**
  * Describes the message paramserver.v1.InitParametersRequest.
  * Use `create(InitParametersRequestSchema)` to create a new message.
  */
 export const InitParametersRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 13);
+  messageDesc(file_paramserver_v1_parameter_server, 14);
 
 /**
  * Describes the message paramserver.v1.InitParametersResponse.
  * Use `create(InitParametersResponseSchema)` to create a new message.
  */
 export const InitParametersResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 14);
+  messageDesc(file_paramserver_v1_parameter_server, 15);
 
 /**
  * Describes the message paramserver.v1.PullParametersRequest.
  * Use `create(PullParametersRequestSchema)` to create a new message.
  */
 export const PullParametersRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 15);
+  messageDesc(file_paramserver_v1_parameter_server, 16);
 
 /**
  * Describes the message paramserver.v1.PullHeader.
  * Use `create(PullHeaderSchema)` to create a new message.
  */
 export const PullHeaderSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 16);
+  messageDesc(file_paramserver_v1_parameter_server, 17);
 
 /**
  * Describes the message paramserver.v1.PullParametersResponse.
  * Use `create(PullParametersResponseSchema)` to create a new message.
  */
 export const PullParametersResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 17);
+  messageDesc(file_paramserver_v1_parameter_server, 18);
 
 /**
  * Describes the message paramserver.v1.PushHeader.
  * Use `create(PushHeaderSchema)` to create a new message.
  */
 export const PushHeaderSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 18);
+  messageDesc(file_paramserver_v1_parameter_server, 19);
 
 /**
  * Describes the message paramserver.v1.PushGradientsRequest.
  * Use `create(PushGradientsRequestSchema)` to create a new message.
  */
 export const PushGradientsRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 19);
+  messageDesc(file_paramserver_v1_parameter_server, 20);
 
 /**
  * Describes the message paramserver.v1.PushGradientsResponse.
  * Use `create(PushGradientsResponseSchema)` to create a new message.
  */
 export const PushGradientsResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 20);
+  messageDesc(file_paramserver_v1_parameter_server, 21);
 
 /**
  * Describes the message paramserver.v1.WorkerMetrics.
  * Use `create(WorkerMetricsSchema)` to create a new message.
  */
 export const WorkerMetricsSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 21);
+  messageDesc(file_paramserver_v1_parameter_server, 22);
 
 /**
  * Describes the message paramserver.v1.ReportMetricsRequest.
  * Use `create(ReportMetricsRequestSchema)` to create a new message.
  */
 export const ReportMetricsRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 22);
+  messageDesc(file_paramserver_v1_parameter_server, 23);
 
 /**
  * Describes the message paramserver.v1.ReportMetricsResponse.
  * Use `create(ReportMetricsResponseSchema)` to create a new message.
  */
 export const ReportMetricsResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 23);
+  messageDesc(file_paramserver_v1_parameter_server, 24);
 
 /**
  * Describes the message paramserver.v1.FinishRequest.
  * Use `create(FinishRequestSchema)` to create a new message.
  */
 export const FinishRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 24);
+  messageDesc(file_paramserver_v1_parameter_server, 25);
 
 /**
  * Describes the message paramserver.v1.FinishResponse.
  * Use `create(FinishResponseSchema)` to create a new message.
  */
 export const FinishResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 25);
+  messageDesc(file_paramserver_v1_parameter_server, 26);
 
 /**
  * Describes the message paramserver.v1.NextAssignmentRequest.
  * Use `create(NextAssignmentRequestSchema)` to create a new message.
  */
 export const NextAssignmentRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 26);
+  messageDesc(file_paramserver_v1_parameter_server, 27);
 
 /**
  * Describes the message paramserver.v1.NextAssignmentResponse.
  * Use `create(NextAssignmentResponseSchema)` to create a new message.
  */
 export const NextAssignmentResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 27);
+  messageDesc(file_paramserver_v1_parameter_server, 28);
 
 /**
  * Describes the message paramserver.v1.NextAssignmentResponse.Done.
  * Use `create(NextAssignmentResponse_DoneSchema)` to create a new message.
  */
 export const NextAssignmentResponse_DoneSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 27, 0);
+  messageDesc(file_paramserver_v1_parameter_server, 28, 0);
 
 /**
  * Describes the message paramserver.v1.NextAssignmentResponse.Retire.
  * Use `create(NextAssignmentResponse_RetireSchema)` to create a new message.
  */
 export const NextAssignmentResponse_RetireSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 27, 1);
+  messageDesc(file_paramserver_v1_parameter_server, 28, 1);
 
 /**
  * Describes the message paramserver.v1.NextAssignmentResponse.Wait.
  * Use `create(NextAssignmentResponse_WaitSchema)` to create a new message.
  */
 export const NextAssignmentResponse_WaitSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 27, 2);
+  messageDesc(file_paramserver_v1_parameter_server, 28, 2);
 
 /**
  * Describes the message paramserver.v1.SetWorkerCountRequest.
  * Use `create(SetWorkerCountRequestSchema)` to create a new message.
  */
 export const SetWorkerCountRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 28);
+  messageDesc(file_paramserver_v1_parameter_server, 29);
 
 /**
  * Describes the message paramserver.v1.SetWorkerCountResponse.
  * Use `create(SetWorkerCountResponseSchema)` to create a new message.
  */
 export const SetWorkerCountResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 29);
+  messageDesc(file_paramserver_v1_parameter_server, 30);
 
 /**
  * Describes the message paramserver.v1.LeaveRequest.
  * Use `create(LeaveRequestSchema)` to create a new message.
  */
 export const LeaveRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 30);
+  messageDesc(file_paramserver_v1_parameter_server, 31);
 
 /**
  * Describes the message paramserver.v1.LeaveResponse.
  * Use `create(LeaveResponseSchema)` to create a new message.
  */
 export const LeaveResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 31);
+  messageDesc(file_paramserver_v1_parameter_server, 32);
 
 /**
  * Describes the message paramserver.v1.GetStatusRequest.
  * Use `create(GetStatusRequestSchema)` to create a new message.
  */
 export const GetStatusRequestSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 32);
+  messageDesc(file_paramserver_v1_parameter_server, 33);
 
 /**
  * Describes the message paramserver.v1.EpochStatus.
  * Use `create(EpochStatusSchema)` to create a new message.
  */
 export const EpochStatusSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 33);
+  messageDesc(file_paramserver_v1_parameter_server, 34);
 
 /**
  * Describes the message paramserver.v1.SlotStatus.
  * Use `create(SlotStatusSchema)` to create a new message.
  */
 export const SlotStatusSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 34);
+  messageDesc(file_paramserver_v1_parameter_server, 35);
 
 /**
  * Describes the message paramserver.v1.GetStatusResponse.
  * Use `create(GetStatusResponseSchema)` to create a new message.
  */
 export const GetStatusResponseSchema = /*@__PURE__*/
-  messageDesc(file_paramserver_v1_parameter_server, 35);
+  messageDesc(file_paramserver_v1_parameter_server, 36);
 
 /**
  * Describes the enum paramserver.v1.Mode.
@@ -324,6 +331,20 @@ export const SlotStateSchema = /*@__PURE__*/
  */
 export const SlotState = /*@__PURE__*/
   tsEnum(SlotStateSchema);
+
+/**
+ * Describes the enum paramserver.v1.ErrorReason.
+ */
+export const ErrorReasonSchema = /*@__PURE__*/
+  enumDesc(file_paramserver_v1_parameter_server, 3);
+
+/**
+ * The refusals a client acts on by reason.
+ *
+ * @generated from enum paramserver.v1.ErrorReason
+ */
+export const ErrorReason = /*@__PURE__*/
+  tsEnum(ErrorReasonSchema);
 
 /**
  * The parameter server's contract with its workers.
