@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { enumVar, intVar, numberVar, parseEnv, ConfigError, stringVar } from "../common/src/env.ts";
 import { NODE_FLAGS } from "../common/src/node-flags.ts";
+import { workerEnvSchema } from "../worker/src/config.ts";
 import { RunProgress } from "./lib/run-progress.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -37,6 +38,7 @@ const settingsSchema = z.object({
 let settings: z.output<typeof settingsSchema>;
 try {
   settings = parseEnv(settingsSchema);
+  parseEnv(workerEnvSchema); // the workers' settings: a bad one is reported here, once, before anything starts
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`test-local: ${err.message}\n`);
@@ -96,6 +98,17 @@ async function main(): Promise<number> {
   const shardAddresses = ports.map((p) => `127.0.0.1:${p}`);
   const started = Date.now();
   const base = { ...process.env, TOTAL_WORKERS_EXPECTED: String(settings.WORKERS), SERVER_MODE: settings.MODE };
+  // The run's identity as the workers will see it (their defaults included), given to the server
+  // too: a worker started with other settings is then refused whoever registers first.
+  const job = parseEnv(workerEnvSchema);
+  const identity = {
+    DATASET: job.DATASET,
+    MODEL: job.MODEL,
+    SEED: String(job.SEED),
+    BATCH_SIZE: String(job.BATCH_SIZE),
+    EPOCHS: String(job.EPOCHS),
+    LOCAL_STEPS: String(job.LOCAL_STEPS),
+  };
   const where = settings.SHARDS === 1 ? `server on ${shardAddresses[0]}` : `${settings.SHARDS} server shards on ${shardAddresses.join(", ")}`;
   console.log(`test-local: ${settings.WORKERS} workers, mode ${settings.MODE}, ${where}, logs in ${settings.RESULTS_DIR}`);
   const dashboardPort = await freePort(settings.DASHBOARD_PORT);
@@ -107,6 +120,7 @@ async function main(): Promise<number> {
   const servers = ports.map((p, k) =>
     start(k === 0 ? "server" : `server-${k}`, "server/src/main.ts", {
       ...base,
+      ...identity,
       SERVER_PORT: String(p),
       SERVER_HOST: "127.0.0.1",
       ...(settings.SHARDS > 1 ? { SHARD_INDEX: String(k), SHARD_ADDRESSES: shardAddresses.join(",") } : {}),

@@ -26,6 +26,19 @@ locals {
     WORKER_SERVICE = local.worker_name
   }
 
+  # The run's identity, given to the server as well as the workers: a worker started with other
+  # settings (an old task definition, a stray task) is then refused at registration, whoever
+  # registers first. TRAIN_EXAMPLES and LOCAL_STEPS come from worker_extra_environment when set there.
+  run_identity = {
+    DATASET        = var.dataset
+    MODEL          = var.model
+    BATCH_SIZE     = var.batch_size == null ? null : tostring(var.batch_size)
+    EPOCHS         = var.epochs == null ? null : tostring(var.epochs)
+    SEED           = var.seed == null ? null : tostring(var.seed)
+    TRAIN_EXAMPLES = lookup(var.worker_extra_environment, "TRAIN_EXAMPLES", null)
+    LOCAL_STEPS    = lookup(var.worker_extra_environment, "LOCAL_STEPS", null)
+  }
+
   # null values are left out, so the code's own default applies. The *_extra_environment maps come
   # first so they can never override a value that a dedicated variable controls.
   # STEP_THREADS (threads that apply each update together) follows the task's vCPUs, at most 4; it
@@ -43,16 +56,11 @@ locals {
     LR_SCHEDULE            = var.lr_schedule
     LEASE_MS               = var.lease_ms == null ? null : tostring(var.lease_ms)
     CHECKPOINT_URI         = local.checkpoint_uri
-  })
+  }, local.run_identity)
 
-  worker_environment = merge(var.worker_extra_environment, local.job_environment, {
+  worker_environment = merge(var.worker_extra_environment, local.job_environment, local.run_identity, {
     PARAMETER_SERVER_ADDRESS = local.parameter_server_address
     DATA_BUCKET              = aws_s3_bucket.data.id
-    BATCH_SIZE               = var.batch_size == null ? null : tostring(var.batch_size)
-    EPOCHS                   = var.epochs == null ? null : tostring(var.epochs)
-    SEED                     = var.seed == null ? null : tostring(var.seed)
-    DATASET                  = var.dataset
-    MODEL                    = var.model
   })
 
   # Shard k of a sharded run: its index, every shard's address, and its own service to scale down.

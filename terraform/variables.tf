@@ -344,8 +344,9 @@ variable "server_extra_environment" {
         "AWS_REGION", "S3_BUCKET", "ECS_CLUSTER", "SERVER_SERVICE", "WORKER_SERVICE", "SERVER_PORT",
         "TOTAL_WORKERS_EXPECTED", "SERVER_MODE", "STALENESS_BOUND", "OPTIMIZER", "LEARNING_RATE",
         "LR_SCHEDULE", "LEASE_MS", "CHECKPOINT_URI", "AUTH_TOKEN", "SHARD_INDEX", "SHARD_ADDRESSES",
+        "DATASET", "MODEL", "BATCH_SIZE", "EPOCHS", "SEED", "TRAIN_EXAMPLES", "LOCAL_STEPS",
     ], k)])
-    error_message = "The server_extra_environment keys must be upper-case environment names, and not ones set by other variables (SERVER_MODE, LEARNING_RATE, ...: use those variables)."
+    error_message = "The server_extra_environment keys must be upper-case environment names, and not ones set by other variables (SERVER_MODE, LEARNING_RATE, ...: use those variables; the run's identity, DATASET, SEED, TRAIN_EXAMPLES, ..., comes from the workers' settings)."
   }
 }
 

@@ -12,8 +12,14 @@
 import { createHash } from "node:crypto";
 import { elementCount, type NamedTensor } from "./named-tensor.ts";
 
-/** Metadata key holding the SHA-256 (hex) of the data section when written with `checksum`. */
-export const CHECKSUM_KEY = "data_sha256";
+/**
+ * Metadata key holding the SHA-256 (hex) of the whole object as written, with these 64 digits read
+ * as zeros: the header (every tensor's name, shape and offsets, and the metadata) is covered as well
+ * as the data. See verifyChecksum.
+ */
+export const CHECKSUM_KEY = "sha256";
+/** The key of objects written before the header was covered: the SHA-256 of the data section only. */
+export const DATA_CHECKSUM_KEY = "data_sha256";
 const CHECKSUM_PLACEHOLDER = "0".repeat(64);
 
 export class SafetensorsError extends Error {
@@ -34,7 +40,7 @@ const MAX_HEADER_BYTES = 100 << 20;
 
 /**
  * Serialises tensors (in the given order) and string metadata into one buffer. With `checksum`,
- * the metadata also carries the SHA-256 of the data section (see verifyChecksum).
+ * the metadata also carries the SHA-256 of the whole object (see verifyChecksum).
  */
 export function encodeSafetensors(
   tensors: readonly NamedTensor[],
@@ -62,22 +68,42 @@ export function encodeSafetensors(
     at += t.data.length * 4;
   }
   if (o.checksum) {
-    // The digest covers the data, which follows the header: write a fixed-width placeholder into
-    // the header, hash the data, then put the digest where the placeholder was.
-    const digest = createHash("sha256").update(out.subarray(8 + headerBytes.length)).digest("hex");
-    const needle = Buffer.from(`"${CHECKSUM_KEY}":"${CHECKSUM_PLACEHOLDER}"`);
-    const where = Buffer.from(out.buffer, out.byteOffset + 8, headerBytes.length).indexOf(needle);
-    out.set(Buffer.from(`"${CHECKSUM_KEY}":"${digest}"`), 8 + where);
+    // The digest covers the whole object, its own place in the header included: hash the object
+    // with a fixed-width placeholder there, then put the digest where the placeholder was.
+    const digest = createHash("sha256").update(out).digest("hex");
+    out.set(Buffer.from(digest, "latin1"), digestOffset(out, headerBytes.length));
   }
   return out;
 }
 
+/** Where the 64 hex digits of CHECKSUM_KEY's value start in `bytes`; -1 when the header has none. */
+function digestOffset(bytes: Uint8Array, headerLength: number): number {
+  const label = Buffer.from(`"${CHECKSUM_KEY}":"`);
+  const where = Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).indexOf(label);
+  return where < 0 ? -1 : 8 + where + label.length;
+}
+
 /**
- * Checks the data section against the digest in the metadata. Throws SafetensorsError when the
- * digest is missing or differs (a corrupt or partially written file).
+ * Checks the object against the digest in its metadata: the whole object (CHECKSUM_KEY), or for an
+ * object written before that, its data section (DATA_CHECKSUM_KEY). Throws SafetensorsError when
+ * the digest is missing or differs (a corrupt or partially written file).
  */
 export function verifyChecksum(bytes: Uint8Array, decoded: DecodedSafetensors): void {
-  const expected = decoded.metadata[CHECKSUM_KEY];
+  const whole = decoded.metadata[CHECKSUM_KEY];
+  if (whole !== undefined) {
+    const at = digestOffset(bytes, decoded.dataOffset - 8);
+    if (at < 0 || Buffer.from(bytes.subarray(at, at + 64)).toString("latin1") !== whole) {
+      throw new SafetensorsError(`the ${CHECKSUM_KEY} metadata is not where it was written (the header was changed)`);
+    }
+    const actual = createHash("sha256")
+      .update(bytes.subarray(0, at))
+      .update(CHECKSUM_PLACEHOLDER, "latin1")
+      .update(bytes.subarray(at + 64))
+      .digest("hex");
+    if (actual !== whole) throw new SafetensorsError(`checksum ${actual.slice(0, 12)}… does not match the recorded ${whole.slice(0, 12)}…`);
+    return;
+  }
+  const expected = decoded.metadata[DATA_CHECKSUM_KEY];
   if (expected === undefined) throw new SafetensorsError(`no ${CHECKSUM_KEY} in the metadata`);
   const actual = createHash("sha256").update(bytes.subarray(decoded.dataOffset)).digest("hex");
   if (actual !== expected) throw new SafetensorsError(`data checksum ${actual.slice(0, 12)}… does not match the recorded ${expected.slice(0, 12)}…`);

@@ -5,8 +5,8 @@
  * is a pure function on the worker side (worker/src/data/partition.ts), so the server only keeps, per
  * part, which slot holds it and how far it got. Every example is in exactly one part, and a part is
  * trained once: by the slot it was planned for, by that slot's replacement (which continues from the
- * part's position), or — when the slot was retired before finishing — by whichever worker runs out
- * of its own work first. Retiring or adding slots therefore never loses or repeats an example within
+ * part's position), or — when the slot was retired, or its worker is gone and no replacement came
+ * within the grace — by whichever worker runs out of its own work first. Retiring or adding slots therefore never loses or repeats an example within
  * an epoch; the next epoch is simply cut into a different number of parts.
  */
 import type { Slot } from "./membership.ts";
@@ -114,9 +114,11 @@ export class DataPlan {
     }));
   }
 
-  /** Whether any part of a planned epoch is still unfinished and held by nobody. */
-  hasOrphans(): boolean {
-    return this.orphan(Number.POSITIVE_INFINITY) !== undefined;
+  /** Whether every part of epochs 0..epochs-1 has been planned and trained. */
+  trainedThrough(epochs: number): boolean {
+    if (this.latest < epochs - 1) return false;
+    for (const [epoch, parts] of this.all()) if (epoch < epochs && parts.some((p) => !p.complete)) return false;
+    return true;
   }
 
   snapshot(): PartRecord[] {

@@ -4,7 +4,7 @@
 import { createLogger, printMetricsJson } from "@distributed-ps/common/log.ts";
 import { loadConfigOrExit } from "@distributed-ps/common/env.ts";
 import { FLOAT16_CONVERSION } from "@distributed-ps/common/kernels/simd.ts";
-import { exportModel } from "./checkpoint/export.ts";
+import { exportModel, isExported } from "./checkpoint/export.ts";
 import { serverEnvSchema } from "./config.ts";
 import { scaleServicesToZero } from "./ecs-scale-down.ts";
 import { watchWorkerServiceCount } from "./ecs-worker-count.ts";
@@ -47,7 +47,11 @@ if (workerCountWatch !== undefined) {
   if (firstReading === undefined) log.warn(`no desired count from ECS service ${config.WORKER_SERVICE} yet; starting with ${config.TOTAL_WORKERS_EXPECTED} workers`);
 }
 
-const server = await startServer({ ...config, TOTAL_WORKERS_EXPECTED: Math.max(1, firstReading ?? config.TOTAL_WORKERS_EXPECTED) }, log);
+const server = await startServer({ ...config, TOTAL_WORKERS_EXPECTED: Math.max(1, firstReading ?? config.TOTAL_WORKERS_EXPECTED) }, log).catch((err: unknown) => {
+  // A port in use, a checkpoint of another job, an unreadable checkpoint store: one line, exit 1.
+  log.error(`cannot start: ${(err as Error).message}`);
+  process.exit(1);
+});
 const { run } = server;
 applyCount = (desired) => {
   if (desired !== run.membership.workerCount) run.resize(desired);
@@ -69,9 +73,10 @@ const exportUri = exportBase === undefined || shard.count === 1 ? exportBase : j
 let stopping = false;
 /**
  * Stops in an order that loses nothing: first no more calls (so no more updates), then the
- * checkpoint (and on completion the exported model), then exit.
+ * checkpoint (and on completion the exported model, unless it is already there), then exit with
+ * `exitCode` (1 instead if saving failed).
  */
-async function stop(reason: string, complete: boolean): Promise<void> {
+async function stop(reason: string, complete: boolean, exitCode = 0): Promise<void> {
   if (stopping) return;
   stopping = true;
   // Before anything scales the worker service to zero: that is not a request to retire every slot.
@@ -80,14 +85,17 @@ async function stop(reason: string, complete: boolean): Promise<void> {
   log.info(`stopping: ${reason}`);
   await observability.close();
   await server.close();
-  let exitCode = 0;
   try {
     await server.checkpointer?.save(reason);
     await server.checkpointer?.close();
     if (complete && exportUri !== undefined && run.store.initialized) {
       const store = openBlobStore(exportUri, { s3Endpoint: config.S3_ENDPOINT });
-      const { bytes } = await exportModel(run, store);
-      log.info(`exported the model (${(bytes / 1e6).toFixed(1)} MB) to ${store.description}/model.safetensors`);
+      if (await isExported(run, store)) {
+        log.info(`the model at version ${run.store.version} is already exported to ${store.description}/model.safetensors`);
+      } else {
+        const { bytes } = await exportModel(run, store);
+        log.info(`exported the model (${(bytes / 1e6).toFixed(1)} MB) to ${store.description}/model.safetensors`);
+      }
     }
   } catch (err) {
     log.error(`saving the final state failed: ${(err as Error).message}`);
@@ -104,8 +112,20 @@ async function stop(reason: string, complete: boolean): Promise<void> {
 }
 
 run.on("complete", () => {
-  log.info("every worker has finished: the run is complete");
+  log.info("every part of the data is trained and every worker has finished: the run is complete");
   if (config.EXIT_ON_COMPLETE) void stop("run complete", true);
 });
+run.on("stalled", (idleMs) => {
+  log.error(
+    `no worker has been connected for ${Math.round(idleMs / 1000)} s (NO_WORKERS_TIMEOUT_MS) and the run is not complete: stopping; ` +
+      "a server started again on the same CHECKPOINT_URI continues from the checkpoint",
+  );
+  void stop("no workers", false, 3);
+});
+if (run.complete) {
+  // Started on the checkpoints of a run that already completed (ECS restarted the task, or by hand).
+  log.info(`the run in ${server.checkpointer?.description ?? "the checkpoint"} is already complete: nothing to train`);
+  void stop("run already complete", true);
+}
 process.once("SIGTERM", () => void stop("SIGTERM", false));
 process.once("SIGINT", () => void stop("SIGINT", false));

@@ -8,13 +8,20 @@
  * barrier. Slot ids therefore never grow past the largest worker count the run has had, however
  * often workers restart.
  *
+ * A free slot waits a bounded time for a worker: a new slot (at the start, or opened by raising the
+ * count) and a slot restored from a checkpoint a lease plus REPLACEMENT_GRACE_MS, a slot whose worker
+ * is gone REPLACEMENT_GRACE_MS after its lease ran out (ECS starts a replacement meanwhile). Then it is
+ * abandoned: its data goes to the other workers (DataPlan), and a worker that registers into it later
+ * is a newcomer. So no run waits for a worker that nobody will start.
+ *
  * Lowering the count retires slots: free ones first (their workers are gone anyway), then the
  * highest live ones, whose workers finish the part of the data they are training and then stop.
  * Raising it opens retired slots again, then new ones.
  */
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { WorkerMetrics, WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { ErrorDetailSchema, ErrorReason, type WorkerMetrics, type WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { identityMismatch, type Identity } from "@distributed-ps/common/job-identity.ts";
 import type { Part } from "./data-plan.ts";
 
 export type SlotState = "free" | "active" | "finished";
@@ -29,8 +36,12 @@ export interface Slot {
   leaseExpiresAt: number;
   /** Milliseconds (per `now`) of the holder's last call; 0 if never held. */
   lastSeen: number;
+  /** Free slots: when (per `now`) the slot stops waiting for a worker and its data goes to the others. */
+  replaceBy: number;
+  /** Free past replaceBy: its data went to the others; a worker registering into it starts afresh. */
+  abandoned: boolean;
   registrations: number;
-  /** Gradients applied from this slot, across all of its holders. */
+  /** Gradients from this slot that are in the parameters, across all of its holders. */
   pushes: number;
   /**
    * Data position after the slot's latest accepted gradient, including one still waiting in an open
@@ -50,6 +61,11 @@ export interface Slot {
 
 export type LeaveReason = "lease expired" | "left" | "finished" | "idle";
 
+/** An error a client acts on by its ErrorDetail reason rather than its code alone. */
+export function refusal(message: string, code: Code, reason: ErrorReason): ConnectError {
+  return new ConnectError(message, code, undefined, [{ desc: ErrorDetailSchema, value: { reason } }]);
+}
+
 /** A slot as a checkpoint records it. */
 export interface SlotRecord {
   registrations: number;
@@ -63,6 +79,10 @@ export interface SlotRecord {
 export interface MembershipOptions {
   totalWorkers: number;
   leaseMs: number;
+  /** How long a free slot whose worker is gone waits for a replacement before it is abandoned (REPLACEMENT_GRACE_MS). */
+  replacementGraceMs?: number;
+  /** The fields of the run's identity the server's configuration fixes (job-identity.ts). */
+  identity?: Identity;
   /** Clock in milliseconds; injectable for tests. */
   now?: () => number;
   /** Called after a slot stops being active, so waits that depend on membership re-check. */
@@ -71,8 +91,10 @@ export interface MembershipOptions {
   onJoin?: (slot: Slot, replacement: boolean) => void;
   /** Called after a slot is retired, so the data it still had to train goes to others. */
   onRetire?: (slot: Slot) => void;
-  /** Whether training data is left that nobody holds: the run is not complete while it is. */
-  dataPending?: () => boolean;
+  /** Called when a free slot's wait for a replacement ran out, so its data goes to others. */
+  onAbandon?: (slot: Slot) => void;
+  /** Whether the run is complete: registrations are refused then. */
+  complete?: () => boolean;
 }
 
 /** The most slots a run may have (TOTAL_WORKERS_EXPECTED's limit too). */
@@ -85,7 +107,10 @@ export class Membership {
   readonly #onLeave: (slot: Slot, reason: LeaveReason) => void;
   readonly #onJoin: (slot: Slot, replacement: boolean) => void;
   readonly #onRetire: (slot: Slot) => void;
-  readonly #dataPending: () => boolean;
+  readonly #onAbandon: (slot: Slot) => void;
+  readonly #complete: () => boolean;
+  readonly #graceMs: number;
+  readonly #identity: Identity;
   #fingerprint: string | undefined;
 
   constructor(o: MembershipOptions) {
@@ -94,8 +119,21 @@ export class Membership {
     this.#onLeave = o.onLeave ?? (() => {});
     this.#onJoin = o.onJoin ?? (() => {});
     this.#onRetire = o.onRetire ?? (() => {});
-    this.#dataPending = o.dataPending ?? (() => false);
-    this.#slots = Array.from({ length: o.totalWorkers }, (_, index) => newSlot(index));
+    this.#onAbandon = o.onAbandon ?? (() => {});
+    this.#complete = o.complete ?? (() => false);
+    this.#graceMs = o.replacementGraceMs ?? Number.POSITIVE_INFINITY;
+    this.#identity = o.identity ?? {};
+    this.#slots = Array.from({ length: o.totalWorkers }, (_, index) => this.#newSlot(index));
+  }
+
+  /** A slot nobody held yet, waiting a lease plus the grace for its first worker. */
+  #newSlot(index: number): Slot {
+    return { ...newSlot(index), replaceBy: this.#now() + this.leaseMs + this.#graceMs };
+  }
+
+  /** How long a free slot whose worker is gone waits for a replacement. */
+  get replacementGraceMs(): number {
+    return this.#graceMs;
   }
 
   /** Every slot the run has had, retired ones included; index = slot id. */
@@ -127,15 +165,17 @@ export class Membership {
   /**
    * Restores slots from a checkpoint, worker count included (it may have been changed while the
    * run went on). Leases do not survive a restart: every unfinished slot is free until its worker
-   * registers again. A checkpoint written before elastic scaling has no retired slots: then this
-   * run's configured count holds, and slots beyond it are retired.
+   * registers again, which it has a lease's time plus the replacement grace to do. A checkpoint
+   * written before elastic scaling has no retired slots: then this run's configured count holds,
+   * and slots beyond it are retired.
    */
   restore(records: readonly SlotRecord[], fingerprint: string | undefined): void {
     this.#fingerprint = fingerprint;
+    const replaceBy = this.#now() + this.leaseMs + this.#graceMs;
     const configured = this.#slots.length;
     const elastic = records.some((r) => r.retired !== undefined);
     if (elastic) this.#slots.length = Math.min(this.#slots.length, records.length);
-    while (this.#slots.length < records.length) this.#slots.push(newSlot(this.#slots.length));
+    while (this.#slots.length < records.length) this.#slots.push(this.#newSlot(this.#slots.length));
     this.#slots.forEach((slot, i) => {
       const r = records[i];
       if (r === undefined) return;
@@ -146,17 +186,10 @@ export class Membership {
       slot.retired = r.retired ?? false;
       slot.position = { ...r.position };
       slot.appliedPosition = { ...r.position };
+      slot.abandoned = false;
+      slot.replaceBy = replaceBy;
     });
     if (records.length > 0 && !elastic) this.resize(configured);
-  }
-
-  /**
-   * The run is complete when every slot of the worker count has finished and no training data is
-   * left that nobody holds.
-   */
-  get runComplete(): boolean {
-    const members = this.#slots.filter((s) => !s.retired);
-    return members.length > 0 && members.every((s) => s.state === "finished") && this.#slots.every((s) => s.state !== "active") && !this.#dataPending();
   }
 
   /** Slots currently held by a live lease. */
@@ -205,12 +238,17 @@ export class Membership {
       for (const slot of reopenable) {
         if (members >= count) break;
         slot.retired = false;
-        if (slot.state === "free") slot.part = undefined;
+        if (slot.state === "free") {
+          // Its data went to the others when it was retired; it waits for a new worker like a new slot.
+          slot.part = undefined;
+          slot.abandoned = false;
+          slot.replaceBy = this.#now() + this.leaseMs + this.#graceMs;
+        }
         opened.push(slot.index);
         members++;
       }
       for (; members < count; members++) {
-        const slot = newSlot(this.#slots.length);
+        const slot = this.#newSlot(this.#slots.length);
         this.#slots.push(slot);
         opened.push(slot.index);
       }
@@ -243,15 +281,16 @@ export class Membership {
    */
   register(preferred: number, fingerprint: string, label: string, exact = false): Slot {
     this.sweep();
-    if (this.runComplete) {
-      throw new ConnectError("the run is complete: every slot has finished", Code.FailedPrecondition);
+    if (this.#complete()) {
+      throw refusal("the run is complete: every part of the data is trained", Code.FailedPrecondition, ErrorReason.RUN_COMPLETE);
     }
     const slots = this.#slots;
-    if (this.#fingerprint !== undefined && fingerprint !== this.#fingerprint) {
-      throw new ConnectError(
-        `job fingerprint "${fingerprint}" differs from the run's "${this.#fingerprint}": ` +
-          "every worker must use the same dataset, model, seed and batch size",
+    const mismatch = identityMismatch(fingerprint, this.#identity, this.#fingerprint);
+    if (mismatch !== undefined) {
+      throw refusal(
+        `this worker's job differs from the run's: ${mismatch}; every worker must use the same dataset, model, seed, batch size and epochs`,
         Code.FailedPrecondition,
+        ErrorReason.JOB_MISMATCH,
       );
     }
     if (preferred >= slots.length) {
@@ -291,6 +330,8 @@ export class Membership {
     slot.leaseExpiresAt = now + this.leaseMs;
     slot.registrations++;
     slot.idle = false;
+    slot.replaceBy = Number.POSITIVE_INFINITY;
+    slot.abandoned = false;
     this.#onJoin(slot, replacement);
     return slot;
   }
@@ -346,11 +387,20 @@ export class Membership {
     return slot;
   }
 
-  /** Frees every slot whose lease ran out. Returns the slots freed. */
+  /**
+   * Frees every slot whose lease ran out, and abandons every free slot whose wait for a replacement
+   * ran out. Returns the slots freed.
+   */
   sweep(): Slot[] {
     const now = this.#now();
     const expired = this.#slots.filter((s) => s.state === "active" && s.leaseExpiresAt <= now);
     for (const slot of expired) this.#free(slot, "lease expired");
+    for (const slot of this.#slots) {
+      if (slot.state === "free" && !slot.retired && !slot.abandoned && slot.replaceBy <= now) {
+        slot.abandoned = true;
+        this.#onAbandon(slot);
+      }
+    }
     return expired;
   }
 
@@ -358,9 +408,18 @@ export class Membership {
     slot.state = "free";
     slot.token = "";
     slot.idle = false;
+    slot.replaceBy = this.#now() + this.#graceMs;
     this.#swapRetirement(slot);
     this.#onLeave(slot, reason);
   }
+}
+
+/**
+ * Whether `slot` is free but a worker is expected in it (its first, or a replacement) before its
+ * wait runs out. Such a slot keeps its data, and gets a part of a new epoch.
+ */
+export function awaitingWorker(slot: Slot): boolean {
+  return slot.state === "free" && !slot.retired && !slot.abandoned;
 }
 
 /** Whether steps wait for `slot`: it is held by a live lease and not waiting for the next epoch's data. */
@@ -376,6 +435,8 @@ function newSlot(index: number): Slot {
     label: "",
     leaseExpiresAt: 0,
     lastSeen: 0,
+    replaceBy: Number.POSITIVE_INFINITY,
+    abandoned: false,
     registrations: 0,
     pushes: 0,
     position: { epoch: 0, batch: 0 },

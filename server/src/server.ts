@@ -50,6 +50,8 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
     const protect = shard.count > 1 ? () => keysToKeep(root, shard) : undefined;
     const cp = new Checkpointer(run, store, { everySteps: config.CHECKPOINT_EVERY_STEPS, everySeconds: config.CHECKPOINT_EVERY_SECONDS, keep: config.CHECKPOINT_KEEP, protect }, log);
     run.on("applied", (version) => cp.onApplied(version));
+    // A restart must know who finished: their workers are gone and will not finish again.
+    run.on("finished", (slot) => void cp.save(`slot ${slot} finished`).catch(() => {}));
     checkpointer = cp;
   }
   const shutdown = new AbortController();
@@ -107,7 +109,7 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
 
   // Leases are also checked on every call, but a dead worker makes no calls: sweep on a timer so
   // the barrier learns of it within a fraction of the lease.
-  const sweeper = setInterval(() => run.membership.sweep(), Math.min(1000, Math.max(25, config.LEASE_MS / 4)));
+  const sweeper = setInterval(() => run.sweep(), Math.min(1000, Math.max(25, config.LEASE_MS / 4)));
   sweeper.unref();
 
   return {

@@ -57,6 +57,13 @@ function progressOf(slot: Slot, header: PushHeader): Progress | undefined {
       Code.FailedPrecondition,
     );
   }
+  if (part !== undefined && part.holder !== slot.index) {
+    // Its worker was gone long enough for the part to go to another slot, and is back.
+    throw new ConnectError(
+      `PushGradients: epoch ${part.epoch + 1} part ${part.index} is now trained by slot ${part.holder ?? "(none yet)"}; call NextAssignment`,
+      Code.FailedPrecondition,
+    );
+  }
   if (part !== undefined && position.batch <= part.batch) {
     throw new ConnectError(
       `PushGradients: epoch ${position.epoch + 1} part ${position.part} is already counted up to batch ${part.batch}, and this gradient ends at batch ${position.batch}; call NextAssignment`,
@@ -285,7 +292,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
       const slot = membership.authenticate(req.session);
       if (req.finalMetrics !== undefined) run.recordMetrics(slot, req.finalMetrics);
       membership.finish(req.session);
-      return { runComplete: membership.runComplete };
+      return { runComplete: run.complete };
     },
 
     leave(req) {
@@ -320,7 +327,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
         config: runConfig(run, shardAddress),
         version: store.version,
         initialized: store.initialized,
-        runComplete: membership.runComplete,
+        runComplete: run.complete,
         staleGradientsRejected: aggregator.staleRejected,
         uptimeSeconds: (now - run.startedAt) / 1000,
         elementCount: BigInt(store.elementCount),

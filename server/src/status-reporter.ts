@@ -36,10 +36,8 @@ export class StatusReporter {
     const slots = run.membership.slots;
     const count = (state: string) => slots.filter((s) => s.state === state).length;
     const metrics = slots.map((s) => s.latestMetrics).filter((m) => m !== undefined);
-    const mean = (xs: number[]) => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
-    const loss = mean(metrics.map((m) => m.trainLoss));
-    const tested = metrics.filter((m) => m.testAccuracy >= 0);
-    const acc = mean(tested.map((m) => m.testAccuracy));
+    const loss = meanOfKnown(metrics.map((m) => m.trainLoss));
+    const acc = meanOfKnown(metrics.map((m) => m.testAccuracy));
     this.#log.info(
       `version ${version} (${rate.toFixed(1)} updates/s) | workers ${count("active")} active, ${count("finished")} finished, ${count("free")} free` +
         (slots.some((s) => s.retired) ? `, ${slots.filter((s) => s.retired).length} retired` : "") +
@@ -57,7 +55,7 @@ export class StatusReporter {
   /** The server's METRICS_JSON record. */
   summary(): Record<string, unknown> {
     const run = this.#run;
-    const finals = run.membership.slots.map((s) => s.latestMetrics?.testAccuracy ?? -1).filter((a) => a >= 0);
+    const finalAccuracy = meanOfKnown(run.membership.slots.map((s) => s.latestMetrics?.testAccuracy ?? -1));
     return {
       role: "server",
       mode: run.config.SERVER_MODE,
@@ -73,9 +71,19 @@ export class StatusReporter {
       retired_slots: run.membership.slots.filter((s) => s.retired).map((s) => s.index),
       // Per epoch: how many parts its data was cut into and the examples in applied gradients.
       epochs: run.plan.summary().map((e) => ({ epoch: e.epoch, parts: e.parts, parts_complete: e.partsComplete, examples: e.examples })),
-      run_complete: run.membership.runComplete,
+      run_complete: run.complete,
       wall_time_s: (Date.now() - run.startedAt) / 1000,
-      mean_final_test_accuracy: finals.length > 0 ? finals.reduce((a, b) => a + b, 0) / finals.length : null,
+      mean_final_test_accuracy: Number.isNaN(finalAccuracy) ? null : finalAccuracy,
     };
   }
+}
+
+/**
+ * The mean of the values that are known: workers report "not measured" as a negative number (a loss
+ * or accuracy of a window with no batch, a test not run), which must not pull an average down.
+ * NaN when none is known.
+ */
+export function meanOfKnown(values: readonly number[]): number {
+  const known = values.filter((v) => Number.isFinite(v) && v >= 0);
+  return known.length === 0 ? NaN : known.reduce((a, b) => a + b, 0) / known.length;
 }

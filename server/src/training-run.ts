@@ -3,6 +3,9 @@
  * optimizer, the aggregator for the configured mode, and who initialises the parameters.
  */
 import { EventEmitter } from "node:events";
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { configuredIdentity, identityMismatch } from "@distributed-ps/common/job-identity.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { WorkerMetrics } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
@@ -14,7 +17,7 @@ import { SyncBarrier } from "./aggregation/sync-barrier.ts";
 import type { ServerEnv } from "./config.ts";
 import { DataPlan, planFromPositions, type Part } from "./data-plan.ts";
 import { GradientBuffers } from "./gradient-buffers.ts";
-import { Membership, type Slot } from "./membership.ts";
+import { awaitingWorker, Membership, refusal, type Slot } from "./membership.ts";
 import { optimizerFromConfig } from "./optimizer/index.ts";
 import { ParallelStep } from "./optimizer/parallel-step.ts";
 import { ParameterStore } from "./parameter-store.ts";
@@ -42,10 +45,18 @@ export type Assignment = { kind: "train"; part: Part } | { kind: "done" } | { ki
 
 /**
  * Events: "applied" after every parameter update (synchronously, with the state consistent — the
- * moment to capture a checkpoint); "complete" once every slot has finished; "pushed" after each
- * gradient that counted; "metrics" after each metrics report.
+ * moment to capture a checkpoint); "finished" after a slot finished; "complete" once the run is
+ * complete; "stalled" when no worker has been live for NO_WORKERS_TIMEOUT_MS of an unfinished run;
+ * "pushed" after each gradient that counted; "metrics" after each metrics report.
  */
-export class TrainingRun extends EventEmitter<{ applied: [version: number]; complete: []; pushed: [PushRecord]; metrics: [MetricsRecord] }> {
+export class TrainingRun extends EventEmitter<{
+  applied: [version: number];
+  finished: [slot: number];
+  complete: [];
+  stalled: [idleMs: number];
+  pushed: [PushRecord];
+  metrics: [MetricsRecord];
+}> {
   readonly config: ServerEnv;
   readonly log: Logger;
   readonly store = new ParameterStore();
@@ -70,14 +81,28 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
   readonly #joinedSinceStart = new Set<number>();
   /** Key of the checkpoint this run resumed from, if any. */
   restoredFrom: string | undefined;
+  /** Epochs the run trains: the server's EPOCHS, else what the first NextAssignment asked for. */
+  #epochs: number | undefined;
+  /** Resumed from the checkpoint of a run that was already complete. */
+  #restoredComplete = false;
+  #completeAnnounced = false;
+  readonly #now: () => number;
+  /** When a worker was last live (or the server started): the no-workers timeout counts from it. */
+  #lastWorkerSeen: number;
+  #stallAnnounced = false;
 
-  constructor(config: ServerEnv, log: Logger, now?: () => number) {
+  constructor(config: ServerEnv, log: Logger, now: () => number = Date.now) {
     super();
     this.config = config;
     this.log = log;
+    this.#now = now;
+    this.#lastWorkerSeen = now();
+    this.#epochs = config.EPOCHS;
     this.membership = new Membership({
       totalWorkers: config.TOTAL_WORKERS_EXPECTED,
       leaseMs: config.LEASE_MS,
+      replacementGraceMs: config.REPLACEMENT_GRACE_MS,
+      identity: configuredIdentity(config),
       now,
       onJoin: (slot, replacement) => {
         this.#firstRegistrationAt ??= Date.now();
@@ -89,11 +114,13 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
       onLeave: (slot, reason) => {
         if (reason === "lease expired" || reason === "left") {
           const why = reason === "left" ? "its worker is stopping" : `lease expired (no call for ${config.LEASE_MS} ms)`;
-          log.warn(`slot ${slot.index}: ${why}; ${slot.retired ? "retired" : "slot is free for a replacement"}`);
+          const wait = `slot is free for a replacement for ${this.membership.replacementGraceMs} ms, then its data goes to the others`;
+          log.warn(`slot ${slot.index}: ${why}; ${slot.retired ? "retired" : wait}`);
           // A retired slot's worker died before finishing its part: nobody will come back for it.
           if (slot.retired) this.#handOver(slot);
         } else if (reason === "finished") {
           log.info(`slot ${slot.index} finished after ${slot.pushes} gradient(s)${slot.retired ? " (retired)" : ""}`);
+          this.emit("finished", slot.index);
         }
         this.aggregator.onLeave();
         this.changed.notify();
@@ -103,7 +130,15 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
         log.info(`slot ${slot.index} retired${slot.state === "active" ? " (its worker stops after its current part)" : ""}`);
         this.#handOver(slot);
       },
-      dataPending: () => this.plan.hasOrphans(),
+      onAbandon: (slot) => {
+        if (this.plan.heldBy(slot.index) !== undefined) {
+          log.warn(`slot ${slot.index}: no replacement within ${this.membership.replacementGraceMs} ms (REPLACEMENT_GRACE_MS); its data goes to the other workers`);
+          this.#handOver(slot);
+        }
+        this.changed.notify(); // the start quorum no longer waits for it either
+        this.#checkComplete();
+      },
+      complete: () => this.complete,
     });
     const { optimizer, schedule } = optimizerFromConfig(config);
     this.parallelStep = new ParallelStep({ helpers: config.STEP_THREADS - 1, log });
@@ -148,6 +183,13 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
 
   /** Continues a run from a checkpoint: parameters, optimizer state, schedule position, slots. */
   restore(c: Checkpoint): void {
+    const mismatch = c.fingerprint === undefined ? undefined : identityMismatch(c.fingerprint, configuredIdentity(this.config), undefined);
+    if (mismatch !== undefined) {
+      throw new Error(`checkpoint ${c.key} is of another job: ${mismatch}; point CHECKPOINT_URI elsewhere for a new run`);
+    }
+    if (c.epochs !== undefined && this.config.EPOCHS !== undefined && this.config.EPOCHS !== c.epochs) {
+      throw new Error(`checkpoint ${c.key} is of a run of ${c.epochs} epochs, but EPOCHS=${this.config.EPOCHS}: point CHECKPOINT_URI elsewhere for a new run`);
+    }
     if (c.mode !== "" && c.mode !== this.config.SERVER_MODE) {
       this.log.warn(`checkpoint ${c.key} was written in ${c.mode} mode; continuing in ${this.config.SERVER_MODE} mode`);
     }
@@ -159,6 +201,8 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
     this.membership.restore(c.slots, c.fingerprint);
     this.aggregator.restart(c.version);
     this.restoredFrom = c.key;
+    this.#epochs = c.epochs ?? this.#epochs;
+    this.#restoredComplete = c.complete;
     const positions = c.slots.map((s, i) => `${i}:${s.finished ? "finished" : `epoch ${s.position.epoch + 1} batch ${s.position.batch}`}`);
     this.log.info(`resumed from checkpoint ${c.key}: version ${c.version}, ${c.updatesApplied} updates applied; slots ${positions.join(", ")}`);
     this.changed.notify();
@@ -167,13 +211,19 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
   /**
    * Which part of the data `slot` trains next (`epochs`: how many the worker trains in all). In
    * order: the rest of a part it already holds (a replacement continues where the slot was); stop,
-   * if retired; the rest of a part a retired slot left; its part of the next epoch — beginning that
-   * epoch, cut among the slots of the worker count, if it has no plan yet and the caller has
-   * finished its part of the newest one (or holds none there: everybody else's is done or held).
-   * Otherwise it waits — a new worker, for the next epoch boundary — and is not waited for by
-   * synchronous steps meanwhile.
+   * if retired; the rest of a part whose slot was retired or abandoned; stop, once every part of
+   * every epoch is trained; its part of the next epoch — beginning that epoch, cut among the slots
+   * live or awaiting a replacement, if it has no plan yet and the caller has finished its part of the
+   * newest one (or holds none there: everybody else's is done). Otherwise it waits — a new worker
+   * for the next epoch boundary, a worker whose own parts are done for the others' — and is not
+   * waited for by synchronous steps meanwhile. So a worker stays until the whole run's data is
+   * trained, ready to take over the part of a worker that is gone.
    */
   async nextAssignment(slot: Slot, epochs: number, signal: AbortSignal): Promise<Assignment> {
+    if (this.#epochs === undefined) this.#epochs = epochs;
+    else if (epochs !== this.#epochs) {
+      throw refusal(`NextAssignment: this run trains ${this.#epochs} epochs, the worker asks for ${epochs}`, Code.FailedPrecondition, ErrorReason.JOB_MISMATCH);
+    }
     const decide = (): Assignment => {
       const plan = this.plan;
       const held = plan.heldBy(slot.index);
@@ -182,20 +232,15 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
       const orphan = plan.orphan(epochs);
       if (orphan !== undefined) {
         orphan.holder = slot.index;
-        this.log.info(`slot ${slot.index} takes over epoch ${orphan.epoch + 1} part ${orphan.index}/${orphan.parts} from batch ${orphan.batch} (planned for retired slot ${orphan.plannedSlot})`);
+        this.log.info(`slot ${slot.index} takes over epoch ${orphan.epoch + 1} part ${orphan.index}/${orphan.parts} from batch ${orphan.batch} (planned for slot ${orphan.plannedSlot})`);
         return { kind: "train", part: orphan };
       }
+      if (plan.trainedThrough(epochs)) return { kind: "done" };
       const next = plan.latest + 1;
-      if (next >= epochs) {
-        // A retired worker still finishing its part may yet die and leave the rest to someone:
-        // stay until it is done rather than leave nobody to take it over.
-        const retiredAtWork = [...plan.all()].some(([, parts]) => parts.some((p) => !p.complete && p.holder !== undefined && this.membership.slots[p.holder]?.retired));
-        return retiredAtWork ? { kind: "wait" } : { kind: "done" };
-      }
       const newest = plan.epoch(plan.latest);
       const boundary = newest === undefined || newest.some((p) => p.plannedSlot === slot.index && p.holder === slot.index) || newest.every((p) => p.complete);
-      if (!boundary) return { kind: "wait" };
-      const members = this.membership.slots.filter((s) => !s.retired && s.state !== "finished").map((s) => s.index);
+      if (next >= epochs || !boundary) return { kind: "wait" };
+      const members = this.membership.slots.filter((s) => !s.retired && (s.state === "active" || awaitingWorker(s))).map((s) => s.index);
       const parts = plan.begin(next, members);
       this.log.info(`epoch ${next + 1}: data divided among ${members.length} worker slot(s) (${members.join(", ")})`);
       this.changed.notify();
@@ -247,8 +292,48 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
     this.changed.notify();
   }
 
+  /** Epochs the run trains, once known (the server's EPOCHS, a checkpoint, or the first NextAssignment). */
+  get epochs(): number | undefined {
+    return this.#epochs;
+  }
+
+  /**
+   * Whether the run is complete: no worker holds a live lease, and every part of every epoch is
+   * trained — or, where no plan is kept (a shard other than 0, which NextAssignment does not reach),
+   * some slot of the run finished (its worker was told every part is trained). A run resumed from
+   * the checkpoint of a complete run is complete.
+   */
+  get complete(): boolean {
+    if (this.#restoredComplete) return true;
+    const slots = this.membership.slots;
+    if (slots.some((s) => s.state === "active")) return false;
+    if (this.#epochs !== undefined && this.plan.latest >= 0) return this.plan.trainedThrough(this.#epochs);
+    return slots.some((s) => !s.retired && s.state === "finished");
+  }
+
   #checkComplete(): void {
-    if (this.membership.runComplete) this.emit("complete");
+    if (this.#completeAnnounced || !this.complete) return;
+    this.#completeAnnounced = true;
+    this.emit("complete");
+  }
+
+  /**
+   * Runs on a timer (server.ts): frees expired leases, abandons slots whose wait for a replacement
+   * ran out, and gives up on an unfinished run that has had no live worker for NO_WORKERS_TIMEOUT_MS.
+   */
+  sweep(): void {
+    this.membership.sweep();
+    const now = this.#now();
+    if (this.membership.active().length > 0 || this.complete) {
+      this.#lastWorkerSeen = now;
+      this.#stallAnnounced = false;
+      return;
+    }
+    const idle = now - this.#lastWorkerSeen;
+    if (idle >= this.config.NO_WORKERS_TIMEOUT_MS && !this.#stallAnnounced) {
+      this.#stallAnnounced = true;
+      this.emit("stalled", idle);
+    }
   }
 
   /** True when the parameters still need creating and nobody live is creating them. */
@@ -277,7 +362,8 @@ export class TrainingRun extends EventEmitter<{ applied: [version: number]; comp
   trainingStarted(): boolean {
     if (this.#started) return true;
     if (!this.store.initialized || this.#firstRegistrationAt === undefined) return false;
-    const everyone = this.membership.slots.every((s) => s.retired || s.state === "finished" || this.#joinedSinceStart.has(s.index));
+    // Abandoned slots are not waited for: nobody came for them in a lease plus the grace.
+    const everyone = this.membership.slots.every((s) => s.retired || s.abandoned || s.state === "finished" || this.#joinedSinceStart.has(s.index));
     const waited = Date.now() - this.#firstRegistrationAt;
     if (!everyone && waited < this.config.START_TIMEOUT_MS) return false;
     this.#started = true;

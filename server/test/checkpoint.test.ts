@@ -48,7 +48,7 @@ t.test("local directory: resume is exact; old checkpoints are pruned", async (t)
   const files = (await readdir(dir)).sort();
   t.same(files, ["ckpt-0000000005.safetensors", "ckpt-0000000006.safetensors"], "only the newest CHECKPOINT_KEEP=2 remain, and no partial files");
   const latest = decodeSafetensors(await readFile(join(dir, files[1]!)));
-  t.equal(latest.metadata.format, "distributed-ps-checkpoint/1", "the checkpoint says what it is");
+  t.equal(latest.metadata.format, "distributed-ps-checkpoint/2", "the checkpoint says what it is");
   t.ok(latest.tensors.some((x) => x.name === "optimizer/w/m") && latest.tensors.some((x) => x.name === "optimizer/w/v"), "Adam's moments are stored by tensor name");
 });
 
@@ -59,18 +59,28 @@ t.test("a corrupt or truncated newest checkpoint is reported and the previous on
   await first.server.checkpointer!.close();
   await first.server.close();
 
-  // Version 4: flip one data byte (checksum mismatch). Version 3: cut short (as if half written).
+  // Version 4: a slot's data position changed in the header (the metadata), same length. Version 3:
+  // one data byte flipped. Version 2: cut short (as if half written).
   const v4 = join(dir, "ckpt-0000000004.safetensors");
-  const bytes = await readFile(v4);
-  bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0xff;
-  await writeFile(v4, bytes);
+  const header = await readFile(v4);
+  const position = Buffer.from('\\"position\\":{\\"epoch\\":0,\\"batch\\":4}');
+  const at = header.indexOf(position);
+  t.ok(at > 0, "the header holds slot 0's data position");
+  header[at + position.length - 2] = "9".charCodeAt(0);
+  await writeFile(v4, header);
   const v3 = join(dir, "ckpt-0000000003.safetensors");
-  await truncate(v3, (await readFile(v3)).length - 10);
+  const bytes = await readFile(v3);
+  bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0xff;
+  await writeFile(v3, bytes);
+  const v2 = join(dir, "ckpt-0000000002.safetensors");
+  await truncate(v2, (await readFile(v2)).length - 10);
 
   const second = await startTestServer(t, { ...ADAM, CHECKPOINT_URI: dir });
-  t.equal(second.server.run.store.version, 2, "resumed from version 2, the newest intact checkpoint");
-  t.ok(second.logs.some((l) => /ckpt-0000000004.safetensors is unusable \(data checksum/.test(l)), "the checksum mismatch of version 4 is reported");
-  t.ok(second.logs.some((l) => /ckpt-0000000003.safetensors is unusable \(.*truncated/.test(l)), "the truncation of version 3 is reported");
+  t.equal(second.server.run.store.version, 1, "resumed from version 1, the newest intact checkpoint");
+  t.same(second.server.run.membership.slots.map((s) => s.position.batch), [1, 1], "with its own data positions");
+  t.ok(second.logs.some((l) => /ckpt-0000000004.safetensors is unusable \(checksum/.test(l)), "the changed header of version 4 is reported: the checksum covers it");
+  t.ok(second.logs.some((l) => /ckpt-0000000003.safetensors is unusable \(checksum/.test(l)), "the flipped data byte of version 3 is reported");
+  t.ok(second.logs.some((l) => /ckpt-0000000002.safetensors is unusable \(.*truncated/.test(l)), "the truncation of version 2 is reported");
 });
 
 t.test("S3 (s3rver on loopback): checkpoints and resume through the S3 API", async (t) => {

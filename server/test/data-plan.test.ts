@@ -37,10 +37,22 @@ t.test("a retired slot's unfinished parts go to nobody, oldest first up for adop
   t.equal(plan.orphan(1), undefined, "but not below epoch 1 (the worker trains only one epoch)");
   t.same(plan.release(1), [e0[1]], "then the part it was finishing");
   t.equal(plan.orphan(10), e0[1], "the oldest orphan comes first");
-  t.ok(plan.hasOrphans(), "hasOrphans");
   e0[1]!.holder = 0;
-  e1[1]!.complete = true;
-  t.notOk(plan.hasOrphans(), "none once adopted or complete");
+  t.equal(plan.orphan(10), e1[1], "adopted parts are no longer up for adoption");
+});
+
+t.test("trainedThrough: every part of every epoch up to the count planned and complete", async (t) => {
+  const plan = new DataPlan();
+  t.notOk(plan.trainedThrough(1), "nothing planned: not trained");
+  const e0 = plan.begin(0, [0, 1]);
+  e0[0]!.complete = true;
+  t.notOk(plan.trainedThrough(1), "one part of epoch 1 still untrained");
+  e0[1]!.complete = true;
+  t.ok(plan.trainedThrough(1), "both parts complete: 1 epoch trained");
+  t.notOk(plan.trainedThrough(2), "but epoch 2 is not even planned");
+  const e1 = plan.begin(1, [0]);
+  e1[0]!.complete = true;
+  t.ok(plan.trainedThrough(2), "2 epochs trained");
 });
 
 t.test("a checkpoint keeps each part's applied position; restoring continues from there", async (t) => {

@@ -1,14 +1,15 @@
 import t, { type Test } from "tap";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { WorkerSessionSchema, type WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { Membership, type LeaveReason, type Slot } from "../src/membership.ts";
+import { ErrorDetailSchema, ErrorReason, WorkerSessionSchema, type WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { formatFingerprint } from "@distributed-ps/common/job-identity.ts";
+import { awaitingWorker, Membership, type LeaveReason, type Slot } from "../src/membership.ts";
 
 const FP = "synthetic:mlp:seed=42";
 const LEASE = 1000;
 
 /** A membership with a hand-driven clock that records every join and leave. */
-function setup(totalWorkers = 3) {
+function setup(totalWorkers = 3, complete?: () => boolean) {
   let now = 10_000;
   const joins: { slot: number; replacement: boolean }[] = [];
   const leaves: { slot: number; reason: LeaveReason }[] = [];
@@ -18,6 +19,7 @@ function setup(totalWorkers = 3) {
     now: () => now,
     onJoin: (s, replacement) => joins.push({ slot: s.index, replacement }),
     onLeave: (s, reason) => leaves.push({ slot: s.index, reason }),
+    complete,
   });
   return {
     m,
@@ -80,7 +82,7 @@ t.test("invalid registrations: preferred slot out of range, fingerprint mismatch
   rejects(t, () => m.register(3, FP, "a"), Code.InvalidArgument, /preferred slot 3 does not exist: the run has 3 slots \(0\.\.2\)/, "preferred slot 3 of 3");
   rejects(t, () => m.register(50, FP, "a"), Code.InvalidArgument, /preferred slot 50 does not exist/, "preferred slot 50");
   m.register(-1, FP, "a");
-  rejects(t, () => m.register(-1, "other:model", "b"), Code.FailedPrecondition, /job fingerprint "other:model" differs from the run's "synthetic:mlp:seed=42"/, "fingerprint mismatch");
+  rejects(t, () => m.register(-1, "other:model", "b"), Code.FailedPrecondition, /job "other:model" where the run's is "synthetic:mlp:seed=42"/, "fingerprint mismatch");
   t.equal(m.active().length, 1, "refused registrations take no slot");
   t.equal(m.register(-1, FP, "b").index, 1, "a matching fingerprint still registers");
 });
@@ -150,8 +152,9 @@ t.test("authenticate renews the lease; a stale or bad session is refused", async
   t.same(leaves, [{ slot: 0, reason: "lease expired" }], "authenticate swept the expired lease");
 });
 
-t.test("finish: slot leaves, is never handed out again; run completes; then registering is refused", async (t) => {
-  const { m, leaves, advance } = setup(2);
+t.test("finish: slot leaves, is never handed out again; once the run is complete registering is refused", async (t) => {
+  let complete = false;
+  const { m, leaves, advance } = setup(2, () => complete);
   const a = m.register(-1, FP, "a");
   const bToken = m.register(-1, FP, "b").token;
   const aToken = a.token;
@@ -159,7 +162,6 @@ t.test("finish: slot leaves, is never handed out again; run completes; then regi
   t.equal(a.state, "finished", "slot 0 finished");
   t.equal(a.token, "", "its token is cleared");
   t.same(leaves, [{ slot: 0, reason: "finished" }], "onLeave(slot 0, 'finished')");
-  t.equal(m.runComplete, false, "run not complete while slot 1 is active");
   rejects(t, () => m.authenticate(session({ index: 0, token: aToken })), Code.FailedPrecondition, /the slot has finished/, "finished session can no longer call");
 
   // slot 1's worker dies; its replacement must get slot 1, never the finished slot 0
@@ -173,9 +175,18 @@ t.test("finish: slot leaves, is never handed out again; run completes; then regi
 
   const b3 = m.register(-1, FP, "b3");
   m.finish(session(b3));
-  t.equal(m.runComplete, true, "every slot finished → run complete");
   t.same(leaves.map((l) => l.reason), ["finished", "lease expired", "lease expired", "finished"], "leave reasons in order");
+  complete = true;
   rejects(t, () => m.register(-1, FP, "late"), Code.FailedPrecondition, /the run is complete/, "registering after completion");
+  try {
+    m.register(-1, FP, "late");
+  } catch (err) {
+    t.same(
+      (err as ConnectError).findDetails(ErrorDetailSchema).map((d) => d.reason),
+      [ErrorReason.RUN_COMPLETE],
+      "the refusal carries ErrorDetail RUN_COMPLETE, which workers act on (not the wording)",
+    );
+  }
 });
 
 t.test("resize: lowering the count retires free slots first, then the highest live ones", async (t) => {
@@ -235,20 +246,77 @@ t.test("resize: when a member's worker dies while a retired one still works, the
   );
 });
 
-t.test("runComplete: every member slot finished, nobody still active, no data left unheld", async (t) => {
-  let pending = true;
-  const m = new Membership({ totalWorkers: 2, leaseMs: LEASE, dataPending: () => pending });
-  const a = m.register(-1, FP, "a");
-  const b = m.register(-1, FP, "b");
-  m.resize(1);
-  t.ok(b.retired && b.state === "active", "slot 1 is retiring");
-  m.finish(session(a));
-  t.notOk(m.runComplete, "not complete while the retiring worker is still active");
-  m.finish(session(b));
-  t.notOk(m.runComplete, "not complete while a retired slot's data is left unheld");
-  pending = false;
-  t.ok(m.runComplete, "complete once nothing is left");
-  const paused = new Membership({ totalWorkers: 1, leaseMs: LEASE });
-  paused.resize(0);
-  t.notOk(paused.runComplete, "a run paused at 0 workers is not complete");
+t.test("a free slot waits a bounded time for a worker, then is abandoned", async (t) => {
+  let now = 0;
+  const abandoned: number[] = [];
+  const m = new Membership({ totalWorkers: 3, leaseMs: LEASE, replacementGraceMs: 500, now: () => now, onAbandon: (s) => abandoned.push(s.index) });
+  const [a, b] = [m.register(-1, FP, "a"), m.register(-1, FP, "b")];
+  t.ok(awaitingWorker(m.slots[2]!), "slot 2 has no worker yet: it waits for its first");
+  now += 200;
+  m.authenticate(session(a));
+  m.authenticate(session(b));
+  now += LEASE; // 1200: a's and b's leases (renewed at 200) run out
+  m.sweep();
+  t.same([a.state, b.state], ["free", "free"], "slots 0 and 1 freed by their leases");
+  t.ok(awaitingWorker(a) && awaitingWorker(b), "both wait for a replacement");
+  now += 299;
+  m.sweep();
+  t.same(abandoned, [], "nothing abandoned yet");
+  now += 1; // 1500
+  m.sweep();
+  t.same(abandoned, [2], "slot 2, which never got a worker, is abandoned a lease plus the grace after the start");
+  now += 199;
+  m.sweep();
+  t.same(abandoned, [2], "slots 0 and 1 are not abandoned within the grace after their leases ran out");
+  m.register(1, FP, "b2");
+  now += 1; // 1700
+  m.sweep();
+  t.same(abandoned, [2, 0], "slot 0 abandoned once its grace ran out; slot 1 was taken by a replacement in time");
+  t.notOk(awaitingWorker(a), "slot 0 no longer waits");
+  now += 10 * LEASE;
+  m.sweep();
+  t.same(abandoned, [2, 0], "slot 1's new worker died too: its slot waits again, counted from the lease's end");
+  now += 500;
+  m.sweep();
+  t.same(abandoned, [2, 0, 1], "and after the grace slot 1 is abandoned");
+  m.sweep();
+  t.same(abandoned, [2, 0, 1], "abandoning happens once per vacancy");
+  const c = m.register(0, FP, "c");
+  t.equal(c.index, 0, "an abandoned slot can still be registered into");
+  t.notOk(c.abandoned, "and is an ordinary slot again");
+});
+
+t.test("a slot restored from a checkpoint waits a lease plus the grace for its worker to come back", async (t) => {
+  let now = 0;
+  const abandoned: number[] = [];
+  const m = new Membership({ totalWorkers: 2, leaseMs: LEASE, replacementGraceMs: 500, now: () => now, onAbandon: (s) => abandoned.push(s.index) });
+  m.restore(
+    [
+      { registrations: 1, pushes: 3, finished: false, position: { epoch: 0, batch: 3 }, retired: false },
+      { registrations: 0, pushes: 0, finished: false, position: { epoch: 0, batch: 0 }, retired: false },
+    ],
+    FP,
+  );
+  now += LEASE + 499;
+  m.sweep();
+  t.same(abandoned, [], "within a lease plus the grace of the restart: both still waiting");
+  now += 1;
+  m.sweep();
+  t.same(abandoned, [0, 1], "then both are abandoned");
+});
+
+t.test("the server's configured identity refuses a mismatching worker even when it registers first", async (t) => {
+  const m = new Membership({ totalWorkers: 2, leaseMs: LEASE, identity: { seed: 42, batch: 32 } });
+  const good = formatFingerprint({ dataset: "synthetic", model: "mlp", seed: 42, batch: 32, epochs: 3 });
+  const wrong = formatFingerprint({ dataset: "synthetic", model: "mlp", seed: 7, batch: 32, epochs: 3 });
+  rejects(t, () => m.register(-1, wrong, "first but wrong"), Code.FailedPrecondition, /seed 7 where the server's SEED is 42/, "wrong SEED first: refused, naming the field and the variable");
+  try {
+    m.register(-1, wrong, "first but wrong");
+  } catch (err) {
+    t.same((err as ConnectError).findDetails(ErrorDetailSchema).map((d) => d.reason), [ErrorReason.JOB_MISMATCH], "with ErrorDetail JOB_MISMATCH");
+  }
+  t.equal(m.fingerprint, undefined, "the refused worker did not fix the run's fingerprint");
+  t.equal(m.register(-1, good, "right").index, 0, "a correct worker registers");
+  const otherEpochs = formatFingerprint({ dataset: "synthetic", model: "mlp", seed: 42, batch: 32, epochs: 4 });
+  rejects(t, () => m.register(-1, otherEpochs, "other epochs"), Code.FailedPrecondition, /epochs 4 where the run's is 3/, "fields the server does not fix are fixed by the first worker");
 });

@@ -73,7 +73,7 @@ t.test("two shards: one slot everywhere, each shard its part, pulls merged, push
   t.equal(shards.servers[1]!.run.membership.slots[1]!.latestMetrics, undefined, "and to no other shard");
   t.equal(await a.finish({}), false, "finishing one worker does not complete the run");
   t.equal(await b.finish({}), true, "the last one completes it on shard 0");
-  t.ok(shards.servers.every((s) => s.run.membership.runComplete), "and on every shard");
+  t.ok(shards.servers.every((s) => s.run.complete), "and on every shard");
 });
 
 t.test("a push some shards refuse is retried on those shards only", async (t) => {

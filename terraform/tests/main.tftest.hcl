@@ -350,6 +350,20 @@ run "worker_count_and_mode_flow_into_services_and_containers" {
     error_message = "worker environment must carry the training settings and the server address"
   }
   assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.name => e.value
+      if contains(["DATASET", "MODEL", "BATCH_SIZE", "EPOCHS", "SEED", "TRAIN_EXAMPLES", "LOCAL_STEPS"], e.name)
+      } == {
+      BATCH_SIZE     = "64"
+      EPOCHS         = "2"
+      SEED           = "42"
+      DATASET        = "synthetic"
+      MODEL          = "mlp"
+      TRAIN_EXAMPLES = "60000"
+    }
+    error_message = "the server must know the run's identity (the workers' dataset, model, batch size, epochs, seed, training examples) to refuse a mismatching worker"
+  }
+  assert {
     condition     = aws_vpc_security_group_ingress_rule.parameter_server_from_workers.from_port == 9000 && jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].portMappings[0].containerPort == 9000
     error_message = "ingress rule and container port must follow server_port"
   }
@@ -576,6 +590,14 @@ run "rejects_extra_environment_that_shadows_a_variable" {
     worker_extra_environment = { EPOCHS = "3" }
   }
   expect_failures = [var.worker_extra_environment]
+}
+
+run "rejects_a_server_identity_apart_from_the_workers" {
+  command = plan
+  variables {
+    server_extra_environment = { SEED = "7" }
+  }
+  expect_failures = [var.server_extra_environment]
 }
 
 # deploy.sh's first step: only the repositories, then it reads their URLs from the outputs.

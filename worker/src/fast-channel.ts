@@ -6,6 +6,7 @@
  */
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeFromHttpStatus, findTrailerError, grpcStatusOk } from "@connectrpc/connect/protocol-grpc";
 import { endpointOf, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
 import { TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 
@@ -86,7 +87,7 @@ export class FastChannel {
       if (err instanceof ConnectError && err.code !== Code.Unavailable) throw err;
       this.#session?.destroy();
       this.#session = undefined;
-      throw err instanceof ConnectError ? err : new ConnectError(`${what} failed: ${(err as Error).message}`, Code.Unavailable);
+      throw err instanceof ConnectError ? err : new ConnectError(`${what} failed: ${(err as Error).message}`, Code.Unavailable, undefined, undefined, err);
     }
   }
 
@@ -96,22 +97,21 @@ export class FastChannel {
   }
 }
 
-/** The gRPC status of a call, from its trailers or the headers of a trailers-only answer. */
+/** What a call's response said about how it ended: its headers and trailers, as they arrive. */
 export interface CallStatus {
-  status: string | undefined;
-  message: string;
+  /** Headers and trailers together (a trailers-only answer carries the status in its headers). */
+  readonly fields: Headers;
   /** The HTTP status of the response headers, if they arrived. */
   httpStatus: number | undefined;
 }
 
 /** Watches `stream` for its gRPC status. */
 export function watchStatus(stream: http2.ClientHttp2Stream): CallStatus {
-  const s: CallStatus = { status: undefined, message: "", httpStatus: undefined };
+  const s: CallStatus = { fields: new Headers(), httpStatus: undefined };
   const take = (h: http2.IncomingHttpHeaders) => {
-    const status = h["grpc-status"];
-    if (typeof status === "string") {
-      s.status = status;
-      s.message = decodeURIComponent(String(h["grpc-message"] ?? ""));
+    for (const [name, value] of Object.entries(h)) {
+      if (name.startsWith(":") || value === undefined) continue;
+      for (const v of Array.isArray(value) ? value : [value]) s.fields.append(name, v);
     }
   };
   stream.on("response", (h) => {
@@ -122,17 +122,23 @@ export function watchStatus(stream: http2.ClientHttp2Stream): CallStatus {
   return s;
 }
 
-/** The ConnectError for a call that ended with `s` (undefined for status 0). */
+/** Whether the server answered with a status other than OK. */
+export function refusedByServer(s: CallStatus): boolean {
+  const status = s.fields.get("grpc-status");
+  return status !== null && status !== grpcStatusOk;
+}
+
+/**
+ * The ConnectError for a call that ended with `s`, undefined for status OK. A gRPC status is parsed
+ * by Connect's own reader (message decoding, error details; the error counts as the server's answer,
+ * `isWireError`); without one, the call did not get an answer: Unavailable, or the HTTP status's code.
+ */
 export function errorOfStatus(what: string, s: CallStatus, closedEarlyWhy: string): ConnectError | undefined {
-  if (s.status === undefined) {
-    if (s.httpStatus !== undefined && s.httpStatus !== 200) {
-      return new ConnectError(`${what}: HTTP status ${s.httpStatus} without a gRPC status`, s.httpStatus === 401 ? Code.Unauthenticated : Code.Unavailable);
-    }
-    return new ConnectError(`${what} ${closedEarlyWhy}`, Code.Unavailable);
+  if (s.fields.has("grpc-status")) return findTrailerError(s.fields);
+  if (s.httpStatus !== undefined && s.httpStatus !== 200) {
+    return new ConnectError(`${what}: HTTP status ${s.httpStatus} without a gRPC status`, codeFromHttpStatus(s.httpStatus));
   }
-  // gRPC status numbers are Connect's codes.
-  if (s.status !== "0") return new ConnectError(s.message, Number(s.status) as Code);
-  return undefined;
+  return new ConnectError(`${what} ${closedEarlyWhy}`, Code.Unavailable);
 }
 
 const channels = new WeakMap<ParameterServerClient, FastChannel>();

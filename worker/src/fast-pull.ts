@@ -15,7 +15,7 @@ import { PullParametersRequestSchema, type PullParametersRequest } from "@distri
 import { envelopePrefix } from "@distributed-ps/common/grpc-framing.ts";
 import type { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
 import { writeWithBackpressure } from "@distributed-ps/common/backpressure.ts";
-import { errorOfStatus, watchStatus, type FastChannel } from "./fast-channel.ts";
+import { errorOfStatus, refusedByServer, watchStatus, type FastChannel } from "./fast-channel.ts";
 import { FramingError } from "@distributed-ps/common/tensor-message-reader.ts";
 import { PullResponseReader } from "./pull-response-reader.ts";
 
@@ -74,7 +74,7 @@ async function pull(
     stream.end();
     await closed;
     // The server's own error (a refusal, a deadline it saw) explains a broken body best.
-    const refusal = status.status !== undefined && status.status !== "0" ? errorOfStatus("pull", status, "") : undefined;
+    const refusal = refusedByServer(status) ? errorOfStatus("pull", status, "") : undefined;
     if (refusal !== undefined) throw refusal;
     if (failure !== undefined) throw failure instanceof FramingError ? new ConnectError(`malformed pull answer: ${failure.message}`, Code.Internal) : failure;
     const unfinished = errorOfStatus("pull", status, "stream closed without a status (connection lost or deadline passed)");

@@ -12,6 +12,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { loadConfigOrExit } from "@distributed-ps/common/env.ts";
 import { Dtype, Mode } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { createLogger, printMetricsJson, type Logger } from "@distributed-ps/common/log.ts";
+import { formatFingerprint } from "@distributed-ps/common/job-identity.ts";
 import { workerEnvSchema, type WorkerEnv } from "./config.ts";
 import { checkSliceHoldsABatch, DatasetError, loadDataset } from "./data/load-dataset.ts";
 import { initBackend } from "./model/backend.ts";
@@ -19,7 +20,7 @@ import { createModel } from "./model/models.ts";
 import { Trainer } from "./model/trainer.ts";
 import { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
 import { WorkerConnection, type ParameterConnection } from "./ps-client.ts";
-import { isTransient, RetryBudgetExhausted, withRetry } from "./retry.ts";
+import { classifyFailure, RetryBudgetExhausted, withRetry } from "./retry.ts";
 import { finishProgress, logSink, showProgress } from "./progress-display.ts";
 import { connectToShards } from "./sharded-connection.ts";
 import { TopKCompressor } from "./topk.ts";
@@ -27,12 +28,8 @@ import { train } from "./training-loop.ts";
 
 const WIRE_DTYPES = { fp32: Dtype.FLOAT32, fp16: Dtype.FLOAT16, bf16: Dtype.BFLOAT16 } as const;
 
-/** Times a worker may lose its session and register again before giving up. */
+/** Times in a row a worker may lose its session and register again without training a batch in between. */
 const MAX_REJOINS = 10;
-
-/** Errors during training after which the worker registers again instead of failing. */
-// (connect-node reports a reset connection as Aborted, the code we also use for stale gradients.)
-const SESSION_LOST = new Set([Code.FailedPrecondition, Code.Unavailable, Code.Canceled, Code.Aborted, Code.Internal, Code.Unknown, Code.DeadlineExceeded]);
 
 const config = loadConfigOrExit("worker", workerEnvSchema);
 let log: Logger = createLogger("worker", config.LOG_LEVEL, logSink);
@@ -66,7 +63,7 @@ async function register(
   const request = { preferredSlot, jobFingerprint: fingerprint, workerLabel: c.WORKER_LABEL };
   const retry = (address: string) => ({
     budgetMs: c.CONNECT_TIMEOUT_MS,
-    retryable: (e: ConnectError) => isTransient(e) || e.code === Code.ResourceExhausted,
+    retryable: (e: ConnectError) => ["unreachable", "busy"].includes(classifyFailure(e)),
     onRetry: (e: ConnectError, n: number, delay: number) =>
       log.warn(`register attempt ${n} at ${address} failed (${Code[e.code]}: ${e.rawMessage}); retrying in ${Math.round(delay)} ms`),
   });
@@ -82,9 +79,7 @@ async function register(
       log,
     });
   } catch (err) {
-    if (err instanceof ConnectError && err.code === Code.FailedPrecondition && /run is complete/.test(err.rawMessage)) {
-      throw new RunAlreadyComplete(err.rawMessage);
-    }
+    if (err instanceof ConnectError && classifyFailure(err) === "run-complete") throw new RunAlreadyComplete(err.rawMessage);
     throw err;
   }
 }
@@ -108,9 +103,16 @@ async function main(): Promise<number> {
   const backend = await initBackend(config.TF_BACKEND, (m) => log.warn(m));
   const data = await loadDataset(config, log);
   const trainer = new Trainer(createModel(config.MODEL, { inputShape: data.inputShape, classes: data.classes, seed: config.SEED }));
-  const fingerprint =
-    `${config.DATASET}:${config.MODEL}:classes=${data.classes}:seed=${config.SEED}:batch=${config.BATCH_SIZE}` +
-    `:local=${config.LOCAL_STEPS}:train=${data.train.count}`;
+  const fingerprint = formatFingerprint({
+    dataset: config.DATASET,
+    model: config.MODEL,
+    seed: config.SEED,
+    batch: config.BATCH_SIZE,
+    epochs: config.EPOCHS,
+    train: data.train.count,
+    local: config.LOCAL_STEPS,
+    classes: data.classes,
+  });
   log.info(
     `dataset ${data.description}, ` +
       `model ${config.MODEL}, backend ${backend}`,
@@ -128,6 +130,11 @@ async function main(): Promise<number> {
   // After a lost session, ask for the slot we had: its data position is ours.
   let preferredSlot = config.WORKER_SLOT;
   let previous: ParameterConnection | undefined;
+  // Batches trained in this process, and how many had been when the session was last lost: a worker
+  // that keeps losing its session without getting anything done gives up after MAX_REJOINS.
+  let stepsTrained = 0;
+  let stepsAtLastLoss = -1;
+  let rejoinsInARow = 0;
   for (let rejoin = 0; ; rejoin++) {
     let conn: ParameterConnection;
     try {
@@ -171,7 +178,10 @@ async function main(): Promise<number> {
           pullDtype: WIRE_DTYPES[config.PULL_DTYPE],
           pushDtype: WIRE_DTYPES[config.PUSH_DTYPE],
           compressor,
-          onProgress: showProgress,
+          onProgress: (p) => {
+            stepsTrained++;
+            showProgress(p);
+          },
         },
         log,
       );
@@ -202,12 +212,16 @@ async function main(): Promise<number> {
       });
       return 0;
     } catch (raw) {
-      const err = raw instanceof ConnectError ? raw : undefined;
-      // The server went away (stream reset, connection refused) or no longer knows our session
-      // (it restarted, or our lease ran out): register again and continue from the slot's position.
-      const lost = err !== undefined && SESSION_LOST.has(err.code);
-      if (!lost || rejoin >= MAX_REJOINS) throw raw;
-      log.warn(`lost the session (${Code[err.code]}: ${err.rawMessage}); registering again`);
+      // The server went away (stream reset, connection refused, shutting down) or no longer knows
+      // our session (it restarted, or our lease ran out): register again and continue from the
+      // slot's position. Anything else is not ours to retry.
+      const failure = raw instanceof ConnectError ? classifyFailure(raw) : "fatal";
+      if (failure !== "unreachable" && failure !== "session-lost") throw raw;
+      rejoinsInARow = stepsTrained > stepsAtLastLoss ? 1 : rejoinsInARow + 1;
+      stepsAtLastLoss = stepsTrained;
+      if (rejoinsInARow > MAX_REJOINS) throw raw;
+      const err = raw as ConnectError;
+      log.warn(`lost the session (${Code[err.code]}${err.isWireError ? "" : ", no answer from the server"}: ${err.rawMessage}); registering again`);
     } finally {
       clearInterval(heartbeat);
     }

@@ -19,7 +19,7 @@
  *   shard has seen every worker finish.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import {
   Dtype,
   type DataPosition,
@@ -32,10 +32,10 @@ import type { NamedTensor, SparseTensor } from "@distributed-ps/common/named-ten
 import { partitionTensors, shardOfTensor, splitByShard } from "@distributed-ps/common/shard-partition.ts";
 import type { ParameterServerClient } from "@distributed-ps/common/client.ts";
 import { WorkerConnection, type Assignment, type MinVersion, type ParameterConnection, type PulledParameters, type PushOptions } from "./ps-client.ts";
-import { withRetry, type RetryOptions } from "./retry.ts";
+import { classifyFailure, withRetry, type RetryOptions } from "./retry.ts";
 
 /** Push refusals the training loop answers by recomputing the batch. */
-const isRefusal = (e: ConnectError) => e.code === Code.Aborted || e.code === Code.AlreadyExists;
+const isRefusal = (e: ConnectError) => classifyFailure(e) === "refused";
 
 export class ShardedConnection implements ParameterConnection {
   /** One session per shard, in shard order; all hold the same slot. */

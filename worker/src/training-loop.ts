@@ -11,6 +11,7 @@
  *   wait for the next step and recompute the same batch.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { classifyFailure } from "./retry.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Dtype, Mode, type WorkerMetricsSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { Logger } from "@distributed-ps/common/log.ts";
@@ -113,7 +114,7 @@ export async function train(
     const batches = epochBatches(slice, o.batchSize, o.seed + a.part * 7919, epoch);
     const firstBatch = Math.min(a.firstBatch, batches.length);
     const what = `epoch ${epoch + 1}/${o.epochs} part ${a.part} of ${a.parts}`;
-    if (!own) log.info(`${what}: taking over from batch ${firstBatch} the part planned for retired slot ${a.plannedSlot}`);
+    if (!own) log.info(`${what}: taking over from batch ${firstBatch} the part planned for slot ${a.plannedSlot} (retired, or its worker is gone)`);
     else if (firstBatch > 0) log.info(`resuming slot ${conn.slot} at epoch ${epoch + 1}, batch ${firstBatch}`);
     log.info(`${what}: ${batches.length - firstBatch} batches of ${o.batchSize} from a slice of ${slice.length} examples`);
     epochLoss = { sum: 0, count: 0 };
@@ -141,8 +142,7 @@ export async function train(
           break;
         } catch (raw) {
           const err = ConnectError.from(raw);
-          const refused = err.code === Code.Aborted || err.code === Code.AlreadyExists;
-          if (!refused || attempt >= MAX_RETRIES_PER_BATCH) throw err;
+          if (classifyFailure(err) !== "refused" || attempt >= MAX_RETRIES_PER_BATCH) throw err;
           retriedBatches++;
           log.debug(`push refused (${Code[err.code]}: ${err.rawMessage}); recomputing the batch`);
           // In sync mode the fresh parameters are the next step's: wait for them rather than spin.

@@ -92,7 +92,6 @@ export class SyncBarrier implements Aggregator {
     }
     const p = this.#pending;
     p.pushed.add(push.slot.index);
-    push.slot.pushes++;
     if (push.progress) {
       push.progress.accepted();
       p.progress.push(push.progress);
@@ -168,7 +167,9 @@ export class SyncBarrier implements Aggregator {
     clearTimeout(p.timer);
     this.#placeInSlotOrder(p, true);
     const contributors = p.pushed.size;
-    // Positions first: a checkpoint taken when the update lands must see them with it.
+    // Counts and positions first: a checkpoint taken when the update lands must see them with it
+    // (and a gradient that never made it into the parameters is not counted).
+    for (const index of p.pushed) this.#membership.slots[index]!.pushes++;
     for (const progress of p.progress) progress.applied();
     const version = this.#updater.apply(p.ordered.map((g) => g.tensors), 1 / contributors);
     for (const g of p.ordered) g.release();

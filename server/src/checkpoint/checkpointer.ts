@@ -5,12 +5,17 @@
  *   - every parameter as `params/<name>` and every optimizer buffer as `optimizer/<name>/<slot>`
  *     (keyed by tensor, so a run can resume with a different shard layout);
  *   - metadata: version, updates applied (the schedule's position), slots with their data
- *     positions, the job fingerprint, and the SHA-256 of the data section.
+ *     positions and whether they finished, who trains which part of the data, the job fingerprint,
+ *     the epoch count, whether the run is complete, and the SHA-256 of the whole object.
  *
- * The state is captured synchronously — parameters, optimizer state and slot positions all at one
- * version — and written afterwards, one write at a time, atomically (see BlobStore). Older
- * checkpoints beyond CHECKPOINT_KEEP are deleted after a newer one is safely written. Loading takes
- * the newest checkpoint that parses and matches its checksum, reporting and skipping broken ones.
+ * A checkpoint is written when the run's state changes in a way a restart must not lose: every
+ * CHECKPOINT_EVERY_STEPS updates, every CHECKPOINT_EVERY_SECONDS if anything changed, when a slot
+ * finishes, when the run completes, on SIGTERM. The state is captured synchronously — parameters,
+ * optimizer state and slot positions all at one version — and written afterwards, one write at a
+ * time, atomically (see BlobStore); of several captures of one version waiting for a write, only
+ * the newest is written. Older checkpoints beyond CHECKPOINT_KEEP are deleted after a newer one is
+ * safely written. Loading takes the newest checkpoint that parses and matches its checksum,
+ * reporting and skipping broken ones.
  */
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
@@ -20,7 +25,9 @@ import type { SlotRecord } from "../membership.ts";
 import type { BlobStore } from "../storage/blob-store.ts";
 import type { TrainingRun } from "../training-run.ts";
 
-export const CHECKPOINT_FORMAT = "distributed-ps-checkpoint/1";
+export const CHECKPOINT_FORMAT = "distributed-ps-checkpoint/2";
+/** Formats still read: /1 had no epoch count or completion flag, and a checksum of the data only. */
+const READABLE_FORMATS = new Set(["distributed-ps-checkpoint/1", CHECKPOINT_FORMAT]);
 const NAME = /^ckpt-(\d{10})\.safetensors$/;
 
 export interface Checkpoint {
@@ -34,6 +41,10 @@ export interface Checkpoint {
   plan: PartRecord[];
   fingerprint: string | undefined;
   mode: string;
+  /** Epochs the run trains, once it was known. */
+  epochs: number | undefined;
+  /** The run was complete when this was written. */
+  complete: boolean;
 }
 
 export function checkpointKey(version: number): string {
@@ -59,6 +70,8 @@ export function captureCheckpoint(run: TrainingRun): { key: string; version: num
         fingerprint: run.membership.fingerprint ?? "",
         slots: JSON.stringify(run.membership.snapshot()),
         data_plan: JSON.stringify(run.plan.snapshot()),
+        epochs: run.epochs === undefined ? "" : String(run.epochs),
+        run_complete: String(run.complete),
         created_at: new Date().toISOString(),
       },
       { checksum: true },
@@ -74,7 +87,7 @@ export function parseCheckpoint(key: string, bytes: Uint8Array): Checkpoint {
   const decoded = decodeSafetensors(bytes);
   verifyChecksum(bytes, decoded);
   const m = decoded.metadata;
-  if (m.format !== CHECKPOINT_FORMAT) throw new Error(`format "${m.format}" is not ${CHECKPOINT_FORMAT}`);
+  if (!READABLE_FORMATS.has(m.format ?? "")) throw new Error(`format "${m.format}" is not ${CHECKPOINT_FORMAT}`);
   const params: NamedTensor[] = [];
   const optimizerState = new Map<string, Float32Array>();
   for (const t of decoded.tensors) {
@@ -92,7 +105,18 @@ export function parseCheckpoint(key: string, bytes: Uint8Array): Checkpoint {
     plan: JSON.parse(m.data_plan ?? "[]") as PartRecord[],
     fingerprint: m.fingerprint || undefined,
     mode: m.mode ?? "",
+    epochs: m.epochs ? Number(m.epochs) : undefined,
+    complete: m.run_complete === "true",
   };
+}
+
+/**
+ * What a checkpoint would hold that the previous one may not: the version, which slots finished, and
+ * whether the run is complete. A checkpoint is written only when this changed.
+ */
+function stateStamp(run: TrainingRun): string {
+  const finished = run.membership.slots.map((s) => (s.state === "finished" ? "f" : "-")).join("");
+  return `${run.store.version}:${finished}:${run.complete}`;
 }
 
 export interface CheckpointerOptions {
@@ -103,6 +127,12 @@ export interface CheckpointerOptions {
   protect?: (() => Promise<ReadonlySet<string>>) | undefined;
 }
 
+/** A captured checkpoint waiting for its write. */
+interface PendingWrite {
+  captured: { key: string; version: number; bytes: Uint8Array; reason: string };
+  done: Promise<void>;
+}
+
 /** Decides when to checkpoint and writes the checkpoints, one at a time. */
 export class Checkpointer {
   readonly #run: TrainingRun;
@@ -110,7 +140,9 @@ export class Checkpointer {
   readonly #o: CheckpointerOptions;
   readonly #log: Logger;
   #writing: Promise<void> = Promise.resolve();
-  #lastSavedVersion = -1;
+  /** The capture waiting behind the write in progress, if any. */
+  #waiting: PendingWrite | undefined;
+  #lastStamp: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** Number of checkpoints written, and the last one's key (for status). */
   saved = 0;
@@ -121,8 +153,8 @@ export class Checkpointer {
     this.#store = store;
     this.#o = o;
     this.#log = log;
-    // A run resumed from a checkpoint need not write the same version again.
-    this.#lastSavedVersion = run.store.initialized ? run.store.version : -1;
+    // A run resumed from a checkpoint need not write the same state again.
+    this.#lastStamp = run.store.initialized ? stateStamp(run) : undefined;
     if (o.everySeconds > 0) {
       this.#timer = setInterval(() => void this.save("timer").catch(() => {}), o.everySeconds * 1000);
       this.#timer.unref();
@@ -139,32 +171,47 @@ export class Checkpointer {
   }
 
   /**
-   * Captures the state now and writes it after any write in progress. Resolves once written;
+   * Captures the state now, if it changed since the last capture, and writes it after any write in
+   * progress. Resolves once written (at once when nothing changed and nothing is being written);
    * rejects if the write failed (also logged).
    */
   save(reason: string): Promise<void> {
     if (!this.#run.store.initialized) return Promise.resolve();
-    if (this.#run.store.version === this.#lastSavedVersion) return this.#writing;
-    const captured = captureCheckpoint(this.#run);
-    this.#lastSavedVersion = captured.version;
-    const write = this.#writing.then(async () => {
-      const started = Date.now();
-      try {
-        await this.#store.put(captured.key, captured.bytes);
-      } catch (err) {
-        this.#log.error(`checkpoint at version ${captured.version} to ${this.#store.description} failed: ${(err as Error).message}`);
-        this.#lastSavedVersion = -1;
-        throw err;
-      }
-      this.saved++;
-      this.lastKey = captured.key;
-      this.#log.info(
-        `checkpoint (${reason}): version ${captured.version}, ${(captured.bytes.length / 1e6).toFixed(1)} MB to ${this.#store.description}/${captured.key} in ${Date.now() - started} ms`,
-      );
-      await this.#prune();
+    const stamp = stateStamp(this.#run);
+    if (stamp === this.#lastStamp) return this.#writing;
+    this.#lastStamp = stamp;
+    const captured = { ...captureCheckpoint(this.#run), reason };
+    const waiting = this.#waiting;
+    if (waiting !== undefined && waiting.captured.version === captured.version) {
+      // Not started yet, and of the same version: the newer state replaces it (it would overwrite it anyway).
+      waiting.captured = captured;
+      return waiting.done;
+    }
+    const entry: PendingWrite = { captured, done: Promise.resolve() };
+    entry.done = this.#writing.then(() => {
+      if (this.#waiting === entry) this.#waiting = undefined;
+      return this.#write(entry.captured);
     });
-    this.#writing = write.catch(() => {});
-    return write;
+    this.#waiting = entry;
+    this.#writing = entry.done.catch(() => {});
+    return entry.done;
+  }
+
+  async #write(captured: PendingWrite["captured"]): Promise<void> {
+    const started = Date.now();
+    try {
+      await this.#store.put(captured.key, captured.bytes);
+    } catch (err) {
+      this.#log.error(`checkpoint at version ${captured.version} to ${this.#store.description} failed: ${(err as Error).message}`);
+      this.#lastStamp = undefined; // the next save writes whatever the state is then
+      throw err;
+    }
+    this.saved++;
+    this.lastKey = captured.key;
+    this.#log.info(
+      `checkpoint (${captured.reason}): version ${captured.version}, ${(captured.bytes.length / 1e6).toFixed(1)} MB to ${this.#store.description}/${captured.key} in ${Date.now() - started} ms`,
+    );
+    await this.#prune();
   }
 
   async #prune(): Promise<void> {

@@ -39,3 +39,15 @@ export async function exportModel(run: TrainingRun, store: BlobStore): Promise<{
   await store.put("model.json", new TextEncoder().encode(`${JSON.stringify(description, null, 2)}\n`));
   return { bytes: model.length };
 }
+
+/** Whether `store` already holds this run's model at its current version (model.json is written last). */
+export async function isExported(run: TrainingRun, store: BlobStore): Promise<boolean> {
+  const written = await store.get("model.json");
+  if (written === undefined) return false;
+  try {
+    const description = JSON.parse(new TextDecoder().decode(written)) as { version?: unknown; format?: unknown };
+    return description.format === MODEL_FORMAT && description.version === String(run.store.version);
+  } catch {
+    return false; // unreadable: write it again
+  }
+}

@@ -18,7 +18,8 @@
  * files is the whole model with its optimizer state, keyed by tensor name. The shard keeps the
  * tensors the partition for its own shard count assigns it (common/src/shard-partition.ts, the same
  * function the workers use) with their optimizer state, and takes the version, the schedule's
- * position, the job fingerprint and the slots (data positions) from the old shard 0.
+ * position, the job fingerprint, the epoch count, the completion flag and the slots (data positions)
+ * from the old shard 0.
  */
 import type { Logger } from "@distributed-ps/common/log.ts";
 import { shardOfTensor } from "@distributed-ps/common/shard-partition.ts";
@@ -134,6 +135,8 @@ function selectShard(set: CheckpointSet, parts: readonly Checkpoint[], shard: Sh
     plan: first.plan,
     fingerprint: first.fingerprint,
     mode: first.mode,
+    epochs: first.epochs,
+    complete: first.complete,
   };
 }
 

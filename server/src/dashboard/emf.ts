@@ -82,7 +82,7 @@ export function runEmfDocuments(run: TrainingRun, telemetry: RunTelemetry, names
       namespace,
       timestampMs: now,
       dimensions: { Mode: mode },
-      properties: { event: "run_metrics", total_workers: slots.length, run_complete: run.membership.runComplete },
+      properties: { event: "run_metrics", total_workers: slots.length, run_complete: run.complete },
       metrics: [
         { name: "Version", unit: "Count", value: s.version },
         { name: "StepTime", unit: "Milliseconds", value: s.stepTimeMs > 0 ? s.stepTimeMs : NaN },

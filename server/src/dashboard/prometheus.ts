@@ -82,7 +82,7 @@ export function renderPrometheus(run: TrainingRun, telemetry: RunTelemetry, now 
   e.family("ps_samples_per_second", "gauge", "Training examples per second in counted gradients, all slots, over the last sampling period.", [[undefined, sample.samplesPerSecond]]);
   e.family("ps_updates_per_second", "gauge", "Parameter updates per second over the last sampling period.", [[undefined, sample.updatesPerSecond]]);
   e.family("ps_learning_rate", "gauge", "Learning rate the next update will use.", [[undefined, run.updater.learningRate]]);
-  e.family("ps_run_complete", "gauge", "1 once every slot has finished.", [[undefined, run.membership.runComplete ? 1 : 0]]);
+  e.family("ps_run_complete", "gauge", "1 once the run is complete: every part of the data trained, no live worker left.", [[undefined, run.complete ? 1 : 0]]);
   e.family("ps_uptime_seconds", "gauge", "Seconds since the server started.", [[undefined, (now - run.startedAt) / 1000]]);
   e.family("ps_worker_samples_per_second", "gauge", "Training examples per second in the slot's recent counted gradients.", rates.map((r) => [slotLabels(r.slot), r.samplesPerSecond]));
   e.family("ps_worker_step_seconds", "gauge", "Mean time between the slot's recent counted pushes, seconds.", rates.map((r) => [slotLabels(r.slot), r.stepTimeMs / 1000]));

@@ -73,7 +73,7 @@ for (const mode of ["sync", "async"] as const) {
 
     t.equal(await exitWithin(third, 60_000), 0, "the retired worker that lived finished its part and exited 0");
     t.equal(third.metrics()?.retired, true, "and says it was retired");
-    await survivor.waitFor(/taking over from batch \d+ the part planned for retired slot 1/, 60_000);
+    await survivor.waitFor(/taking over from batch \d+ the part planned for slot 1 /, 60_000);
     t.pass("the remaining worker took over the rest of the killed worker's part");
     t.equal(await exitWithin(survivor, 120_000), 0, "the remaining worker finished the run");
     t.equal(await exitWithin(server, 20_000), 0, "the server exited 0");

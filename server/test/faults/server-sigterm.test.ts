@@ -1,0 +1,59 @@
+/**
+ * A graceful server restart, as ECS does it (SIGTERM, then a new task at the same address), twice
+ * in a run, in every mode. The server checkpoints and exits 0; its connections go away with
+ * GOAWAY and refused streams; every worker retries until the new server answers, registers again
+ * and continues. Every worker exits 0 and every epoch is trained exactly once.
+ */
+import t from "tap";
+import { exitWithin, freePort, startProcess, type Proc } from "../helpers/processes.ts";
+import { assertExactRun } from "../helpers/exact-run.ts";
+
+const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
+
+for (const mode of ["sync", "async", "ssp"] as const) {
+  t.test(`${mode}: SIGTERM the server twice mid-run and start it again; the workers outlive it`, async (t) => {
+    const dir = t.testdir();
+    const port = await freePort();
+    const serverEnv = {
+      SERVER_HOST: "127.0.0.1",
+      SERVER_PORT: String(port),
+      TOTAL_WORKERS_EXPECTED: "3",
+      SERVER_MODE: mode,
+      LEASE_MS: "1000",
+      CHECKPOINT_URI: `${dir}/checkpoints`,
+      CHECKPOINT_EVERY_STEPS: "0",
+      CHECKPOINT_EVERY_SECONDS: "0",
+    };
+    const workerEnv = {
+      PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`,
+      EPOCHS: String(RUN.epochs),
+      TRAIN_EXAMPLES: String(RUN.trainExamples),
+      BATCH_SIZE: String(RUN.batchSize),
+      TEST_EXAMPLES: "500",
+      PROGRESS_INTERVAL_MS: "200",
+      CONNECT_TIMEOUT_MS: "60000",
+    };
+    let server: Proc = startProcess(t, "server/src/main.ts", serverEnv);
+    await server.waitFor(/listening on/);
+    const workers = [0, 1, 2].map(() => startProcess(t, "worker/src/main.ts", workerEnv));
+    for (const epoch of [1, 2]) {
+      await workers[0]!.waitFor(new RegExp(`epoch ${epoch}/3 batch \\d+`), 60_000);
+      server.child.kill("SIGTERM");
+      t.equal(await exitWithin(server, 20_000), 0, `SIGTERM in epoch ${epoch}: the server checkpointed and exited 0`);
+      t.ok(server.lines.some((l) => /checkpoint \(SIGTERM\): version \d+/.test(l)), "it wrote a checkpoint on the way out");
+      server = startProcess(t, "server/src/main.ts", serverEnv);
+      await server.waitFor(/resumed from checkpoint/, 20_000);
+    }
+    const codes = await Promise.all(workers.map((w) => exitWithin(w, 120_000)));
+    t.same(codes, [0, 0, 0], "every worker outlived both restarts and exited 0");
+    for (const w of workers) {
+      t.notOk(
+        w.lines.some((l) => /ERROR/.test(l)),
+        `no worker error: ${w.lines.find((l) => /ERROR/.test(l)) ?? "none"}`,
+      );
+      t.ok(Number(w.metrics()?.rejoins) >= 1, `worker ${String(w.metrics()?.worker_id)} registered again after a restart`);
+    }
+    t.equal(await exitWithin(server, 20_000), 0, "the last server exited 0 once the run was complete");
+    assertExactRun(t, server.metrics(), { ...RUN, mode });
+  });
+}

@@ -1,0 +1,90 @@
+/**
+ * Workers that are gone for good. A worker SIGKILLed and never replaced: once its lease and the
+ * replacement grace have passed, the rest of its data goes to the others, who take it over before
+ * they exit; every epoch is still trained exactly once and the run completes. And when no worker is
+ * left at all, the server does not wait forever: after NO_WORKERS_TIMEOUT_MS it checkpoints and
+ * exits 3, and a server started again on the checkpoint continues.
+ */
+import { readdir } from "node:fs/promises";
+import t from "tap";
+import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
+import { assertExactRun } from "../helpers/exact-run.ts";
+
+const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
+const workerEnv = (port: number) => ({
+  PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`,
+  EPOCHS: String(RUN.epochs),
+  TRAIN_EXAMPLES: String(RUN.trainExamples),
+  BATCH_SIZE: String(RUN.batchSize),
+  TEST_EXAMPLES: "500",
+  PROGRESS_INTERVAL_MS: "200",
+});
+
+for (const mode of ["sync", "async", "ssp"] as const) {
+  t.test(`${mode}: a worker killed and never replaced; the others train its data and the run completes`, async (t) => {
+    const port = await freePort();
+    const server = startProcess(t, "server/src/main.ts", {
+      SERVER_HOST: "127.0.0.1",
+      SERVER_PORT: String(port),
+      TOTAL_WORKERS_EXPECTED: "3",
+      SERVER_MODE: mode,
+      LEASE_MS: "1000",
+      REPLACEMENT_GRACE_MS: "1000",
+    });
+    await server.waitFor(/listening on/);
+    const workers = [0, 1, 2].map(() => startProcess(t, "worker/src/main.ts", workerEnv(port)));
+    const victim = workers[2]!;
+    const slot = Number(/registered as slot (\d)/.exec(await victim.waitFor(/registered as slot \d/))![1]);
+    await victim.waitFor(/epoch 1\/3 batch \d+/, 60_000);
+    victim.child.kill("SIGKILL");
+    t.equal(await victim.exit, 137, `slot ${slot}'s worker was killed, and nobody starts another`);
+
+    await server.waitFor(new RegExp(`slot ${slot}: no replacement within 1000 ms \\(REPLACEMENT_GRACE_MS\\); its data goes to the other workers`), 30_000);
+    t.pass("after its lease and the grace, the server hands its data to the others");
+    const survivors = workers.slice(0, 2);
+    t.same(await Promise.all(survivors.map((w) => exitWithin(w, 120_000))), [0, 0], "the two others finished and exited 0");
+    t.ok(
+      survivors.some((w) => w.lines.some((l) => new RegExp(`taking over from batch \\d+ the part planned for slot ${slot} `).test(l))),
+      "a survivor took over the dead worker's part",
+    );
+    t.equal(await exitWithin(server, 20_000), 0, "the server exited 0");
+    assertExactRun(t, server.metrics(), { ...RUN, mode });
+  });
+}
+
+t.test("no worker left: the server checkpoints and exits 3 after NO_WORKERS_TIMEOUT_MS; a restart continues", async (t) => {
+  const dir = t.testdir();
+  const port = await freePort();
+  const serverEnv = {
+    SERVER_HOST: "127.0.0.1",
+    SERVER_PORT: String(port),
+    TOTAL_WORKERS_EXPECTED: "1",
+    SERVER_MODE: "async",
+    LEASE_MS: "1000",
+    REPLACEMENT_GRACE_MS: "500",
+    NO_WORKERS_TIMEOUT_MS: "2000",
+    CHECKPOINT_URI: `${dir}/checkpoints`,
+    CHECKPOINT_EVERY_STEPS: "0",
+    CHECKPOINT_EVERY_SECONDS: "0",
+  };
+  const server = startProcess(t, "server/src/main.ts", serverEnv);
+  await server.waitFor(/listening on/);
+  const worker = startProcess(t, "worker/src/main.ts", workerEnv(port));
+  await worker.waitFor(/epoch 1\/3 batch \d+/, 60_000);
+  worker.child.kill("SIGKILL");
+  const killedAt = Date.now();
+  t.equal(await exitWithin(server, 30_000), 3, "the server gave up with exit code 3 instead of waiting forever");
+  const waited = Date.now() - killedAt;
+  t.ok(waited >= 2000, `it waited the lease plus NO_WORKERS_TIMEOUT_MS first (${waited} ms)`);
+  t.ok(server.lines.some((l) => /no worker has been connected for \d+ s \(NO_WORKERS_TIMEOUT_MS\) and the run is not complete/.test(l)), "it said why");
+  t.ok(server.lines.some((l) => /checkpoint \(no workers\): version \d+/.test(l)), "and saved its state first");
+  t.equal(server.metrics()?.run_complete, false, "its summary says the run is not complete");
+  t.ok((await readdir(`${dir}/checkpoints`)).some((f) => /^ckpt-\d+\.safetensors$/.test(f)), "a checkpoint is on disk");
+
+  const again = startProcess(t, "server/src/main.ts", serverEnv);
+  await again.waitFor(/resumed from checkpoint/, 20_000);
+  const replacement = startProcess(t, "worker/src/main.ts", workerEnv(port));
+  t.equal(await exitWithin(replacement, 120_000), 0, "a new worker finished the run on the restarted server");
+  t.equal(await exitWithin(again, 20_000), 0, "which then exited 0");
+  assertExactRun(t, again.metrics(), { ...RUN, mode: "async" });
+});
