@@ -73,8 +73,12 @@ export function createFastPull(run: TrainingRun, authToken: string | undefined) 
             await writeWithBackpressure(res, data);
           }
           res.addTrailers({ "grpc-status": "0" });
-          // The buffers are being written: release them only once the stream is done.
-          await new Promise<void>((resolve) => res.end(() => resolve()));
+          // The buffers are being written: release them only once the stream is done with them,
+          // finished or reset (a reset stream never finishes, and end()'s callback waits for that).
+          await new Promise<void>((resolve) => {
+            res.once("close", resolve);
+            res.end(() => resolve());
+          });
         } finally {
           encoded?.release();
         }
