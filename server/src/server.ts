@@ -13,6 +13,7 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { ServerEnv } from "./config.ts";
 import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import { keysToKeep, loadShardedCheckpoint, shardCheckpointStore } from "./checkpoint/sharded-checkpoints.ts";
+import { ConnectionLimits, limitedListenerOptions } from "./connection-limits.ts";
 import { createFastPull, isFastPull } from "./fast-pull.ts";
 import { createFastPush, isFastPush } from "./fast-push-handler.ts";
 import { createService } from "./service.ts";
@@ -29,6 +30,8 @@ export interface RunningServer {
   readonly port: number;
   /** Present when CHECKPOINT_URI is set. */
   readonly checkpointer: Checkpointer | undefined;
+  /** The connections and streams clients hold now, under the bounds of connection-limits.ts. */
+  readonly limits: ConnectionLimits;
   /**
    * Stops accepting calls, ends pending waits and closes connections. Does not checkpoint: the
    * caller decides (see main.ts), after the last update can no longer change.
@@ -82,11 +85,19 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
     else if (isFastPush(req)) void fastPush(req, res);
     else handler(req, res);
   };
-  const settings = { initialWindowSize: STREAM_WINDOW_BYTES };
+  const limited = limitedListenerOptions(config);
+  const settings = { initialWindowSize: STREAM_WINDOW_BYTES, ...limited.settings };
   const server =
     config.TLS_CERT_FILE !== undefined && config.TLS_KEY_FILE !== undefined
-      ? http2.createSecureServer({ settings, cert: readFileSync(config.TLS_CERT_FILE), key: readFileSync(config.TLS_KEY_FILE) }, route)
+      ? http2.createSecureServer(
+          { settings, handshakeTimeout: limited.handshakeTimeout, cert: readFileSync(config.TLS_CERT_FILE), key: readFileSync(config.TLS_KEY_FILE) },
+          route,
+        )
       : http2.createServer({ settings }, route);
+  // What a client can hold (connections, streams, streams and connections that make no progress)
+  // is bounded there, for every handler. A connection idles out only with no stream open: a push
+  // waiting at the barrier keeps it, where the socket timeout this replaced cut it after 60 s.
+  const limits = new ConnectionLimits(server, config, log);
   const sessions = new Set<http2.ServerHttp2Session>();
   if (config.AUTH_TOKEN === undefined) log.warn("AUTH_TOKEN is not set: anyone who can reach the port can join the run");
   server.on("session", (session) => {
@@ -94,9 +105,6 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
     session.once("close", () => sessions.delete(session));
     session.once("connect", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
   });
-  // Connections that stay silent (garbage that never became a session, clients gone without a
-  // goodbye) are closed; live workers call at least every quarter lease.
-  server.setTimeout(Math.max(60_000, 2 * config.LEASE_MS));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.SERVER_PORT, config.SERVER_HOST, () => {
@@ -116,6 +124,7 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
     run,
     port,
     checkpointer,
+    limits,
     close: async () => {
       clearInterval(sweeper);
       shutdown.abort();
