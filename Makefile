@@ -2,6 +2,7 @@
 #
 #   make test-local   set up, then train one job locally (server + WORKERS workers, MODE=sync|async|ssp)
 #   make test         set up, then run every test
+#   make chaos        set up, then run the seeded chaos suite (SEED, RUNS, MODE, SCENARIO)
 #
 # Node.js 24 is required (native float16 arrays, among others). When the machine's `node` is older,
 # `make` installs Node 24 from the npm registry into .node/ (no root, no system change) and uses that.
@@ -25,7 +26,7 @@ MODE ?= sync
 export WORKERS MODE
 
 .PHONY: help setup system-packages generate kernels build lint test test-node test-terraform test-docker test-local typecheck clean \
-	deploy destroy images logs status results experiment bench
+	deploy destroy images logs status results experiment bench chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,6 +81,10 @@ test-docker: setup ## Build both images with a real Docker engine and train in c
 
 test-local: setup ## Train one job locally: WORKERS=4 MODE=sync|async|ssp SHARDS=1 EPOCHS=5 ...
 	node scripts/run-local.ts
+
+# MODE has a default (sync) for test-local; the chaos suite runs every mode unless MODE was given.
+chaos: setup ## Seeded chaos suite, real processes: SEED=n RUNS=12 MODE=sync|async|ssp|all SCENARIO=a,b KEEP=1 RUN_TIMEOUT_S=150; ends with CHAOS_JSON
+	MODE="$(if $(filter file,$(origin MODE)),all,$(MODE))" node scripts/chaos.ts
 
 status: setup ## Live state of a run: ADDRESS=host:port (localhost:8000), ARGS="--watch" | "--json" | "--cloudwatch"
 	node scripts/status.ts --address "$(or $(ADDRESS),localhost:8000)" $(ARGS)
