@@ -1,0 +1,92 @@
+/**
+ * The chaos suite end to end (`make chaos`, scripts/chaos.ts) with real processes: one run of every
+ * scenario, the modes rotating, must all complete with exact accounting and no hang; and an
+ * interrupted suite kills every process it started.
+ *
+ * The seed is fixed so that CI replays the same plans; CHAOS_TEST_SEED=<n> tries others.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import t from "tap";
+import { SCENARIOS } from "../lib/chaos/plan.ts";
+import { until } from "../lib/chaos/waiting.ts";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const script = fileURLToPath(new URL("../chaos.ts", import.meta.url));
+const SEED = process.env.CHAOS_TEST_SEED ?? "20261205";
+/** A run's bound here: runs take 10–30 s on 2 busy cores; a hang is reported after this. */
+const RUN_TIMEOUT_S = 90;
+
+interface Harness {
+  exit: Promise<number | null>;
+  output: () => string;
+  kill: (signal: NodeJS.Signals) => void;
+}
+
+function harness(env: Record<string, string>): Harness {
+  const child = spawn(process.execPath, [script], { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+  return {
+    exit: new Promise((res) => child.once("exit", (code) => res(code))),
+    output: () => output,
+    kill: (signal) => child.kill(signal),
+  };
+}
+
+function chaosJson(output: string) {
+  const lines = output.trimEnd().split("\n");
+  const last = lines.at(-1) ?? "";
+  return last.startsWith("CHAOS_JSON: ") ? (JSON.parse(last.slice("CHAOS_JSON: ".length)) as Record<string, unknown>) : undefined;
+}
+
+const runs = SCENARIOS.length;
+t.test(`every scenario once (modes rotating), seed ${SEED}: all complete, exactly, none hangs`, { timeout: runs * (RUN_TIMEOUT_S + 30) * 1000 + 60_000 }, async (t) => {
+  const dir = t.testdir();
+  const h = harness({ SEED, RUNS: String(runs), MODE: "all", SCENARIO: "all", RESULTS_DIR: dir, KEEP: "", RUN_TIMEOUT_S: String(RUN_TIMEOUT_S) });
+  t.teardown(() => h.kill("SIGKILL"));
+  const code = await h.exit;
+  const summary = chaosJson(h.output());
+  t.ok(summary, "the last line is CHAOS_JSON");
+  t.equal(summary?.runs, runs, `${runs} runs`);
+  t.equal(summary?.hung, 0, "no run hung");
+  t.equal(summary?.completed, runs, "every run completed");
+  t.equal(summary?.exact, runs, "every run's accounting was exact and its model good enough");
+  t.equal(code, summary?.exact === runs ? 0 : 1, "exit code 0 exactly when every run was exact");
+  if (summary?.exact !== runs) t.comment(h.output().slice(-6000));
+
+  const results = JSON.parse(readFileSync(join(dir, "results.json"), "utf8")) as { results: { scenario: string; mode: string }[] };
+  t.same(results.results.map((r) => r.scenario), [...SCENARIOS], "results.json has one run of each scenario");
+  t.same([...new Set(results.results.map((r) => r.mode))].sort(), ["async", "ssp", "sync"], "in every mode");
+});
+
+t.test("SIGINT: the suite kills every process it started, reports, and exits 130", { timeout: 120_000 }, async (t) => {
+  const dir = t.testdir();
+  const h = harness({ SEED: "1", RUNS: "3", SCENARIO: "clean", MODE: "sync", RESULTS_DIR: dir, KEEP: "1" });
+  t.teardown(() => h.kill("SIGKILL"));
+  const events = join(dir, "run-001-clean-sync", "chaos-events.log");
+  const started = () => (existsSync(events) ? [...readFileSync(events, "utf8").matchAll(/started (\S+) \(pid (\d+)\)/g)].map((m) => Number(m[2])) : []);
+  t.ok(await until(() => started().length === 4, { timeoutMs: 60_000 }), "the server and 3 workers started");
+  const pids = started();
+  h.kill("SIGINT");
+  let code: number | null | "still running" = "still running";
+  void h.exit.then((c) => (code = c));
+  await until(() => code !== "still running", { timeoutMs: 20_000 });
+  t.equal(code, 130, "exit code 130, promptly");
+  const alive = () =>
+    pids.filter((pid) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  // SIGKILL is final, but the kernel may take a moment to tear a process down.
+  await until(() => alive().length === 0, { timeoutMs: 5_000 });
+  t.same(alive(), [], "none of its processes is left running");
+  t.match(chaosJson(h.output()), { runs: 3, completed: 0, exact: 0 }, "it still ends with CHAOS_JSON, counting the interrupted runs as not done");
+});
