@@ -21,7 +21,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConfigError } from "../common/src/env.ts";
 import { killEveryChild } from "./lib/chaos/cluster.ts";
-import { JOB, TOTAL_GRADIENTS } from "./lib/chaos/job.ts";
+import { JOB, MAX_SHORTFALL, TOTAL_GRADIENTS } from "./lib/chaos/job.ts";
 import { planSuite } from "./lib/chaos/plan.ts";
 import { chaosJson, runLine, table } from "./lib/chaos/report.ts";
 import { runOne, type RunResult } from "./lib/chaos/run.ts";
@@ -45,7 +45,7 @@ function finish(): number {
   const summary = chaosJson(settings.seed, settings.runs, results);
   writeFileSync(
     join(settings.resultsDir, "results.json"),
-    `${JSON.stringify({ ...summary, settings: { ...settings, job: JOB }, results }, null, 2)}\n`,
+    `${JSON.stringify({ ...summary, settings: { ...settings, job: JOB, max_shortfall: MAX_SHORTFALL }, results }, null, 2)}\n`,
   );
   console.log("");
   console.log(table(results, settings.scenarios, settings.modes));

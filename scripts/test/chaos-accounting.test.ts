@@ -1,11 +1,12 @@
 /**
  * The chaos suite's accounting check (scripts/lib/chaos/accounting.ts) on server summaries: a
  * complete, exact run passes in every mode, and one gradient too many, an epoch short, a part not
- * finished, counters that disagree or a forgotten resize are each rejected with a reason.
+ * finished, counters that disagree or a forgotten resize are each rejected with a reason; and a
+ * summary printed mid-run (a server stopped with SIGTERM) must be consistent.
  * Pure: no processes.
  */
 import t from "tap";
-import { checkAccounting, compareSummaries, type Expected } from "../lib/chaos/accounting.ts";
+import { checkAccounting, checkConsistency, compareSummaries, type Expected } from "../lib/chaos/accounting.ts";
 import type { Mode } from "../lib/chaos/plan.ts";
 
 const EPOCHS = 4;
@@ -71,7 +72,7 @@ t.test("counters that disagree", async (t) => {
   const a = exactSummary("async");
   a.updates_applied -= 1;
   a.version -= 1;
-  t.match(checkAccounting(a, expected("async")), [/async: updates_applied = 2399, expected one per gradient \(2400\)/], "async: an update per gradient");
+  t.match(checkAccounting(a, expected("async")), [/async: updates_applied = 2399, but sum\(gradients_per_slot\) = 2400/], "async: an update per gradient");
   const v = exactSummary("sync");
   v.version += 1;
   t.match(checkAccounting(v, expected("sync")), [/version 801 != updates_applied 800/], "sync: a version per update");
@@ -98,4 +99,24 @@ t.test("a server restarted on the completed run must report the same state", asy
   const done = exactSummary("async");
   t.same(compareSummaries(done, { ...done, wall_time_s: 3 }), [], "the same counts pass");
   t.match(compareSummaries(done, { ...done, gradients_per_slot: [800, 801, 800] }), [/gradients_per_slot is \[800,801,800\], was \[800,800,800\]/]);
+});
+
+t.test("mid-run (a server stopped with SIGTERM): a consistent state passes, a gradient counted but not applied does not", async (t) => {
+  const midRun = (mode: "sync" | "async") => ({
+    ...exactSummary(mode),
+    run_complete: false,
+    version: mode === "sync" ? 49 : 146,
+    updates_applied: mode === "sync" ? 49 : 146,
+    gradients_per_slot: [49, 50, 47],
+    epochs: [{ epoch: 0, parts: 3, parts_complete: 0, examples: 146 * BATCH }],
+  });
+  t.same(checkConsistency(midRun("async"), "async", BATCH), [], "async: 146 gradients, 146 updates, 146 × 32 examples");
+  t.same(checkConsistency(midRun("sync"), "sync", BATCH), [], "sync: 146 gradients in 49 steps of at most 3");
+  const over = midRun("async");
+  over.gradients_per_slot = [50, 50, 47];
+  t.match(
+    checkConsistency(over, "async", BATCH),
+    [/async: updates_applied = 146, but sum\(gradients_per_slot\) = 147 \[50, 50, 47\]/, /the epochs count 4672 examples, but 147 gradients of 32 were applied \(4704\)/],
+    "a slot's gradient counted one too many shows twice",
+  );
 });

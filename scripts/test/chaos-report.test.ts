@@ -22,7 +22,7 @@ function result(o: Partial<RunResult>): RunResult {
     duration_s: 12.3,
     accuracy: 0.85,
     bayes_accuracy: 0.89,
-    accuracy_threshold: 0.8,
+    accuracy_threshold: 0.81,
     server_instances: 1,
     worker_processes: 3,
     dir: null,

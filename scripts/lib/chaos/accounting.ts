@@ -33,21 +33,50 @@ export interface Expected {
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
 
 /**
- * What is wrong with `raw` (a METRICS_JSON record) for a complete run of `e`; empty when exact.
- *
- * Besides what the run must do (every epoch's examples equal the training set, each part trained;
- * the gradients sum to EPOCHS × TRAIN_EXAMPLES / BATCH_SIZE; async/ssp apply each gradient as an
- * update; sync makes one version per update), it checks invariants that hold in every correct run:
+ * What is inconsistent in `raw`, a METRICS_JSON record printed at any moment of a run (a server
+ * stopped with SIGTERM prints one too): invariants that hold whenever the server's state is whole.
  *   - version == updates_applied in every mode: each applied update makes exactly one version, and
  *     a checkpoint restores both (a restart that restored one but not the other shows here);
+ *   - the epochs' examples are BATCH_SIZE × the gradients applied: both count applied gradients, so
+ *     a gradient counted for its slot but not for its epoch (or the other way round) shows here;
+ *   - async/ssp: updates_applied == sum(gradients_per_slot), each gradient is an update of its own;
  *   - sync: gradients / slots <= updates_applied <= gradients: a step averages at most one gradient
  *     per slot and at least one;
+ *   - no epoch has more parts complete than parts.
+ */
+export function checkConsistency(raw: unknown, mode: Mode, batchSize: number): string[] {
+  const parsed = serverSummarySchema.safeParse(raw);
+  if (!parsed.success) return [`the server's METRICS_JSON is not a summary: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join(", ")}`];
+  const s = parsed.data;
+  const problems: string[] = [];
+  const gradients = sum(s.gradients_per_slot);
+  if (mode === "sync") {
+    const slots = Math.max(1, s.gradients_per_slot.length);
+    if (s.updates_applied > gradients || s.updates_applied < Math.ceil(gradients / slots)) {
+      problems.push(`sync: ${s.updates_applied} updates for ${gradients} gradients over ${slots} slots`);
+    }
+  } else if (s.updates_applied !== gradients) {
+    problems.push(`${mode}: updates_applied = ${s.updates_applied}, but sum(gradients_per_slot) = ${gradients} [${s.gradients_per_slot.join(", ")}]: one update per gradient`);
+  }
+  if (s.version !== s.updates_applied) problems.push(`version ${s.version} != updates_applied ${s.updates_applied}`);
+  const examples = sum(s.epochs.map((e) => e.examples));
+  if (examples !== gradients * batchSize) problems.push(`the epochs count ${examples} examples, but ${gradients} gradients of ${batchSize} were applied (${gradients * batchSize})`);
+  for (const ep of s.epochs) if (ep.parts_complete > ep.parts) problems.push(`epoch ${ep.epoch + 1}: ${ep.parts_complete} of ${ep.parts} parts complete`);
+  return problems;
+}
+
+/**
+ * What is wrong with `raw` (the METRICS_JSON record of the server that completed the run) for a
+ * complete run of `e`; empty when exact. What the run must do: every epoch's examples equal the
+ * training set and each of its parts was trained; the gradients sum to EPOCHS × TRAIN_EXAMPLES /
+ * BATCH_SIZE; and the state is consistent (checkConsistency: async/ssp apply each gradient as an
+ * update, sync makes one version per update, ...). Besides:
  *   - slot ids never grow past the largest worker count the run had (replacements reuse slots);
  *   - total_workers is the count last set with SetWorkerCount (a restart must not forget a resize).
  */
 export function checkAccounting(raw: unknown, e: Expected): string[] {
   const parsed = serverSummarySchema.safeParse(raw);
-  if (!parsed.success) return [`the server's METRICS_JSON is not a summary: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join(", ")}`];
+  if (!parsed.success) return checkConsistency(raw, e.mode, e.batchSize);
   const s = parsed.data;
   const problems: string[] = [];
   const total = (e.epochs * e.trainExamples) / e.batchSize;
@@ -56,20 +85,13 @@ export function checkAccounting(raw: unknown, e: Expected): string[] {
   for (const ep of s.epochs) {
     const n = ep.epoch + 1;
     if (ep.examples !== e.trainExamples) problems.push(`epoch ${n} counted ${ep.examples} examples, expected ${e.trainExamples}`);
-    if (ep.parts_complete !== ep.parts) problems.push(`epoch ${n}: ${ep.parts_complete} of ${ep.parts} parts complete`);
+    if (ep.parts_complete < ep.parts) problems.push(`epoch ${n}: ${ep.parts_complete} of ${ep.parts} parts complete`);
     if (ep.parts < 1 || ep.parts > e.maxSlots) problems.push(`epoch ${n} was cut into ${ep.parts} parts, outside 1..${e.maxSlots}`);
   }
   const gradients = sum(s.gradients_per_slot);
   if (gradients !== total) problems.push(`sum(gradients_per_slot) = ${gradients} [${s.gradients_per_slot.join(", ")}], expected ${total}`);
-  if (e.mode === "sync") {
-    const slots = Math.max(1, s.gradients_per_slot.length);
-    if (s.updates_applied > gradients || s.updates_applied < Math.ceil(gradients / slots)) {
-      problems.push(`sync: ${s.updates_applied} updates for ${gradients} gradients over ${slots} slots`);
-    }
-  } else if (s.updates_applied !== gradients) {
-    problems.push(`${e.mode}: updates_applied = ${s.updates_applied}, expected one per gradient (${gradients})`);
-  }
-  if (s.version !== s.updates_applied) problems.push(`version ${s.version} != updates_applied ${s.updates_applied}`);
+  // Counted once above already.
+  problems.push(...checkConsistency(s, e.mode, e.batchSize).filter((p) => !/^the epochs count|parts complete$/.test(p)));
   if (s.gradients_per_slot.length > e.maxSlots || s.registrations.length > e.maxSlots) {
     problems.push(`${Math.max(s.gradients_per_slot.length, s.registrations.length)} slots, more than the ${e.maxSlots} the run ever had`);
   }

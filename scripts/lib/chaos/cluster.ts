@@ -48,7 +48,11 @@ export class ChaosProcess {
   readonly startedAtMs: number;
   readonly #log: WriteStream;
 
-  constructor(name: string, kind: "server" | "worker", env: Record<string, string>, dir: string, clock: () => number) {
+  /** Told every line (the cluster's listeners). */
+  readonly #notify: (p: ChaosProcess, line: string) => void;
+
+  constructor(name: string, kind: "server" | "worker", env: Record<string, string>, dir: string, clock: () => number, onLine: (p: ChaosProcess, line: string) => void) {
+    this.#notify = onLine;
     this.name = name;
     this.kind = kind;
     this.startedAtMs = clock();
@@ -89,6 +93,7 @@ export class ChaosProcess {
     this.#log.write(`${line}\n`);
     const registered = /registered as slot (\d+) of/.exec(line);
     if (registered) this.slot = Number(registered[1]);
+    this.#notify(this, line);
   }
 
   get alive(): boolean {
@@ -157,6 +162,10 @@ export class Cluster {
   readonly #started = Date.now();
   readonly #events: WriteStream;
   readonly events: string[] = [];
+  readonly #lineListeners = new Set<(p: ChaosProcess, line: string) => void>();
+  readonly #forward = (p: ChaosProcess, line: string) => {
+    for (const listener of this.#lineListeners) listener(p, line);
+  };
 
   constructor(place: RunPlace) {
     this.place = place;
@@ -179,7 +188,7 @@ export class Cluster {
   }
 
   startServer(): ChaosProcess {
-    const p = new ChaosProcess(`server-${this.servers.length + 1}`, "server", serverEnv(this.place), this.place.dir, this.clock);
+    const p = new ChaosProcess(`server-${this.servers.length + 1}`, "server", serverEnv(this.place), this.place.dir, this.clock, this.#forward);
     this.servers.push(p);
     this.note(`started ${p.name} (pid ${p.child.pid})`);
     return p;
@@ -187,10 +196,32 @@ export class Cluster {
 
   startWorker(): ChaosProcess {
     const name = `chaos-${this.workers.length + 1}`;
-    const p = new ChaosProcess(name, "worker", workerEnv(this.place, name), this.place.dir, this.clock);
+    const p = new ChaosProcess(name, "worker", workerEnv(this.place, name), this.place.dir, this.clock, this.#forward);
     this.workers.push(p);
     this.note(`started ${p.name} (pid ${p.child.pid})`);
     return p;
+  }
+
+  /**
+   * The first worker process to print a line matching `re` (one that already did, or the next as the
+   * line arrives, with no polling delay); undefined if `signal` aborts first.
+   */
+  firstWorkerLine(re: RegExp, signal: AbortSignal): Promise<ChaosProcess | undefined> {
+    const already = this.workers.find((w) => w.lastLine(re) !== undefined);
+    if (already !== undefined || signal.aborted) return Promise.resolve(already);
+    return new Promise((resolve) => {
+      const done = (p: ChaosProcess | undefined) => {
+        this.#lineListeners.delete(listener);
+        signal.removeEventListener("abort", onAbort);
+        resolve(p);
+      };
+      const listener = (p: ChaosProcess, line: string) => {
+        if (p.kind === "worker" && re.test(line)) done(p);
+      };
+      const onAbort = () => done(undefined);
+      this.#lineListeners.add(listener);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
   }
 
   liveWorkers(): ChaosProcess[] {

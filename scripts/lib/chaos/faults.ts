@@ -158,13 +158,17 @@ async function damageCheckpoint(f: DamageCheckpoint, ctx: FaultContext): Promise
   });
 }
 
+/** The first worker process that logged that it finished. */
+const firstFinished = (ctx: FaultContext) => ctx.cluster.workers.find((w) => w.lastLine(FINISHED) !== undefined);
+
 async function finishThenKill(f: FinishThenKill, ctx: FaultContext): Promise<boolean> {
-  const first = () => ctx.cluster.workers.find((w) => w.lastLine(FINISHED) !== undefined);
-  if (!(await until(() => first() !== undefined, { signal: ctx.over }))) return false;
-  ctx.cluster.note(`${first()!.name} finished`);
+  // Reacting to the line as it arrives: the server may complete within milliseconds of it.
+  const first = await ctx.cluster.firstWorkerLine(FINISHED, ctx.over);
+  if (first === undefined) return false;
+  ctx.cluster.note(`${first.name} finished`);
   if (!(await sleep(f.afterFinishMs, ctx.over))) return false;
   return ctx.serverLock.run(async () => {
-    if (!(await stopServer(ctx, "SIGKILL", `${f.afterFinishMs} ms after ${first()!.name} finished`))) return false;
+    if (!(await stopServer(ctx, "SIGKILL", `${f.afterFinishMs} ms after ${first.name} finished`))) return false;
     await restartServer(ctx, f.restartAfterMs);
     return true;
   });
@@ -199,7 +203,8 @@ async function scale(f: Scale, ctx: FaultContext): Promise<boolean> {
   const more = Math.max(0, up.count - cluster.workers.filter((w) => training(w, ctx.retiredSlots)).length);
   if (await sleep(f.startDelayMs, ctx.over)) for (let i = 0; i < more; i++) cluster.startWorker();
 
-  if (!(await until(() => progressPassed(ctx, f.downAt), { signal: ctx.over }))) return true;
+  const downNow = f.downAfterFinish ? () => firstFinished(ctx) !== undefined : () => progressPassed(ctx, f.downAt);
+  if (!(await until(downNow, { signal: ctx.over }))) return true;
   const down = await setWorkerCount(ctx, f.down);
   if (down === undefined) return true;
   ctx.slots.last = down.count;

@@ -26,19 +26,22 @@ export const JOB = {
 export const TOTAL_GRADIENTS = (JOB.epochs * JOB.trainExamples) / JOB.batchSize;
 
 /**
- * Lowest test accuracy of the exported model that counts as "a model of the expected quality", per
- * mode, on the run's own synthetic test set (2000 examples; its Bayes-optimal accuracy is 0.85–0.91
- * depending on the data seed). Calibrated on undisturbed runs (`make chaos SCENARIO=clean`,
- * 28 runs per mode with data seeds drawn like every run's): lowest accuracy sync 0.790, async
- * 0.836, ssp 0.819 (medians 0.832, 0.853, 0.862). The threshold is that lowest value less a margin
- * for what faults legitimately cost. Sync needs the widest: a sync step averages one gradient per
- * worker, so a run scaled up to 5 workers takes fewer, larger steps (480 instead of 800 with 5
- * workers throughout), and such runs measured 4.6–11.5 points below the same seed with 3 workers
- * (0.686 at worst); async and ssp lose nothing measurable with 5 workers, and get 4–5 points for
- * stale gradients after pauses and restarts. A model that lost its training (reset parameters,
- * garbage restored) lands far below: ~0.1 untrained.
+ * How far below the Bayes-optimal accuracy of its test set a run's exported model may fall and still
+ * count as "a model of the expected quality", per mode: the threshold is bayes − shortfall. The
+ * synthetic task's Bayes rate depends on the data seed (0.85–0.91), so a fixed accuracy would be
+ * strict for hard seeds and lax for easy ones; the shortfall is steadier.
+ *
+ * Calibrated on undisturbed runs (`make chaos SCENARIO=clean RUNS=60`, 20 per mode, data seeds drawn
+ * like every run's): the largest shortfall was sync 0.068, async 0.038, ssp 0.040 (accuracies
+ * 0.790–0.868, 0.836–0.875, 0.819–0.883). Each threshold is that plus a margin for what faults
+ * legitimately cost. Sync needs the widest: a sync step averages one gradient per worker, so a run
+ * scaled up to 5 workers takes fewer, larger steps (480 instead of 800 with 5 workers throughout),
+ * which measured shortfalls of 0.098, 0.110 and 0.169 on three seeds (clean: 0.052, 0.054, 0.041).
+ * Async and ssp lose nothing measurable with 5 workers; 0.04 covers stale gradients after pauses
+ * and restarts (chaos runs at 82ee3de fell short by at most 0.036). A model that lost its training
+ * lands far below: untrained, 0.09–0.11.
  */
-export const ACCURACY_THRESHOLD: Record<Mode, number> = { sync: 0.67, async: 0.79, ssp: 0.77 };
+export const MAX_SHORTFALL: Record<Mode, number> = { sync: 0.2, async: 0.08, ssp: 0.08 };
 
 /** Variables the processes inherit from the harness's environment; everything else is set here. */
 const INHERITED = ["PATH", "HOME", "TMPDIR", "LANG", "TZ"];

@@ -18,7 +18,7 @@ let backend: Promise<unknown> | undefined;
 export interface Quality {
   accuracy: number;
   /** The best accuracy any classifier can expect on this test set (the synthetic task's Bayes rate). */
-  bayesAccuracy: number | undefined;
+  bayesAccuracy: number;
   /** The exported model's version (its metadata). */
   version: number;
 }
@@ -38,6 +38,7 @@ export async function evaluateExport(exportDir: string, dataSeed: number): Promi
   try {
     trainer.setParameters(exported.tensors);
     const { accuracy } = trainer.evaluate(data.test.x, data.test.y, data.test.count);
+    if (data.bayesAccuracy === undefined) throw new Error(`the ${JOB.dataset} dataset has no Bayes-optimal accuracy`);
     return { accuracy, bayesAccuracy: data.bayesAccuracy, version: Number(exported.metadata.version) };
   } finally {
     trainer.dispose();
