@@ -38,12 +38,25 @@ t.test("the newest checkpoint, truncated: unreadable; the older one untouched", 
 t.test("a byte flipped in the data fails the checksum; the report names the region", async (t) => {
   const dir = t.testdir();
   const original = writeCheckpoints(dir);
-  const said = await damageNewestCheckpoint(dir, { kind: "flip", fraction: 0.99, xor: 0x40 });
+  const said = await damageNewestCheckpoint(dir, { kind: "flip", region: "data", fraction: 0.5, xor: 0x40 });
   t.match(said, /ckpt-0000000050.safetensors: byte \d+ of \d+ \(data\)/);
   const damaged = new Uint8Array(readFileSync(join(dir, "ckpt-0000000050.safetensors")));
   t.equal(damaged.length, original.length, "same length");
   t.equal(damaged.filter((b, i) => b !== original[i]).length, 1, "exactly one byte differs");
   t.equal(usable(damaged), false, "the checksum catches it");
+});
+
+t.test("a byte flipped in the header lands in the header: the file differs there and only there", async (t) => {
+  const dir = t.testdir();
+  const original = writeCheckpoints(dir);
+  const headerEnd = 8 + Number(new DataView(original.buffer, original.byteOffset, 8).getBigUint64(0, true));
+  for (const fraction of [0, 0.5, 0.999]) {
+    writeCheckpoints(dir);
+    t.match(await damageNewestCheckpoint(dir, { kind: "flip", region: "header", fraction, xor: 0x01 }), /\((length|header)\)/);
+    const damaged = new Uint8Array(readFileSync(join(dir, "ckpt-0000000050.safetensors")));
+    const changed = [...damaged.keys()].filter((i) => damaged[i] !== original[i]);
+    t.ok(changed.length === 1 && changed[0]! < headerEnd, `fraction ${fraction}: byte ${changed[0]} of the ${headerEnd}-byte header`);
+  }
 });
 
 t.test("regions of a safetensors file", async (t) => {

@@ -64,7 +64,7 @@ function outOfRange(f: Fault): string | undefined {
     case "scale":
       return bad([4, 5].includes(f.up) && [2, 3].includes(f.down), "up to 4–5, down to 2–3") ?? bad(f.upAt < f.downAt && f.downAt <= 0.85, "down after up, before the end");
     case "damage-checkpoint":
-      return bad(inRange(f.damage.fraction, 0, 1) && (f.damage.kind === "truncate" || inRange(f.damage.xor, 1, 255)), "a cut or a non-zero XOR");
+      return bad(inRange(f.damage.fraction, 0, 1) && (f.damage.kind === "truncate" || (inRange(f.damage.xor, 1, 255) && ["header", "data"].includes(f.damage.region))), "a cut, or a non-zero XOR into the header or the data");
     case "finish-then-kill":
       return bad(inRange(f.afterFinishMs, 0, 1000), "killed 0–1 s after the first worker finished");
   }

@@ -1,7 +1,7 @@
 /**
  * Damaging a checkpoint on disk while no server runs: cut the newest `ckpt-*.safetensors` short, or
- * XOR one of its bytes (in the 8-byte length, the JSON header or the tensor data alike). The
- * restarted server must notice and fall back to an older checkpoint.
+ * XOR one byte of its header (the 8-byte length or the JSON with the metadata) or of its tensor
+ * data. The restarted server must notice and fall back to an older checkpoint.
  */
 import { readdirSync } from "node:fs";
 import { readFile, truncate, writeFile } from "node:fs/promises";
@@ -37,7 +37,10 @@ export async function damageNewestCheckpoint(dir: string, damage: CheckpointDama
     await truncate(path, length);
     return `truncated ${newest} from ${bytes.length} to ${length} bytes (cut in the ${length < bytes.length ? regionOf(bytes, length) : "end"})`;
   }
-  const offset = Math.min(bytes.length - 1, Math.floor(damage.fraction * bytes.length));
+  // The header ends where the data begins (or at the end of a file too short to say).
+  const headerEnd = bytes.length < 8 ? bytes.length : Math.min(bytes.length, 8 + Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true)));
+  const [start, end] = damage.region === "header" || headerEnd >= bytes.length ? [0, headerEnd] : [headerEnd, bytes.length];
+  const offset = Math.min(end - 1, start + Math.floor(damage.fraction * (end - start)));
   const before = bytes[offset]!;
   const region = regionOf(bytes, offset);
   bytes[offset] = before ^ damage.xor;

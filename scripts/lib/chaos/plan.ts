@@ -72,12 +72,18 @@ export interface Scale {
   /** Per retired slot, in the order SetWorkerCount lists them: SIGKILL its worker after this many ms, or null: let it stop by itself. */
   killRetiredAfterMs: (number | null)[];
 }
-export type CheckpointDamage = { kind: "truncate"; fraction: number } | { kind: "flip"; fraction: number; xor: number };
+/**
+ * Cut the file to `fraction` of its length; or XOR `xor` into the byte at `fraction` of a region:
+ * the header (the 8-byte length and the JSON with the metadata: version, slots, data plan,
+ * checksum) or the tensor data. The header is a few percent of the file, so it is chosen as often
+ * as the data, or a flip would rarely test what a checksum over the data alone misses.
+ */
+export type CheckpointDamage = { kind: "truncate"; fraction: number } | { kind: "flip"; region: "header" | "data"; fraction: number; xor: number };
 export interface DamageCheckpoint {
   kind: "damage-checkpoint";
   /** Fires once progress passes `at` and at least two checkpoints exist (so there is one to fall back to). */
   at: number;
-  /** Applied to the newest ckpt-*.safetensors after SIGKILL: cut to `fraction` of its length, or XOR the byte at `fraction` of it. */
+  /** Applied to the newest ckpt-*.safetensors after SIGKILL. */
   damage: CheckpointDamage;
   restartAfterMs: number;
 }
@@ -127,9 +133,9 @@ function scale(rng: Random): Scale {
     up,
     startDelayMs: ms(rng, 0, 1000),
     downAt: at(rng, upAt + 0.15, LAST_AT),
-    // The other workers may still be training the last epoch then (async, ssp): a retired slot's
-    // unfinished part must go to them, or be trained by nobody.
-    downAfterFinish: rng.nextInt(3) === 0,
+    // The other workers may have finished then, or still train the last epoch (async, ssp): a
+    // retired slot's unfinished part must still be trained by someone.
+    downAfterFinish: rng.nextInt(2) === 0,
     down,
     killRetiredAfterMs: Array.from({ length: 3 }, () => (rng.nextInt(2) === 0 ? null : ms(rng, 0, 3000))),
   };
@@ -156,7 +162,9 @@ function faultsOf(scenario: Exclude<Scenario, "mixed">, rng: Random): Fault[] {
       return [scale(rng)];
     case "checkpoint-damage": {
       const damage: CheckpointDamage =
-        rng.nextInt(2) === 0 ? { kind: "truncate", fraction: rng.nextFloat() } : { kind: "flip", fraction: rng.nextFloat(), xor: 1 + rng.nextInt(255) };
+        rng.nextInt(2) === 0
+          ? { kind: "truncate", fraction: rng.nextFloat() }
+          : { kind: "flip", region: rng.nextInt(2) === 0 ? "header" : "data", fraction: rng.nextFloat(), xor: 1 + rng.nextInt(255) };
       return [{ kind: "damage-checkpoint", at: at(rng, 0.2, LAST_AT), damage, restartAfterMs: ms(rng, 0, 1000) }];
     }
     case "finish-then-kill":
@@ -240,7 +248,9 @@ export function describeFault(f: Fault): string {
     case "damage-checkpoint":
       return (
         `SIGKILL the server at ${pct(f.at)}, ` +
-        (f.damage.kind === "truncate" ? `truncate the newest checkpoint to ${pct(f.damage.fraction)}` : `XOR 0x${f.damage.xor.toString(16)} into the newest checkpoint at ${pct(f.damage.fraction)}`) +
+        (f.damage.kind === "truncate"
+          ? `truncate the newest checkpoint to ${pct(f.damage.fraction)}`
+          : `XOR 0x${f.damage.xor.toString(16)} into the newest checkpoint's ${f.damage.region} at ${pct(f.damage.fraction)}`) +
         `, restart after ${secs(f.restartAfterMs)}`
       );
     case "finish-then-kill":
