@@ -203,6 +203,9 @@ export class TrainingRun extends EventEmitter<{
     this.restoredFrom = c.key;
     this.#epochs = c.epochs ?? this.#epochs;
     this.#restoredComplete = c.complete;
+    // Leases do not survive a restart: a retired slot's worker, which was finishing its part, is
+    // gone (and could not register into a retired slot again), as is a finished one's.
+    for (const slot of this.membership.slots) if (slot.retired || slot.state === "finished") this.#handOver(slot);
     const positions = c.slots.map((s, i) => `${i}:${s.finished ? "finished" : `epoch ${s.position.epoch + 1} batch ${s.position.batch}`}`);
     this.log.info(`resumed from checkpoint ${c.key}: version ${c.version}, ${c.updatesApplied} updates applied; slots ${positions.join(", ")}`);
     this.changed.notify();
@@ -278,8 +281,9 @@ export class TrainingRun extends EventEmitter<{
   }
 
   /**
-   * Releases the data a retired slot still holds to whoever runs out of work first — all of it if
-   * nobody holds the slot, else all but the part its worker is finishing.
+   * Releases the data a retired or abandoned slot still holds to whoever runs out of work first —
+   * all of it if nobody holds the slot, else (a retired slot whose worker is finishing its part) all
+   * but that part.
    */
   #handOver(slot: Slot): void {
     const live = slot.state === "active";

@@ -67,6 +67,7 @@ t.test("restarted with a slot whose worker already left: the others take over it
   t.ok(second.server.run.complete, "complete once they finished: slot 2 is not waited for");
   const examples = second.server.run.plan.summary().map((e) => e.examples);
   t.same(examples, [7 * 32], "epoch 1: 2 + 2 + 3 batches, each counted once");
+  await second.server.checkpointer!.close(); // the checkpoints written as they finished
 });
 
 t.test("async scale-down after the others finished their parts, the retired worker stopped: its rest is trained", async (t) => {
@@ -94,4 +95,29 @@ t.test("async scale-down after the others finished their parts, the retired work
   await b!.finish({});
   t.ok(ts.server.run.complete, "the run is complete");
   t.same(ts.server.run.plan.summary().map((e) => e.examples), [6 * 32], "every batch of the epoch counted once");
+});
+
+t.test("restarted while a retired slot's worker was finishing its part: the part goes to the others", async (t) => {
+  const dir = t.testdir();
+  const env = { ...FAST, TOTAL_WORKERS_EXPECTED: "3", CHECKPOINT_URI: `${dir}/ckpt`, CHECKPOINT_EVERY_STEPS: "0", CHECKPOINT_EVERY_SECONDS: "0" };
+  const first = await startTestServer(t, env);
+  const [a, b, c] = await workersWithParameters(first, 3);
+  const parts = [train(await a!.nextAssignment(1)), train(await b!.nextAssignment(1)), train(await c!.nextAssignment(1))];
+  await pushBatches(c!, parts[2]!, 1, 1, 3);
+  t.same(first.server.run.resize(2).retired, [2], "slot 2 retired while its worker trains its part (1 of 3 batches in)");
+  await first.server.checkpointer!.save("test");
+  await first.server.checkpointer!.close();
+  await first.server.close();
+
+  const second = await startTestServer(t, env);
+  const [a2, b2] = [await second.register("a again", 0), await second.register("b again", 1)];
+  for (const w of [a2, b2]) keepAlive(t, w);
+  await pushBatches(a2, train(await a2.nextAssignment(1)), 1, 2, 2);
+  const rest = train(await a2.nextAssignment(1));
+  t.same([rest.part, rest.firstBatch, rest.plannedSlot], [2, 1, 2], "slot 0, done with its own part, takes over the retired slot's rest at once");
+  await pushBatches(b2, train(await b2.nextAssignment(1)), 1, 2, 2);
+  await pushBatches(a2, rest, 2, 3, 3);
+  t.same([(await a2.nextAssignment(1)).kind, (await b2.nextAssignment(1)).kind], ["done", "done"], "then every part is trained");
+  t.same(second.server.run.plan.summary().map((e) => e.examples), [7 * 32], "each batch counted once");
+  await second.server.checkpointer!.close();
 });

@@ -23,7 +23,11 @@ export async function startTestServer(t: Test, env: Record<string, string> = {})
   const config = parseEnv(serverEnvSchema, { SERVER_HOST: "127.0.0.1", SERVER_PORT: "0", STATUS_INTERVAL_MS: "0", START_TIMEOUT_MS: "0", ...env });
   const logs: string[] = [];
   const server = await startServer(config, createLogger("server", "debug", (line) => logs.push(line)));
-  t.teardown(() => server.close());
+  // The checkpointer too: a checkpoint written as a worker finished may still be on its way to disk.
+  t.teardown(async () => {
+    await server.close();
+    await server.checkpointer?.close();
+  });
   const address = `127.0.0.1:${server.port}`;
   const client = connectToServer(address);
   return {
