@@ -59,10 +59,12 @@ typecheck: build
 lint: build ## Typecheck plus `buf lint`
 	@echo "lint: ok"
 
-# What the tests need from the system besides Node: Debian package -> a command it provides.
-SYSTEM_PACKAGES := shellcheck:shellcheck docker.io:dockerd debootstrap:debootstrap chromium:chromium
-system-packages: ## Install the Debian packages the tests use (shellcheck, docker.io, debootstrap, chromium) if missing
-	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v "$${pair#*:}" >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; done; \
+# What the tests need from the system besides Node: Debian package -> a command or file it provides.
+# (python3-onnx: ONNX's own checker, run on the exported model.onnx.)
+SYSTEM_PACKAGES := shellcheck:shellcheck docker.io:dockerd debootstrap:debootstrap chromium:chromium \
+	python3-onnx:/usr/lib/python3/dist-packages/onnx/checker.py
+system-packages: ## Install the Debian packages the tests use (shellcheck, docker.io, debootstrap, chromium, python3-onnx) if missing
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do probe="$${pair#*:}"; { command -v "$$probe" || test -e "$$probe"; } >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

@@ -249,6 +249,27 @@ else
     docker logs --tail 15 "$name" 2>&1 | sed 's/^/    /'
   done
 fi
+for name in "${worker_names[@]}"; do
+  if docker logs "$name" 2>&1 | grep -q "engine onnxruntime"; then
+    pass "$name trained with the onnxruntime engine"
+  else
+    fail "$name did not train with the onnxruntime engine: $(docker logs "$name" 2>&1 | grep -m1 -E "engine|ONNX Runtime" | cut -c1-300)"
+  fi
+done
+
+# The worker image keeps ONNX Runtime's CPU library for its own architecture only.
+arch="$(docker run --rm --entrypoint node "$worker_image" -p process.arch)"
+ort_dirs="$(docker run --rm --entrypoint sh "$worker_image" -c \
+  'cd node_modules/onnxruntime-node/bin/napi-v6 && find . -mindepth 2 -maxdepth 2 -type d | sort | tr "\n" " "')"
+if [[ "$ort_dirs" == "./linux/$arch " ]]; then
+  pass "the worker image carries ONNX Runtime for linux/$arch only"
+else
+  fail "the worker image's ONNX Runtime libraries are '$ort_dirs', expected './linux/$arch '"
+fi
+for image in "$server_image" "$worker_image"; do
+  echo "    $image: $(($(docker image inspect --format '{{.Size}}' "$image") / 1000000)) MB"
+done
+
 echo "--- last lines of the server log"
 docker logs --tail 3 "$server" 2>&1 | cut -c1-300 | sed 's/^/    /'
 

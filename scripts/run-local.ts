@@ -20,6 +20,7 @@ import { z } from "zod";
 import { enumVar, intVar, numberVar, parseEnv, ConfigError, stringVar } from "../common/src/env.ts";
 import { NODE_FLAGS } from "../common/src/node-flags.ts";
 import { workerEnvSchema } from "../worker/src/config.ts";
+import { availableParallelism } from "node:os";
 import { RunProgress } from "./lib/run-progress.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -128,8 +129,11 @@ async function main(): Promise<number> {
     }),
   );
   const server = servers[0]!;
+  // Workers share this machine's cores: each gets its share for ONNX Runtime's threads (unless
+  // ENGINE_THREADS says otherwise), rather than every worker starting a thread per core.
+  const engineThreads = process.env.ENGINE_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / settings.WORKERS)));
   const workers = Array.from({ length: settings.WORKERS }, (_, i) =>
-    start(`worker-${i}`, "worker/src/main.ts", { ...base, PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, WORKER_LABEL: `local worker ${i}` }),
+    start(`worker-${i}`, "worker/src/main.ts", { ...base, ENGINE_THREADS: engineThreads, PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, WORKER_LABEL: `local worker ${i}` }),
   );
   const all = [...servers, ...workers];
 

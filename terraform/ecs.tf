@@ -58,7 +58,9 @@ locals {
     CHECKPOINT_URI         = local.checkpoint_uri
   }, local.run_identity)
 
-  worker_environment = merge(var.worker_extra_environment, local.job_environment, local.run_identity, {
+  # ENGINE_THREADS (ONNX Runtime's threads per operator) follows the task's vCPUs, at least 1; the
+  # extra environment may override it.
+  worker_environment = merge({ ENGINE_THREADS = tostring(max(1, floor(var.worker_cpu / 1024))) }, var.worker_extra_environment, local.job_environment, local.run_identity, {
     PARAMETER_SERVER_ADDRESS = local.parameter_server_address
     DATA_BUCKET              = aws_s3_bucket.data.id
   })

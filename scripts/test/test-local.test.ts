@@ -51,3 +51,16 @@ t.test("an unreachable accuracy target makes the run fail", async (t) => {
   t.equal(r.run?.passed, false, "the summary says it did not pass");
   t.match(r.output, /below the target 99\.00%/, "and says why");
 });
+
+t.test("both engines train the same job to the same accuracy (sync: the same batches in the same order)", async (t) => {
+  const runs = await Promise.all(["onnxruntime", "tfjs"].map(async (engine) => {
+    const dir = t.testdir();
+    return { engine, r: await runLocal({ WORKERS: "2", MODE: "sync", EPOCHS: "3", ACCURACY_TARGET: "0.75", WORKER_ENGINE: engine }, `${dir}-${engine}`) };
+  }));
+  for (const { engine, r } of runs) {
+    t.equal(r.code, 0, `${engine}: run-local exits 0`);
+    t.match(r.output, new RegExp(`"engine":"${engine}`), `${engine}: the workers trained with it`);
+  }
+  const [onnx, tfjs] = runs.map(({ r }) => r.run?.final_test_accuracy ?? 0);
+  t.ok(Math.abs(onnx! - tfjs!) <= 0.01, `final test accuracy ${onnx} (onnxruntime) and ${tfjs} (tfjs) within one point`);
+});

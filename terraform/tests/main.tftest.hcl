@@ -208,6 +208,7 @@ run "defaults_match_the_documented_deployment" {
     condition = {
       for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.name => e.value
       } == {
+      ENGINE_THREADS           = "2"
       PARAMETER_SERVER_ADDRESS = "parameter-server.distributed-ps-dev.local:8000"
       S3_BUCKET                = aws_s3_bucket.data.id
       DATA_BUCKET              = aws_s3_bucket.data.id
@@ -436,6 +437,10 @@ run "custom_sizes_and_retention" {
   assert {
     condition     = [for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["4"]
     error_message = "a 4-vCPU server applies updates on 4 threads"
+  }
+  assert {
+    condition     = [for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.value if e.name == "ENGINE_THREADS"] == ["1"]
+    error_message = "a quarter-vCPU worker runs ONNX Runtime on one thread"
   }
 }
 

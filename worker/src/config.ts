@@ -31,6 +31,11 @@ export const workerEnvSchema = z.object({
   TRAIN_EXAMPLES: optionalIntVar({ min: 100, max: 10_000_000 }, "examples to train on"),
   TEST_EXAMPLES: optionalIntVar({ min: 100, max: 1_000_000 }, "examples to evaluate on"),
   WORKER_SLOT: intVar({ min: -1, max: 1023, default: -1 }),
+  /** The compute engine: auto (ONNX Runtime, else tfjs with a warning), onnxruntime, tfjs. */
+  WORKER_ENGINE: enumVar(["auto", "onnxruntime", "tfjs"], "auto"),
+  /** ONNX Runtime's threads per operator (default: the cores this process may use). */
+  ENGINE_THREADS: optionalIntVar({ min: 1, max: 1024 }, "threads for ONNX Runtime"),
+  /** tfjs's backend, for the tfjs engine (and for building every model's initial weights). */
   TF_BACKEND: enumVar(["wasm", "cpu"], "wasm"),
   CONNECT_TIMEOUT_MS: intVar({ min: 100, max: 86_400_000, default: 120_000 }),
   RPC_TIMEOUT_MS: intVar({ min: 100, max: 86_400_000, default: 900_000 }),

@@ -15,9 +15,9 @@ import { createLogger, printMetricsJson, type Logger } from "@distributed-ps/com
 import { formatFingerprint } from "@distributed-ps/common/job-identity.ts";
 import { workerEnvSchema, type WorkerEnv } from "./config.ts";
 import { checkSliceHoldsABatch, DatasetError, loadDataset } from "./data/load-dataset.ts";
-import { initBackend } from "./model/backend.ts";
 import { createModel } from "./model/models.ts";
-import { Trainer } from "./model/trainer.ts";
+import { createEngine } from "./model/create-engine.ts";
+import type { TrainingEngine } from "./model/engine.ts";
 import { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
 import { WorkerConnection, type ParameterConnection } from "./ps-client.ts";
 import { classifyFailure, RetryBudgetExhausted, withRetry } from "./retry.ts";
@@ -85,7 +85,7 @@ async function register(
 }
 
 /** Makes sure the parameters exist on the server, creating them from this worker's model if asked. */
-async function ensureParameters(conn: ParameterConnection, trainer: Trainer): Promise<void> {
+async function ensureParameters(conn: ParameterConnection, trainer: TrainingEngine): Promise<void> {
   for (;;) {
     const r = await conn.waitForParameters();
     if (r.ready) return;
@@ -100,9 +100,13 @@ async function ensureParameters(conn: ParameterConnection, trainer: Trainer): Pr
 
 async function main(): Promise<number> {
   const started = Date.now();
-  const backend = await initBackend(config.TF_BACKEND, (m) => log.warn(m));
   const data = await loadDataset(config, log);
-  const trainer = new Trainer(createModel(config.MODEL, { inputShape: data.inputShape, classes: data.classes, seed: config.SEED }));
+  const { trainer, description: engine } = await createEngine(
+    config.MODEL,
+    { inputShape: data.inputShape, classes: data.classes, seed: config.SEED },
+    { engine: config.WORKER_ENGINE, threads: config.ENGINE_THREADS, tfBackend: config.TF_BACKEND },
+    (m) => log.warn(m),
+  );
   const fingerprint = formatFingerprint({
     dataset: config.DATASET,
     model: config.MODEL,
@@ -115,7 +119,7 @@ async function main(): Promise<number> {
   });
   log.info(
     `dataset ${data.description}, ` +
-      `model ${config.MODEL}, backend ${backend}`,
+      `model ${config.MODEL}, engine ${engine}`,
   );
   const connectOptions: ConnectOptions = {
     authToken: config.AUTH_TOKEN,
@@ -196,7 +200,7 @@ async function main(): Promise<number> {
         mode: Mode[conn.config.mode].toLowerCase(),
         dataset: config.DATASET,
         model: config.MODEL,
-        backend,
+        engine,
         final_test_accuracy: result.finalTestAccuracy,
         final_test_loss: result.finalTestLoss,
         final_train_loss: result.finalTrainLoss,

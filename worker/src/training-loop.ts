@@ -20,7 +20,7 @@ import type { Dataset } from "./data/dataset.ts";
 import { trainBatch } from "./data/augment.ts";
 import { checkSliceHoldsABatch } from "./data/load-dataset.ts";
 import { epochBatches, sliceForPart } from "./data/partition.ts";
-import type { Trainer } from "./model/trainer.ts";
+import type { TrainingEngine } from "./model/engine.ts";
 import { nextVersions, type MinVersion, type ParameterConnection } from "./ps-client.ts";
 import type { TopKCompressor } from "./topk.ts";
 import { addInto } from "@distributed-ps/common/kernels/simd.ts";
@@ -60,7 +60,7 @@ const MAX_RETRIES_PER_BATCH = 20;
 
 export async function train(
   conn: ParameterConnection,
-  trainer: Trainer,
+  trainer: TrainingEngine,
   data: Dataset,
   o: TrainingOptions,
   log: Logger,
@@ -126,7 +126,7 @@ export async function train(
         const pulled = await conn.pull(minVersion, o.pullDtype);
         trainer.setParameters(pulled.tensors);
         lastVersion = pulled.version;
-        const { gradient, loss, correct, count } = averagedGradient(trainer, data, group);
+        const { gradient, loss, correct, count } = await averagedGradient(trainer, data, group);
         try {
           const wire = o.compressor ? o.compressor.compress(gradient) : gradient;
           const r = await conn.push(wire, pulled.version, { exampleCount: count, position, dtype: o.pushDtype, bases: pulled.bases });
@@ -165,7 +165,7 @@ export async function train(
 
     // The end of this worker's own part is its end of the epoch: evaluate (not after a part taken over).
     if (!own) continue;
-    lastTest = trainer.evaluate(data.test.x, data.test.y, data.test.count);
+    lastTest = await trainer.evaluate(data.test.x, data.test.y, data.test.count);
     const m = metrics(epoch, lastTest);
     log.info(`epoch ${epoch + 1}/${o.epochs} done | test accuracy ${(lastTest.accuracy * 100).toFixed(2)}% | test loss ${lastTest.loss.toFixed(4)}`);
     await conn.reportMetrics(m);
@@ -176,7 +176,7 @@ export async function train(
   const final = await conn.pull();
   trainer.setParameters(final.tensors);
   lastVersion = final.version;
-  lastTest = trainer.evaluate(data.test.x, data.test.y, data.test.count);
+  lastTest = await trainer.evaluate(data.test.x, data.test.y, data.test.count);
   const runComplete = await conn.finish(metrics(lastEpoch, lastTest));
   return {
     steps,
@@ -192,14 +192,14 @@ export async function train(
 }
 
 /** Mean gradient over the batches of `group` (local accumulation), with loss and accuracy counts. */
-function averagedGradient(trainer: Trainer, data: Dataset, group: readonly Int32Array[]) {
+async function averagedGradient(trainer: TrainingEngine, data: Dataset, group: readonly Int32Array[]) {
   let gradient: NamedTensor[] | undefined;
   let loss = 0;
   let correct = 0;
   let count = 0;
   for (const indices of group) {
     const batch = trainBatch(data, indices); // gather + the dataset's training augmentation (CIFAR)
-    const r = trainer.gradients(batch.x, batch.y, batch.count);
+    const r = await trainer.gradients(batch.x, batch.y, batch.count);
     loss += r.loss * batch.count;
     correct += r.correct;
     count += batch.count;

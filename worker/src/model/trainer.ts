@@ -18,22 +18,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type * as tfl from "@tensorflow/tfjs-layers";
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import { checkBatch, checkParameters, checkShape, type Evaluation, type GradientResult, type TrainingEngine } from "./engine.ts";
 
-export interface GradientResult {
-  /** d(mean loss)/d(weight) for every trainable weight, same names and order as parameters(). */
-  readonly gradients: NamedTensor[];
-  /** Mean softmax cross-entropy over the batch (nats per example), before any update. */
-  readonly loss: number;
-  /** Examples in the batch whose argmax logit equals the label. */
-  readonly correct: number;
-}
-
-export interface Evaluation {
-  /** Mean softmax cross-entropy per example (nats). */
-  readonly loss: number;
-  /** Fraction of examples classified correctly, in [0, 1]. */
-  readonly accuracy: number;
-}
+export type { Evaluation, GradientResult } from "./engine.ts";
 
 /** One trainable weight: its stable name, shape and the tf.Variable backing it. */
 interface Weight {
@@ -42,7 +29,8 @@ interface Weight {
   readonly variable: tf.Variable;
 }
 
-export class Trainer {
+export class Trainer implements TrainingEngine {
+  readonly engine = "tfjs" as const;
   readonly #model: tfl.LayersModel;
   /** Trainable weights in the model's own order (layer order; kernel before bias): stable. */
   readonly #weights: readonly Weight[];
@@ -107,9 +95,7 @@ export class Trainer {
     for (const tensor of tensors) {
       const weight = byName.get(tensor.name);
       if (weight === undefined) throw new Error(`setNonTrainableState: unknown tensor "${tensor.name}"`);
-      if (!sameShape(tensor.shape, weight.shape) || tensor.data.length !== elementCount(weight.shape)) {
-        throw new Error(`setNonTrainableState: tensor "${tensor.name}" has shape [${tensor.shape.join(", ")}], the model expects [${weight.shape.join(", ")}]`);
-      }
+      checkShape(weight, tensor, "setNonTrainableState");
     }
     for (const tensor of tensors) {
       const weight = byName.get(tensor.name)!;
@@ -138,27 +124,7 @@ export class Trainer {
    * the model unchanged.
    */
   setParameters(tensors: readonly NamedTensor[]): void {
-    const seen = new Set<string>();
-    for (const tensor of tensors) {
-      const weight = this.#byName.get(tensor.name);
-      if (weight === undefined) {
-        throw new Error(`setParameters: unknown tensor "${tensor.name}"; the model's weights are ` +
-          this.#weights.map((w) => w.name).join(", "));
-      }
-      if (seen.has(tensor.name)) throw new Error(`setParameters: tensor "${tensor.name}" given twice`);
-      seen.add(tensor.name);
-      if (!sameShape(tensor.shape, weight.shape)) {
-        throw new Error(`setParameters: tensor "${tensor.name}" has shape [${tensor.shape.join(", ")}], ` +
-          `the model expects [${weight.shape.join(", ")}]`);
-      }
-      if (tensor.data.length !== elementCount(weight.shape)) {
-        throw new Error(`setParameters: tensor "${tensor.name}" has ${tensor.data.length} values, ` +
-          `its shape [${weight.shape.join(", ")}] needs ${elementCount(weight.shape)}`);
-      }
-    }
-    const missing = this.#weights.filter((w) => !seen.has(w.name)).map((w) => w.name);
-    if (missing.length > 0) throw new Error(`setParameters: missing tensor(s) ${missing.map((n) => `"${n}"`).join(", ")}`);
-
+    checkParameters(this.#weights, tensors);
     for (const tensor of tensors) {
       const weight = this.#byName.get(tensor.name)!;
       tf.tidy(() => weight.variable.assign(tf.tensor(tensor.data, [...weight.shape], "float32")));
@@ -228,14 +194,7 @@ export class Trainer {
   }
 
   #checkBatch(x: Float32Array, y: Int32Array, count: number): void {
-    if (!Number.isInteger(count) || count < 0) throw new RangeError(`count must be an integer >= 0, got ${count}`);
-    if (x.length !== count * this.features) {
-      throw new RangeError(`x has ${x.length} values but count * features is ${count} * ${this.features}`);
-    }
-    if (y.length !== count) throw new RangeError(`y has ${y.length} labels but count is ${count}`);
-    // An out-of-range label would silently one-hot to all zeros (zero loss, zero gradient).
-    const bad = y.findIndex((label) => !(label >= 0 && label < this.classes));
-    if (bad >= 0) throw new RangeError(`label ${y[bad]} of example ${bad} is outside [0, ${this.classes})`);
+    checkBatch(x, y, count, this.features, this.classes);
   }
 }
 
@@ -243,10 +202,6 @@ function scalarValue(scalar: tf.Tensor): number {
   const [value] = scalar.dataSync();
   if (value === undefined || scalar.size !== 1) throw new Error(`expected a scalar, got shape [${scalar.shape.join(", ")}]`);
   return value;
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 /** Number of rows of `logits` ([n, classes]) whose argmax equals the label. */
