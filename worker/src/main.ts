@@ -15,7 +15,6 @@ import { createLogger, printMetricsJson, type Logger } from "@distributed-ps/com
 import { formatFingerprint } from "@distributed-ps/common/job-identity.ts";
 import { workerEnvSchema, type WorkerEnv } from "./config.ts";
 import { checkSliceHoldsABatch, DatasetError, loadDataset } from "./data/load-dataset.ts";
-import { createModel } from "./model/models.ts";
 import { createEngine } from "./model/create-engine.ts";
 import type { TrainingEngine } from "./model/engine.ts";
 import { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
