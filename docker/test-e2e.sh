@@ -250,10 +250,12 @@ else
   done
 fi
 for name in "${worker_names[@]}"; do
-  if docker logs "$name" 2>&1 | grep -q "engine onnxruntime"; then
+  # The log read whole first: `grep -q` would close the pipe early and fail it under pipefail.
+  worker_log="$(docker logs "$name" 2>&1)"
+  if [[ "$worker_log" == *"engine onnxruntime"* ]]; then
     pass "$name trained with the onnxruntime engine"
   else
-    fail "$name did not train with the onnxruntime engine: $(docker logs "$name" 2>&1 | grep -m1 -E "engine|ONNX Runtime" | cut -c1-300)"
+    fail "$name did not train with the onnxruntime engine: $(grep -m1 -E "engine|ONNX Runtime" <<<"$worker_log" | cut -c1-300)"
   fi
 done
 
