@@ -3,7 +3,7 @@
  * their output kept line by line, one tagged JSON line parsed, and every process bounded in time.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
@@ -106,17 +106,7 @@ export async function exitWithin(p: Child, ms: number): Promise<number> {
   }
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
+export { freePort } from "../../scripts/lib/free-port.ts";
 
 /** Resolves once `port` on 127.0.0.1 accepts connections; rejects if `p` exits first or after `timeoutMs`. */
 export async function waitForPort(p: Child, port: number, timeoutMs: number): Promise<void> {

@@ -43,8 +43,9 @@ export const TOTAL_GRADIENTS = (JOB.epochs * JOB.trainExamples) / JOB.batchSize;
  */
 export const MAX_SHORTFALL: Record<Mode, number> = { sync: 0.2, async: 0.08, ssp: 0.08 };
 
-/** Variables the processes inherit from the harness's environment; everything else is set here. */
-const INHERITED = ["PATH", "HOME", "TMPDIR", "LANG", "TZ"];
+/** Variables the processes inherit from the harness's environment; everything else is set here.
+ *  (WORKER_ENGINE: `make chaos WORKER_ENGINE=tfjs` runs the suite on the other compute engine.) */
+const INHERITED = ["PATH", "HOME", "TMPDIR", "LANG", "TZ", "WORKER_ENGINE"];
 
 function baseEnv(): Record<string, string> {
   const env: Record<string, string> = { LOG_FORMAT: "text", LOG_LEVEL: "info" };
@@ -103,6 +104,8 @@ export function workerEnv(p: RunPlace, label: string): Record<string, string> {
     TEST_EXAMPLES: String(JOB.testExamples),
     CONNECT_TIMEOUT_MS: "60000",
     PROGRESS_INTERVAL_MS: "500",
+    // Several workers share this machine's cores: one ONNX Runtime thread each.
+    ENGINE_THREADS: "1",
     WORKER_LABEL: label,
   };
 }

@@ -12,8 +12,8 @@
  *     falls short of the test set's Bayes rate by no more than the mode allows (job.ts).
  */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
+import { freePort } from "../free-port.ts";
 import { checkAccounting, checkConsistency, compareSummaries } from "./accounting.ts";
 import { Cluster, type ChaosProcess } from "./cluster.ts";
 import { inject, type FaultContext, type FaultOutcome } from "./faults.ts";
@@ -65,17 +65,6 @@ const WORKERS_AFTER_COMPLETE_MS = 5_000;
 /** A server restarted on a completed run must exit within this. */
 const RESTART_ON_COMPLETE_MS = 15_000;
 
-/** A free TCP port on loopback (released just before the server binds it; kept across its restarts). */
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** The line a process's failure is best explained by: its last error, else its last line. */
 const lastWords = (p: ChaosProcess) => p.lastError() ?? p.lines.at(-1)?.replace(/^\S+Z\s+\w+\s+/, "") ?? "(no output)";

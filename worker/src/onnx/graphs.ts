@@ -28,17 +28,20 @@ export interface ModelGraph {
   readonly state: readonly string[];
 }
 
-function inputsOf(model: tfl.LayersModel): { inputShape: number[] } {
+function inputShapeOf(model: tfl.LayersModel): number[] {
   const shape = model.inputs[0]!.shape.slice(1);
   if (!shape.every((d): d is number => typeof d === "number")) throw new Error(`model "${model.name}" needs a fully known input shape`);
-  return { inputShape: shape };
+  return shape;
+}
+
+/** The batch inputs of the training and evaluation graphs: "x" [N, ...inputShape], "labels" [N]. */
+function batchInputs(tape: Tape, model: tfl.LayersModel): { x: Value; labels: Value } {
+  return { x: tape.input("x", [null, ...inputShapeOf(model)]), labels: tape.input("labels", [null], DataType.INT32) };
 }
 
 export function trainingGraph(model: tfl.LayersModel): ModelGraph {
   const tape = new Tape();
-  const { inputShape } = inputsOf(model);
-  const x = tape.input("x", [null, ...inputShape]);
-  const labels = tape.input("labels", [null], DataType.INT32);
+  const { x, labels } = batchInputs(tape, model);
   const parameters: Value[] = [];
   const state: Value[] = [];
   const { logits, batchNormUpdates } = translateLayers(model, tape, x, "training", (name, shape, kind) => {
@@ -67,9 +70,7 @@ export function trainingGraph(model: tfl.LayersModel): ModelGraph {
 
 export function evaluationGraph(model: tfl.LayersModel): ModelGraph {
   const tape = new Tape();
-  const { inputShape } = inputsOf(model);
-  const x = tape.input("x", [null, ...inputShape]);
-  const labels = tape.input("labels", [null], DataType.INT32);
+  const { x, labels } = batchInputs(tape, model);
   const parameters: string[] = [];
   const state: string[] = [];
   const { logits } = translateLayers(model, tape, x, "inference", (name, shape, kind) => {
@@ -86,8 +87,7 @@ export function evaluationGraph(model: tfl.LayersModel): ModelGraph {
 export function inferenceModel(model: tfl.LayersModel, weights: readonly NamedTensor[], docString = ""): Uint8Array {
   const byName = new Map(weights.map((w) => [w.name, w]));
   const tape = new Tape();
-  const { inputShape } = inputsOf(model);
-  const input = tape.input("input", [null, ...inputShape]);
+  const input = tape.input("input", [null, ...inputShapeOf(model)]);
   const { logits } = translateLayers(model, tape, input, "inference", (name, shape) => {
     const w = byName.get(name);
     if (w === undefined) throw new Error(`exporting model "${model.name}": no value for "${name}"`);

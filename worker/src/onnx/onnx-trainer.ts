@@ -37,6 +37,7 @@ export class OnnxTrainer implements TrainingEngine {
   readonly #training: Ort.InferenceSession;
   readonly #evaluation: Ort.InferenceSession;
   readonly #parameters: readonly Slot[];
+  readonly #parameterByName: ReadonlyMap<string, Slot>;
   readonly #state: readonly Slot[];
 
   /** Builds the graphs of `model` (which it takes ownership of) and opens them in ONNX Runtime.
@@ -68,6 +69,7 @@ export class OnnxTrainer implements TrainingEngine {
       return { name: w.originalName, shape: [...w.shape] as number[], data, tensor: new ort.Tensor("float32", data, [...w.shape] as number[]) };
     };
     this.#parameters = model.trainableWeights.map(slot);
+    this.#parameterByName = new Map(this.#parameters.map((p) => [p.name, p]));
     this.#state = model.nonTrainableWeights.map(slot);
   }
 
@@ -81,9 +83,8 @@ export class OnnxTrainer implements TrainingEngine {
 
   setParameters(tensors: readonly NamedTensor[]): void {
     checkParameters(this.#parameters, tensors);
-    const byName = new Map(this.#parameters.map((p) => [p.name, p]));
     // Copied: the caller's arrays may be reused (a pull's buffers) while the graph still reads these.
-    for (const t of tensors) byName.get(t.name)!.data.set(t.data);
+    for (const t of tensors) this.#parameterByName.get(t.name)!.data.set(t.data);
   }
 
   nonTrainableState(): NamedTensor[] {

@@ -30,7 +30,7 @@ export function defaultThreads(): number {
 
 /** Session options for every graph the worker runs: `threads` threads inside each operator, one graph
  *  at a time (the worker runs one step at a time, so parallel branches would only compete). */
-export function sessionOptions(threads: number): Ort.InferenceSession.SessionOptions {
+function sessionOptions(threads: number): Ort.InferenceSession.SessionOptions {
   return {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
