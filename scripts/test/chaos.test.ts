@@ -65,8 +65,7 @@ t.test(`every scenario once (modes rotating), seed ${SEED}: all complete, exactl
 
 t.test("SIGINT: the suite kills every process it started, reports, and exits 130", { timeout: 120_000 }, async (t) => {
   const dir = t.testdir();
-  // The tfjs engine: the interrupt must land while run 1 trains; ONNX Runtime can finish it first.
-  const h = harness({ SEED: "1", RUNS: "3", SCENARIO: "clean", MODE: "sync", RESULTS_DIR: dir, KEEP: "1", WORKER_ENGINE: "tfjs" });
+  const h = harness({ SEED: "1", RUNS: "3", SCENARIO: "clean", MODE: "sync", RESULTS_DIR: dir, KEEP: "1" });
   t.teardown(() => h.kill("SIGKILL"));
   const events = join(dir, "run-001-clean-sync", "chaos-events.log");
   const started = () => (existsSync(events) ? [...readFileSync(events, "utf8").matchAll(/started (\S+) \(pid (\d+)\)/g)].map((m) => Number(m[2])) : []);
