@@ -93,8 +93,10 @@ async function stop(reason: string, complete: boolean, exitCode = 0): Promise<vo
       if (await isExported(run, store)) {
         log.info(`the model at version ${run.store.version} is already exported to ${store.description}/model.safetensors`);
       } else {
-        const { bytes } = await exportModel(run, store);
+        const { bytes, onnx } = await exportModel(run, store);
         log.info(`exported the model (${(bytes / 1e6).toFixed(1)} MB) to ${store.description}/model.safetensors`);
+        if ("bytes" in onnx) log.info(`exported the model as an ONNX inference graph (${(onnx.bytes / 1e6).toFixed(1)} MB) to ${store.description}/model.onnx`);
+        else log.warn(`no model.onnx: ${onnx.skipped}`);
       }
     }
   } catch (err) {

@@ -290,6 +290,8 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
 
     finish(req) {
       const slot = membership.authenticate(req.session);
+      // Checked before anything changes: refused extras leave the slot unfinished.
+      if (req.modelExtras !== undefined) run.extras.record(slot.index, req.modelExtras);
       if (req.finalMetrics !== undefined) run.recordMetrics(slot, req.finalMetrics);
       membership.finish(req.session);
       return { runComplete: run.complete };

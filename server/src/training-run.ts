@@ -20,7 +20,9 @@ import { GradientBuffers } from "./gradient-buffers.ts";
 import { awaitingWorker, Membership, refusal, type Slot } from "./membership.ts";
 import { optimizerFromConfig } from "./optimizer/index.ts";
 import { ParallelStep } from "./optimizer/parallel-step.ts";
+import { ModelExtrasStore } from "./model-extras.ts";
 import { ParameterStore } from "./parameter-store.ts";
+import { shardIdentity } from "./shards.ts";
 import { Updater } from "./updater.ts";
 import { Signal } from "./wait.ts";
 
@@ -63,6 +65,9 @@ export class TrainingRun extends EventEmitter<{
   readonly membership: Membership;
   /** Which slot trains which part of each epoch's data. Kept by shard 0 of a sharded run. */
   readonly plan = new DataPlan();
+  /** The finished workers' batch-norm statistics and the model's inference graph, for the export.
+   *  Kept by shard 0 of a sharded run. */
+  readonly extras: ModelExtrasStore;
   readonly buffers: GradientBuffers;
   readonly updater: Updater;
   /** Applies each update, on helper threads too (STEP_THREADS). */
@@ -98,6 +103,7 @@ export class TrainingRun extends EventEmitter<{
     this.#now = now;
     this.#lastWorkerSeen = now();
     this.#epochs = config.EPOCHS;
+    this.extras = new ModelExtrasStore((name) => this.store.shapeOf(name), shardIdentity(config).count === 1);
     this.membership = new Membership({
       totalWorkers: config.TOTAL_WORKERS_EXPECTED,
       leaseMs: config.LEASE_MS,
@@ -199,6 +205,7 @@ export class TrainingRun extends EventEmitter<{
     const fromBeforePlans = c.plan.length === 0 && c.slots.some((s) => s.finished || s.position.epoch > 0 || s.position.batch > 0);
     this.plan.restore(fromBeforePlans ? planFromPositions(c.slots) : c.plan);
     this.membership.restore(c.slots, c.fingerprint);
+    this.extras.restore(c.extras);
     this.aggregator.restart(c.version);
     this.restoredFrom = c.key;
     this.#epochs = c.epochs ?? this.#epochs;

@@ -10,6 +10,7 @@ import {
   InitParametersRequestSchema,
   type RegisterResponse,
   type RunConfig,
+  type ModelExtrasSchema,
   type WorkerMetricsSchema,
   type WorkerSession,
   type PushGradientsResponse,
@@ -72,7 +73,8 @@ export interface ParameterConnection {
   /** Gives up the slot at once (the worker is being stopped); its replacement continues from its position. */
   leave(): Promise<void>;
   reportMetrics(metrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<void>;
-  finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<boolean>;
+  /** Tells the server this worker trained its last part; `extras` are for the exported model. */
+  finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>, extras?: MessageInitShape<typeof ModelExtrasSchema>): Promise<boolean>;
 }
 
 export class WorkerConnection implements ParameterConnection {
@@ -209,8 +211,8 @@ export class WorkerConnection implements ParameterConnection {
     await this.client.leave({ session: this.session }, { timeoutMs: Math.min(this.callTimeoutMs, 5000) });
   }
 
-  async finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<boolean> {
-    const r = await this.client.finish({ session: this.session, finalMetrics }, { timeoutMs: this.callTimeoutMs });
+  async finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>, extras?: MessageInitShape<typeof ModelExtrasSchema>): Promise<boolean> {
+    const r = await this.client.finish({ session: this.session, finalMetrics, modelExtras: extras }, { timeoutMs: this.callTimeoutMs });
     return r.runComplete;
   }
 }

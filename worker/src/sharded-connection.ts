@@ -25,6 +25,7 @@ import {
   type DataPosition,
   type PushGradientsResponse,
   type RunConfig,
+  type ModelExtrasSchema,
   type WorkerMetricsSchema,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { Logger } from "@distributed-ps/common/log.ts";
@@ -165,10 +166,11 @@ export class ShardedConnection implements ParameterConnection {
     return this.shards[0]!.nextAssignment(epochs);
   }
 
-  /** Finishes every other shard, then shard 0; returns whether shard 0 saw the run complete. */
-  async finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>): Promise<boolean> {
+  /** Finishes every other shard, then shard 0 (the only one given `extras`: one shard exports
+   *  the model's state); returns whether shard 0 saw the run complete. */
+  async finish(finalMetrics: MessageInitShape<typeof WorkerMetricsSchema>, extras?: MessageInitShape<typeof ModelExtrasSchema>): Promise<boolean> {
     await Promise.all(this.shards.slice(1).map((s) => s.finish(finalMetrics)));
-    return this.shards[0]!.finish(finalMetrics);
+    return this.shards[0]!.finish(finalMetrics, extras);
   }
 
   /** Each shard's session if the shard still accepts it (a heartbeat succeeds), else undefined. */

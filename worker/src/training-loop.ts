@@ -21,6 +21,7 @@ import { trainBatch } from "./data/augment.ts";
 import { checkSliceHoldsABatch } from "./data/load-dataset.ts";
 import { epochBatches, sliceForPart } from "./data/partition.ts";
 import type { TrainingEngine } from "./model/engine.ts";
+import { modelExtras } from "./model-extras.ts";
 import { nextVersions, type MinVersion, type ParameterConnection } from "./ps-client.ts";
 import type { TopKCompressor } from "./topk.ts";
 import { addInto } from "@distributed-ps/common/kernels/simd.ts";
@@ -177,7 +178,8 @@ export async function train(
   trainer.setParameters(final.tensors);
   lastVersion = final.version;
   lastTest = await trainer.evaluate(data.test.x, data.test.y, data.test.count);
-  const runComplete = await conn.finish(metrics(lastEpoch, lastTest));
+  // With the state that evaluation used: the exported model is the one just evaluated.
+  const runComplete = await conn.finish(metrics(lastEpoch, lastTest), modelExtras(trainer, conn.config.maxChunkBytes, log));
   return {
     steps,
     examples,

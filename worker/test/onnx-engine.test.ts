@@ -28,6 +28,7 @@ import { OnnxTrainer } from "../src/onnx/onnx-trainer.ts";
 import { loadOnnxRuntime, openSession } from "../src/onnx/runtime.ts";
 import { Random } from "../src/data/random.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import { bindInitializers } from "@distributed-ps/common/onnx/bind-initializers.ts";
 import { referencePython } from "../../scripts/lib/python.ts";
 
 await initBackend("wasm");
@@ -182,7 +183,7 @@ t.test("the exported inference graph: loads in a fresh ONNX Runtime session and 
   for (let i = 0; i < 3; i++) await onnx.gradients(train.x, train.y, train.count); // move the running statistics
   const test = batch(16, 8 * 8 * 3, 10, 7);
   const evaluation = await onnx.evaluate(test.x, test.y, test.count);
-  const session = await ort.InferenceSession.create(onnx.inferenceModel("test"));
+  const session = await ort.InferenceSession.create(onnx.inferenceModel({ test: "yes" }));
   t.same(session.inputNames, ["input"]);
   t.same(session.outputNames, ["logits", "probabilities"]);
   const out = await session.run({ input: new ort.Tensor("float32", test.x, [16, 8, 8, 3]) });
@@ -207,4 +208,26 @@ t.test("the exported inference graph: loads in a fresh ONNX Runtime session and 
   if (checked.error !== undefined || /No module named/.test(checked.stderr)) t.comment("python3-onnx is not installed: onnx.checker not run");
   else t.equal(checked.stdout.trim(), "ok", `onnx.checker accepts the exported model ${checked.stderr}`);
   onnx.dispose();
+});
+
+t.test("the tfjs engine's weights and running statistics fill the same inference graph the server exports", async (t) => {
+  const tfjs = new Trainer(createModel("resnet18", { inputShape: [8, 8, 3], classes: 10, seed: 9 }));
+  const train = batch(8, 8 * 8 * 3, 10, 10);
+  for (let i = 0; i < 2; i++) tfjs.gradients(train.x, train.y, train.count); // move the running statistics
+  const state = tfjs.nonTrainableState();
+  t.equal(state.length, 40, "resnet18's 20 batch norms, mean and variance each");
+  const test = batch(32, 8 * 8 * 3, 10, 11);
+  const evaluation = await tfjs.evaluate(test.x, test.y, test.count);
+  // What the server does at the end of a run: the worker's graph, the tensors bound by name.
+  const model = bindInitializers(tfjs.inferenceGraph(), [...tfjs.parameters(), ...state]);
+  const session = await ort.InferenceSession.create(model);
+  const logits = (await session.run({ input: new ort.Tensor("float32", test.x, [32, 8, 8, 3]) })).logits!.data as Float32Array;
+  let correct = 0;
+  for (let i = 0; i < 32; i++) {
+    const row = logits.subarray(i * 10, i * 10 + 10);
+    if (row.indexOf(Math.max(...row)) === test.y[i]) correct++;
+  }
+  t.equal(correct / 32, evaluation.accuracy, `the accuracy tfjs evaluates (${evaluation.accuracy})`);
+  await session.release();
+  tfjs.dispose();
 });

@@ -4,6 +4,8 @@
  * holding
  *   - every parameter as `params/<name>` and every optimizer buffer as `optimizer/<name>/<slot>`
  *     (keyed by tensor, so a run can resume with a different shard layout);
+ *   - the state finished workers sent for the exported model as `model_state/<slot>/<name>`, and the
+ *     model's inference graph (base64) in the metadata (see model-extras.ts);
  *   - metadata: version, updates applied (the schedule's position), slots with their data
  *     positions and whether they finished, who trains which part of the data, the job fingerprint,
  *     the epoch count, whether the run is complete, and the SHA-256 of the whole object.
@@ -21,6 +23,7 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { decodeSafetensors, encodeSafetensors, verifyChecksum } from "@distributed-ps/common/safetensors.ts";
 import type { PartRecord } from "../data-plan.ts";
+import type { ExtrasSnapshot } from "../model-extras.ts";
 import type { SlotRecord } from "../membership.ts";
 import type { BlobStore } from "../storage/blob-store.ts";
 import type { TrainingRun } from "../training-run.ts";
@@ -45,6 +48,8 @@ export interface Checkpoint {
   epochs: number | undefined;
   /** The run was complete when this was written. */
   complete: boolean;
+  /** What finished workers sent for the exported model. */
+  extras: ExtrasSnapshot;
 }
 
 export function checkpointKey(version: number): string {
@@ -59,6 +64,8 @@ export function captureCheckpoint(run: TrainingRun): { key: string; version: num
     for (const [name, data] of run.updater.optimizer.state()) {
       tensors.push({ name: `optimizer/${name}`, shape: [data.length], data });
     }
+    const extras = run.extras.snapshot();
+    for (const [slot, state] of extras.state) for (const t of state) tensors.push({ ...t, name: `model_state/${slot}/${t.name}` });
     const bytes = encodeSafetensors(
       tensors,
       {
@@ -72,6 +79,7 @@ export function captureCheckpoint(run: TrainingRun): { key: string; version: num
         data_plan: JSON.stringify(run.plan.snapshot()),
         epochs: run.epochs === undefined ? "" : String(run.epochs),
         run_complete: String(run.complete),
+        ...(extras.graph === undefined ? {} : { inference_graph: Buffer.from(extras.graph).toString("base64") }),
         created_at: new Date().toISOString(),
       },
       { checksum: true },
@@ -90,9 +98,15 @@ export function parseCheckpoint(key: string, bytes: Uint8Array): Checkpoint {
   if (!READABLE_FORMATS.has(m.format ?? "")) throw new Error(`format "${m.format}" is not ${CHECKPOINT_FORMAT}`);
   const params: NamedTensor[] = [];
   const optimizerState = new Map<string, Float32Array>();
+  const state = new Map<number, NamedTensor[]>();
   for (const t of decoded.tensors) {
     if (t.name.startsWith("params/")) params.push({ ...t, name: t.name.slice("params/".length) });
     else if (t.name.startsWith("optimizer/")) optimizerState.set(t.name.slice("optimizer/".length), t.data);
+    else if (t.name.startsWith("model_state/")) {
+      const [, slot, name] = /^model_state\/(\d+)\/(.+)$/.exec(t.name) ?? [];
+      if (slot === undefined || name === undefined) throw new Error(`tensor "${t.name}" is not model_state/<slot>/<name>`);
+      state.set(Number(slot), [...(state.get(Number(slot)) ?? []), { ...t, name }]);
+    }
   }
   if (params.length === 0) throw new Error("holds no parameters");
   return {
@@ -107,6 +121,7 @@ export function parseCheckpoint(key: string, bytes: Uint8Array): Checkpoint {
     mode: m.mode ?? "",
     epochs: m.epochs ? Number(m.epochs) : undefined,
     complete: m.run_complete === "true",
+    extras: { graph: m.inference_graph ? new Uint8Array(Buffer.from(m.inference_graph, "base64")) : undefined, state },
   };
 }
 

@@ -133,6 +133,8 @@ function selectShard(set: CheckpointSet, parts: readonly Checkpoint[], shard: Sh
     optimizerState,
     slots: first.slots,
     plan: first.plan,
+    // Kept by the coordinator, as in the run.
+    extras: shard.index === 0 ? first.extras : { graph: undefined, state: new Map() },
     fingerprint: first.fingerprint,
     mode: first.mode,
     epochs: first.epochs,

@@ -42,11 +42,12 @@ t.test("restarted after a completed run: reports it complete, exports if missing
   t.equal(summary.version, finalVersion, "at the final version");
   t.same(summary.registrations, [1, 1], "nobody registered again");
   t.ok(second.lines.some((l) => /exported the model/.test(l)), "the missing export was written again");
+  t.ok(second.lines.some((l) => /exported the model as an ONNX inference graph/.test(l)), "model.onnx too: the workers' graph came back from the checkpoint");
   const model = decodeSafetensors(await readFile(`${dir}/export/model.safetensors`));
   t.equal(model.metadata.version, String(finalVersion), "the export holds the final version");
 
   const third = startProcess(t, "server/src/main.ts", serverEnv);
   t.equal(await exitWithin(third, 20_000), 0, "started once more: exits 0 again");
   t.ok(third.lines.some((l) => /already exported/.test(l)), "and leaves the export that is there alone");
-  t.same((await readdir(`${dir}/export`)).sort(), ["model.json", "model.safetensors"], "the export directory holds the model and its description");
+  t.same((await readdir(`${dir}/export`)).sort(), ["model.json", "model.onnx", "model.safetensors"], "the export directory holds the model (both formats) and its description");
 });

@@ -54,6 +54,10 @@ export interface TrainingEngine {
   gradients(x: Float32Array, y: Int32Array, count: number): GradientResult | Promise<GradientResult>;
   /** Mean loss and accuracy over `count` examples, in chunks of `batchSize`. */
   evaluate(x: Float32Array, y: Int32Array, count: number, batchSize?: number): Evaluation | Promise<Evaluation>;
+  /** The model as an ONNX inference graph with its parameters and non-trainable state as graph
+   *  inputs named as the tensors (../onnx/graphs.ts inferenceGraph): what the server fills with the
+   *  trained values to export model.onnx. */
+  inferenceGraph(): Uint8Array;
   /** Frees what the engine holds; it must not be used afterwards. */
   dispose(): void;
 }

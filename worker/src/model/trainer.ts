@@ -9,8 +9,8 @@
  * taken from tfjs-layers' `originalName`, not `name`: tfjs uniquifies variable names per process
  * ("dense1/kernel_1" for the second model built), which would differ between workers. *
  * Non-trainable state (batch norm's moving_mean / moving_variance in resnet18) is not a parameter:
- * it has no gradient, parameters()/setParameters()/gradients() leave it out, and the server never sees
- * it. It is local to each worker: gradients() runs the model in training mode, which normalises with
+ * it has no gradient, parameters()/setParameters()/gradients() leave it out, and the server does not
+ * train it (a worker sends its final values with Finish, for the exported model). It is local to each worker: gradients() runs the model in training mode, which normalises with
  * the batch's own statistics and updates the moving averages from it; evaluate() runs in inference
  * mode, which normalises with the moving averages. nonTrainableState() / setNonTrainableState() move
  * it by the same stable names, so that it can be averaged across workers or exported later.
@@ -18,6 +18,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type * as tfl from "@tensorflow/tfjs-layers";
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import { inferenceGraph } from "../onnx/graphs.ts";
 import { checkBatch, checkParameters, checkShape, type Evaluation, type GradientResult, type TrainingEngine } from "./engine.ts";
 
 export type { Evaluation, GradientResult } from "./engine.ts";
@@ -87,6 +88,10 @@ export class Trainer implements TrainingEngine {
    *  for models without any. */
   nonTrainableState(): NamedTensor[] {
     return this.#state.map(({ name, shape, variable }) => ({ name, shape, data: new Float32Array(variable.dataSync() as Float32Array) }));
+  }
+
+  inferenceGraph(): Uint8Array {
+    return inferenceGraph(this.#model);
   }
 
   /** Replaces non-trainable weights by name (a subset is fine: unnamed ones keep their value). */

@@ -7,13 +7,15 @@
  *               label), "grad/<parameter>" for every parameter, "state/<statistic>" the running
  *               statistics moved by this batch (momentum as the model defines it).
  *   evaluation  the same inputs, batch norm with the running statistics; outputs "loss", "correct".
- *   inference   the exported model: parameters and statistics as initializers, input "input"
- *               [N, ...inputShape] (NHWC images, as the datasets hold them), outputs "logits" and
- *               "probabilities" [N, classes]. ONNX Runtime (any language) runs it as it is.
+ *   inference   the exported model: input "input" [N, ...inputShape] (NHWC images, as the datasets
+ *               hold them), outputs "logits" and "probabilities" [N, classes]; made as a template
+ *               with the weights as inputs, which the parameter server fills with the trained
+ *               values (model.onnx). ONNX Runtime (any language) runs the result as it is.
  */
 import type * as tfl from "@tensorflow/tfjs-layers";
 import { DataType, type Value } from "@distributed-ps/common/onnx/graph-builder.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import { bindInitializers } from "@distributed-ps/common/onnx/bind-initializers.ts";
 import { translateLayers } from "./from-layers.ts";
 import { Tape } from "./tape.ts";
 
@@ -82,19 +84,27 @@ export function evaluationGraph(model: tfl.LayersModel): ModelGraph {
   return { bytes: tape.graph.bytes(`${model.name}_evaluation`), parameters, state };
 }
 
-/** The trained model as a self-contained ONNX inference graph: `weights` must hold every parameter
- *  and running statistic the model has, by name. */
-export function inferenceModel(model: tfl.LayersModel, weights: readonly NamedTensor[], docString = ""): Uint8Array {
-  const byName = new Map(weights.map((w) => [w.name, w]));
+/**
+ * The model as an ONNX inference graph whose parameters and running statistics are graph inputs,
+ * named as the tensors: the template the parameter server fills with the trained values to export
+ * model.onnx (ModelExtras.inference_graph). Input "input" [N, ...inputShape] (NHWC images, as the
+ * datasets hold them); outputs "logits" and "probabilities" [N, classes].
+ */
+export function inferenceGraph(model: tfl.LayersModel): Uint8Array {
   const tape = new Tape();
   const input = tape.input("input", [null, ...inputShapeOf(model)]);
-  const { logits } = translateLayers(model, tape, input, "inference", (name, shape) => {
-    const w = byName.get(name);
-    if (w === undefined) throw new Error(`exporting model "${model.name}": no value for "${name}"`);
-    if (w.shape.join() !== shape.join()) throw new Error(`exporting model "${model.name}": "${name}" has shape [${w.shape.join(", ")}], the model expects [${shape.join(", ")}]`);
-    return tape.graph.initializer(name, w.data, [...w.shape]);
-  });
+  const { logits } = translateLayers(model, tape, input, "inference", (name, shape) => tape.input(name, shape));
   tape.graph.output(logits, "logits");
   tape.graph.output(tape.graph.op("Softmax", [logits], { axis: { int: 1 } }, logits.shape), "probabilities");
-  return tape.graph.bytes(model.name, docString);
+  return tape.graph.bytes(model.name);
+}
+
+/** The trained model as a self-contained ONNX inference graph: `weights` must hold every parameter
+ *  and running statistic the model has, by name (what the server does with inferenceGraph). */
+export function inferenceModel(model: tfl.LayersModel, weights: readonly NamedTensor[], metadata: Record<string, string> = {}): Uint8Array {
+  try {
+    return bindInitializers(inferenceGraph(model), weights, metadata);
+  } catch (err) {
+    throw new Error(`exporting model "${model.name}": ${(err as Error).message}`);
+  }
 }

@@ -10,7 +10,7 @@
 import type * as tfl from "@tensorflow/tfjs-layers";
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { checkBatch, checkParameters, checkShape, type Evaluation, type GradientResult, type ParameterSpec, type TrainingEngine } from "../model/engine.ts";
-import { evaluationGraph, GRADIENT_PREFIX, inferenceModel, STATE_PREFIX, trainingGraph } from "./graphs.ts";
+import { evaluationGraph, GRADIENT_PREFIX, inferenceGraph, inferenceModel, STATE_PREFIX, trainingGraph } from "./graphs.ts";
 import { defaultThreads, loadOnnxRuntime, openSession, type OnnxRuntime } from "./runtime.ts";
 import type * as Ort from "onnxruntime-node";
 
@@ -132,10 +132,14 @@ export class OnnxTrainer implements TrainingEngine {
     return { loss: lossSum / count, accuracy: correct / count };
   }
 
+  inferenceGraph(): Uint8Array {
+    return inferenceGraph(this.#model);
+  }
+
   /** The model with its current parameters and running statistics as a self-contained ONNX
    *  inference graph (input "input", outputs "logits" and "probabilities"). */
-  inferenceModel(docString = ""): Uint8Array {
-    return inferenceModel(this.#model, [...this.#parameters, ...this.#state], docString);
+  inferenceModel(metadata: Record<string, string> = {}): Uint8Array {
+    return inferenceModel(this.#model, [...this.#parameters, ...this.#state], metadata);
   }
 
   dispose(): void {

@@ -880,6 +880,13 @@ export declare type FinishRequest = Message<"paramserver.v1.FinishRequest"> & {
    * @generated from field: paramserver.v1.WorkerMetrics final_metrics = 2;
    */
   finalMetrics?: WorkerMetrics | undefined;
+
+  /**
+   * What the exported model needs besides the parameters; sent to the coordinator (shard 0) only.
+   *
+   * @generated from field: paramserver.v1.ModelExtras model_extras = 3;
+   */
+  modelExtras?: ModelExtras | undefined;
 };
 
 /**
@@ -887,6 +894,40 @@ export declare type FinishRequest = Message<"paramserver.v1.FinishRequest"> & {
  * Use `create(FinishRequestSchema)` to create a new message.
  */
 export declare const FinishRequestSchema: GenMessage<FinishRequest>;
+
+/**
+ * What a worker knows of the model that the server's tensors do not hold, for the model it exports
+ * at the end of the run. The server stays model-agnostic: it averages named tensors and fills named
+ * graph inputs, it never reads the graph's operators.
+ *
+ * @generated from message paramserver.v1.ModelExtras
+ */
+export declare type ModelExtras = Message<"paramserver.v1.ModelExtras"> & {
+  /**
+   * The model's non-trainable state as this worker ends its training (batch-norm running
+   * statistics), float32 little-endian, each tensor whole in one chunk (byte_offset 0, not sparse).
+   * The exported model holds, per name, the mean over the workers that finished.
+   *
+   * @generated from field: repeated paramserver.v1.TensorChunk state = 1;
+   */
+  state: TensorChunk[];
+
+  /**
+   * The model as an ONNX inference graph (a serialized onnx.ModelProto) in which every parameter and
+   * every state tensor is a graph input named as the tensor, plus the data input(s). The server
+   * makes those inputs initializers holding the trained values and writes the result as model.onnx.
+   * At most 4 MiB. Empty: no model.onnx.
+   *
+   * @generated from field: bytes inference_graph = 2;
+   */
+  inferenceGraph: Uint8Array;
+};
+
+/**
+ * Describes the message paramserver.v1.ModelExtras.
+ * Use `create(ModelExtrasSchema)` to create a new message.
+ */
+export declare const ModelExtrasSchema: GenMessage<ModelExtras>;
 
 /**
  * @generated from message paramserver.v1.FinishResponse
