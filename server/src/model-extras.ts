@@ -11,10 +11,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ModelExtras } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import { checkBinding, parseTemplate, TemplateError } from "@distributed-ps/common/onnx/bind-initializers.ts";
-
-/** ModelExtras.inference_graph's bound (the proto's). */
-export const MAX_INFERENCE_GRAPH_BYTES = 4 << 20;
+import { checkBinding, MAX_INFERENCE_GRAPH_BYTES, parseTemplate, TemplateError } from "@distributed-ps/common/onnx/bind-initializers.ts";
 
 export interface ExtrasSnapshot {
   readonly graph: Uint8Array | undefined;

@@ -6,10 +6,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ModelExtrasSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { Logger } from "@distributed-ps/common/log.ts";
+import { MAX_INFERENCE_GRAPH_BYTES } from "@distributed-ps/common/onnx/bind-initializers.ts";
 import type { TrainingEngine } from "./model/engine.ts";
-
-/** ModelExtras.inference_graph's bound (the proto's). */
-export const MAX_INFERENCE_GRAPH_BYTES = 4 << 20;
 
 /**
  * The extras of `engine`'s model as it is now, or undefined (with a warning saying why: the run still

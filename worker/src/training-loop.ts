@@ -25,6 +25,7 @@ import { modelExtras } from "./model-extras.ts";
 import { nextVersions, type MinVersion, type ParameterConnection } from "./ps-client.ts";
 import type { TopKCompressor } from "./topk.ts";
 import { addInto } from "@distributed-ps/common/kernels/simd.ts";
+import { DEFAULT_CHUNK_BYTES } from "@distributed-ps/common/tensor-stream.ts";
 
 export interface TrainingOptions {
   epochs: number;
@@ -178,8 +179,9 @@ export async function train(
   trainer.setParameters(final.tensors);
   lastVersion = final.version;
   lastTest = await trainer.evaluate(data.test.x, data.test.y, data.test.count);
-  // With the state that evaluation used: the exported model is the one just evaluated.
-  const runComplete = await conn.finish(metrics(lastEpoch, lastTest), modelExtras(trainer, conn.config.maxChunkBytes, log));
+  // With the batch-norm statistics that evaluation used: the exported model holds their mean over
+  // the workers (with one worker, it is the model just evaluated).
+  const runComplete = await conn.finish(metrics(lastEpoch, lastTest), modelExtras(trainer, conn.config.maxChunkBytes || DEFAULT_CHUNK_BYTES, log));
   return {
     steps,
     examples,

@@ -15,6 +15,9 @@ export interface TemplateInput {
   readonly shape: readonly (number | null)[];
 }
 
+/** ModelExtras.inference_graph's bound (the proto's): a graph without its weights is far smaller. */
+export const MAX_INFERENCE_GRAPH_BYTES = 4 << 20;
+
 export class TemplateError extends Error {
   override name = "TemplateError";
 }
