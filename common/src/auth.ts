@@ -33,7 +33,8 @@ export function bearerTokenCheck(token: string): (authorization: string | null |
   const expected = digest(token);
   return (header) => {
     if (header === null || header === undefined) throw new ConnectError("this server requires a bearer token (set AUTH_TOKEN)", Code.Unauthenticated);
-    const presented = header.startsWith("Bearer ") ? header.slice("Bearer ".length) : "";
+    // The scheme is case-insensitive (RFC 9110 §11.1): "bearer" and "BEARER" are the same.
+    const presented = /^bearer +/i.test(header) ? header.replace(/^bearer +/i, "") : "";
     // Hash both sides so the comparison takes the same time whatever the lengths.
     if (!timingSafeEqual(digest(presented), expected)) throw new ConnectError("wrong bearer token", Code.Unauthenticated);
   };

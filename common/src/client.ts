@@ -2,7 +2,7 @@
  * A typed client for the parameter-server service over gRPC (HTTP/2), for the worker, the health
  * check, the status command and the benchmarks.
  */
-import { createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { bearerToken } from "./auth.ts";
 import { ParameterServerService } from "./gen/paramserver/v1/parameter_server_pb.js";
@@ -36,8 +36,15 @@ export interface ConnectOptions {
 
 /** A gRPC (HTTP/2) client for `address` (host:port), uncompressed, with bounded message sizes. */
 export function connectToServer(address: string, o: ConnectOptions = {}): ParameterServerClient {
+  const client = createClient(ParameterServerService, grpcTransport(address, o));
+  Object.defineProperty(client, ENDPOINT, { value: { address, options: o } satisfies Endpoint });
+  return client;
+}
+
+/** The gRPC transport connectToServer uses, for the server's other services (health, reflection). */
+export function grpcTransport(address: string, o: ConnectOptions = {}): Transport {
   const maxMessageBytes = o.maxMessageBytes ?? (64 << 20);
-  const transport = createGrpcTransport({
+  return createGrpcTransport({
     baseUrl: `${o.tls ? "https" : "http"}://${address}`,
     interceptors: o.authToken === undefined ? [] : [bearerToken(o.authToken)],
     // Tensor bytes are incompressible: gzip would cost more time than it saves.
@@ -46,8 +53,5 @@ export function connectToServer(address: string, o: ConnectOptions = {}): Parame
     writeMaxBytes: maxMessageBytes,
     nodeOptions: { settings: { initialWindowSize: 16 << 20 }, ...(o.tls?.ca !== undefined ? { ca: o.tls.ca } : {}) },
   });
-  const client = createClient(ParameterServerService, transport);
-  Object.defineProperty(client, ENDPOINT, { value: { address, options: o } satisfies Endpoint });
-  return client;
 }
 

@@ -20,6 +20,26 @@ if (endianness() !== "LE") throw new Error("this program needs a little-endian h
 /** Default chunk payload: 1 MiB keeps messages small and HTTP/2 frames full. */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 
+/** What a chunk message holds besides its payload (name, shape, offset, tags, gRPC framing) is
+ *  kept under this: a payload of a message limit minus this fits the limit. */
+export const MESSAGE_RESERVE_BYTES = 16 << 10;
+
+/** The smallest PullParametersRequest.max_message_bytes a server accepts. */
+export const MIN_MESSAGE_BYTES = 2 * MESSAGE_RESERVE_BYTES;
+
+/**
+ * The payload bytes of a pull's chunks: the server's bound, lowered to fit the client's largest
+ * message (`maxMessageBytes`, 0 for no limit of its own) and to a multiple of 8 (whole elements of
+ * every dtype, sparse pairs included).
+ */
+export function pullChunkBytes(maxChunkBytes: number, maxMessageBytes: number): number {
+  if (maxMessageBytes !== 0 && maxMessageBytes < MIN_MESSAGE_BYTES) {
+    throw new RangeError(`max_message_bytes ${maxMessageBytes} is too small: 0 (the server's chunk size) or at least ${MIN_MESSAGE_BYTES}`);
+  }
+  const bound = maxMessageBytes === 0 ? maxChunkBytes : Math.min(maxChunkBytes, maxMessageBytes - MESSAGE_RESERVE_BYTES);
+  return Math.max(8, bound - (bound % 8));
+}
+
 /** A malformed tensor stream; the message says what was wrong. Maps to InvalidArgument. */
 export class TensorStreamError extends Error {
   constructor(message: string) {

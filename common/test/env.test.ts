@@ -33,7 +33,7 @@ t.test("server defaults apply when variables are unset or empty", async (t) => {
     t.equal(c.LEASE_MS, 10_000, `${label}: LEASE_MS defaults to 10000`);
     t.equal(c.SERVER_HOST, "0.0.0.0", `${label}: SERVER_HOST defaults to 0.0.0.0`);
     t.equal(c.SERVER_PORT, 8000, `${label}: SERVER_PORT defaults to 8000`);
-    t.equal(c.MAX_CHUNK_BYTES, 4 << 20, `${label}: MAX_CHUNK_BYTES defaults to 4 MiB (4194304)`);
+    t.equal(c.MAX_CHUNK_BYTES, (4 << 20) - (16 << 10), `${label}: MAX_CHUNK_BYTES defaults to 4 MiB - 16 KiB (4177920): a message then fits 4 MiB`);
   }
 });
 

@@ -3,6 +3,7 @@
  */
 import { availableParallelism } from "node:os";
 import { z } from "zod";
+import { MESSAGE_RESERVE_BYTES } from "@distributed-ps/common/tensor-stream.ts";
 import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, optionalIntVar, optionalStringVar, stringVar } from "@distributed-ps/common/env.ts";
 
 /** host:port, as addressVar accepts it. */
@@ -57,7 +58,9 @@ export const serverEnvSchema = z
     LOCAL_STEPS: optionalIntVar({ min: 1, max: 1_000 }, "the workers' LOCAL_STEPS"),
     // Threads that apply a parameter update together (this one and helpers): one per core, at most 4.
     STEP_THREADS: intVar({ min: 1, max: 16, default: Math.min(4, availableParallelism()) }),
-    MAX_CHUNK_BYTES: intVar({ min: 1024, max: 64 << 20, default: 4 << 20 }),
+    // Largest chunk payload either way. The default leaves 16 KiB of a 4 MiB message for the rest
+    // of it: gRPC clients refuse messages over 4 MiB unless configured otherwise.
+    MAX_CHUNK_BYTES: intVar({ min: 1024, max: 64 << 20, default: (4 << 20) - MESSAGE_RESERVE_BYTES }),
     MAX_MODEL_ELEMENTS: intVar({ min: 1, max: 1_000_000_000, default: 100_000_000 }),
     MAX_TENSORS: intVar({ min: 1, max: 1_000_000, default: 10_000 }),
     EXIT_ON_COMPLETE: boolVar(true),

@@ -19,6 +19,15 @@
  *   handshake that does not finish in that time: limitedListenerOptions). A connection with a stream
  *   open, such as a push waiting at the barrier, is never idle.
  *
+ * - Session memory: Node refuses every new stream of a connection (RST_STREAM ENHANCE_YOUR_CALM,
+ *   which gRPC clients report as RESOURCE_EXHAUSTED) while the session's accounted memory is over
+ *   maxSessionMemory — and data queued on a stream that the client then resets stays accounted for
+ *   good (a Node.js leak: measured, 3 cancelled pulls of 4 MiB chunks poisoned a connection). The
+ *   bound is sized to what the flow-control windows let a client send plus a margin
+ *   (SESSION_MEMORY_MB), writes hand Node at most WRITE_SLICE_BYTES at a time (backpressure.ts),
+ *   and a connection on which so many answers were reset mid-way that the margin may be used up
+ *   gets GOAWAY(NO_ERROR): its open calls finish, its client opens a fresh connection for new ones.
+ *
  * Refusals and resets are warned about at most once per REPORT_INTERVAL_MS (a count of the others
  * follows, and each of them is logged at debug level), so an attacker cannot flood the log. An idle
  * connection closing is routine (a worker's between calls): debug level only.
@@ -27,7 +36,20 @@ import http2 from "node:http2";
 import type { Socket } from "node:net";
 import tls from "node:tls";
 import type { Logger } from "@distributed-ps/common/log.ts";
+import { WRITE_SLICE_BYTES } from "@distributed-ps/common/backpressure.ts";
 import type { ServerEnv } from "./config.ts";
+
+/** HTTP/2 receive windows, large enough that a multi-megabyte chunk is never stalled: of a whole
+ *  connection (session.setLocalWindowSize), what a client may have in flight, */
+export const CONNECTION_WINDOW_BYTES = 64 << 20;
+/** ... and of one stream (SETTINGS_INITIAL_WINDOW_SIZE). */
+export const STREAM_WINDOW_BYTES = 16 << 20;
+/** The margin above the connection window that reset answers may strand (see the session memory rule). */
+const STRANDED_MARGIN_BYTES = 32 << 20;
+/** http2's maxSessionMemory, in MB: the window, the margin, and room for headers and bookkeeping. */
+export const SESSION_MEMORY_MB = (CONNECTION_WINDOW_BYTES + STRANDED_MARGIN_BYTES) / (1 << 20) + 8;
+/** What one answer reset mid-way may leave accounted: one write slice and the stream's write buffer. */
+const STRANDED_PER_RESET_BYTES = WRITE_SLICE_BYTES + (64 << 10);
 
 export type Limits = Pick<ServerEnv, "MAX_CONNECTIONS" | "MAX_STREAMS_PER_CONNECTION" | "STREAM_IDLE_TIMEOUT_MS" | "CONNECTION_IDLE_TIMEOUT_MS">;
 
@@ -62,6 +84,8 @@ interface Connection {
   /** "address:port" of the peer, for the log. */
   readonly peer: string;
   streams: number;
+  /** Answers reset by the client while the server was still writing them. */
+  resetAnswers: number;
   idle: NodeJS.Timeout | undefined;
   linger: NodeJS.Timeout | undefined;
 }
@@ -109,7 +133,7 @@ export class ConnectionLimits {
 
   #open(session: http2.ServerHttp2Session): void {
     const socket = this.#accepting;
-    const c: Connection = { session, socket, peer: `${socket?.remoteAddress}:${socket?.remotePort}`, streams: 0, idle: undefined, linger: undefined };
+    const c: Connection = { session, socket, peer: `${socket?.remoteAddress}:${socket?.remotePort}`, streams: 0, resetAnswers: 0, idle: undefined, linger: undefined };
     this.#connections.set(session, c);
     this.#waitIdle(c);
     session.once("close", () => {
@@ -129,6 +153,7 @@ export class ConnectionLimits {
     }
     stream.once("close", () => {
       this.#streams--;
+      if (c !== undefined && stream.headersSent && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.#onAnswerReset(c);
       if (c !== undefined && --c.streams === 0) this.#waitIdle(c);
     });
     // Node restarts this timer whenever the stream receives bytes or completes a write. If it runs
@@ -152,6 +177,12 @@ export class ConnectionLimits {
     const what = () => `reset a ${path} stream from ${c?.peer ?? "a client"}: it ${owed} for STREAM_IDLE_TIMEOUT_MS (${this.#limits.STREAM_IDLE_TIMEOUT_MS} ms)`;
     if (!this.#resets.report(what)) this.#log.debug(what());
     stream.close(IDLE_RESET_CODE);
+  }
+
+  #onAnswerReset(c: Connection): void {
+    if (++c.resetAnswers * STRANDED_PER_RESET_BYTES < STRANDED_MARGIN_BYTES || c.session.closed || c.session.destroyed) return;
+    this.#log.info(`retiring the connection from ${c.peer} (GOAWAY; its open calls finish): ${c.resetAnswers} answers reset mid-way may have used up its session memory`);
+    c.session.close();
   }
 
   #waitIdle(c: Connection): void {

@@ -13,11 +13,12 @@
  * implementation. Wire compatibility is what the integration tests check: they pull through a
  * standard Connect gRPC client.
  */
+import { encodeGrpcMessage, requestTimeoutMs } from "./wire/grpc-conventions.ts";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { bearerTokenCheck } from "@distributed-ps/common/auth.ts";
-import { Dtype, PullParametersRequestSchema, PullParametersResponseSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { Dtype, PullParametersRequestSchema, PullParametersResponseSchema, type PullParametersRequest } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { writeWithBackpressure } from "@distributed-ps/common/backpressure.ts";
 import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/grpc-framing.ts";
 import { EncodedPulls } from "./encoded-pulls.ts";
@@ -39,25 +40,27 @@ export function isFastPull(req: Http2ServerRequest): boolean {
 
 export function createFastPull(run: TrainingRun, authToken: string | undefined) {
   const checkToken = authToken === undefined ? undefined : bearerTokenCheck(authToken);
-  const chunkBytes = run.config.MAX_CHUNK_BYTES;
   const encodedPulls = new EncodedPulls();
 
   return async (req: Http2ServerRequest, res: Http2ServerResponse): Promise<void> => {
     const abort = new AbortController();
     res.once("close", () => abort.abort());
+    let deadline: NodeJS.Timeout | undefined;
+    let expired = false;
     try {
       checkToken?.(req.headers.authorization);
-      const body = await readBody(req);
-      let message: Uint8Array;
-      try {
-        message = unwrapEnvelope(body);
-      } catch (err) {
-        throw new ConnectError(`PullParameters: ${(err as Error).message}`, Code.InvalidArgument);
+      // The call's deadline ends a wait for min_version and a stream in progress, as on Connect's path.
+      const timeoutMs = requestTimeoutMs(req);
+      if (timeoutMs !== undefined) {
+        deadline = setTimeout(() => {
+          expired = true;
+          abort.abort();
+        }, timeoutMs);
       }
-      const request = fromBinary(PullParametersRequestSchema, message);
-      const { snapshot, dtype } = await startPull(run, request, abort.signal);
+      const request = parseRequest(await readBody(req));
+      const { snapshot, dtype, chunkBytes } = await startPull(run, request, abort.signal);
       try {
-        if (abort.signal.aborted) return;
+        if (abort.signal.aborted) throw stopped(expired);
         res.writeHead(200, { "content-type": "application/grpc+proto" });
         const header = toBinary(PullParametersResponseSchema, create(PullParametersResponseSchema, {
           message: { case: "header", value: { version: snapshot.version, tensorCount: snapshot.tensors.length } },
@@ -68,7 +71,8 @@ export function createFastPull(run: TrainingRun, authToken: string | undefined) 
         try {
           const chunks = encoded?.chunks ?? snapshot.tensors.flatMap((t) => [...frameTensorChunks(t, dtype, chunkBytes)]);
           for (const [prefix, data] of chunks) {
-            if (abort.signal.aborted) return;
+            // Between whole messages only: a stream cut inside one would be a protocol error.
+            if (abort.signal.aborted) throw stopped(expired);
             await writeWithBackpressure(res, prefix);
             await writeWithBackpressure(res, data);
           }
@@ -86,13 +90,40 @@ export function createFastPull(run: TrainingRun, authToken: string | undefined) 
         snapshot.release();
       }
     } catch (raw) {
-      if (abort.signal.aborted || res.writableEnded) return;
-      const err = ConnectError.from(raw);
+      // A client that went away hears nothing more; one whose deadline passed hears that.
+      if ((abort.signal.aborted && !expired) || res.writableEnded || res.stream.closed) return;
+      const err = expired ? stopped(true) : ConnectError.from(raw);
       if (!res.headersSent) res.writeHead(200, { "content-type": "application/grpc+proto" });
-      res.addTrailers({ "grpc-status": String(err.code), "grpc-message": encodeURIComponent(err.rawMessage) });
+      res.addTrailers({ "grpc-status": String(err.code), "grpc-message": encodeGrpcMessage(err.rawMessage) });
       res.end();
+    } finally {
+      clearTimeout(deadline);
     }
   };
+}
+
+/** Why a pull stopped early: its deadline passed, or its client went away. */
+function stopped(expired: boolean): ConnectError {
+  return expired
+    ? new ConnectError("PullParameters: the call's deadline (grpc-timeout) passed", Code.DeadlineExceeded)
+    : new ConnectError("PullParameters: the client cancelled", Code.Canceled);
+}
+
+/**
+ * The request message, refusing a bad body with the code and words Connect's handler uses for it
+ * (protocol/envelope.ts, invoke-implementation.ts, serialization.ts), so that a client sees the same
+ * error whichever path served its pull.
+ */
+export function parseRequest(body: Buffer): PullParametersRequest {
+  if (body.length === 0) throw new ConnectError("protocol error: missing input message for server_streaming method", Code.Unimplemented);
+  if (body.length < 5 || body.length < 5 + body.readUInt32BE(1)) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  if (body.length > 5 + body.readUInt32BE(1)) throw new ConnectError("protocol error: received extra input message for server_streaming method", Code.Unimplemented);
+  if ((body[0]! & 0b1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+  try {
+    return fromBinary(PullParametersRequestSchema, unwrapEnvelope(body));
+  } catch (err) {
+    throw new ConnectError(`parse binary: ${(err as Error).message}`, Code.Internal);
+  }
 }
 
 async function readBody(req: Http2ServerRequest): Promise<Buffer> {

@@ -11,6 +11,7 @@
  * framing, status). Only plain uncompressed gRPC with the header takes this path; everything else
  * goes to the Connect handler.
  */
+import { encodeGrpcMessage, requestTimeoutMs } from "./wire/grpc-conventions.ts";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createHandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -64,7 +65,7 @@ export function createFastPush(
         protocolName: "grpc",
         requestMethod: "POST",
         url: req.url,
-        timeoutMs: grpcTimeoutMs(req.headers["grpc-timeout"]),
+        timeoutMs: requestTimeoutMs(req),
         shutdownSignal: o.shutdownSignal,
         requestSignal: closed.signal,
         requestHeader: Object.entries(req.headers).filter((e): e is [string, string] => typeof e[1] === "string" && !e[0].startsWith(":")),
@@ -112,7 +113,7 @@ export function createFastPush(
       if (closed.signal.aborted || res.writableEnded) return;
       const err = ConnectError.from(raw);
       if (!res.headersSent) res.writeHead(200, { "content-type": "application/grpc+proto" });
-      res.addTrailers({ "grpc-status": String(err.code), "grpc-message": encodeURIComponent(err.rawMessage) });
+      res.addTrailers({ "grpc-status": String(err.code), "grpc-message": encodeGrpcMessage(err.rawMessage) });
       res.end();
     } finally {
       ctx?.abort();
@@ -125,12 +126,4 @@ function asRequestError(err: unknown): unknown {
   if (err instanceof MessageTooLargeError) return new ConnectError(`PushGradients: ${err.message}`, Code.ResourceExhausted);
   if (err instanceof FramingError) return new ConnectError(`malformed request message: ${err.message}`, Code.InvalidArgument);
   return err;
-}
-
-const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
-
-/** The gRPC deadline header ("<up to 8 digits><unit>") in milliseconds; undefined when absent or malformed. */
-export function grpcTimeoutMs(value: string | string[] | undefined): number | undefined {
-  const m = typeof value === "string" ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
-  return m === null ? undefined : Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]!;
 }

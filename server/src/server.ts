@@ -6,24 +6,25 @@
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Health } from "@distributed-ps/common/gen/grpc/health/v1/health_pb.js";
 import { ParameterServerService } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { requireBearerToken } from "@distributed-ps/common/auth.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { ServerEnv } from "./config.ts";
 import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import { keysToKeep, loadShardedCheckpoint, shardCheckpointStore } from "./checkpoint/sharded-checkpoints.ts";
-import { ConnectionLimits, limitedListenerOptions } from "./connection-limits.ts";
+import { CONNECTION_WINDOW_BYTES, ConnectionLimits, limitedListenerOptions, SESSION_MEMORY_MB, STREAM_WINDOW_BYTES } from "./connection-limits.ts";
 import { createFastPull, isFastPull } from "./fast-pull.ts";
 import { createFastPush, isFastPush } from "./fast-push-handler.ts";
 import { createService } from "./service.ts";
 import { shardIdentity } from "./shards.ts";
 import { openBlobStore } from "./storage/blob-store.ts";
 import { TrainingRun } from "./training-run.ts";
-
-/** HTTP/2 flow-control windows: large enough that a multi-megabyte chunk is never stalled. */
-const STREAM_WINDOW_BYTES = 16 << 20;
-const CONNECTION_WINDOW_BYTES = 64 << 20;
+import { conformGrpcResponse, isGrpc, unknownMethod } from "./wire/grpc-conventions.ts";
+import { createHealthService } from "./wire/health.ts";
+import { createReflection, reflectionServices } from "./wire/reflection.ts";
 
 export interface RunningServer {
   readonly run: TrainingRun;
@@ -61,8 +62,16 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   let advertised = `${config.SERVER_HOST === "0.0.0.0" ? "localhost" : config.SERVER_HOST}:${config.SERVER_PORT}`;
   // The service the router serves; the hand-framed push path feeds the same pushGradients.
   let service: ReturnType<typeof createService> | undefined;
+  const reflection = createReflection([ParameterServerService, Health] as GenService<never>[]);
   const handler = connectNodeAdapter({
-    routes: (router) => router.service(ParameterServerService, (service = createService(run, advertisedAddress()))),
+    routes: (router) =>
+      router
+        .service(ParameterServerService, (service = createService(run, advertisedAddress())))
+        .service(Health, createHealthService(shutdown.signal))
+        .service(reflectionServices.v1, reflection.v1)
+        .service(reflectionServices.v1alpha, reflection.v1alpha),
+    // Only HTTP/2 reaches the adapter (the listener is http2-only).
+    fallback: (req, res) => unknownMethod(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse),
     acceptCompression: [],
     // A message is at most one chunk plus its framing; anything larger is refused before decoding.
     readMaxBytes: config.MAX_CHUNK_BYTES + (64 << 10),
@@ -81,6 +90,7 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
     shutdownSignal: shutdown.signal,
   });
   const route = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    if (isGrpc(req)) conformGrpcResponse(res);
     if (isFastPull(req)) void fastPull(req, res);
     else if (isFastPush(req)) void fastPush(req, res);
     else handler(req, res);
@@ -90,10 +100,10 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   const server =
     config.TLS_CERT_FILE !== undefined && config.TLS_KEY_FILE !== undefined
       ? http2.createSecureServer(
-          { settings, handshakeTimeout: limited.handshakeTimeout, cert: readFileSync(config.TLS_CERT_FILE), key: readFileSync(config.TLS_KEY_FILE) },
+          { settings, maxSessionMemory: SESSION_MEMORY_MB, handshakeTimeout: limited.handshakeTimeout, cert: readFileSync(config.TLS_CERT_FILE), key: readFileSync(config.TLS_KEY_FILE) },
           route,
         )
-      : http2.createServer({ settings }, route);
+      : http2.createServer({ settings, maxSessionMemory: SESSION_MEMORY_MB }, route);
   // What a client can hold (connections, streams, streams and connections that make no progress)
   // is bounded there, for every handler. A connection idles out only with no stream open: a push
   // waiting at the barrier keeps it, where the socket timeout this replaced cut it after 60 s.

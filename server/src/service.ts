@@ -26,7 +26,7 @@ import {
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { valueFormat } from "@distributed-ps/common/dtype.ts";
 import { elementCount } from "@distributed-ps/common/named-tensor.ts";
-import { chunkTensors, TensorAssembler, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
+import { chunkTensors, pullChunkBytes, TensorAssembler, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 import { Progress } from "./data-plan.ts";
 import type { Slot } from "./membership.ts";
 import type { Snapshot } from "./parameter-store.ts";
@@ -105,11 +105,17 @@ async function readHeader<R extends { message: { case: string | undefined; value
 async function readChunks<R extends PushGradientsRequest | InitParametersRequest>(
   requests: AsyncIterator<R>,
   rpc: string,
+  maxChunkBytes: number,
   add: (chunk: Extract<R["message"], { case: "chunk" }>["value"]) => void,
 ): Promise<void> {
   for (let next = await requests.next(); !next.done; next = await requests.next()) {
     const m = next.value.message;
     if (m.case !== "chunk") throw new ConnectError(`${rpc}: after the header only chunks may follow, got ${m.case ?? "an empty message"}`, Code.InvalidArgument);
+    // The bound RunConfig.max_chunk_bytes announces, not the message limit above it.
+    const payload = m.value.data.length + m.value.indices.length;
+    if (payload > maxChunkBytes) {
+      throw new ConnectError(`${rpc}: a chunk of "${m.value.name}" carries ${payload} bytes, more than max_chunk_bytes (${maxChunkBytes})`, Code.InvalidArgument);
+    }
     add(m.value as never);
   }
 }
@@ -131,9 +137,15 @@ export function runConfig(run: TrainingRun, shardAddress: string): RunConfig {
  * The checks and the wait of a pull, shared by the Connect handler and the fast path
  * (fast-pull.ts): the caller streams the snapshot and must release it.
  */
-export async function startPull(run: TrainingRun, req: PullParametersRequest, signal: AbortSignal): Promise<{ snapshot: Snapshot; dtype: Dtype }> {
+export async function startPull(run: TrainingRun, req: PullParametersRequest, signal: AbortSignal): Promise<{ snapshot: Snapshot; dtype: Dtype; chunkBytes: number }> {
   const { membership, store, config } = run;
   membership.authenticate(req.session);
+  let chunkBytes: number;
+  try {
+    chunkBytes = pullChunkBytes(config.MAX_CHUNK_BYTES, req.maxMessageBytes);
+  } catch (err) {
+    throw new ConnectError(`PullParameters: ${(err as Error).message}`, Code.InvalidArgument);
+  }
   if (!store.initialized) {
     throw new ConnectError("PullParameters: the parameters are not initialised yet; call WaitForParameters first", Code.FailedPrecondition);
   }
@@ -144,7 +156,7 @@ export async function startPull(run: TrainingRun, req: PullParametersRequest, si
   if (dtype !== Dtype.FLOAT32 && dtype !== Dtype.FLOAT16 && dtype !== Dtype.BFLOAT16) {
     throw new ConnectError(`PullParameters: unsupported dtype ${dtype}`, Code.InvalidArgument);
   }
-  return { snapshot: store.acquire(), dtype };
+  return { snapshot: store.acquire(), dtype, chunkBytes };
 }
 
 export function createService(run: TrainingRun, shardAddress: string): ServiceImpl<typeof ParameterServerService> {
@@ -200,7 +212,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
         }
         const collector = new TensorCollector({ maxElements: config.MAX_MODEL_ELEMENTS, maxTensors: header.tensorCount });
         const token = slot.token;
-        await readChunks(it, "InitParameters", (c) => {
+        await readChunks(it, "InitParameters", config.MAX_CHUNK_BYTES, (c) => {
           membership.renew(slot, token);
           collector.add(c);
         });
@@ -218,12 +230,12 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
     },
 
     async *pullParameters(req: PullParametersRequest, ctx: HandlerContext): AsyncGenerator<PullParametersResponse> {
-      const { snapshot, dtype } = await startPull(run, req, ctx.signal);
+      const { snapshot, dtype, chunkBytes } = await startPull(run, req, ctx.signal);
       try {
         yield create(PullParametersResponseSchema, {
           message: { case: "header", value: { version: snapshot.version, tensorCount: snapshot.tensors.length } },
         });
-        for (const chunk of chunkTensors(snapshot.tensors, dtype, config.MAX_CHUNK_BYTES)) {
+        for (const chunk of chunkTensors(snapshot.tensors, dtype, chunkBytes)) {
           if (ctx.signal.aborted) return;
           yield create(PullParametersResponseSchema, { message: { case: "chunk", value: chunk } });
         }
@@ -261,7 +273,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           return { shape, ...gradient.receive(i, length, valueFormat(encoding.dtype), encoding.sparse) };
         });
         try {
-          await readChunks(it, "PushGradients", (c) => {
+          await readChunks(it, "PushGradients", config.MAX_CHUNK_BYTES, (c) => {
             membership.renew(slot, header.session!.token);
             assembler.add(c);
           });

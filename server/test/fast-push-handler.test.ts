@@ -18,7 +18,6 @@ import {
 import { DENSE_PUSH_HEADER, envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { TensorAssembler } from "@distributed-ps/common/tensor-stream.ts";
-import { grpcTimeoutMs } from "../src/fast-push-handler.ts";
 import { PushChunkSplitter } from "../src/push-chunk-splitter.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
 
@@ -182,14 +181,4 @@ t.test("PushChunkSplitter: pieces that split elements become whole-element chunk
     new TensorAssembler(() => ({ shape: [6], into: reference })).add(create(TensorChunkSchema, { name: "x", shape: [6], dtype, data }));
     t.same(Array.from(into), Array.from(reference), `${Dtype[dtype]}: the same values as the whole chunk`);
   }
-});
-
-t.test("grpc-timeout header parsing", async (t) => {
-  t.equal(grpcTimeoutMs("10000m"), 10_000, "milliseconds");
-  t.equal(grpcTimeoutMs("2S"), 2000, "seconds");
-  t.equal(grpcTimeoutMs("1M"), 60_000, "minutes");
-  t.equal(grpcTimeoutMs("500u"), 0.5, "microseconds");
-  t.equal(grpcTimeoutMs(undefined), undefined, "absent");
-  t.equal(grpcTimeoutMs("123456789m"), undefined, "more than 8 digits");
-  t.equal(grpcTimeoutMs("5x"), undefined, "an unknown unit");
 });

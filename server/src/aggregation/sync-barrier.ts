@@ -102,7 +102,14 @@ export class SyncBarrier implements Aggregator {
     this.#completeIfReady();
 
     const aborted = new Promise<never>((_, reject) => {
-      const onAbort = () => reject(new ConnectError("push cancelled while waiting for the step's barrier; the gradient still counts", Code.Canceled));
+      const onAbort = () => {
+        const expired = push.signal.reason instanceof ConnectError && push.signal.reason.code === Code.DeadlineExceeded;
+        reject(
+          expired
+            ? new ConnectError("the push's deadline passed while it waited for the step's barrier; the gradient still counts", Code.DeadlineExceeded)
+            : new ConnectError("push cancelled while waiting for the step's barrier; the gradient still counts", Code.Canceled),
+        );
+      };
       if (push.signal.aborted) onAbort();
       else push.signal.addEventListener("abort", onAbort, { once: true });
       p.done.finally(() => push.signal.removeEventListener("abort", onAbort)).catch(() => {});

@@ -199,7 +199,9 @@ export declare type RunConfig = Message<"paramserver.v1.RunConfig"> & {
   heartbeatIntervalMs: number;
 
   /**
-   * Largest chunk the server accepts, in bytes.
+   * Largest chunk payload (TensorChunk.data, or indices + data of a sparse chunk), in bytes, that
+   * the server accepts and sends; a larger pushed chunk is refused with INVALID_ARGUMENT. The
+   * default (4 MiB - 16 KiB) leaves every message within a 4 MiB receive limit.
    *
    * @generated from field: uint32 max_chunk_bytes = 6;
    */
@@ -584,6 +586,16 @@ export declare type PullParametersRequest = Message<"paramserver.v1.PullParamete
    * @generated from field: uint32 min_version = 3;
    */
   minVersion: number;
+
+  /**
+   * The largest message this client accepts, in bytes (gRPC's "max receive message length"; most
+   * clients default to 4 MiB). The server makes every chunk's payload at most this minus 16 KiB
+   * (the rest of the message), and at most its own max_chunk_bytes. 0: the server's
+   * max_chunk_bytes alone, whose default already fits a 4 MiB limit. At least 32768 when set.
+   *
+   * @generated from field: uint32 max_message_bytes = 4;
+   */
+  maxMessageBytes: number;
 };
 
 /**
@@ -1560,6 +1572,12 @@ export declare const ParameterServerService: GenService<{
    * first message is a header, the rest are tensor chunks. In sync mode the call completes only once
    * the step's averaged update has been applied; in ssp mode it waits while the caller is too far
    * ahead of the slowest live worker; in async mode it completes once the gradient is applied.
+   * A gradient counts once its whole stream has arrived and it was accepted. If the call's deadline
+   * passes, or the client cancels, while the call then waits (sync: for the step's barrier; ssp: for
+   * the slowest worker), the call ends with DEADLINE_EXCEEDED or CANCELLED but the gradient still
+   * counts (sync: a second push for that step is refused with ALREADY_EXISTS; the next pull's version
+   * says when the step was applied). A deadline that passes while the stream is still arriving
+   * discards the gradient.
    *
    * @generated from rpc paramserver.v1.ParameterServerService.PushGradients
    */
