@@ -11,7 +11,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Dtype, Mode } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
-import { connectToServer } from "@distributed-ps/common/client.ts";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { nextVersions, WorkerConnection, type MinVersion } from "../worker/src/ps-client.ts";
 import { connectToShards } from "../worker/src/sharded-connection.ts";
 import { modelLayout } from "./lib/models.ts";

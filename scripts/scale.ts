@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { ConnectError } from "@connectrpc/connect";
-import { connectToServer } from "../common/src/client.ts";
+import { connectToServer } from "../common/src/wire/client.ts";
 
 const USAGE = "usage: node scripts/scale.ts --workers n [--address host:port]   (AUTH_TOKEN from the environment)";
 

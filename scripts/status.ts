@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { SlotState, type GetStatusResponse } from "../common/src/gen/paramserver/v1/parameter_server_pb.js";
-import { connectToServer } from "../common/src/client.ts";
+import { connectToServer } from "../common/src/wire/client.ts";
 import { DEFAULT_LOG_GROUP_PREFIX, filterLogEvents, logsClient, parseSince } from "./lib/cloudwatch-logs.ts";
 
 const USAGE = `usage: node scripts/status.ts [--address host:port] [--watch] [--interval seconds] [--json]

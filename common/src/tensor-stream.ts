@@ -131,7 +131,7 @@ export interface TensorEncoding {
 
 /**
  * A TensorChunk's fields without its data: what a streaming reader knows once it reaches the data
- * field (worker/src/pull-response-reader.ts), which then arrives in pieces.
+ * field (worker/src/wire/pull-response-reader.ts), which then arrives in pieces.
  */
 export type ChunkFraming = Pick<TensorChunk, "name" | "shape" | "dtype" | "byteOffset" | "sparse" | "sparseCount" | "indices">;
 

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { createClient } from "@connectrpc/connect";
-import { grpcTransport } from "@distributed-ps/common/client.ts";
+import { grpcTransport } from "@distributed-ps/common/wire/client.ts";
 import { Health, HealthCheckResponse_ServingStatus } from "@distributed-ps/common/gen/grpc/health/v1/health_pb.js";
 
 const env = (name: string) => process.env[name]?.trim() || undefined;

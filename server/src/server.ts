@@ -9,15 +9,16 @@ import type { AddressInfo } from "node:net";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "@distributed-ps/common/gen/grpc/health/v1/health_pb.js";
+import { HTTP2_SETTINGS, widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
 import { ParameterServerService } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { requireBearerToken } from "@distributed-ps/common/auth.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { ServerEnv } from "./config.ts";
 import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import { keysToKeep, loadShardedCheckpoint, shardCheckpointStore } from "./checkpoint/sharded-checkpoints.ts";
-import { CONNECTION_WINDOW_BYTES, ConnectionLimits, limitedListenerOptions, SESSION_MEMORY_MB, STREAM_WINDOW_BYTES } from "./connection-limits.ts";
-import { createFastPull, isFastPull } from "./fast-pull.ts";
-import { createFastPush, isFastPush } from "./fast-push-handler.ts";
+import { ConnectionLimits, limitedListenerOptions, SESSION_MEMORY_MB } from "./wire/connection-limits.ts";
+import { createFastPull, isFastPull } from "./wire/fast-pull.ts";
+import { createFastPush, isFastPush } from "./wire/fast-push-handler.ts";
 import { createService } from "./service.ts";
 import { shardIdentity } from "./shards.ts";
 import { openBlobStore } from "./storage/blob-store.ts";
@@ -96,7 +97,7 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
     else handler(req, res);
   };
   const limited = limitedListenerOptions(config);
-  const settings = { initialWindowSize: STREAM_WINDOW_BYTES, ...limited.settings };
+  const settings = { ...HTTP2_SETTINGS, ...limited.settings };
   const server =
     config.TLS_CERT_FILE !== undefined && config.TLS_KEY_FILE !== undefined
       ? http2.createSecureServer(
@@ -113,7 +114,7 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   server.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
-    session.once("connect", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
+    widenConnectionWindow(session);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

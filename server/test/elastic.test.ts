@@ -6,7 +6,7 @@
  */
 import t, { type Test } from "tap";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { connectToServer } from "@distributed-ps/common/client.ts";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import type { Assignment, WorkerConnection } from "../../worker/src/ps-client.ts";
 import { gradient, settledWithin, startTestServer, workersWithParameters, type TestServer } from "./helpers/test-server.ts";
 

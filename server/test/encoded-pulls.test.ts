@@ -4,8 +4,8 @@
  */
 import t from "tap";
 import { Dtype } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { frameTensorChunks } from "@distributed-ps/common/grpc-framing.ts";
-import { EncodedPulls } from "../src/encoded-pulls.ts";
+import { frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { EncodedPulls } from "../src/wire/encoded-pulls.ts";
 import { ParameterStore } from "../src/parameter-store.ts";
 
 function store(): ParameterStore {

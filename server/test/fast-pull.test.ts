@@ -8,7 +8,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Dtype, ParameterServerService } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
-import { frameTensorChunks } from "@distributed-ps/common/grpc-framing.ts";
+import { frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { startTestServer, workersWithParameters } from "./helpers/test-server.ts";
 
 t.test("gRPC (fast path) and Connect protocol pulls return the same bytes", async (t) => {
@@ -61,7 +61,7 @@ t.test("errors on the fast path carry the same codes", async (t) => {
 
 t.test("with AUTH_TOKEN set the fast path needs the token too", async (t) => {
   const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "1", AUTH_TOKEN: "a-token-of-sixteen-chars" });
-  const { connectToServer } = await import("@distributed-ps/common/client.ts");
+  const { connectToServer } = await import("@distributed-ps/common/wire/client.ts");
   const noToken = connectToServer(ts.address);
   const err = await noToken.pullParameters({ session: { slot: 0, token: "x" } })[Symbol.asyncIterator]().next().then(
     () => undefined,
@@ -74,7 +74,7 @@ t.test("the worker's hand-framed push path: over TLS with a token, and the same 
   const { execFileSync } = await import("node:child_process");
   const { readFileSync } = await import("node:fs");
   const { join } = await import("node:path");
-  const { connectToServer } = await import("@distributed-ps/common/client.ts");
+  const { connectToServer } = await import("@distributed-ps/common/wire/client.ts");
   const { WorkerConnection } = await import("../../worker/src/ps-client.ts");
   const { gradient } = await import("./helpers/test-server.ts");
   const dir = t.testdir();

@@ -15,10 +15,10 @@ import {
   WorkerSessionSchema,
   type WorkerSession,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { DENSE_PUSH_HEADER, envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/grpc-framing.ts";
+import { DENSE_PUSH_HEADER, envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { TensorAssembler } from "@distributed-ps/common/tensor-stream.ts";
-import { PushChunkSplitter } from "../src/push-chunk-splitter.ts";
+import { PushChunkSplitter } from "../src/wire/push-chunk-splitter.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
 
 const enveloped = (m: Uint8Array) => Buffer.concat([envelopePrefix(m.length), m]);

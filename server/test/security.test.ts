@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { connectToServer, type ConnectOptions } from "@distributed-ps/common/client.ts";
+import { connectToServer, type ConnectOptions } from "@distributed-ps/common/wire/client.ts";
 import { ConfigError, parseEnv } from "@distributed-ps/common/env.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { serverEnvSchema } from "../src/config.ts";

@@ -9,7 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { ConfigError, parseEnv } from "@distributed-ps/common/env.ts";
 import { shardOfTensor } from "@distributed-ps/common/shard-partition.ts";
 import { serverEnvSchema } from "../src/config.ts";
-import { connectToServer } from "@distributed-ps/common/client.ts";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { nextVersions, WorkerConnection } from "../../worker/src/ps-client.ts";
 import { ShardedConnection } from "../../worker/src/sharded-connection.ts";
 import { connectWorker, ensureParameters, parameterBytes, shardTestGradient, shardTestModel, startShards, trainSteps } from "./helpers/shards.ts";

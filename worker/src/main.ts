@@ -17,7 +17,7 @@ import { workerEnvSchema, type WorkerEnv } from "./config.ts";
 import { checkSliceHoldsABatch, DatasetError, loadDataset } from "./data/load-dataset.ts";
 import { createEngine } from "./model/create-engine.ts";
 import type { TrainingEngine } from "./model/engine.ts";
-import { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
+import { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { WorkerConnection, type ParameterConnection } from "./ps-client.ts";
 import { classifyFailure, RetryBudgetExhausted, withRetry } from "./retry.ts";
 import { finishProgress, logSink, showProgress } from "./progress-display.ts";

@@ -16,13 +16,13 @@ import {
   type PushGradientsResponse,
   type DataPosition,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import type { ParameterServerClient } from "@distributed-ps/common/client.ts";
+import type { ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { isSparse, type NamedTensor, type SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
-import { fastChannelFor } from "./fast-channel.ts";
-import { fastPull } from "./fast-pull.ts";
-import { fastPush } from "./fast-push.ts";
-import { WireArena } from "./wire-arena.ts";
+import { fastChannelFor } from "./wire/fast-channel.ts";
+import { fastPull } from "./wire/fast-pull.ts";
+import { fastPush } from "./wire/fast-push.ts";
+import { WireArena } from "./wire/wire-arena.ts";
 
 export interface PulledParameters {
   /** Version of the pull (with sharded servers: shard 0's). */

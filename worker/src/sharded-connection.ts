@@ -31,7 +31,7 @@ import {
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor, SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { partitionTensors, shardOfTensor, splitByShard } from "@distributed-ps/common/shard-partition.ts";
-import type { ParameterServerClient } from "@distributed-ps/common/client.ts";
+import type { ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { WorkerConnection, type Assignment, type MinVersion, type ParameterConnection, type PulledParameters, type PushOptions } from "./ps-client.ts";
 import { classifyFailure, withRetry, type RetryOptions } from "./retry.ts";
 

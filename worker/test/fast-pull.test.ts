@@ -8,13 +8,13 @@ import type { AddressInfo } from "node:net";
 import t, { type Test } from "tap";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { connectToServer } from "@distributed-ps/common/client.ts";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { Dtype, PullParametersResponseSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { envelopePrefix, frameTensorChunks } from "@distributed-ps/common/grpc-framing.ts";
+import { envelopePrefix, frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 import { startTestServer, workersWithParameters } from "../../server/test/helpers/test-server.ts";
-import { FastChannel } from "../src/fast-channel.ts";
-import { fastPull } from "../src/fast-pull.ts";
+import { FastChannel } from "../src/wire/fast-channel.ts";
+import { fastPull } from "../src/wire/fast-pull.ts";
 import { WorkerConnection } from "../src/ps-client.ts";
 
 const collector = () => new TensorCollector({ maxElements: 1e6, maxTensors: 100 });

@@ -10,11 +10,11 @@ import {
   PullParametersResponseSchema,
   type TensorChunkSchema,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { envelopePrefix, frameTensorChunks } from "@distributed-ps/common/grpc-framing.ts";
+import { envelopePrefix, frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
-import { FramingError } from "@distributed-ps/common/tensor-message-reader.ts";
-import { PullResponseReader } from "../src/pull-response-reader.ts";
+import { FramingError } from "@distributed-ps/common/wire/tensor-message-reader.ts";
+import { PullResponseReader } from "../src/wire/pull-response-reader.ts";
 
 function sample(): NamedTensor[] {
   return [

@@ -8,7 +8,7 @@ import http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import t, { type Test } from "tap";
 import { ConnectError } from "@connectrpc/connect";
-import { connectToServer } from "@distributed-ps/common/client.ts";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { Dtype } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { formatFingerprint } from "@distributed-ps/common/job-identity.ts";
 import { gradient, startTestServer, workersWithParameters } from "../../server/test/helpers/test-server.ts";

@@ -5,7 +5,7 @@
  * its checkpoint; faults fire when it passes their fraction of the run's total.
  */
 import { SlotState, type GetStatusResponse } from "../../../common/src/gen/paramserver/v1/parameter_server_pb.js";
-import { connectToServer, type ParameterServerClient } from "../../../common/src/client.ts";
+import { connectToServer, type ParameterServerClient } from "../../../common/src/wire/client.ts";
 import type { ChaosProcess, Cluster } from "./cluster.ts";
 
 const POLL_MS = 100;

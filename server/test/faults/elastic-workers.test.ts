@@ -9,7 +9,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import t from "tap";
-import { connectToServer } from "@distributed-ps/common/client.ts";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));

@@ -9,7 +9,7 @@ import { createLogger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { serverEnvSchema } from "../../src/config.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
-import { connectToServer } from "@distributed-ps/common/client.ts";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { WorkerConnection, type ParameterConnection } from "../../../worker/src/ps-client.ts";
 import { connectToShards } from "../../../worker/src/sharded-connection.ts";
 import { freePort } from "./processes.ts";

@@ -8,7 +8,7 @@ import { createLogger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { serverEnvSchema } from "../../src/config.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
-import { connectToServer } from "@distributed-ps/common/client.ts";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { WorkerConnection } from "../../../worker/src/ps-client.ts";
 
 export interface TestServer {

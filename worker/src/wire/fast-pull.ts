@@ -12,11 +12,11 @@ import http2 from "node:http2";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PullParametersRequestSchema, type PullParametersRequest } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { envelopePrefix } from "@distributed-ps/common/grpc-framing.ts";
+import { envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
-import { writeWithBackpressure } from "@distributed-ps/common/backpressure.ts";
+import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
 import { errorOfStatus, refusedByServer, watchStatus, type FastChannel } from "./fast-channel.ts";
-import { FramingError } from "@distributed-ps/common/tensor-message-reader.ts";
+import { FramingError } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { PullResponseReader } from "./pull-response-reader.ts";
 
 const PULL_PATH = "/paramserver.v1.ParameterServerService/PullParameters";

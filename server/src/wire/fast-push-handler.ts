@@ -11,7 +11,7 @@
  * framing, status). Only plain uncompressed gRPC with the header takes this path; everything else
  * goes to the Connect handler.
  */
-import { encodeGrpcMessage, requestTimeoutMs } from "./wire/grpc-conventions.ts";
+import { encodeGrpcMessage, requestTimeoutMs } from "./grpc-conventions.ts";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createHandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -21,9 +21,9 @@ import {
   PushGradientsResponseSchema,
   type PushGradientsRequest,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { DENSE_PUSH_HEADER, envelopePrefix } from "@distributed-ps/common/grpc-framing.ts";
-import { FramingError, MessageTooLargeError, TensorMessageReader } from "@distributed-ps/common/tensor-message-reader.ts";
-import { AsyncQueue } from "./async-queue.ts";
+import { DENSE_PUSH_HEADER, envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { FramingError, MessageTooLargeError, TensorMessageReader } from "@distributed-ps/common/wire/tensor-message-reader.ts";
+import { AsyncQueue } from "../async-queue.ts";
 import { PushChunkSplitter } from "./push-chunk-splitter.ts";
 
 export const PUSH_PATH = "/paramserver.v1.ParameterServerService/PushGradients";

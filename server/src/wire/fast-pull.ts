@@ -13,17 +13,17 @@
  * implementation. Wire compatibility is what the integration tests check: they pull through a
  * standard Connect gRPC client.
  */
-import { encodeGrpcMessage, requestTimeoutMs } from "./wire/grpc-conventions.ts";
+import { encodeGrpcMessage, requestTimeoutMs } from "./grpc-conventions.ts";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { bearerTokenCheck } from "@distributed-ps/common/auth.ts";
 import { Dtype, PullParametersRequestSchema, PullParametersResponseSchema, type PullParametersRequest } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { writeWithBackpressure } from "@distributed-ps/common/backpressure.ts";
-import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/grpc-framing.ts";
+import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
+import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { EncodedPulls } from "./encoded-pulls.ts";
-import { startPull } from "./service.ts";
-import type { TrainingRun } from "./training-run.ts";
+import { startPull } from "../service.ts";
+import type { TrainingRun } from "../training-run.ts";
 
 export const PULL_PATH = "/paramserver.v1.ParameterServerService/PullParameters";
 

@@ -19,9 +19,9 @@ import {
   type PushGradientsResponse,
   type PushHeaderSchema,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { DENSE_PUSH_HEADER, envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/grpc-framing.ts";
+import { DENSE_PUSH_HEADER, envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import { writeWithBackpressure } from "@distributed-ps/common/backpressure.ts";
+import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
 import { errorOfStatus, watchStatus, type FastChannel } from "./fast-channel.ts";
 import type { WireArena } from "./wire-arena.ts";
 

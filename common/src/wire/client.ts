@@ -4,17 +4,18 @@
  */
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { bearerToken } from "./auth.ts";
-import { ParameterServerService } from "./gen/paramserver/v1/parameter_server_pb.js";
+import { bearerToken } from "../auth.ts";
+import { HTTP2_SETTINGS } from "./http2-settings.ts";
+import { ParameterServerService } from "../gen/paramserver/v1/parameter_server_pb.js";
 
 export type ParameterServerClient = Client<typeof ParameterServerService>;
 
 /**
- * Where a client connects and how, kept on the client (under this symbol) so that code given only
- * the client can open a second connection to the same server with the same settings (the
- * worker's hand-framed push path).
+ * Where each client made by connectToServer connects and how, so that code given only the client
+ * can open a second connection to the same server with the same settings (the worker's hand-framed
+ * pulls and pushes, worker/src/wire/fast-channel.ts).
  */
-export const ENDPOINT = Symbol("parameter-server endpoint");
+const endpoints = new WeakMap<ParameterServerClient, Endpoint>();
 
 export interface Endpoint {
   address: string;
@@ -23,7 +24,7 @@ export interface Endpoint {
 
 /** The endpoint of a client made by connectToServer, if it was. */
 export function endpointOf(client: ParameterServerClient): Endpoint | undefined {
-  return (client as { [ENDPOINT]?: Endpoint })[ENDPOINT];
+  return endpoints.get(client);
 }
 
 export interface ConnectOptions {
@@ -37,7 +38,7 @@ export interface ConnectOptions {
 /** A gRPC (HTTP/2) client for `address` (host:port), uncompressed, with bounded message sizes. */
 export function connectToServer(address: string, o: ConnectOptions = {}): ParameterServerClient {
   const client = createClient(ParameterServerService, grpcTransport(address, o));
-  Object.defineProperty(client, ENDPOINT, { value: { address, options: o } satisfies Endpoint });
+  endpoints.set(client, { address, options: o });
   return client;
 }
 
@@ -51,7 +52,7 @@ export function grpcTransport(address: string, o: ConnectOptions = {}): Transpor
     acceptCompression: [],
     readMaxBytes: maxMessageBytes,
     writeMaxBytes: maxMessageBytes,
-    nodeOptions: { settings: { initialWindowSize: 16 << 20 }, ...(o.tls?.ca !== undefined ? { ca: o.tls.ca } : {}) },
+    nodeOptions: { settings: HTTP2_SETTINGS, ...(o.tls?.ca !== undefined ? { ca: o.tls.ca } : {}) },
   });
 }
 

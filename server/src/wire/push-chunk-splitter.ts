@@ -19,7 +19,7 @@ import {
   type PushGradientsRequest,
   type TensorChunk,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { FramingError, type TensorMessageSink } from "@distributed-ps/common/tensor-message-reader.ts";
+import { FramingError, type TensorMessageSink } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { elementCount } from "@distributed-ps/common/named-tensor.ts";
 import { TensorStreamError, type ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
 

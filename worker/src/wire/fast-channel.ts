@@ -7,12 +7,10 @@
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeFromHttpStatus, findTrailerError, grpcStatusOk } from "@connectrpc/connect/protocol-grpc";
-import { endpointOf, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/client.ts";
+import { endpointOf, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
+import { HTTP2_SETTINGS, widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
 
-/** Flow-control windows: a pull moves the whole model, so neither the stream nor the connection may stall it. */
-const STREAM_WINDOW_BYTES = 16 << 20;
-const CONNECTION_WINDOW_BYTES = 64 << 20;
 
 export class FastChannel {
   readonly #authority: string;
@@ -31,11 +29,11 @@ export class FastChannel {
     const current = this.#session;
     if (current !== undefined && !current.closed && !current.destroyed) return current;
     const session = http2.connect(this.#authority, {
-      settings: { initialWindowSize: STREAM_WINDOW_BYTES },
+      settings: HTTP2_SETTINGS,
       ...(this.options.tls?.ca !== undefined ? { ca: this.options.tls.ca } : {}),
     });
     session.on("error", () => {}); // reported through the stream that hit it
-    session.once("connect", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
+    widenConnectionWindow(session);
     session.once("close", () => {
       if (this.#session === session) this.#session = undefined;
     });

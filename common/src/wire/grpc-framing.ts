@@ -6,9 +6,9 @@
  * The layout is the ordinary protobuf encoding of the messages in parameter_server.proto, so any
  * gRPC peer reads it; tests compare it with what protobuf-es produces.
  */
-import { bytesPerElement, encodeElements, encodeHalvesInto } from "./dtype.ts";
-import { Dtype } from "./gen/paramserver/v1/parameter_server_pb.js";
-import type { NamedTensor } from "./named-tensor.ts";
+import { bytesPerElement, encodeElements, encodeHalvesInto } from "../dtype.ts";
+import { Dtype } from "../gen/paramserver/v1/parameter_server_pb.js";
+import type { NamedTensor } from "../named-tensor.ts";
 
 /**
  * Request header by which a push declares that it is framed like frameTensorChunks' output (dense

@@ -36,14 +36,10 @@ import http2 from "node:http2";
 import type { Socket } from "node:net";
 import tls from "node:tls";
 import type { Logger } from "@distributed-ps/common/log.ts";
-import { WRITE_SLICE_BYTES } from "@distributed-ps/common/backpressure.ts";
-import type { ServerEnv } from "./config.ts";
+import { WRITE_SLICE_BYTES } from "@distributed-ps/common/wire/backpressure.ts";
+import { CONNECTION_WINDOW_BYTES } from "@distributed-ps/common/wire/http2-settings.ts";
+import type { ServerEnv } from "../config.ts";
 
-/** HTTP/2 receive windows, large enough that a multi-megabyte chunk is never stalled: of a whole
- *  connection (session.setLocalWindowSize), what a client may have in flight, */
-export const CONNECTION_WINDOW_BYTES = 64 << 20;
-/** ... and of one stream (SETTINGS_INITIAL_WINDOW_SIZE). */
-export const STREAM_WINDOW_BYTES = 16 << 20;
 /** The margin above the connection window that reset answers may strand (see the session memory rule). */
 const STRANDED_MARGIN_BYTES = 32 << 20;
 /** http2's maxSessionMemory, in MB: the window, the margin, and room for headers and bookkeeping. */
