@@ -228,7 +228,7 @@ t.test("a push waiting at the sync barrier longer than both idle bounds (and the
   const b = await join("b");
   t.ok((await a.waitForParameters()).initialize, "a initialises");
   await a.initParameters(initialParameters());
-  // Both stay alive meanwhile (LEASE_MS is 10 s); the heartbeats use the other connection.
+  // Both stay alive meanwhile (LEASE_MS is 10 s): heartbeats go on the connection the push waits on.
   const beat = setInterval(() => {
     for (const w of [a, b]) w.heartbeat().catch(() => {});
   }, 250);
@@ -245,7 +245,7 @@ t.test("a push waiting at the sync barrier longer than both idle bounds (and the
 t.test("a connection with no open stream for CONNECTION_IDLE_TIMEOUT_MS is closed, whatever it sent", async (t) => {
   const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "1", CONNECTION_IDLE_TIMEOUT_MS: "300" });
 
-  // A worker's connections (the Connect client's and its own for pulls and pushes) go when idle,
+  // A worker's connection (shared by the Connect stubs and its hand-framed pulls and pushes) goes when idle,
   // and its next calls open new ones.
   const [w] = await workersWithParameters(ts, 1);
   await w!.pull();

@@ -1,6 +1,6 @@
 /**
  * The HTTP/2 flow-control settings of every connection this project accepts or opens — the server's
- * listener, the Connect client's connections, the worker's own connection for the bulk calls — in
+ * listener, and the client's connection that the Connect stubs and the worker's bulk calls share — in
  * one place. A pull moves the whole model and a push most of it: neither a stream nor the
  * connection may stall a multi-megabyte chunk waiting for WINDOW_UPDATE frames.
  */

@@ -1,97 +1,74 @@
 /**
- * The worker's own HTTP/2 connection to a server, for the calls it frames by hand (pushes in
- * fast-push.ts, pulls in fast-pull.ts): the bulk tensor streams, which the generic Connect client
- * copies several times over. It uses the same address, authentication and TLS settings as the
- * client it belongs to, and speaks plain gRPC.
+ * The calls the worker frames by hand (pushes in fast-push.ts, pulls in fast-pull.ts): the bulk
+ * tensor streams, which the generic Connect client copies several times over. They go over the
+ * client's own HTTP/2 connection — Connect's Http2SessionManager, shared with the generated stubs
+ * (common/src/wire/client.ts) — with the same address, authentication and TLS, and speak plain gRPC.
  */
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { codeFromHttpStatus, findTrailerError, grpcStatusOk } from "@connectrpc/connect/protocol-grpc";
-import { endpointOf, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
+import { endpointOf, sessionManager, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
-import { HTTP2_SETTINGS, widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
-
+import { widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
 
 export class FastChannel {
-  readonly #authority: string;
   readonly options: ConnectOptions;
-  #session: http2.ClientHttp2Session | undefined;
-  /** Calls in flight: the connection keeps the process alive only while there are some. */
-  #inFlight = 0;
+  readonly #sessions: Http2SessionManager;
+  /** Connections whose connection-level window was widened already. */
+  readonly #widened = new WeakSet<http2.ClientHttp2Session>();
 
-  constructor(address: string, options: ConnectOptions) {
-    this.#authority = `${options.tls ? "https" : "http"}://${address}`;
+  /** On `sessions` (a client's, to share its connection), or on a connection of its own. */
+  constructor(address: string, options: ConnectOptions, sessions: Http2SessionManager = sessionManager(address, options)) {
     this.options = options;
-  }
-
-  /** The HTTP/2 connection, opened on first use and again after it closed. */
-  #connect(): http2.ClientHttp2Session {
-    const current = this.#session;
-    if (current !== undefined && !current.closed && !current.destroyed) return current;
-    const session = http2.connect(this.#authority, {
-      settings: HTTP2_SETTINGS,
-      ...(this.options.tls?.ca !== undefined ? { ca: this.options.tls.ca } : {}),
-    });
-    session.on("error", () => {}); // reported through the stream that hit it
-    widenConnectionWindow(session);
-    session.once("close", () => {
-      if (this.#session === session) this.#session = undefined;
-    });
-    session.unref(); // an idle connection must not keep the worker alive
-    this.#session = session;
-    return session;
+    this.#sessions = sessions;
   }
 
   /**
-   * Starts a gRPC call to `path` with the token, a deadline of `timeoutMs` and `extraHeaders`; `end()` must be called
-   * once the call is over (it lets an idle connection stop keeping the process alive).
+   * Starts a gRPC call to `path` with the token, a deadline of `timeoutMs` and `extraHeaders`. The
+   * manager keeps the connection referenced (the process alive) while the call's stream is open.
    */
-  open(path: string, timeoutMs: number, extraHeaders: Record<string, string> = {}): { stream: http2.ClientHttp2Stream; end: () => void } {
-    const session = this.#connect();
-    if (this.#inFlight++ === 0) session.ref();
-    let ended = false;
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      if (--this.#inFlight === 0 && !session.destroyed) session.unref();
-    };
-    try {
-      const stream = session.request({
-        ":method": "POST",
-        ":path": path,
+  async open(path: string, timeoutMs: number, extraHeaders: Record<string, string> = {}): Promise<http2.ClientHttp2Stream> {
+    const stream = await this.#sessions.request(
+      "POST",
+      path,
+      {
         "content-type": "application/grpc+proto",
         te: "trailers",
         "grpc-timeout": `${Math.max(1, Math.ceil(timeoutMs))}m`,
         ...(this.options.authToken !== undefined ? { authorization: `Bearer ${this.options.authToken}` } : {}),
         ...extraHeaders,
-      });
-      return { stream, end };
-    } catch (err) {
-      end();
-      throw err;
+      },
+      {},
+    );
+    const session = stream.session as http2.ClientHttp2Session | undefined;
+    if (session !== undefined && !this.#widened.has(session)) {
+      this.#widened.add(session);
+      widenConnectionWindow(session);
     }
+    // (No notifyResponseByteRead per chunk: the manager sends no keep-alive PINGs here, which is
+    // all it would reset.)
+    return stream;
   }
 
   /**
-   * Runs `call`; when it fails for a reason other than the server's answer or the worker's refusal
-   * of it, the connection is in doubt (server gone, reset, GOAWAY), so the next call starts on a new
-   * one. Those failures, unless they are ConnectErrors already, are reported as Unavailable.
+   * Runs `call`, reporting a failure that is neither the server's answer nor the worker's refusal
+   * of it (server gone, reset, GOAWAY: the manager opens a new connection for the next call) as
+   * Unavailable, unless it is a ConnectError already.
    */
   async guard<T>(what: string, call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (err) {
       if (err instanceof TensorStreamError) throw err; // tensors the worker refused: the call was cancelled, the connection is fine
-      if (err instanceof ConnectError && err.code !== Code.Unavailable) throw err;
-      this.#session?.destroy();
-      this.#session = undefined;
-      throw err instanceof ConnectError ? err : new ConnectError(`${what} failed: ${(err as Error).message}`, Code.Unavailable, undefined, undefined, err);
+      if (err instanceof ConnectError) throw err;
+      throw new ConnectError(`${what} failed: ${(err as Error).message}`, Code.Unavailable, undefined, undefined, err);
     }
   }
 
+  /** Closes the connection (for a channel with a connection of its own). */
   close(): void {
-    this.#session?.close();
-    this.#session = undefined;
+    this.#sessions.abort();
   }
 }
 
@@ -151,7 +128,7 @@ export function fastChannelFor(client: ParameterServerClient): FastChannel | und
   if (channel === undefined) {
     const endpoint = endpointOf(client);
     if (endpoint === undefined) return undefined;
-    channel = new FastChannel(endpoint.address, endpoint.options);
+    channel = new FastChannel(endpoint.address, endpoint.options, endpoint.sessions);
     channels.set(client, channel);
   }
   return channel;

@@ -1,5 +1,5 @@
 /**
- * PullParameters on the worker's own connection (fast-channel.ts), its answer decoded as it
+ * PullParameters on the client's connection (fast-channel.ts), its answer decoded as it
  * arrives by PullResponseReader: the tensor bytes go from the socket buffers into the receiving
  * tensors in one copy, instead of through the generic client's envelope concatenation, message
  * parse and second copy. The counterpart of the server's fast pull (server/src/fast-pull.ts).
@@ -47,7 +47,7 @@ async function pull(
 ): Promise<{ version: number; tensorCount: number }> {
   o.signal?.throwIfAborted();
   const reader = new PullResponseReader(collector, channel.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-  const { stream, end } = channel.open(PULL_PATH, o.timeoutMs);
+  const stream = await channel.open(PULL_PATH, o.timeoutMs);
   /** Why the client gave up on the stream, if it did: reported instead of the stream's ending. */
   let failure: unknown;
   const stop = (why: unknown) => {
@@ -87,6 +87,5 @@ async function pull(
   } finally {
     clearTimeout(timer);
     o.signal?.removeEventListener("abort", onAbort);
-    end();
   }
 }

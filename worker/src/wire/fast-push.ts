@@ -5,7 +5,7 @@
  * slice, the gRPC envelope) and left as garbage. Here the framing is encoded by hand and the
  * tensor bytes are written as they are (a view for float32, one conversion for fp16/bf16).
  *
- * It goes over the worker's own connection (fast-channel.ts) and reports failures as
+ * It goes over the client's connection (fast-channel.ts) and reports failures as
  * ConnectErrors with the server's codes, so callers cannot tell the difference. Sparse (top-k)
  * pushes keep using the generic client.
  */
@@ -49,7 +49,7 @@ async function push(
   arena: WireArena | undefined,
 ): Promise<PushGradientsResponse> {
   // The header lets the server read the push as it streams in (server/src/fast-push-handler.ts).
-  const { stream, end } = channel.open(PUSH_PATH, timeoutMs, { [DENSE_PUSH_HEADER]: "1" });
+  const stream = await channel.open(PUSH_PATH, timeoutMs, { [DENSE_PUSH_HEADER]: "1" });
   const timer = setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), timeoutMs);
   const wire = arena?.lend();
   try {
@@ -80,6 +80,5 @@ async function push(
     // Bytes still queued on an open stream would be read after the arena is reused: never send them.
     if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
     wire?.release();
-    end();
   }
 }
