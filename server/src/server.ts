@@ -61,13 +61,11 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   }
   const shutdown = new AbortController();
   let advertised = `${config.SERVER_HOST === "0.0.0.0" ? "localhost" : config.SERVER_HOST}:${config.SERVER_PORT}`;
-  // The service the router serves; the hand-framed push path feeds the same pushGradients.
-  let service: ReturnType<typeof createService> | undefined;
   const reflection = createReflection([ParameterServerService, Health] as GenService<never>[]);
   const handler = connectNodeAdapter({
     routes: (router) =>
       router
-        .service(ParameterServerService, (service = createService(run, advertisedAddress())))
+        .service(ParameterServerService, createService(run, advertisedAddress()))
         .service(Health, createHealthService(shutdown.signal))
         .service(reflectionServices.v1, reflection.v1)
         .service(reflectionServices.v1alpha, reflection.v1alpha),
@@ -85,7 +83,7 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   }
 
   const fastPull = createFastPull(run, config.AUTH_TOKEN);
-  const fastPush = createFastPush(() => service!.pushGradients, {
+  const fastPush = createFastPush(run, {
     authToken: config.AUTH_TOKEN,
     maxMessageBytes: config.MAX_CHUNK_BYTES + (64 << 10),
     shutdownSignal: shutdown.signal,

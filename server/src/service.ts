@@ -1,8 +1,8 @@
 /**
  * The RPC handlers: they translate messages to and from the training run and map every failure to a
  * ConnectError with the right code and a message that says what was wrong. Where a gradient goes:
- * pushGradients → TensorAssembler (validation, decode) → the run's Aggregator → Updater →
- * Optimizer → ParameterStore.
+ * pushGradients → GradientUpload (admission, validation, decode; the hand-framed push drives the
+ * same one) → the run's Aggregator → Updater → Optimizer → ParameterStore.
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -13,7 +13,6 @@ import {
   NextAssignmentResponseSchema,
   ParameterServerService,
   PullParametersResponseSchema,
-  PushGradientsResponseSchema,
   RunConfigSchema,
   SlotState,
   type InitParametersRequest,
@@ -21,16 +20,12 @@ import {
   type PullParametersRequest,
   type PullParametersResponse,
   type PushGradientsRequest,
-  type PushHeader,
   type RunConfig,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { valueFormat } from "@distributed-ps/common/dtype.ts";
-import { elementCount } from "@distributed-ps/common/named-tensor.ts";
-import { chunkTensors, pullChunkBytes, TensorAssembler, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
-import { Progress } from "./data-plan.ts";
+import { chunkTensors, pullChunkBytes, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 import type { Slot } from "./membership.ts";
 import type { Snapshot } from "./parameter-store.ts";
-import { ReceivedGradient } from "./received-gradient.ts";
+import { GradientUpload } from "./gradient-upload.ts";
 import { shardList } from "./shards.ts";
 import type { TrainingRun } from "./training-run.ts";
 
@@ -41,42 +36,12 @@ function slotState(s: Slot): SlotState {
   return s.retired && s.state === "free" ? SlotState.RETIRED : SLOT_STATES[s.state];
 }
 
-/**
- * How a push moves its slot through the data. A slot working through NextAssignment must name the
- * part it was given: a push for another part means the worker and the server disagree about who
- * trains what, and counting it would train some examples twice.
- */
-function progressOf(slot: Slot, header: PushHeader): Progress | undefined {
-  const position = header.position;
-  if (position === undefined) return undefined;
-  const part = slot.part;
-  if (part !== undefined && (position.epoch !== part.epoch || position.part !== part.index)) {
-    throw new ConnectError(
-      `PushGradients: the gradient is for epoch ${position.epoch + 1} part ${position.part}, but slot ${slot.index} was assigned ` +
-        `epoch ${part.epoch + 1} part ${part.index}; call NextAssignment`,
-      Code.FailedPrecondition,
-    );
-  }
-  if (part !== undefined && part.holder !== slot.index) {
-    // Its worker was gone long enough for the part to go to another slot, and is back.
-    throw new ConnectError(
-      `PushGradients: epoch ${part.epoch + 1} part ${part.index} is now trained by slot ${part.holder ?? "(none yet)"}; call NextAssignment`,
-      Code.FailedPrecondition,
-    );
-  }
-  if (part !== undefined && position.batch <= part.batch) {
-    throw new ConnectError(
-      `PushGradients: epoch ${position.epoch + 1} part ${position.part} is already counted up to batch ${part.batch}, and this gradient ends at batch ${position.batch}; call NextAssignment`,
-      Code.FailedPrecondition,
-    );
-  }
-  return new Progress(slot, part, position, header.exampleCount);
-}
 
 const MALFORMED = /^(parse binary|invalid envelope|received compressed envelope|protocol error)/;
 
-/** Turns anything thrown inside a handler into a ConnectError with a meaningful code. */
-function asConnectError(err: unknown): ConnectError {
+/** Turns anything thrown inside a handler into a ConnectError with a meaningful code (the
+ *  hand-framed push handler uses it too, so that a refusal reads the same on both paths). */
+export function asConnectError(err: unknown): ConnectError {
   // Connect reports bytes that do not parse as the request message as Internal (as grpc-go
   // does); on our streams they are the client's fault, so say so.
   if (err instanceof ConnectError && err.code === Code.Internal && MALFORMED.test(err.rawMessage)) {
@@ -161,12 +126,6 @@ export async function startPull(run: TrainingRun, req: PullParametersRequest, si
 
 export function createService(run: TrainingRun, shardAddress: string): ServiceImpl<typeof ParameterServerService> {
   const { membership, store, aggregator, config } = run;
-  const requireInitialized = (rpc: string) => {
-    if (!store.initialized) {
-      throw new ConnectError(`${rpc}: the parameters are not initialised yet; call WaitForParameters first`, Code.FailedPrecondition);
-    }
-  };
-
   return {
     register(req) {
       const slot = membership.register(req.preferredSlot, req.jobFingerprint, req.workerLabel, req.requirePreferredSlot);
@@ -252,42 +211,14 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           "header",
           "PushGradients",
         );
-        const slot: Slot = membership.authenticate(header.session);
-        requireInitialized("PushGradients");
-        if (header.tensorCount !== store.tensorCount) {
-          throw new ConnectError(`PushGradients: header announces ${header.tensorCount} tensors, the parameters have ${store.tensorCount}`, Code.InvalidArgument);
-        }
-        aggregator.admit(slot, header.baseVersion);
-        // Checked before the gradient streams in: a push for data the slot was not given is refused at once.
-        const progress = progressOf(slot, header);
-
-        const gradient = new ReceivedGradient(store.tensorCount, run.buffers);
-        const assembler = new TensorAssembler((name, shape, encoding) => {
-          const i = store.indexOf(name);
-          if (i === undefined) throw new TensorStreamError(`gradient for unknown tensor "${name}"`);
-          const expected = store.shapeOf(name)!;
-          if (shape.length !== expected.length || shape.some((d, k) => d !== expected[k])) {
-            throw new TensorStreamError(`gradient for "${name}" has shape [${shape}], the parameter has shape [${expected}]`);
-          }
-          const length = elementCount(shape);
-          return { shape, ...gradient.receive(i, length, valueFormat(encoding.dtype), encoding.sparse) };
-        });
+        const upload = GradientUpload.open(run, header);
         try {
-          await readChunks(it, "PushGradients", config.MAX_CHUNK_BYTES, (c) => {
-            membership.renew(slot, header.session!.token);
-            assembler.add(c);
-          });
-          assembler.finish(header.tensorCount);
-          // The upload took time: the session must still hold the slot (its lease may have run
-          // out and a replacement taken over), checked with no await before the gradient counts.
-          membership.authenticate(header.session);
+          await readChunks(it, "PushGradients", Number.POSITIVE_INFINITY, (c) => upload.add(c));
         } catch (err) {
-          gradient.release();
+          upload.abandon();
           throw err;
         }
-        const outcome = await aggregator.submit({ slot, baseVersion: header.baseVersion, progress, signal: ctx.signal }, gradient);
-        run.emit("pushed", { slot: slot.index, examples: header.exampleCount, staleness: outcome.staleness, version: outcome.version });
-        return create(PushGradientsResponseSchema, outcome);
+        return await upload.submit(ctx.signal);
       } catch (err) {
         throw asConnectError(err);
       }

@@ -17,8 +17,6 @@ import {
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { DENSE_PUSH_HEADER, envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import { TensorAssembler } from "@distributed-ps/common/tensor-stream.ts";
-import { PushChunkSplitter } from "../src/wire/push-chunk-splitter.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
 
 const enveloped = (m: Uint8Array) => Buffer.concat([envelopePrefix(m.length), m]);
@@ -160,25 +158,4 @@ t.test("a client that gives up mid-push leaves nothing behind; the next push goe
   t.same(values((await w!.pull()).tensors).w, [1, 2, 3, 4], "nothing applied");
   t.equal((await rawPush(ts.address, body, { piece: 13 })).status, "0", "the next push is applied");
   t.same(values((await w!.pull()).tensors).w, [0, 1, 2, 3], "once");
-});
-
-t.test("PushChunkSplitter: pieces that split elements become whole-element chunks the assembler accepts", async (t) => {
-  for (const [dtype, size] of [[Dtype.FLOAT32, 4], [Dtype.FLOAT16, 2]] as const) {
-    const messages: ReturnType<typeof create<typeof PushGradientsRequestSchema>>[] = [];
-    const splitter = new PushChunkSplitter((m) => messages.push(m));
-    const data = new Uint8Array(6 * size).map((_, i) => (i * 7) & 0x3f); // finite patterns
-    splitter.beginChunk({ name: "x", shape: [6], dtype, byteOffset: 0n, sparse: false, sparseCount: 0, indices: new Uint8Array(0) }, data.length);
-    for (const [from, to] of [[0, 3], [3, 4], [4, 9], [9, data.length]]) splitter.writeData(data.subarray(from, to));
-    splitter.endChunk();
-    const chunks = messages.map((m) => (m.message.case === "chunk" ? m.message.value : undefined)!);
-    t.ok(chunks.every((c) => c.data.length % size === 0 && c.data.length > 0), `${Dtype[dtype]}: every chunk holds whole elements`);
-    t.same(chunks.map((c) => Number(c.byteOffset)), chunks.map((_, i) => chunks.slice(0, i).reduce((n, c) => n + c.data.length, 0)), "offsets follow each other");
-    const into = new Float32Array(6);
-    const a = new TensorAssembler(() => ({ shape: [6], into }));
-    for (const c of chunks) a.add(c);
-    a.finish(1);
-    const reference = new Float32Array(6);
-    new TensorAssembler(() => ({ shape: [6], into: reference })).add(create(TensorChunkSchema, { name: "x", shape: [6], dtype, data }));
-    t.same(Array.from(into), Array.from(reference), `${Dtype[dtype]}: the same values as the whole chunk`);
-  }
 });

@@ -1,0 +1,149 @@
+/**
+ * One PushGradients call, from its header to its submission: what both handlers drive — Connect's
+ * (service.ts: whole TensorChunk messages) and the hand-framed one (wire/fast-push-handler.ts: each
+ * chunk's data in pieces, straight from the socket). The same checks in the same order whichever
+ * path a push takes, and nothing rebuilt into messages on the way.
+ *
+ *   open(header)   the session holds its slot, the parameters exist, the tensor count matches, the
+ *                  aggregator admits the push (staleness, an open step), its data position fits
+ *   add(chunk) or beginChunk/writeData/endChunk
+ *                  each chunk within max_chunk_bytes, decoded into the gradient as it arrives (the
+ *                  lease renewed with every chunk: a slow upload keeps its slot)
+ *   submit()       every tensor arrived whole, the session still holds the slot, then the aggregator
+ *   abandon()      what a failed upload received is released
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { PushGradientsResponseSchema, type PushGradientsResponse, type PushHeader, type TensorChunk } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { valueFormat } from "@distributed-ps/common/dtype.ts";
+import { elementCount } from "@distributed-ps/common/named-tensor.ts";
+import { TensorAssembler, TensorStreamError, type ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
+import { Progress } from "./data-plan.ts";
+import type { Slot } from "./membership.ts";
+import { ReceivedGradient } from "./received-gradient.ts";
+import type { TrainingRun } from "./training-run.ts";
+
+export class GradientUpload {
+  readonly #run: TrainingRun;
+  readonly #header: PushHeader;
+  readonly #slot: Slot;
+  readonly #progress: Progress | undefined;
+  readonly #gradient: ReceivedGradient;
+  readonly #assembler: TensorAssembler;
+  #released = false;
+
+  /** Checks the header and admits the push; throws the refusal (a ConnectError) otherwise. */
+  static open(run: TrainingRun, header: PushHeader): GradientUpload {
+    const { membership, store, aggregator } = run;
+    const slot = membership.authenticate(header.session);
+    if (!store.initialized) {
+      throw new ConnectError("PushGradients: the parameters are not initialised yet; call WaitForParameters first", Code.FailedPrecondition);
+    }
+    if (header.tensorCount !== store.tensorCount) {
+      throw new ConnectError(`PushGradients: header announces ${header.tensorCount} tensors, the parameters have ${store.tensorCount}`, Code.InvalidArgument);
+    }
+    aggregator.admit(slot, header.baseVersion);
+    // Checked before the gradient streams in: a push for data the slot was not given is refused at once.
+    return new GradientUpload(run, header, slot, progressOf(slot, header));
+  }
+
+  private constructor(run: TrainingRun, header: PushHeader, slot: Slot, progress: Progress | undefined) {
+    this.#run = run;
+    this.#header = header;
+    this.#slot = slot;
+    this.#progress = progress;
+    const { store } = run;
+    const gradient = new ReceivedGradient(store.tensorCount, run.buffers);
+    this.#gradient = gradient;
+    this.#assembler = new TensorAssembler((name, shape, encoding) => {
+      const i = store.indexOf(name);
+      if (i === undefined) throw new TensorStreamError(`gradient for unknown tensor "${name}"`);
+      const expected = store.shapeOf(name)!;
+      if (shape.length !== expected.length || shape.some((d, k) => d !== expected[k])) {
+        throw new TensorStreamError(`gradient for "${name}" has shape [${shape}], the parameter has shape [${expected}]`);
+      }
+      return { shape, ...gradient.receive(i, elementCount(shape), valueFormat(encoding.dtype), encoding.sparse) };
+    });
+  }
+
+  /** A whole chunk (Connect's path). */
+  add(chunk: TensorChunk): void {
+    this.#checkChunk(chunk.name, chunk.data.length + chunk.indices.length);
+    this.#assembler.add(chunk);
+  }
+
+  /** A chunk whose `dataLength` bytes follow in pieces (the hand-framed path). */
+  beginChunk(framing: ChunkFraming, dataLength: number): void {
+    this.#checkChunk(framing.name, dataLength + framing.indices.length);
+    this.#assembler.beginChunk(framing, dataLength);
+  }
+
+  writeData(piece: Uint8Array): void {
+    // Every piece renews the lease, as every message does on Connect's path: a chunk can take long.
+    this.#run.membership.renew(this.#slot, this.#header.session!.token);
+    this.#assembler.writeData(piece);
+  }
+
+  endChunk(): void {
+    this.#assembler.endChunk();
+  }
+
+  /** Hands the complete gradient to the aggregator; resolves with the push's answer. */
+  async submit(signal: AbortSignal): Promise<PushGradientsResponse> {
+    try {
+      this.#assembler.finish(this.#header.tensorCount);
+      // The upload took time: the session must still hold the slot (its lease may have run out
+      // and a replacement taken over), checked with no await before the gradient counts.
+      this.#run.membership.authenticate(this.#header.session);
+    } catch (err) {
+      this.abandon();
+      throw err;
+    }
+    this.#released = true; // the aggregator owns the gradient now
+    const outcome = await this.#run.aggregator.submit({ slot: this.#slot, baseVersion: this.#header.baseVersion, progress: this.#progress, signal }, this.#gradient);
+    this.#run.emit("pushed", { slot: this.#slot.index, examples: this.#header.exampleCount, staleness: outcome.staleness, version: outcome.version });
+    return create(PushGradientsResponseSchema, outcome);
+  }
+
+  /** Releases what was received (an upload that failed or was cancelled). */
+  abandon(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#gradient.release();
+  }
+
+  /** The bound RunConfig.max_chunk_bytes announces (not the message limit above it); the lease renewed. */
+  #checkChunk(name: string, payload: number): void {
+    const max = this.#run.config.MAX_CHUNK_BYTES;
+    if (payload > max) throw new ConnectError(`PushGradients: a chunk of "${name}" carries ${payload} bytes, more than max_chunk_bytes (${max})`, Code.InvalidArgument);
+    this.#run.membership.renew(this.#slot, this.#header.session!.token);
+  }
+}
+
+/** The data position a push claims, checked against what its slot was assigned. */
+function progressOf(slot: Slot, header: PushHeader): Progress | undefined {
+  const position = header.position;
+  if (position === undefined) return undefined;
+  const part = slot.part;
+  if (part !== undefined && (position.epoch !== part.epoch || position.part !== part.index)) {
+    throw new ConnectError(
+      `PushGradients: the gradient is for epoch ${position.epoch + 1} part ${position.part}, but slot ${slot.index} was assigned ` +
+        `epoch ${part.epoch + 1} part ${part.index}; call NextAssignment`,
+      Code.FailedPrecondition,
+    );
+  }
+  if (part !== undefined && part.holder !== slot.index) {
+    // Its worker was gone long enough for the part to go to another slot, and is back.
+    throw new ConnectError(
+      `PushGradients: epoch ${part.epoch + 1} part ${part.index} is now trained by slot ${part.holder ?? "(none yet)"}; call NextAssignment`,
+      Code.FailedPrecondition,
+    );
+  }
+  if (part !== undefined && position.batch <= part.batch) {
+    throw new ConnectError(
+      `PushGradients: epoch ${position.epoch + 1} part ${position.part} is already counted up to batch ${part.batch}, and this gradient ends at batch ${position.batch}; call NextAssignment`,
+      Code.FailedPrecondition,
+    );
+  }
+  return new Progress(slot, part, position, header.exampleCount);
+}
