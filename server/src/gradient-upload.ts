@@ -112,15 +112,26 @@ export class GradientUpload {
     this.#gradient.release();
   }
 
-  /** The bound RunConfig.max_chunk_bytes announces (not the message limit above it); the lease renewed. */
+  /** The chunk within max_chunk_bytes; the lease renewed. */
   #checkChunk(name: string, payload: number): void {
-    const max = this.#run.config.MAX_CHUNK_BYTES;
-    if (payload > max) throw new ConnectError(`PushGradients: a chunk of "${name}" carries ${payload} bytes, more than max_chunk_bytes (${max})`, Code.InvalidArgument);
+    checkChunkBytes("PushGradients", name, payload, this.#run.config.MAX_CHUNK_BYTES);
     this.#run.membership.renew(this.#slot, this.#header.session!.token);
   }
 }
 
-/** The data position a push claims, checked against what its slot was assigned. */
+/** Refuses a chunk whose payload is over the bound RunConfig.max_chunk_bytes announces (not the
+ *  message limit above it); InitParameters and PushGradients alike. */
+export function checkChunkBytes(rpc: string, name: string, payload: number, maxChunkBytes: number): void {
+  if (payload > maxChunkBytes) {
+    throw new ConnectError(`${rpc}: a chunk of "${name}" carries ${payload} bytes, more than max_chunk_bytes (${maxChunkBytes})`, Code.InvalidArgument);
+  }
+}
+
+/**
+ * How a push moves its slot through the data. A slot working through NextAssignment must name the
+ * part it was given: a push for another part means the worker and the server disagree about who
+ * trains what, and counting it would train some examples twice.
+ */
 function progressOf(slot: Slot, header: PushHeader): Progress | undefined {
   const position = header.position;
   if (position === undefined) return undefined;

@@ -25,7 +25,7 @@ import {
 import { chunkTensors, pullChunkBytes, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 import type { Slot } from "./membership.ts";
 import type { Snapshot } from "./parameter-store.ts";
-import { GradientUpload } from "./gradient-upload.ts";
+import { checkChunkBytes, GradientUpload } from "./gradient-upload.ts";
 import { shardList } from "./shards.ts";
 import type { TrainingRun } from "./training-run.ts";
 
@@ -35,7 +35,6 @@ const SLOT_STATES = { free: SlotState.FREE, active: SlotState.ACTIVE, finished: 
 function slotState(s: Slot): SlotState {
   return s.retired && s.state === "free" ? SlotState.RETIRED : SLOT_STATES[s.state];
 }
-
 
 const MALFORMED = /^(parse binary|invalid envelope|received compressed envelope|protocol error)/;
 
@@ -70,17 +69,11 @@ async function readHeader<R extends { message: { case: string | undefined; value
 async function readChunks<R extends PushGradientsRequest | InitParametersRequest>(
   requests: AsyncIterator<R>,
   rpc: string,
-  maxChunkBytes: number,
   add: (chunk: Extract<R["message"], { case: "chunk" }>["value"]) => void,
 ): Promise<void> {
   for (let next = await requests.next(); !next.done; next = await requests.next()) {
     const m = next.value.message;
     if (m.case !== "chunk") throw new ConnectError(`${rpc}: after the header only chunks may follow, got ${m.case ?? "an empty message"}`, Code.InvalidArgument);
-    // The bound RunConfig.max_chunk_bytes announces, not the message limit above it.
-    const payload = m.value.data.length + m.value.indices.length;
-    if (payload > maxChunkBytes) {
-      throw new ConnectError(`${rpc}: a chunk of "${m.value.name}" carries ${payload} bytes, more than max_chunk_bytes (${maxChunkBytes})`, Code.InvalidArgument);
-    }
     add(m.value as never);
   }
 }
@@ -171,7 +164,8 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
         }
         const collector = new TensorCollector({ maxElements: config.MAX_MODEL_ELEMENTS, maxTensors: header.tensorCount });
         const token = slot.token;
-        await readChunks(it, "InitParameters", config.MAX_CHUNK_BYTES, (c) => {
+        await readChunks(it, "InitParameters", (c) => {
+          checkChunkBytes("InitParameters", c.name, c.data.length + c.indices.length, config.MAX_CHUNK_BYTES);
           membership.renew(slot, token);
           collector.add(c);
         });
@@ -213,7 +207,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
         );
         const upload = GradientUpload.open(run, header);
         try {
-          await readChunks(it, "PushGradients", Number.POSITIVE_INFINITY, (c) => upload.add(c));
+          await readChunks(it, "PushGradients", (c) => upload.add(c));
         } catch (err) {
           upload.abandon();
           throw err;

@@ -6,8 +6,8 @@
 import t, { type Test } from "tap";
 import { readdir, readFile, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import S3rver from "s3rver";
 import { decodeSafetensors } from "@distributed-ps/common/safetensors.ts";
+import { startS3rver } from "./helpers/s3.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
 
 const ADAM = { OPTIMIZER: "adam", LEARNING_RATE: "0.05", TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "sync", CHECKPOINT_EVERY_STEPS: "1", CHECKPOINT_EVERY_SECONDS: "0" };
@@ -84,13 +84,8 @@ t.test("a corrupt or truncated newest checkpoint is reported and the previous on
 });
 
 t.test("S3 (s3rver on loopback): checkpoints and resume through the S3 API", async (t) => {
-  const dir = t.testdir();
-  const s3 = new S3rver({ port: 0, address: "127.0.0.1", silent: true, directory: dir, configureBuckets: [{ name: "ps-bucket", configs: [] }] });
-  const { port } = await s3.run();
-  t.teardown(() => s3.close());
-  process.env.AWS_ACCESS_KEY_ID = "S3RVER";
-  process.env.AWS_SECRET_ACCESS_KEY = "S3RVER";
-  await checkpointRoundTrip(t, "s3://ps-bucket/runs/test", { S3_ENDPOINT: `http://127.0.0.1:${port}`, CHECKPOINT_KEEP: "2" });
+  const endpoint = await startS3rver(t);
+  await checkpointRoundTrip(t, "s3://ps-bucket/runs/test", { S3_ENDPOINT: endpoint, CHECKPOINT_KEEP: "2" });
 });
 
 t.test("a resized run's worker count, retired slots and data plan survive a restart", async (t) => {

@@ -14,7 +14,6 @@ import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { decodeSafetensors } from "@distributed-ps/common/safetensors.ts";
 import { readFile, readdir } from "node:fs/promises";
 import * as ort from "onnxruntime-node";
-import S3rver from "s3rver";
 import { captureCheckpoint, parseCheckpoint } from "../src/checkpoint/checkpointer.ts";
 import { exportModel } from "../src/checkpoint/export.ts";
 import { openBlobStore } from "../src/storage/blob-store.ts";
@@ -23,6 +22,7 @@ import { ModelExtrasStore } from "../src/model-extras.ts";
 import { parseEnv } from "@distributed-ps/common/env.ts";
 import { serverEnvSchema } from "../src/config.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
+import { startS3rver } from "./helpers/s3.ts";
 import { startTestServer, workersWithParameters } from "./helpers/test-server.ts";
 
 /** logits = input · w + b - mean: the test server's parameters w [2,2], b [2] and one state tensor. */
@@ -157,15 +157,10 @@ t.test("no graph, or a graph on a shard of a sharded run: model.safetensors alon
 });
 
 t.test("model.onnx to S3 (s3rver on loopback): written beside model.safetensors and loadable from there", async (t) => {
-  const dir = t.testdir();
-  const s3 = new S3rver({ port: 0, address: "127.0.0.1", silent: true, directory: dir, configureBuckets: [{ name: "ps-bucket", configs: [] }] });
-  const { port } = await s3.run();
-  t.teardown(() => s3.close());
-  process.env.AWS_ACCESS_KEY_ID = "S3RVER";
-  process.env.AWS_SECRET_ACCESS_KEY = "S3RVER";
+  const endpoint = await startS3rver(t);
   const run = runWithParameters();
   run.extras.record(0, extras([stateChunk("bn/mean", [1, 2])]));
-  const store = openBlobStore("s3://ps-bucket/runs/one/final", { s3Endpoint: `http://127.0.0.1:${port}` });
+  const store = openBlobStore("s3://ps-bucket/runs/one/final", { s3Endpoint: endpoint });
   const result = await exportModel(run, store);
   t.same((await store.list()).sort(), ["model.json", "model.onnx", "model.safetensors"]);
   const bytes = await store.get("model.onnx");

@@ -5,6 +5,7 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ModelExtrasSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { bytesOf } from "@distributed-ps/common/copy-bytes.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import { MAX_INFERENCE_GRAPH_BYTES } from "@distributed-ps/common/onnx/bind-initializers.ts";
 import type { TrainingEngine } from "./model/engine.ts";
@@ -27,7 +28,7 @@ export function modelExtras(engine: TrainingEngine, maxMessageBytes: number, log
     shape: [...t.shape],
     byteOffset: 0n,
     // float32 little-endian, as every tensor on the wire (the platforms this runs on are little-endian)
-    data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+    data: bytesOf(t.data),
   }));
   const bytes = graph.length + state.reduce((n, t) => n + t.data.length + t.name.length + 16, 0);
   if (graph.length > MAX_INFERENCE_GRAPH_BYTES || bytes > maxMessageBytes) {

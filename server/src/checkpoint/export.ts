@@ -42,8 +42,9 @@ export async function exportModel(run: TrainingRun, store: BlobStore): Promise<E
       state_from_workers: String(run.extras.reports),
       created_at: new Date().toISOString(),
     };
-    model = encodeSafetensors([...snapshot.tensors, ...state], metadata, { checksum: true });
-    onnx = inferenceModel(run, [...snapshot.tensors, ...state], metadata);
+    const tensors = [...snapshot.tensors, ...state];
+    model = encodeSafetensors(tensors, metadata, { checksum: true });
+    onnx = inferenceModel(run, tensors, metadata);
     description = {
       ...metadata,
       file: "model.safetensors",

@@ -10,8 +10,9 @@
  * ("dense1/kernel_1" for the second model built), which would differ between workers. *
  * Non-trainable state (batch norm's moving_mean / moving_variance in resnet18) is not a parameter:
  * it has no gradient, parameters()/setParameters()/gradients() leave it out, and the server does not
- * train it (a worker sends its final values with Finish, for the exported model). It is local to each worker: gradients() runs the model in training mode, which normalises with
- * the batch's own statistics and updates the moving averages from it; evaluate() runs in inference
+ * train it (a worker sends its final values with Finish, for the exported model). It is local to
+ * each worker: gradients() runs the model in training mode, which normalises with the batch's own
+ * statistics and updates the moving averages from it; evaluate() runs in inference
  * mode, which normalises with the moving averages. nonTrainableState() / setNonTrainableState() move
  * it by the same stable names, so that it can be averaged across workers or exported later.
  */
@@ -142,7 +143,7 @@ export class Trainer implements TrainingEngine {
    * Does not change the weights.
    */
   gradients(x: Float32Array, y: Int32Array, count: number): GradientResult {
-    this.#checkBatch(x, y, count);
+    checkBatch(x, y, count, this.features, this.classes);
     if (count === 0) throw new RangeError("gradients: the batch is empty");
     const variables = this.#weights.map((w) => w.variable);
     let logits: tf.Tensor | undefined;
@@ -172,7 +173,7 @@ export class Trainer implements TrainingEngine {
 
   /** Mean loss and accuracy over `count` examples, computed in chunks of `batchSize` (memory bound). */
   evaluate(x: Float32Array, y: Int32Array, count: number, batchSize = 512): Evaluation {
-    this.#checkBatch(x, y, count);
+    checkBatch(x, y, count, this.features, this.classes);
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`evaluate: batchSize must be a positive integer, got ${batchSize}`);
     if (count === 0) return { loss: Number.NaN, accuracy: Number.NaN };
     let lossSum = 0; // summed over examples, in nats
@@ -196,10 +197,6 @@ export class Trainer implements TrainingEngine {
   /** Frees the model's weights. The Trainer must not be used afterwards. */
   dispose(): void {
     this.#model.dispose();
-  }
-
-  #checkBatch(x: Float32Array, y: Int32Array, count: number): void {
-    checkBatch(x, y, count, this.features, this.classes);
   }
 }
 
