@@ -16,27 +16,20 @@ export function bearerToken(token: string): Interceptor {
   };
 }
 
-/** Server side: refuses requests without the right token, comparing in constant time. */
-export function requireBearerToken(token: string): Interceptor {
-  const check = bearerTokenCheck(token);
-  return (next) => async (req) => {
-    check(req.header.get("authorization"));
-    return next(req);
-  };
-}
-
 /**
- * A check of an `authorization` header value against `token` that throws Unauthenticated; for
- * handlers outside Connect's interceptor chain (the fast pull path).
+ * Server side: refuses requests without the right token, comparing in constant time. The server
+ * runs it on every RPC, the hand-framed bulk streams included (server/src/wire/hand-framed-call.ts).
  */
-export function bearerTokenCheck(token: string): (authorization: string | null | undefined) => void {
+export function requireBearerToken(token: string): Interceptor {
   const expected = digest(token);
-  return (header) => {
-    if (header === null || header === undefined) throw new ConnectError("this server requires a bearer token (set AUTH_TOKEN)", Code.Unauthenticated);
+  return (next) => async (req) => {
+    const header = req.header.get("authorization");
+    if (header === null) throw new ConnectError("this server requires a bearer token (set AUTH_TOKEN)", Code.Unauthenticated);
     // The scheme is case-insensitive (RFC 9110 §11.1): "bearer" and "BEARER" are the same.
     const presented = /^bearer +/i.test(header) ? header.replace(/^bearer +/i, "") : "";
     // Hash both sides so the comparison takes the same time whatever the lengths.
     if (!timingSafeEqual(digest(presented), expected)) throw new ConnectError("wrong bearer token", Code.Unauthenticated);
+    return next(req);
   };
 }
 

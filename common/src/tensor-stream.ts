@@ -129,10 +129,7 @@ export interface TensorEncoding {
   sparse: boolean;
 }
 
-/**
- * A TensorChunk's fields without its data: what a streaming reader knows once it reaches the data
- * field (worker/src/wire/pull-response-reader.ts), which then arrives in pieces.
- */
+/** A TensorChunk's fields without its data, which a streaming reader has in pieces (wire/tensor-message-reader.ts). */
 export type ChunkFraming = Pick<TensorChunk, "name" | "shape" | "dtype" | "byteOffset" | "sparse" | "sparseCount" | "indices">;
 
 /** The tensor being received. */
@@ -149,15 +146,14 @@ interface CurrentTensor {
   sparse: boolean;
 }
 
-/** The dense chunk whose data is being written in pieces (beginChunk … writeData … endChunk). */
+/** A dense chunk whose data is being decoded piece by piece. */
 interface OpenChunk {
   /** Byte offset of the chunk's data within the tensor. */
   offset: number;
   /** Bytes of data the chunk announced, and those written so far. */
   length: number;
   written: number;
-  /** The bytes of an element split between two pieces (at most size − 1 of them). */
-  carry: Uint8Array;
+  /** Bytes of an element split between two pieces, held in the assembler's carry (at most size − 1). */
   carried: number;
   nonFinite: number;
 }
@@ -169,16 +165,14 @@ interface OpenChunk {
  * or throws TensorStreamError (for example for an unknown name or a shape that differs from the
  * stored one). `allowedDtypes` bounds what the sender may use.
  *
- * Whole chunks go to add(); a reader that gets a chunk's data in pieces (straight from the socket,
- * without assembling the message) uses beginChunk(), writeData() for each piece and endChunk(),
- * which check exactly what add() checks.
+ * Whole chunks go to add(); a reader that has a chunk's data in pieces (the socket buffers it
+ * arrived in, without assembling the message) uses addPieces(), which checks exactly what add() does.
  */
 export class TensorAssembler {
   readonly #expect: (name: string, shape: readonly number[], encoding: TensorEncoding) => TensorExpectation;
   readonly #allowNonFinite: boolean;
   readonly #received = new Set<string>();
   #current: CurrentTensor | undefined;
-  #open: OpenChunk | undefined;
   /** Room for an element split between two pieces (its own per assembler: pulls from several shards interleave). */
   readonly #carry = new Uint8Array(4);
   #chunks = 0;
@@ -197,42 +191,46 @@ export class TensorAssembler {
   }
 
   add(chunk: TensorChunk): void {
-    const cur = this.#begin(chunk, chunk.data.length);
+    this.addPieces(chunk, [chunk.data], chunk.data.length);
+  }
+
+  /**
+   * A chunk whose `dataLength` bytes of data come as `pieces` — views of the socket buffers they
+   * arrived in, for readers that do not assemble messages (wire/tensor-message-reader.ts). Pieces
+   * may split elements; a dense chunk is decoded piece by piece, a sparse one joined first.
+   */
+  addPieces(framing: ChunkFraming, pieces: readonly Uint8Array[], dataLength: number): void {
+    const cur = this.#begin(framing, dataLength);
+    const offset = Number(framing.byteOffset);
     if (cur.sparse) {
-      const nonFinite = this.#scatter(cur.name, cur.dtype, cur.into!, chunk, bytesPerElement(cur.dtype));
-      this.#advance(cur, Number(chunk.byteOffset), chunk.data.length, nonFinite);
+      const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, dataLength);
+      const nonFinite = this.#scatter(cur.name, cur.dtype, cur.into!, data, framing.indices, bytesPerElement(cur.dtype));
+      this.#advance(cur, offset, dataLength, nonFinite);
       return;
     }
-    this.#open = { offset: Number(chunk.byteOffset), length: chunk.data.length, written: 0, carry: NO_CARRY, carried: 0, nonFinite: 0 };
-    this.writeData(chunk.data);
-    this.endChunk();
+    const open: OpenChunk = { offset, length: dataLength, written: 0, carried: 0, nonFinite: 0 };
+    for (const piece of pieces) this.#write(cur, open, piece);
+    if (open.written !== open.length) {
+      throw new TensorStreamError(`tensor "${cur.name}": chunk at byte ${open.offset} ended after ${open.written} of its ${open.length} bytes`);
+    }
+    this.#advance(cur, open.offset, open.length, open.nonFinite);
   }
 
-  /** Validates a dense chunk whose `dataLength` bytes of data will follow through writeData(). */
-  beginChunk(framing: ChunkFraming, dataLength: number): void {
-    if (this.#open !== undefined) throw new TensorStreamError(`chunk ${this.#chunks + 1} began before chunk ${this.#chunks} ended`);
-    const cur = this.#begin(framing, dataLength);
-    if (cur.sparse) throw new TensorStreamError(`tensor "${cur.name}": sparse chunks cannot be received in pieces`);
-    this.#open = { offset: Number(framing.byteOffset), length: dataLength, written: 0, carry: this.#carry, carried: 0, nonFinite: 0 };
-  }
-
-  /** Decodes the next piece of the open chunk's data; pieces may split elements. */
-  writeData(piece: Uint8Array): void {
-    const open = this.#open;
-    const cur = this.#current;
-    if (open === undefined || cur === undefined) throw new TensorStreamError("chunk data arrived outside a chunk");
+  /** Decodes the next piece of a chunk's data into its tensor. */
+  #write(cur: CurrentTensor, open: OpenChunk, piece: Uint8Array): void {
     if (open.written + piece.length > open.length) {
       throw new TensorStreamError(`tensor "${cur.name}": more than the announced ${open.length} bytes of chunk data`);
     }
     const size = bytesPerElement(cur.dtype);
+    const carry = this.#carry;
     let at = (open.offset + open.written) / size; // element index, fractional while an element is split
     let from = 0;
     if (open.carried > 0) {
       from = Math.min(size - open.carried, piece.length);
-      open.carry.set(piece.subarray(0, from), open.carried);
+      carry.set(piece.subarray(0, from), open.carried);
       open.carried += from;
       if (open.carried === size) {
-        open.nonFinite += this.#store(cur, open.carry.subarray(0, size), Math.floor(at));
+        open.nonFinite += this.#store(cur, carry.subarray(0, size), Math.floor(at));
         open.carried = 0;
       }
       at = Math.ceil(at);
@@ -241,7 +239,7 @@ export class TensorAssembler {
     if (whole > 0) open.nonFinite += this.#store(cur, piece.subarray(from, from + whole), at);
     const rest = piece.length - from - whole;
     if (rest > 0) {
-      open.carry.set(piece.subarray(from + whole), 0);
+      carry.set(piece.subarray(from + whole), 0);
       open.carried = rest;
     }
     open.written += piece.length;
@@ -252,18 +250,6 @@ export class TensorAssembler {
     if (cur.keep === undefined) return decodeElements(bytes, cur.dtype, cur.into!, at);
     cur.keep.append(bytes); // copies; in order, since chunks arrive without gaps
     return countNonFiniteElements(bytes, cur.dtype);
-  }
-
-  /** Checks that the open chunk's data arrived whole and moves past it. */
-  endChunk(): void {
-    const open = this.#open;
-    const cur = this.#current;
-    if (open === undefined || cur === undefined) throw new TensorStreamError("chunk ended outside a chunk");
-    if (open.written !== open.length) {
-      throw new TensorStreamError(`tensor "${cur.name}": chunk at byte ${open.offset} ended after ${open.written} of its ${open.length} bytes`);
-    }
-    this.#open = undefined;
-    this.#advance(cur, open.offset, open.length, open.nonFinite);
   }
 
   /** Checks a chunk's framing against the stream so far; returns the tensor it belongs to. */
@@ -349,14 +335,14 @@ export class TensorAssembler {
   }
 
   /** Decodes a sparse chunk's values and writes each to its index; returns the non-finite count. */
-  #scatter(name: string, dtype: Dtype, into: Float32Array, chunk: TensorChunk, size: number): number {
-    const count = chunk.data.length / size;
-    if (chunk.indices.length !== count * 4) {
-      throw new TensorStreamError(`sparse tensor "${name}": ${chunk.indices.length / 4} indices for ${count} values in one chunk`);
+  #scatter(name: string, dtype: Dtype, into: Float32Array, data: Uint8Array, indexBytes: Uint8Array, size: number): number {
+    const count = data.length / size;
+    if (indexBytes.length !== count * 4) {
+      throw new TensorStreamError(`sparse tensor "${name}": ${indexBytes.length / 4} indices for ${count} values in one chunk`);
     }
     const values = new Float32Array(count);
-    const nonFinite = decodeElements(chunk.data, dtype, values, 0);
-    const indices = new DataView(chunk.indices.buffer, chunk.indices.byteOffset, chunk.indices.length);
+    const nonFinite = decodeElements(data, dtype, values, 0);
+    const indices = new DataView(indexBytes.buffer, indexBytes.byteOffset, indexBytes.length);
     for (let i = 0; i < count; i++) {
       const at = indices.getUint32(i * 4, true);
       if (at >= into.length) throw new TensorStreamError(`sparse tensor "${name}": index ${at} outside its ${into.length} elements`);
@@ -367,7 +353,6 @@ export class TensorAssembler {
 
   /** Checks that the stream ended on a tensor boundary with exactly `expectedCount` tensors. */
   finish(expectedCount: number): void {
-    if (this.#open !== undefined) throw new TensorStreamError("stream ended inside a chunk's data");
     if (this.#current !== undefined) {
       throw new TensorStreamError(
         `stream ended inside tensor "${this.#current.name}" after ${this.#current.nextByte} of ${this.#current.bytes} bytes`,
@@ -378,9 +363,6 @@ export class TensorAssembler {
     }
   }
 }
-
-/** add() decodes whole elements only, so it never carries a partial one. */
-const NO_CARRY = new Uint8Array(0);
 
 /**
  * Collects a whole tensor stream into fresh NamedTensors (used where the receiver has no buffers of
@@ -423,17 +405,9 @@ export class TensorCollector {
     this.#assembler.add(chunk);
   }
 
-  /** The assembler's piecewise interface (see TensorAssembler), for readers that stream chunk data. */
-  beginChunk(framing: ChunkFraming, dataLength: number): void {
-    this.#assembler.beginChunk(framing, dataLength);
-  }
-
-  writeData(piece: Uint8Array): void {
-    this.#assembler.writeData(piece);
-  }
-
-  endChunk(): void {
-    this.#assembler.endChunk();
+  /** A chunk whose data comes in pieces (see TensorAssembler.addPieces). */
+  addPieces(framing: ChunkFraming, pieces: readonly Uint8Array[], dataLength: number): void {
+    this.#assembler.addPieces(framing, pieces, dataLength);
   }
 
   finish(expectedCount: number): NamedTensor[] {

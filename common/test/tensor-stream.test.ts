@@ -333,28 +333,30 @@ t.test("sparse tensors: round trip, and refusals", async (t) => {
   refuse("indices and values of different counts", [create(TensorChunkSchema, { ...base, indices: new Uint8Array(8), data: new Uint8Array(Float32Array.from([1]).buffer) })], /2 indices for 1 values/);
 });
 
-t.test("TensorAssembler in pieces: elements split between pieces, and its own refusals", async (t) => {
+/** `data` cut into `size`-byte pieces, each a view of a buffer of its own (as socket reads are). */
+function piecesOf(data: Uint8Array, size: number): Uint8Array[] {
+  const pieces: Uint8Array[] = [];
+  for (let at = 0; at < data.length; at += size) pieces.push(data.slice(at, Math.min(data.length, at + size)));
+  return pieces;
+}
+
+t.test("TensorAssembler in pieces: elements split between pieces, sparse chunks joined, and its own refusals", async (t) => {
   for (const dtype of [Dtype.FLOAT32, Dtype.FLOAT16, Dtype.BFLOAT16]) {
     const values = [0.5, -1.25, 3, 100, 42, 7]; // exact in every dtype
     const data = [...chunkTensors([tensor("v", [6], values)], dtype, 1 << 20)][0]!.data;
     const { a, out } = assembler();
-    a.beginChunk({ name: "v", shape: [6], dtype, byteOffset: 0n, sparse: false, sparseCount: 0, indices: new Uint8Array(0) }, data.length);
-    for (let at = 0; at < data.length; at += 3) a.writeData(data.subarray(at, Math.min(data.length, at + 3)));
-    a.endChunk();
+    a.addPieces({ name: "v", shape: [6], dtype, byteOffset: 0n, sparse: false, sparseCount: 0, indices: new Uint8Array(0) }, piecesOf(data, 3), data.length);
     a.finish(1);
     t.same(Array.from(out.get("v")!), values, `${Dtype[dtype]}: 3-byte pieces decode exactly`);
   }
+  const into = new Float32Array(6).fill(9);
+  const sparse = new TensorAssembler((_name, shape) => ({ shape, into }));
+  const sparseValues = new Uint8Array(Float32Array.of(1.5, -2).buffer);
+  sparse.addPieces({ name: "s", shape: [6], dtype: Dtype.FLOAT32, byteOffset: 0n, sparse: true, sparseCount: 2, indices: new Uint8Array(Uint32Array.of(4, 1).buffer) }, piecesOf(sparseValues, 3), 8);
+  t.same(Array.from(into), [0, -2, 0, 0, 1.5, 0], "a sparse chunk in 3-byte pieces: its values at its indices, zeros elsewhere");
   const framing = { name: "v", shape: [2], dtype: Dtype.FLOAT32, byteOffset: 0n, sparse: false, sparseCount: 0, indices: new Uint8Array(0) };
-  const over = assembler().a;
-  over.beginChunk(framing, 8);
-  refuses(t, () => over.writeData(new Uint8Array(12)), /more than the announced 8 bytes/, "more data than announced");
-  const short = assembler().a;
-  short.beginChunk(framing, 8);
-  short.writeData(new Uint8Array(5));
-  refuses(t, () => short.endChunk(), /ended after 5 of its 8 bytes/, "less data than announced");
-  refuses(t, () => short.finish(1), /inside a chunk's data/, "a stream that ends inside a chunk's data");
-  refuses(t, () => assembler().a.writeData(new Uint8Array(4)), /outside a chunk/, "data outside a chunk");
-  refuses(t, () => assembler().a.beginChunk({ ...framing, sparse: true, sparseCount: 1 }, 4), /sparse chunks cannot be received in pieces/, "a sparse chunk in pieces");
+  refuses(t, () => assembler().a.addPieces(framing, [new Uint8Array(4), new Uint8Array(8)], 8), /more than the announced 8 bytes/, "more data than announced");
+  refuses(t, () => assembler().a.addPieces(framing, [new Uint8Array(5)], 8), /ended after 5 of its 8 bytes/, "less data than announced");
 });
 
 /** An assembler that keeps every tensor encoded, as the server keeps pushed gradients. */
@@ -380,9 +382,7 @@ t.test("TensorAssembler keeps tensors encoded: the bytes as sent, split elements
     whole.a.finish(1);
     t.same(whole.kept.get("v")!.bytes(0, 7), sent, `${Dtype[dtype]}: whole chunks kept byte for byte`);
     const pieces = keepingAssembler();
-    pieces.a.beginChunk({ name: "v", shape: [7], dtype, byteOffset: 0n, sparse: false, sparseCount: 0, indices: new Uint8Array(0) }, sent.length);
-    for (let at = 0; at < sent.length; at += 3) pieces.a.writeData(sent.slice(at, Math.min(sent.length, at + 3)));
-    pieces.a.endChunk();
+    pieces.a.addPieces({ name: "v", shape: [7], dtype, byteOffset: 0n, sparse: false, sparseCount: 0, indices: new Uint8Array(0) }, piecesOf(sent, 3), sent.length);
     pieces.a.finish(1);
     t.same(pieces.kept.get("v")!.bytes(0, 7), sent, `${Dtype[dtype]}: 3-byte pieces kept byte for byte`);
 

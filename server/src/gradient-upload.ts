@@ -1,12 +1,12 @@
 /**
  * One PushGradients call, from its header to its submission: what both handlers drive — Connect's
  * (service.ts: whole TensorChunk messages) and the hand-framed one (wire/fast-push-handler.ts: each
- * chunk's data in pieces, straight from the socket). The same checks in the same order whichever
+ * chunk's data in the socket buffers it arrived in). The same checks in the same order whichever
  * path a push takes, and nothing rebuilt into messages on the way.
  *
  *   open(header)   the session holds its slot, the parameters exist, the tensor count matches, the
  *                  aggregator admits the push (staleness, an open step), its data position fits
- *   add(chunk) or beginChunk/writeData/endChunk
+ *   add(chunk) or addPieces(framing, pieces)
  *                  each chunk within max_chunk_bytes, decoded into the gradient as it arrives (the
  *                  lease renewed with every chunk: a slow upload keeps its slot)
  *   submit()       every tensor arrived whole, the session still holds the slot, then the aggregator
@@ -68,24 +68,15 @@ export class GradientUpload {
 
   /** A whole chunk (Connect's path). */
   add(chunk: TensorChunk): void {
-    this.#checkChunk(chunk.name, chunk.data.length + chunk.indices.length);
-    this.#assembler.add(chunk);
+    this.addPieces(chunk, [chunk.data], chunk.data.length);
   }
 
-  /** A chunk whose `dataLength` bytes follow in pieces (the hand-framed path). */
-  beginChunk(framing: ChunkFraming, dataLength: number): void {
-    this.#checkChunk(framing.name, dataLength + framing.indices.length);
-    this.#assembler.beginChunk(framing, dataLength);
-  }
-
-  writeData(piece: Uint8Array): void {
-    // Every piece renews the lease, as every message does on Connect's path: a chunk can take long.
+  /** A chunk whose `dataLength` bytes of data are the socket buffers they arrived in (the hand-framed path). */
+  addPieces(framing: ChunkFraming, pieces: readonly Uint8Array[], dataLength: number): void {
+    checkChunkBytes("PushGradients", framing.name, dataLength + framing.indices.length, this.#run.config.MAX_CHUNK_BYTES);
+    // Every chunk renews the lease: a slow upload keeps its slot.
     this.#run.membership.renew(this.#slot, this.#header.session!.token);
-    this.#assembler.writeData(piece);
-  }
-
-  endChunk(): void {
-    this.#assembler.endChunk();
+    this.#assembler.addPieces(framing, pieces, dataLength);
   }
 
   /** Hands the complete gradient to the aggregator; resolves with the push's answer. */
@@ -110,12 +101,6 @@ export class GradientUpload {
     if (this.#released) return;
     this.#released = true;
     this.#gradient.release();
-  }
-
-  /** The chunk within max_chunk_bytes; the lease renewed. */
-  #checkChunk(name: string, payload: number): void {
-    checkChunkBytes("PushGradients", name, payload, this.#run.config.MAX_CHUNK_BYTES);
-    this.#run.membership.renew(this.#slot, this.#header.session!.token);
   }
 }
 

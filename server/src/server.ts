@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import type { Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "@distributed-ps/common/gen/grpc/health/v1/health_pb.js";
 import { HTTP2_SETTINGS, widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
@@ -16,9 +17,11 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { ServerEnv } from "./config.ts";
 import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import { keysToKeep, loadShardedCheckpoint, shardCheckpointStore } from "./checkpoint/sharded-checkpoints.ts";
+import { callLog } from "./wire/call-log.ts";
 import { ConnectionLimits, limitedListenerOptions, SESSION_MEMORY_MB } from "./wire/connection-limits.ts";
-import { createFastPull, isFastPull } from "./wire/fast-pull.ts";
-import { createFastPush, isFastPush } from "./wire/fast-push-handler.ts";
+import { createFastPull } from "./wire/fast-pull.ts";
+import { createFastPush } from "./wire/fast-push-handler.ts";
+import { handFramedHandler, isPlainGrpcCall, methodPath } from "./wire/hand-framed-call.ts";
 import { createService } from "./service.ts";
 import { shardIdentity } from "./shards.ts";
 import { openBlobStore } from "./storage/blob-store.ts";
@@ -41,7 +44,12 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: ServerEnv, log: Logger): Promise<RunningServer> {
+/** What a caller may add: interceptors run after the server's own (authentication) on every RPC. */
+export interface ServerExtras {
+  interceptors?: Interceptor[];
+}
+
+export async function startServer(config: ServerEnv, log: Logger, extra: ServerExtras = {}): Promise<RunningServer> {
   const run = new TrainingRun(config, log);
   let checkpointer: Checkpointer | undefined;
   if (config.CHECKPOINT_URI !== undefined) {
@@ -62,6 +70,14 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
   const shutdown = new AbortController();
   let advertised = `${config.SERVER_HOST === "0.0.0.0" ? "localhost" : config.SERVER_HOST}:${config.SERVER_PORT}`;
   const reflection = createReflection([ParameterServerService, Health] as GenService<never>[]);
+  // One list for the router and the hand-framed bulk calls: every RPC goes through them.
+  const interceptors: Interceptor[] = [
+    ...(config.LOG_LEVEL === "debug" ? [callLog(log)] : []),
+    ...(config.AUTH_TOKEN === undefined ? [] : [requireBearerToken(config.AUTH_TOKEN)]),
+    ...(extra.interceptors ?? []),
+  ];
+  // A message is at most one chunk plus its framing; anything larger is refused before decoding.
+  const maxMessageBytes = config.MAX_CHUNK_BYTES + (64 << 10);
   const handler = connectNodeAdapter({
     routes: (router) =>
       router
@@ -72,26 +88,27 @@ export async function startServer(config: ServerEnv, log: Logger): Promise<Runni
     // Only HTTP/2 reaches the adapter (the listener is http2-only).
     fallback: (req, res) => unknownMethod(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse),
     acceptCompression: [],
-    // A message is at most one chunk plus its framing; anything larger is refused before decoding.
-    readMaxBytes: config.MAX_CHUNK_BYTES + (64 << 10),
-    writeMaxBytes: config.MAX_CHUNK_BYTES + (64 << 10),
+    readMaxBytes: maxMessageBytes,
+    writeMaxBytes: maxMessageBytes,
     shutdownSignal: shutdown.signal,
-    interceptors: config.AUTH_TOKEN === undefined ? [] : [requireBearerToken(config.AUTH_TOKEN)],
+    interceptors,
   });
   function advertisedAddress(): string {
     return advertised;
   }
 
-  const fastPull = createFastPull(run, config.AUTH_TOKEN);
-  const fastPush = createFastPush(run, {
-    authToken: config.AUTH_TOKEN,
-    maxMessageBytes: config.MAX_CHUNK_BYTES + (64 << 10),
-    shutdownSignal: shutdown.signal,
-  });
+  // The bulk tensor streams, over plain gRPC, have their bodies read and written by hand.
+  const handFramed = { interceptors, shutdownSignal: shutdown.signal, readMaxBytes: maxMessageBytes, writeMaxBytes: maxMessageBytes };
+  const pull = createFastPull(run);
+  const push = createFastPush(run, maxMessageBytes);
+  const bulk = new Map([
+    [methodPath(pull.method), handFramedHandler(pull, handFramed)],
+    [methodPath(push.method), handFramedHandler(push, handFramed)],
+  ]);
   const route = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     if (isGrpc(req)) conformGrpcResponse(res);
-    if (isFastPull(req)) void fastPull(req, res);
-    else if (isFastPush(req)) void fastPush(req, res);
+    const bulkHandler = bulk.get(req.url);
+    if (bulkHandler !== undefined && isPlainGrpcCall(req)) void bulkHandler(req, res);
     else handler(req, res);
   };
   const limited = limitedListenerOptions(config);

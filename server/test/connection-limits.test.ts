@@ -17,7 +17,7 @@ import {
   type WorkerSession,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import { DENSE_PUSH_HEADER, envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { WorkerConnection } from "../../worker/src/ps-client.ts";
 import { gradient, initialParameters, settledWithin, startTestServer, workersWithParameters, type TestServer } from "./helpers/test-server.ts";
 
@@ -193,9 +193,10 @@ t.test("a push whose client stopped sending is reset after STREAM_IDLE_TIMEOUT_M
   const client = h2(t, ts);
   const grpc = { ":method": "POST", ":path": PUSH_PATH, "content-type": "application/grpc", te: "trailers" };
   // Each sends its HTTP headers and, but for the last, the push's header message, then nothing.
-  const handFramed = client.request({ ...grpc, [DENSE_PUSH_HEADER]: "1" }, { endStream: false });
+  const handFramed = client.request(grpc, { endStream: false });
   handFramed.write(pushHeader(a!.session));
-  const viaConnect = client.request(grpc, { endStream: false });
+  // The Connect protocol's streams take the Connect handler (and frame messages as gRPC does).
+  const viaConnect = client.request({ ...grpc, "content-type": "application/connect+proto" }, { endStream: false });
   viaConnect.write(pushHeader(b!.session));
   const headersOnly = client.request(grpc, { endStream: false });
   // Meanwhile the server waits, longer than the idle time, for a version it does not reach: not idle.

@@ -1,7 +1,8 @@
 /**
- * The server's streaming push path (pushes with DENSE_PUSH_HEADER): the same updates as the
- * Connect handler from any split of the bytes, and the same refusals — bad framing, bad tensors,
- * oversized messages, a wrong token, a client that gives up mid-push — with nothing applied.
+ * The server's streaming push path (every plain gRPC push): the same updates as the Connect handler
+ * from any split of the bytes and any valid encoding of the messages, and the same refusals — bad
+ * framing, bad tensors, oversized messages, a wrong token, a client that gives up mid-push — with
+ * nothing applied.
  */
 import http2 from "node:http2";
 import t from "tap";
@@ -15,7 +16,7 @@ import {
   WorkerSessionSchema,
   type WorkerSession,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { DENSE_PUSH_HEADER, envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
 
@@ -47,7 +48,6 @@ async function rawPush(address: string, body: Buffer, o: { piece?: number; token
       ":path": "/paramserver.v1.ParameterServerService/PushGradients",
       "content-type": "application/grpc+proto",
       te: "trailers",
-      [DENSE_PUSH_HEADER]: "1",
       ...(o.token !== undefined ? { authorization: `Bearer ${o.token}` } : {}),
     });
     stream.on("error", () => {});
@@ -91,6 +91,44 @@ t.test("pushes split anywhere update the parameters as the generic path does, fo
     expected = expected.map((x) => x - 0.5);
     t.same(values((await w!.pull()).tensors).w, expected, "w moved by the gradient");
   }
+});
+
+/** Protobuf's encoding, by hand: a field's key, and a varint. */
+const varint = (v: number) => {
+  const out: number[] = [];
+  for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
+  out.push(v);
+  return Buffer.from(out);
+};
+const lengthField = (field: number, bytes: Uint8Array) => Buffer.concat([varint((field << 3) | 2), varint(bytes.length), bytes]);
+const varintField = (field: number, v: number) => Buffer.concat([varint(field << 3), varint(v)]);
+/** A PushGradientsRequest whose `chunk` (field 2) is `chunkBody`, enveloped. */
+const chunkMessage = (chunkBody: Buffer) => enveloped(lengthField(2, chunkBody));
+
+t.test("any valid encoding of a push is read as protobuf reads it: fields in any order, repeated fields, sparse chunks", async (t) => {
+  const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "1", SERVER_MODE: "async", LEARNING_RATE: "1" });
+  const [w] = await workersWithParameters(ts, 1);
+  const f32 = (...v: number[]) => new Uint8Array(Float32Array.from(v).buffer);
+  // Data first, then dtype, the shape unpacked and out of order with the rest, the name last; a
+  // name and a data field sent twice (the last one counts, as in any protobuf parser).
+  const reversed = Buffer.concat([
+    headerMessage(w!.session, 0),
+    chunkMessage(Buffer.concat([lengthField(5, f32(9, 9, 9, 9)), lengthField(1, Buffer.from("b")), lengthField(5, f32(1, 1, 1, 1)), varintField(3, Dtype.FLOAT32), varintField(2, 2), lengthField(1, Buffer.from("w")), varintField(2, 2)])),
+    chunkMessage(Buffer.concat([lengthField(5, f32(2, 2)), lengthField(2, Buffer.concat([varint(2)])), varintField(3, Dtype.FLOAT32), lengthField(1, Buffer.from("b"))])),
+  ]);
+  const a = await rawPush(ts.address, reversed, { piece: 3 });
+  t.equal(a.status, "0", `fields in reverse order, repeated fields: accepted (${a.message})`);
+  t.same(values((await w!.pull()).tensors), { w: [0, 1, 2, 3], b: [-1.5, -2.5] }, "applied with the last value of each repeated field");
+
+  // A top-k push: w sparse (elements 0 and 3), b dense; its fields also out of order.
+  const sparse = Buffer.concat([
+    headerMessage(w!.session, 1),
+    chunkMessage(Buffer.concat([lengthField(8, new Uint8Array(Uint32Array.of(3, 0).buffer)), lengthField(5, f32(0.5, 0.25)), varintField(7, 2), varintField(6, 1), lengthField(1, Buffer.from("w")), lengthField(2, Buffer.concat([varint(2), varint(2)])), varintField(3, Dtype.FLOAT32)])),
+    chunkMessage(Buffer.concat([lengthField(1, Buffer.from("b")), lengthField(2, varint(2)), varintField(3, Dtype.FLOAT32), lengthField(5, f32(1, 1))])),
+  ]);
+  const s = await rawPush(ts.address, sparse, { piece: 5 });
+  t.equal(s.status, "0", `a sparse push over plain gRPC: accepted (${s.message})`);
+  t.same(values((await w!.pull()).tensors), { w: [-0.25, 1, 2, 2.5], b: [-2.5, -3.5] }, "only the listed elements of w moved");
 });
 
 t.test("refusals", async (t) => {

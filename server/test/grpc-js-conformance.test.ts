@@ -5,12 +5,14 @@
  *
  * Every RPC of the service; pulls within the default message limit and within a smaller one the
  * client asks for; the chunk limit the server announces is the one it enforces; a storm of pulls
- * cancelled at random points leaves the connection usable; unknown methods, compression, status
- * messages, bearer tokens, health and reflection as gRPC defines them; and Buf's own client (buf
- * curl, Go) finding the methods by reflection.
+ * cancelled at random points leaves the connection usable; metadata over the announced limit is
+ * refused call by call; unknown methods, compression, status messages, bearer tokens, health and
+ * reflection as gRPC defines them; and Buf's own client (buf curl, Go) finding the methods by
+ * reflection.
  */
 import t from "tap";
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import http2 from "node:http2";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -229,6 +231,31 @@ t.test("100 pulls cancelled at random points on one connection leave it usable",
   t.equal(after.error, undefined, `a full pull afterwards (${after.error?.details ?? "ok"})`);
   t.equal(after.messages.length, 4, "header and three chunks");
   t.ok(await client.unary(ps.heartbeat, { session }), "and a unary call");
+  t.equal(ts.server.limits.connections, 1, "all on the one connection");
+});
+
+t.test("metadata over SETTINGS_MAX_HEADER_LIST_SIZE: that call is refused, the connection and a pull in flight on it carry on", async (t) => {
+  const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "1", WAIT_TIMEOUT_MS: "1500" });
+  const client = new Client(ts.address);
+  t.teardown(() => client.close());
+  const { session } = await joinAndInitialise(client);
+  // Waits for a version that will not come, so it is open while the big calls go by.
+  const inFlight = client.serverStream(ps.pullParameters, { session, minVersion: 1 });
+  await new Promise((r) => setTimeout(r, 100));
+  for (const [what, values] of [
+    ["one 70 KB value", [70_000]],
+    ["four values, 70 KB in all", [20_000, 20_000, 20_000, 10_000]],
+    ["100 KB of random text", [25_000, 25_000, 25_000, 25_000]],
+  ] as const) {
+    const md = new grpc.Metadata();
+    values.forEach((n, i) => md.set(`x-big-${i}`, what.includes("random") ? randomBytes(n).toString("base64").slice(0, n) : "a".repeat(n)));
+    const err = await client.unary(ps.heartbeat, { session }, md).then(() => undefined, (e: grpc.ServiceError) => e);
+    t.equal(err?.code, grpc.status.RESOURCE_EXHAUSTED, `${what}: RESOURCE_EXHAUSTED (${err?.details})`);
+    t.ok(await client.unary(ps.heartbeat, { session }), `${what}: the next call on the connection is answered`);
+  }
+  const pulled = await inFlight;
+  t.equal(pulled.error, undefined, `the pull in flight completed (${pulled.error?.details ?? "ok"})`);
+  t.equal(pulled.messages.length, 4, "header and three chunks");
   t.equal(ts.server.limits.connections, 1, "all on the one connection");
 });
 

@@ -3,7 +3,7 @@
  * check, the status command and the benchmarks. One HTTP/2 connection per client, managed by
  * Connect's Http2SessionManager and shared by the generated stubs and the hand-framed bulk calls.
  */
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { bearerToken } from "../auth.ts";
 import { HTTP2_SETTINGS } from "./http2-settings.ts";
@@ -51,12 +51,17 @@ export function sessionManager(address: string, o: ConnectOptions = {}): Http2Se
   return new Http2SessionManager(baseUrl(address, o), {}, { settings: HTTP2_SETTINGS, ...(o.tls?.ca !== undefined ? { ca: o.tls.ca } : {}) });
 }
 
+/** What every call of a client made here goes through: the generated stubs' and the hand-framed ones. */
+export function clientInterceptors(o: ConnectOptions): Interceptor[] {
+  return o.authToken === undefined ? [] : [bearerToken(o.authToken)];
+}
+
 /** The gRPC transport connectToServer uses, for the server's other services too (health, reflection). */
 export function grpcTransport(address: string, o: ConnectOptions = {}, sessions = sessionManager(address, o)): Transport {
   const maxMessageBytes = o.maxMessageBytes ?? (64 << 20);
   return createGrpcTransport({
     baseUrl: baseUrl(address, o),
-    interceptors: o.authToken === undefined ? [] : [bearerToken(o.authToken)],
+    interceptors: clientInterceptors(o),
     // Tensor bytes are incompressible: gzip would cost more time than it saves.
     acceptCompression: [],
     readMaxBytes: maxMessageBytes,

@@ -1,6 +1,6 @@
 /**
- * gRPC messages written by hand for the bulk tensor streams (see server/src/fast-pull.ts and
- * worker/src/fast-push.ts): the small framing is encoded here and the tensor bytes follow it
+ * gRPC messages written by hand for the bulk tensor streams (see server/src/wire/fast-pull.ts and
+ * worker/src/wire/fast-push.ts): the small framing is encoded here and the tensor bytes follow it
  * unchanged, instead of being copied through a generic protobuf writer and envelope.
  *
  * The layout is the ordinary protobuf encoding of the messages in parameter_server.proto, so any
@@ -9,14 +9,6 @@
 import { bytesPerElement, encodeElements, encodeHalvesInto } from "../dtype.ts";
 import { Dtype } from "../gen/paramserver/v1/parameter_server_pb.js";
 import type { NamedTensor } from "../named-tensor.ts";
-
-/**
- * Request header by which a push declares that it is framed like frameTensorChunks' output (dense
- * chunks, fields in field-number order), so the server may read it as it streams in
- * (server/src/fast-push-handler.ts). Other clients, sparse pushes among them, go without it to
- * the generic handler.
- */
-export const DENSE_PUSH_HEADER = "x-paramserver-dense-push";
 
 /** The 5-byte gRPC envelope of an uncompressed message of `length` bytes. */
 export function envelopePrefix(length: number): Buffer {

@@ -2,18 +2,19 @@
  * Reads a stream of gRPC-enveloped messages of the shape `oneof message { Header header = 1;
  * TensorChunk chunk = 2; }` — PullParametersResponse (a pull's answer) and PushGradientsRequest (a
  * push's body) — as it arrives from the socket, without assembling messages: the small fields of
- * each TensorChunk are parsed from the bytes at hand, and the data field's payload is handed to the
- * sink piece by piece, straight from the socket buffers (one copy into the receiving tensors,
- * nothing to collect).
+ * each TensorChunk are parsed from the bytes at hand, and its data is handed to the sink as views
+ * of the socket buffers it arrived in (one copy, into the receiving tensors; nothing to collect).
  *
  * Why: through the generic Connect code each ~1 MiB chunk is concatenated from its 16 KiB frames
  * into a fresh buffer, parsed into a message and then copied again, and the garbage of that was
  * the largest cost of a worker's step.
  *
- * The reader accepts any valid protobuf encoding of the messages (any field order before the data,
- * packed or unpacked shapes, unknown fields skipped), with two restrictions: a TensorChunk's name,
- * shape, dtype and byte_offset must precede its data — the order of field numbers, which is what
- * protobuf serializers (and the hand-written framing) produce — and chunks must be dense. What the
+ * Any valid protobuf encoding of the messages is read as protobuf-es reads it: fields in any order
+ * (data before the name too), a repeated scalar or bytes field's last value, packed or unpacked
+ * shapes, unknown fields skipped, dense and sparse chunks. That is why a chunk is delivered at its
+ * end, when its fields are final (its pieces are held until then: at most one message, which
+ * `maxMessageBytes` bounds). One thing protobuf allows is refused: a message that repeats its
+ * `header` or `chunk` field (which a parser would merge), something no serializer writes. What the
  * chunks carry (names, offsets in order, sizes, dtypes, values) is for the sink to check.
  */
 import { Dtype } from "../gen/paramserver/v1/parameter_server_pb.js";
@@ -39,11 +40,11 @@ export class MessageTooLargeError extends FramingError {
 export interface TensorMessageSink {
   /** The header message (field 1), whole; it comes first and once. */
   header(bytes: Uint8Array): void;
-  /** A chunk's fields before its data; `dataLength` bytes of data follow through writeData(). */
-  beginChunk(framing: ChunkFraming, dataLength: number): void;
-  /** The next piece of the chunk's data, a view of a socket buffer (pieces may split elements). */
-  writeData(piece: Uint8Array): void;
-  endChunk(): void;
+  /**
+   * A TensorChunk (field 2): its fields, and its `dataLength` bytes of data as views of the socket
+   * buffers they arrived in, in order (pieces may split elements). Valid during the call only.
+   */
+  chunk(framing: ChunkFraming, data: readonly Uint8Array[], dataLength: number): void;
 }
 
 /** Bound on any field the reader must hold whole (header, name, packed shape): far above real ones. */
@@ -58,18 +59,26 @@ const WIRE_FIXED32 = 5;
 const AT_ENVELOPE = 0; // before a message's 5-byte envelope
 const IN_MESSAGE = 1; // between the fields of a message
 const IN_CHUNK = 2; // between the fields of its TensorChunk
-const IN_DATA = 3; // in the payload of the chunk's data field
+const IN_PAYLOAD = 3; // in the payload of the chunk's data or indices field
 const SKIPPING = 4; // in an unknown field's bytes
 const IN_SMALL_FIELD = 5; // waiting for the whole of a short length-delimited field
 
-/** The small fields of the TensorChunk being read. */
+/** The fields of the TensorChunk being read, so far. */
 interface ChunkFields {
   name: string;
   shape: number[];
   dtype: Dtype;
   byteOffset: bigint;
-  /** Whether the data field has begun: the fields before it are then final. */
-  dataSeen: boolean;
+  sparse: boolean;
+  sparseCount: number;
+  /** The data and indices fields' payloads, as views of the socket buffers. */
+  data: Payload;
+  indices: Payload;
+}
+
+interface Payload {
+  readonly pieces: readonly Uint8Array[];
+  readonly length: number;
 }
 
 /** A field's key (and, for varint and length-delimited fields, its value or length), as read. */
@@ -97,14 +106,18 @@ export class TensorMessageReader {
   /** Bytes left in the current message, chunk field, data payload, skipped field. */
   #messageLeft = 0;
   #chunkLeft = 0;
-  #dataLeft = 0;
+  #payloadLeft = 0;
   #skipLeft = 0;
+  /** Where the payload being read goes (IN_PAYLOAD). */
+  #payloadPieces: Uint8Array[] = [];
   /** After SKIPPING or IN_SMALL_FIELD: where to return. */
   #resume = AT_ENVELOPE;
   #smallField: { field: number; length: number; inChunk: boolean } | undefined;
   #chunk: ChunkFields | undefined;
   #messages = 0;
   #headerSeen = false;
+  /** Whether the current message had its chunk field (a second one would have to be merged into it). */
+  #chunkInMessage = false;
 
   /** Refuses messages over `maxMessageBytes`, as Connect does. */
   constructor(sink: TensorMessageSink, maxMessageBytes: number, what: string) {
@@ -142,6 +155,7 @@ export class TensorMessageReader {
           }
           this.#consume(5);
           this.#messages++;
+          this.#chunkInMessage = false;
           this.#messageLeft = length;
           this.#state = IN_MESSAGE;
           break;
@@ -159,10 +173,20 @@ export class TensorMessageReader {
             this.#expectSmallField(key, false, IN_MESSAGE);
           } else if (key.field === 2 && key.wireType === WIRE_LENGTH) {
             if (!this.#headerSeen) throw new FramingError(`message ${this.#messages}: a chunk before the header`);
-            if (this.#chunk !== undefined) throw new FramingError(`message ${this.#messages}: two chunks in one message`);
+            if (this.#chunkInMessage) throw new FramingError(`message ${this.#messages}: two chunks in one message`);
+            this.#chunkInMessage = true;
             this.#messageLeft -= key.value;
             this.#chunkLeft = key.value;
-            this.#chunk = { name: "", shape: [], dtype: Dtype.UNSPECIFIED, byteOffset: 0n, dataSeen: false };
+            this.#chunk = {
+              name: "",
+              shape: [],
+              dtype: Dtype.UNSPECIFIED,
+              byteOffset: 0n,
+              sparse: false,
+              sparseCount: 0,
+              data: NO_PAYLOAD,
+              indices: NO_PAYLOAD,
+            };
             this.#state = IN_CHUNK;
           } else if (key.field === 1 || key.field === 2) {
             throw new FramingError(`message ${this.#messages}: field ${key.field} has wire type ${key.wireType}`);
@@ -184,15 +208,16 @@ export class TensorMessageReader {
           this.#chunkField(key);
           break;
         }
-        case IN_DATA: {
-          while (this.#dataLeft > 0 && this.#queued > 0) {
+        case IN_PAYLOAD: {
+          const pieces = this.#payloadPieces;
+          while (this.#payloadLeft > 0 && this.#queued > 0) {
             const head = this.#queue[0]!;
-            const n = Math.min(head.length - this.#headOffset, this.#dataLeft);
-            this.#sink.writeData(head.subarray(this.#headOffset, this.#headOffset + n));
+            const n = Math.min(head.length - this.#headOffset, this.#payloadLeft);
+            pieces.push(head.subarray(this.#headOffset, this.#headOffset + n));
             this.#consume(n);
-            this.#dataLeft -= n;
+            this.#payloadLeft -= n;
           }
-          if (this.#dataLeft > 0) return;
+          if (this.#payloadLeft > 0) return;
           this.#state = IN_CHUNK;
           break;
         }
@@ -227,9 +252,6 @@ export class TensorMessageReader {
   /** A TensorChunk field whose key (and varint value or length) has been consumed. */
   #chunkField(key: FieldKey): void {
     const chunk = this.#chunk!;
-    if (key.field >= 1 && key.field <= 4 && chunk.dataSeen) {
-      throw new FramingError(`message ${this.#messages}: TensorChunk field ${key.field} after its data (fields must come in field-number order)`);
-    }
     const wrongType = (expected: number) => {
       if (key.wireType !== expected) throw new FramingError(`message ${this.#messages}: TensorChunk field ${key.field} has wire type ${key.wireType}`);
     };
@@ -251,24 +273,35 @@ export class TensorMessageReader {
         wrongType(WIRE_VARINT);
         chunk.byteOffset = BigInt(key.value);
         return;
-      case 5: // data: the framing is complete, the payload streams into the tensor
+      case 5: // data
         wrongType(WIRE_LENGTH);
-        if (chunk.dataSeen) throw new FramingError(`message ${this.#messages}: TensorChunk with two data fields`);
-        chunk.dataSeen = true;
-        this.#chunkLeft -= key.value;
-        this.#sink.beginChunk(this.#framing(chunk), key.value);
-        this.#dataLeft = key.value;
-        this.#state = IN_DATA;
+        chunk.data = this.#expectPayload(key);
         return;
-      case 6: // sparse
-      case 7: // sparse_count
+      case 6:
+        wrongType(WIRE_VARINT);
+        chunk.sparse = key.value !== 0;
+        return;
+      case 7:
+        wrongType(WIRE_VARINT);
+        chunk.sparseCount = key.value;
+        return;
       case 8: // indices
-        if (key.value !== 0) throw new FramingError(`message ${this.#messages}: a sparse chunk (this stream carries dense tensors only)`);
-        this.#skip(key, "chunk", IN_CHUNK);
+        wrongType(WIRE_LENGTH);
+        chunk.indices = this.#expectPayload(key);
         return;
       default:
         this.#skip(key, "chunk", IN_CHUNK);
     }
+  }
+
+  /** The payload of a data or indices field, read next; a repeated field's last value is the one that counts. */
+  #expectPayload(key: FieldKey): Payload {
+    const pieces: Uint8Array[] = [];
+    this.#chunkLeft -= key.value;
+    this.#payloadLeft = key.value;
+    this.#payloadPieces = pieces;
+    this.#state = IN_PAYLOAD;
+    return { pieces, length: key.value };
   }
 
   /** The name or packed shape of the current chunk, whole. */
@@ -278,6 +311,7 @@ export class TensorMessageReader {
       chunk.name = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("utf8");
       return;
     }
+    // A packed shape, appended to what came before (as protobuf merges repeated fields).
     for (let at = 0; at < bytes.length; ) {
       const v = readVarint(bytes, at, bytes.length);
       if (v === undefined) throw new FramingError(`message ${this.#messages}: truncated packed shape`);
@@ -287,15 +321,11 @@ export class TensorMessageReader {
   }
 
   #endChunk(): void {
-    const chunk = this.#chunk!;
-    // An empty data field is left out of the encoding: a chunk without one carries no bytes.
-    if (!chunk.dataSeen) this.#sink.beginChunk(this.#framing(chunk), 0);
-    this.#sink.endChunk();
+    const c = this.#chunk!;
     this.#chunk = undefined;
-  }
-
-  #framing(chunk: ChunkFields) {
-    return { name: chunk.name, shape: chunk.shape, dtype: chunk.dtype, byteOffset: chunk.byteOffset, sparse: false, sparseCount: 0, indices: EMPTY };
+    const indices = c.indices.pieces.length === 1 ? c.indices.pieces[0]! : Buffer.concat(c.indices.pieces, c.indices.length);
+    const framing = { name: c.name, shape: c.shape, dtype: c.dtype, byteOffset: c.byteOffset, sparse: c.sparse, sparseCount: c.sparseCount, indices };
+    this.#sink.chunk(framing, c.data.pieces, c.data.length);
   }
 
   #expectSmallField(key: FieldKey, inChunk: boolean, resume: number): void {
@@ -391,6 +421,8 @@ export class TensorMessageReader {
 }
 
 const EMPTY = new Uint8Array(0);
+/** A data or indices field the chunk did not carry (an empty one is left out of the encoding). */
+const NO_PAYLOAD: Payload = { pieces: [], length: 0 };
 
 /** A varint within bytes[at, end), or undefined if it does not end there; values above 2^53 are refused. */
 function readVarint(bytes: Uint8Array, at: number, end: number): { value: number; bytes: number } | undefined {

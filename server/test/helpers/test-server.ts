@@ -7,7 +7,7 @@ import { parseEnv } from "@distributed-ps/common/env.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { serverEnvSchema } from "../../src/config.ts";
-import { startServer, type RunningServer } from "../../src/server.ts";
+import { startServer, type RunningServer, type ServerExtras } from "../../src/server.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { WorkerConnection } from "../../../worker/src/ps-client.ts";
 
@@ -19,10 +19,10 @@ export interface TestServer {
   register(label?: string, preferredSlot?: number): Promise<WorkerConnection>;
 }
 
-export async function startTestServer(t: Test, env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(t: Test, env: Record<string, string> = {}, extras: ServerExtras = {}): Promise<TestServer> {
   const config = parseEnv(serverEnvSchema, { SERVER_HOST: "127.0.0.1", SERVER_PORT: "0", STATUS_INTERVAL_MS: "0", START_TIMEOUT_MS: "0", ...env });
   const logs: string[] = [];
-  const server = await startServer(config, createLogger("server", "debug", (line) => logs.push(line)));
+  const server = await startServer(config, createLogger("server", "debug", (line) => logs.push(line)), extras);
   // The checkpointer too: a checkpoint written as a worker finished may still be on its way to disk.
   t.teardown(async () => {
     await server.close();

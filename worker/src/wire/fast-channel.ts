@@ -5,16 +5,19 @@
  * (common/src/wire/client.ts) — with the same address, authentication and TLS, and speak plain gRPC.
  */
 import type http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { DescMethodStreaming } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, type Interceptor, type StreamRequest, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { codeFromHttpStatus, findTrailerError, grpcStatusOk } from "@connectrpc/connect/protocol-grpc";
-import { endpointOf, sessionManager, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
+import { clientInterceptors, endpointOf, sessionManager, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 import { widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
 
 export class FastChannel {
   readonly options: ConnectOptions;
   readonly #sessions: Http2SessionManager;
+  /** The client's interceptors (the bearer token), which every call it makes goes through. */
+  readonly #interceptors: Interceptor[];
   /** Connections whose connection-level window was widened already. */
   readonly #widened = new WeakSet<http2.ClientHttp2Session>();
 
@@ -22,33 +25,46 @@ export class FastChannel {
   constructor(address: string, options: ConnectOptions, sessions: Http2SessionManager = sessionManager(address, options)) {
     this.options = options;
     this.#sessions = sessions;
+    this.#interceptors = clientInterceptors(options);
   }
 
   /**
-   * Starts a gRPC call to `path` with the token, a deadline of `timeoutMs` and `extraHeaders`. The
-   * manager keeps the connection referenced (the process alive) while the call's stream is open.
+   * Starts a gRPC call of `method` with a deadline of `timeoutMs`, its request headers set by the
+   * client's interceptors as for any other call (they see the call's start: the stream's messages are
+   * written and read by the caller). The manager keeps the connection referenced (the process
+   * alive) while the call's stream is open.
    */
-  async open(path: string, timeoutMs: number, extraHeaders: Record<string, string> = {}): Promise<http2.ClientHttp2Stream> {
-    const stream = await this.#sessions.request(
-      "POST",
-      path,
-      {
+  async open(method: DescMethodStreaming, timeoutMs: number): Promise<http2.ClientHttp2Stream> {
+    let stream: http2.ClientHttp2Stream | undefined;
+    const start = async (req: UnaryRequest | StreamRequest): Promise<StreamResponse> => {
+      stream = await this.#sessions.request("POST", new URL(req.url).pathname, Object.fromEntries(req.header), {});
+      return { stream: true, service: method.parent, method, header: new Headers(), trailer: new Headers(), message: NO_MESSAGES };
+    };
+    const request: StreamRequest = {
+      stream: true,
+      service: method.parent,
+      method,
+      requestMethod: "POST",
+      url: `${this.#sessions.authority}/${method.parent.typeName}/${method.name}`,
+      signal: new AbortController().signal,
+      header: new Headers({
         "content-type": "application/grpc+proto",
         te: "trailers",
         "grpc-timeout": `${Math.max(1, Math.ceil(timeoutMs))}m`,
-        ...(this.options.authToken !== undefined ? { authorization: `Bearer ${this.options.authToken}` } : {}),
-        ...extraHeaders,
-      },
-      {},
-    );
-    const session = stream.session as http2.ClientHttp2Session | undefined;
+      }),
+      contextValues: createContextValues(),
+      message: NO_MESSAGES,
+    };
+    // As Connect applies them (interceptor.ts applyInterceptors): the first in the list is the outermost.
+    await this.#interceptors.reduceRight((next: Parameters<Interceptor>[0], interceptor) => interceptor(next), start as Parameters<Interceptor>[0])(request);
+    const session = stream!.session as http2.ClientHttp2Session | undefined;
     if (session !== undefined && !this.#widened.has(session)) {
       this.#widened.add(session);
       widenConnectionWindow(session);
     }
     // (No notifyResponseByteRead per chunk: the manager sends no keep-alive PINGs here, which is
     // all it would reset.)
-    return stream;
+    return stream!;
   }
 
   /**
@@ -115,6 +131,8 @@ export function errorOfStatus(what: string, s: CallStatus, closedEarlyWhy: strin
   }
   return new ConnectError(`${what} ${closedEarlyWhy}`, Code.Unavailable);
 }
+
+const NO_MESSAGES: AsyncIterable<never> = { [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) };
 
 const channels = new WeakMap<ParameterServerClient, FastChannel>();
 

@@ -2,7 +2,7 @@
  * PullParameters on the client's connection (fast-channel.ts), its answer decoded as it
  * arrives by PullResponseReader: the tensor bytes go from the socket buffers into the receiving
  * tensors in one copy, instead of through the generic client's envelope concatenation, message
- * parse and second copy. The counterpart of the server's fast pull (server/src/fast-pull.ts).
+ * parse and second copy. The counterpart of the server's fast pull (server/src/wire/fast-pull.ts).
  *
  * Failures are ConnectErrors with the server's codes (DeadlineExceeded when the deadline passes,
  * Canceled when the caller aborts), as the generic client reports them; a body that is not a valid
@@ -11,15 +11,13 @@
 import http2 from "node:http2";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { PullParametersRequestSchema, type PullParametersRequest } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { ParameterServerService, PullParametersRequestSchema, type PullParametersRequest } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
 import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
 import { errorOfStatus, refusedByServer, watchStatus, type FastChannel } from "./fast-channel.ts";
 import { FramingError } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { PullResponseReader } from "./pull-response-reader.ts";
-
-const PULL_PATH = "/paramserver.v1.ParameterServerService/PullParameters";
 
 /** What the generic client allows a message by default (common/client.ts). */
 const DEFAULT_MAX_MESSAGE_BYTES = 64 << 20;
@@ -47,7 +45,7 @@ async function pull(
 ): Promise<{ version: number; tensorCount: number }> {
   o.signal?.throwIfAborted();
   const reader = new PullResponseReader(collector, channel.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-  const stream = await channel.open(PULL_PATH, o.timeoutMs);
+  const stream = await channel.open(ParameterServerService.method.pullParameters, o.timeoutMs);
   /** Why the client gave up on the stream, if it did: reported instead of the stream's ending. */
   let failure: unknown;
   const stop = (why: unknown) => {

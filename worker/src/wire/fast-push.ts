@@ -13,19 +13,18 @@ import http2 from "node:http2";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
+  ParameterServerService,
   PushGradientsRequestSchema,
   PushGradientsResponseSchema,
   type Dtype,
   type PushGradientsResponse,
   type PushHeaderSchema,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { DENSE_PUSH_HEADER, envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
 import { errorOfStatus, watchStatus, type FastChannel } from "./fast-channel.ts";
 import type { WireArena } from "./wire-arena.ts";
-
-const PUSH_PATH = "/paramserver.v1.ParameterServerService/PushGradients";
 
 export function fastPush(
   channel: FastChannel,
@@ -48,8 +47,7 @@ async function push(
   timeoutMs: number,
   arena: WireArena | undefined,
 ): Promise<PushGradientsResponse> {
-  // The header lets the server read the push as it streams in (server/src/fast-push-handler.ts).
-  const stream = await channel.open(PUSH_PATH, timeoutMs, { [DENSE_PUSH_HEADER]: "1" });
+  const stream = await channel.open(ParameterServerService.method.pushGradients, timeoutMs);
   const timer = setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), timeoutMs);
   const wire = arena?.lend();
   try {

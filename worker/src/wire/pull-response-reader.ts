@@ -1,6 +1,6 @@
 /**
- * A PullParameters answer read as it arrives (common/src/tensor-message-reader.ts), its tensors
- * decoded piece by piece into a TensorCollector, which checks them as it does whole chunks.
+ * A PullParameters answer read as it arrives (common/src/wire/tensor-message-reader.ts), its tensors
+ * decoded from the socket buffers into a TensorCollector, which checks them as it does whole chunks.
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { PullHeaderSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
@@ -26,9 +26,7 @@ export class PullResponseReader {
           this.#version = header.version;
           this.#tensorCount = header.tensorCount;
         },
-        beginChunk: (framing, dataLength) => collector.beginChunk(framing, dataLength),
-        writeData: (piece) => collector.writeData(piece),
-        endChunk: () => collector.endChunk(),
+        chunk: (framing, data, dataLength) => collector.addPieces(framing, data, dataLength),
       },
       maxMessageBytes,
       "pull answer",
