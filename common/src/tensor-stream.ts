@@ -146,7 +146,7 @@ interface CurrentTensor {
   sparse: boolean;
 }
 
-/** A dense chunk whose data is being decoded piece by piece. */
+/** The chunk whose data is arriving. */
 interface OpenChunk {
   /** Byte offset of the chunk's data within the tensor. */
   offset: number;
@@ -156,6 +156,8 @@ interface OpenChunk {
   /** Bytes of an element split between two pieces, held in the assembler's carry (at most size − 1). */
   carried: number;
   nonFinite: number;
+  /** A sparse chunk: its values as they arrived, and its indices, scattered at its end. */
+  sparse: { values: Uint8Array[]; indices: Uint8Array } | undefined;
 }
 
 /**
@@ -166,13 +168,17 @@ interface OpenChunk {
  * stored one). `allowedDtypes` bounds what the sender may use.
  *
  * Whole chunks go to add(); a reader that has a chunk's data in pieces (the socket buffers it
- * arrived in, without assembling the message) uses addPieces(), which checks exactly what add() does.
+ * arrived in, without assembling the message) uses addPieces(), or, for a dense chunk whose data
+ * is still arriving, beginChunk(), writeData() for each piece and endChunk(): both check exactly
+ * what add() does.
  */
 export class TensorAssembler {
   readonly #expect: (name: string, shape: readonly number[], encoding: TensorEncoding) => TensorExpectation;
   readonly #allowNonFinite: boolean;
   readonly #received = new Set<string>();
   #current: CurrentTensor | undefined;
+  /** The dense chunk whose data is arriving (beginChunk … writeData … endChunk). */
+  #open: OpenChunk | undefined;
   /** Room for an element split between two pieces (its own per assembler: pulls from several shards interleave). */
   readonly #carry = new Uint8Array(4);
   #chunks = 0;
@@ -197,21 +203,57 @@ export class TensorAssembler {
   /**
    * A chunk whose `dataLength` bytes of data come as `pieces` — views of the socket buffers they
    * arrived in, for readers that do not assemble messages (wire/tensor-message-reader.ts). Pieces
-   * may split elements; a dense chunk is decoded piece by piece, a sparse one joined first.
+   * may split elements.
    */
   addPieces(framing: ChunkFraming, pieces: readonly Uint8Array[], dataLength: number): void {
+    this.beginChunk(framing, dataLength);
+    for (const piece of pieces) this.writeData(piece);
+    this.endChunk();
+  }
+
+  /**
+   * A chunk whose `dataLength` bytes of data follow through writeData() as they arrive, then
+   * endChunk() (a reader that has the chunk's other fields before its data). A dense chunk is
+   * decoded piece by piece; a sparse one's values (few: a top-k selection) are held until its end.
+   */
+  beginChunk(framing: ChunkFraming, dataLength: number): void {
+    if (this.#open !== undefined) throw new TensorStreamError(`chunk ${this.#chunks + 1} began before chunk ${this.#chunks} ended`);
     const cur = this.#begin(framing, dataLength);
-    const offset = Number(framing.byteOffset);
-    if (cur.sparse) {
-      const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, dataLength);
-      const nonFinite = this.#scatter(cur.name, cur.dtype, cur.into!, data, framing.indices, bytesPerElement(cur.dtype));
-      this.#advance(cur, offset, dataLength, nonFinite);
-      return;
+    this.#open = {
+      offset: Number(framing.byteOffset),
+      length: dataLength,
+      written: 0,
+      carried: 0,
+      nonFinite: 0,
+      sparse: cur.sparse ? { values: [], indices: framing.indices } : undefined,
+    };
+  }
+
+  /** The next piece of the open chunk's data; pieces may split elements. */
+  writeData(piece: Uint8Array): void {
+    const open = this.#open;
+    const cur = this.#current;
+    if (open === undefined || cur === undefined) throw new TensorStreamError("chunk data arrived outside a chunk");
+    if (open.sparse === undefined) return this.#write(cur, open, piece);
+    if (open.written + piece.length > open.length) {
+      throw new TensorStreamError(`tensor "${cur.name}": more than the announced ${open.length} bytes of chunk data`);
     }
-    const open: OpenChunk = { offset, length: dataLength, written: 0, carried: 0, nonFinite: 0 };
-    for (const piece of pieces) this.#write(cur, open, piece);
+    open.sparse.values.push(piece);
+    open.written += piece.length;
+  }
+
+  /** Checks that the open chunk's data arrived whole and moves past it. */
+  endChunk(): void {
+    const open = this.#open;
+    const cur = this.#current;
+    if (open === undefined || cur === undefined) throw new TensorStreamError("chunk ended outside a chunk");
+    this.#open = undefined;
     if (open.written !== open.length) {
       throw new TensorStreamError(`tensor "${cur.name}": chunk at byte ${open.offset} ended after ${open.written} of its ${open.length} bytes`);
+    }
+    if (open.sparse !== undefined) {
+      const values = open.sparse.values.length === 1 ? open.sparse.values[0]! : Buffer.concat(open.sparse.values, open.length);
+      open.nonFinite = this.#scatter(cur.name, cur.dtype, cur.into!, values, open.sparse.indices, bytesPerElement(cur.dtype));
     }
     this.#advance(cur, open.offset, open.length, open.nonFinite);
   }
@@ -353,6 +395,7 @@ export class TensorAssembler {
 
   /** Checks that the stream ended on a tensor boundary with exactly `expectedCount` tensors. */
   finish(expectedCount: number): void {
+    if (this.#open !== undefined) throw new TensorStreamError("stream ended inside a chunk's data");
     if (this.#current !== undefined) {
       throw new TensorStreamError(
         `stream ended inside tensor "${this.#current.name}" after ${this.#current.nextByte} of ${this.#current.bytes} bytes`,
@@ -408,6 +451,19 @@ export class TensorCollector {
   /** A chunk whose data comes in pieces (see TensorAssembler.addPieces). */
   addPieces(framing: ChunkFraming, pieces: readonly Uint8Array[], dataLength: number): void {
     this.#assembler.addPieces(framing, pieces, dataLength);
+  }
+
+  /** A dense chunk whose data arrives after this (see TensorAssembler.beginChunk). */
+  beginChunk(framing: ChunkFraming, dataLength: number): void {
+    this.#assembler.beginChunk(framing, dataLength);
+  }
+
+  writeData(piece: Uint8Array): void {
+    this.#assembler.writeData(piece);
+  }
+
+  endChunk(): void {
+    this.#assembler.endChunk();
   }
 
   finish(expectedCount: number): NamedTensor[] {

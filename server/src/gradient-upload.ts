@@ -6,7 +6,7 @@
  *
  *   open(header)   the session holds its slot, the parameters exist, the tensor count matches, the
  *                  aggregator admits the push (staleness, an open step), its data position fits
- *   add(chunk) or addPieces(framing, pieces)
+ *   add(chunk), addPieces(framing, pieces) or beginChunk/writeData/endChunk
  *                  each chunk within max_chunk_bytes, decoded into the gradient as it arrives (the
  *                  lease renewed with every chunk: a slow upload keeps its slot)
  *   submit()       every tensor arrived whole, the session still holds the slot, then the aggregator
@@ -73,10 +73,29 @@ export class GradientUpload {
 
   /** A chunk whose `dataLength` bytes of data are the socket buffers they arrived in (the hand-framed path). */
   addPieces(framing: ChunkFraming, pieces: readonly Uint8Array[], dataLength: number): void {
-    checkChunkBytes("PushGradients", framing.name, dataLength + framing.indices.length, this.#run.config.MAX_CHUNK_BYTES);
-    // Every chunk renews the lease: a slow upload keeps its slot.
-    this.#run.membership.renew(this.#slot, this.#header.session!.token);
+    this.#checkChunk(framing, dataLength);
     this.#assembler.addPieces(framing, pieces, dataLength);
+  }
+
+  /** A dense chunk whose data follows through writeData() as it arrives, then endChunk() (the hand-framed path). */
+  beginChunk(framing: ChunkFraming, dataLength: number): void {
+    this.#checkChunk(framing, dataLength);
+    this.#assembler.beginChunk(framing, dataLength);
+  }
+
+  writeData(piece: Uint8Array): void {
+    this.#assembler.writeData(piece);
+  }
+
+  endChunk(): void {
+    this.#assembler.endChunk();
+    this.#run.membership.renew(this.#slot, this.#header.session!.token);
+  }
+
+  /** The chunk within max_chunk_bytes; the lease renewed (a slow upload keeps its slot). */
+  #checkChunk(framing: ChunkFraming, dataLength: number): void {
+    checkChunkBytes("PushGradients", framing.name, dataLength + framing.indices.length, this.#run.config.MAX_CHUNK_BYTES);
+    this.#run.membership.renew(this.#slot, this.#header.session!.token);
   }
 
   /** Hands the complete gradient to the aggregator; resolves with the push's answer. */

@@ -139,6 +139,9 @@ t.test("reads any valid encoding as protobuf-es does: fields after the data, rep
     ["repeated name and data", Buffer.concat([headerMessage(1, 1), chunkOf(bytesField(1, Buffer.from("y")), bytesField(5, f32(7, 7, 7)), varintField(3, Dtype.FLOAT32), bytesField(1, Buffer.from("x")), bytesField(2, Buffer.from([3])), bytesField(5, f32(-1, 0.5, 4)))])],
     // a sparse tensor: two of its four elements, indices before values, the flags last
     ["a sparse chunk", Buffer.concat([headerMessage(1, 1), chunkOf(bytesField(8, new Uint8Array(Uint32Array.of(3, 1).buffer)), bytesField(5, f32(2.5, -1)), bytesField(1, Buffer.from("x")), bytesField(2, Buffer.from([4])), varintField(3, Dtype.FLOAT32), varintField(7, 2), varintField(6, 1))])],
+    // the same in field-number order (indices after the data), and with its data last (read as it arrives)
+    ["a sparse chunk in field order", Buffer.concat([headerMessage(1, 1), chunkOf(bytesField(1, Buffer.from("x")), bytesField(2, Buffer.from([4])), varintField(3, Dtype.FLOAT32), bytesField(5, f32(2.5, -1)), varintField(6, 1), varintField(7, 2), bytesField(8, new Uint8Array(Uint32Array.of(3, 1).buffer)))])],
+    ["a sparse chunk, data last", Buffer.concat([headerMessage(1, 1), chunkOf(bytesField(1, Buffer.from("x")), bytesField(2, Buffer.from([4])), varintField(3, Dtype.FLOAT32), varintField(6, 1), varintField(7, 2), bytesField(8, new Uint8Array(Uint32Array.of(3, 1).buffer)), bytesField(5, f32(2.5, -1)))])],
   ];
   for (const [what, body] of bodies) {
     // The reference: each message parsed whole by protobuf-es, its chunk given to a collector.

@@ -11,11 +11,15 @@
  *
  * Any valid protobuf encoding of the messages is read as protobuf-es reads it: fields in any order
  * (data before the name too), a repeated scalar or bytes field's last value, packed or unpacked
- * shapes, unknown fields skipped, dense and sparse chunks. That is why a chunk is delivered at its
- * end, when its fields are final (its pieces are held until then: at most one message, which
- * `maxMessageBytes` bounds). One thing protobuf allows is refused: a message that repeats its
- * `header` or `chunk` field (which a parser would merge), something no serializer writes. What the
- * chunks carry (names, offsets in order, sizes, dtypes, values) is for the sink to check.
+ * shapes, unknown fields skipped, dense and sparse chunks. A chunk's fields are final only at its
+ * end; since its length is known, so is whether anything follows its data. When nothing does — a
+ * dense chunk as every serializer writes it — the data streams into the sink as it arrives;
+ * otherwise the chunk is delivered at its end, its data held meanwhile as the socket buffers it
+ * came in (at most one message, which `maxMessageBytes` bounds). Holding is not free: those buffers
+ * outlive the young generation and cost old-generation collections, so the common case avoids it.
+ * One thing protobuf allows is refused: a message that repeats its `header` or `chunk` field
+ * (which a parser would merge), something no serializer writes. What the chunks carry (names,
+ * offsets in order, sizes, dtypes, values) is for the sink to check.
  */
 import { Dtype } from "../gen/paramserver/v1/parameter_server_pb.js";
 import type { ChunkFraming } from "../tensor-stream.ts";
@@ -41,8 +45,16 @@ export interface TensorMessageSink {
   /** The header message (field 1), whole; it comes first and once. */
   header(bytes: Uint8Array): void;
   /**
-   * A TensorChunk (field 2): its fields, and its `dataLength` bytes of data as views of the socket
-   * buffers they arrived in, in order (pieces may split elements). Valid during the call only.
+   * A TensorChunk whose data field is its last: its fields, then its `dataLength` bytes of data
+   * through writeData() as they arrive (views of the socket buffers; pieces may split elements),
+   * then endChunk(). This is how serializers write dense chunks, and it holds nothing.
+   */
+  beginChunk(framing: ChunkFraming, dataLength: number): void;
+  writeData(piece: Uint8Array): void;
+  endChunk(): void;
+  /**
+   * A TensorChunk with fields after its data (a sparse one, as serializers write it), delivered at
+   * its end: its fields and its data as views of the socket buffers it arrived in, in order.
    */
   chunk(framing: ChunkFraming, data: readonly Uint8Array[], dataLength: number): void;
 }
@@ -108,8 +120,10 @@ export class TensorMessageReader {
   #chunkLeft = 0;
   #payloadLeft = 0;
   #skipLeft = 0;
-  /** Where the payload being read goes (IN_PAYLOAD). */
+  /** Where the payload being read goes (IN_PAYLOAD): held, or (#streaming) straight to the sink. */
   #payloadPieces: Uint8Array[] = [];
+  /** Whether the current chunk's data streams into the sink (nothing follows it in the chunk). */
+  #streaming = false;
   /** After SKIPPING or IN_SMALL_FIELD: where to return. */
   #resume = AT_ENVELOPE;
   #smallField: { field: number; length: number; inChunk: boolean } | undefined;
@@ -213,7 +227,9 @@ export class TensorMessageReader {
           while (this.#payloadLeft > 0 && this.#queued > 0) {
             const head = this.#queue[0]!;
             const n = Math.min(head.length - this.#headOffset, this.#payloadLeft);
-            pieces.push(head.subarray(this.#headOffset, this.#headOffset + n));
+            const piece = head.subarray(this.#headOffset, this.#headOffset + n);
+            if (this.#streaming) this.#sink.writeData(piece);
+            else pieces.push(piece);
             this.#consume(n);
             this.#payloadLeft -= n;
           }
@@ -276,6 +292,11 @@ export class TensorMessageReader {
       case 5: // data
         wrongType(WIRE_LENGTH);
         chunk.data = this.#expectPayload(key);
+        if (this.#chunkLeft === 0) {
+          // The chunk's last field: its other fields are final, so its data can go as it arrives.
+          this.#streaming = true;
+          this.#sink.beginChunk(this.#framing(chunk), key.value);
+        }
         return;
       case 6:
         wrongType(WIRE_VARINT);
@@ -323,9 +344,17 @@ export class TensorMessageReader {
   #endChunk(): void {
     const c = this.#chunk!;
     this.#chunk = undefined;
+    if (this.#streaming) {
+      this.#streaming = false;
+      this.#sink.endChunk();
+    } else {
+      this.#sink.chunk(this.#framing(c), c.data.pieces, c.data.length);
+    }
+  }
+
+  #framing(c: ChunkFields): ChunkFraming {
     const indices = c.indices.pieces.length === 1 ? c.indices.pieces[0]! : Buffer.concat(c.indices.pieces, c.indices.length);
-    const framing = { name: c.name, shape: c.shape, dtype: c.dtype, byteOffset: c.byteOffset, sparse: c.sparse, sparseCount: c.sparseCount, indices };
-    this.#sink.chunk(framing, c.data.pieces, c.data.length);
+    return { name: c.name, shape: c.shape, dtype: c.dtype, byteOffset: c.byteOffset, sparse: c.sparse, sparseCount: c.sparseCount, indices };
   }
 
   #expectSmallField(key: FieldKey, inChunk: boolean, resume: number): void {

@@ -46,10 +46,26 @@ class UploadSink implements TensorMessageSink {
     this.upload = GradientUpload.open(this.#run, header);
   }
 
+  beginChunk(framing: ChunkFraming, dataLength: number): void {
+    this.#opened().beginChunk(framing, dataLength);
+  }
+
+  writeData(piece: Uint8Array): void {
+    this.#opened().writeData(piece);
+  }
+
+  endChunk(): void {
+    this.#opened().endChunk();
+  }
+
   chunk(framing: ChunkFraming, data: readonly Uint8Array[], dataLength: number): void {
+    this.#opened().addPieces(framing, data, dataLength);
+  }
+
+  #opened(): GradientUpload {
     // The reader refuses a chunk before the header; this is for a header it could not read.
     if (this.upload === undefined) throw new FramingError("chunk before the header");
-    this.upload.addPieces(framing, data, dataLength);
+    return this.upload;
   }
 }
 
@@ -73,9 +89,9 @@ export function createFastPush(run: TrainingRun, maxMessageBytes: number): HandF
 }
 
 /**
- * Feeds the body to `reader` as it arrives (the reader hands each chunk to the upload as soon as it
- * is complete, holding at most one message's socket buffers, so a slow decoder slows the socket
- * down by itself); resolves at its end, rejects with what was wrong, or with `signal`'s reason
+ * Feeds the body to `reader` as it arrives (the reader decodes it into the upload right away, or
+ * holds at most one message's socket buffers for an unusual encoding, so a slow decoder slows the
+ * socket down by itself); resolves at its end, rejects with what was wrong, or with `signal`'s reason
  * when the call ends first.
  */
 function readBody(req: Http2ServerRequest, reader: TensorMessageReader, signal: AbortSignal): Promise<void> {

@@ -26,6 +26,9 @@ export class PullResponseReader {
           this.#version = header.version;
           this.#tensorCount = header.tensorCount;
         },
+        beginChunk: (framing, dataLength) => collector.beginChunk(framing, dataLength),
+        writeData: (piece) => collector.writeData(piece),
+        endChunk: () => collector.endChunk(),
         chunk: (framing, data, dataLength) => collector.addPieces(framing, data, dataLength),
       },
       maxMessageBytes,
