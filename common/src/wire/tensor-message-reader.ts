@@ -15,8 +15,8 @@
  * end; since its length is known, so is whether anything follows its data. When nothing does — a
  * dense chunk as every serializer writes it — the data streams into the sink as it arrives;
  * otherwise the chunk is delivered at its end, its data held meanwhile as the socket buffers it
- * came in (at most one message, which `maxMessageBytes` bounds). Holding is not free: those buffers
- * outlive the young generation and cost old-generation collections, so the common case avoids it.
+ * came in (at most one message, which `maxMessageBytes` bounds). Holding is not free (held for every
+ * chunk, they slowed the pull measurably), so the common case avoids it.
  * One thing protobuf allows is refused: a message that repeats its `header` or `chunk` field
  * (which a parser would merge), something no serializer writes. What the chunks carry (names,
  * offsets in order, sizes, dtypes, values) is for the sink to check.
