@@ -4,9 +4,12 @@
  * Connect's own code, so those calls behave like every other: the deadline (grpc-timeout, parsed
  * by Connect), cancellation and server shutdown in one signal (createHandlerContext), the server's
  * interceptors — the list the router gets, so that authentication and logging apply to every RPC
- * by construction — run by Connect's transformInvokeImplementation, the request message of a pull
- * split, checked and parsed by Connect's transforms (the same errors for the same bad bodies), and
- * the status written into the trailers by Connect's setTrailerStatus.
+ * by construction — called with Connect's StreamRequest and StreamResponse as its handlers call
+ * them, the request message of a pull checked as Connect's transforms check it and parsed by
+ * Connect's serialization (the same errors for the same bad bodies), and the status written into
+ * the trailers by Connect's setTrailerStatus. Connect's own invoke-implementation.ts and envelope
+ * transforms are not used as they are: their (down-compiled) async generators cost a tiny model's
+ * call as much again as the rest of its handling.
  *
  * What interceptors see of a hand-framed call is what they see of any call — the method, the
  * request headers, the signal, context values, the response headers and trailers, the outcome —
@@ -16,28 +19,12 @@
  */
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescMethodClientStreaming, DescMethodServerStreaming, DescMessage, MessageShape } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createContextValues,
-  createHandlerContext,
-  createMethodImplSpec,
-  type HandlerContext,
-  type Interceptor,
-  type MethodImplSpec,
-} from "@connectrpc/connect";
-import { universalRequestFromNodeRequest } from "@connectrpc/connect-node";
-import {
-  createMethodSerializationLookup,
-  pipe,
-  transformDecompressEnvelope,
-  transformInvokeImplementation,
-  transformParseEnvelope,
-  transformSplitEnvelope,
-} from "@connectrpc/connect/protocol";
+import { Code, ConnectError, type HandlerContext, type Interceptor, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
+import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import { grpcStatusOk, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
 import { envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { CallContext } from "./call-context.ts";
 
 /** What the router is given too. */
 export interface HandFramedOptions {
@@ -89,27 +76,16 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
 ): (req: Http2ServerRequest, res: Http2ServerResponse) => Promise<void> {
   const { method } = impl;
   const serialization = createMethodSerializationLookup(method, undefined, undefined, o);
+  const parse = serialization.getI(true).parse;
+  const serialize = serialization.getO(true).serialize;
   return async (req, res) => {
     const done = streamDone(res);
     const releases: (() => void)[] = [];
-    const universal = universalRequestFromNodeRequest(req, res, undefined, createContextValues());
-    const timeout = parseTimeout(universal.header.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
-    const context = createHandlerContext({
-      service: method.parent,
-      method,
-      protocolName: "grpc",
-      requestMethod: "POST",
-      url: universal.url,
-      timeoutMs: timeout.timeoutMs,
-      shutdownSignal: o.shutdownSignal,
-      requestSignal: universal.signal,
-      requestHeader: universal.header,
-      responseHeader: { "content-type": "application/grpc+proto" },
-      responseTrailer: { "grpc-status": grpcStatusOk },
-      contextValues: universal.contextValues,
-    });
+    const grpcTimeout = req.headers["grpc-timeout"];
+    const timeout = parseTimeout(typeof grpcTimeout === "string" ? grpcTimeout : null, Number.MAX_SAFE_INTEGER);
+    const context = new CallContext(method, req, res, timeout.timeoutMs, o.shutdownSignal);
     const sendHeaders = () => {
-      if (!res.headersSent) res.writeHead(200, nodeHeaders(context.responseHeader));
+      if (!res.headersSent) res.writeHead(200, context.responseHeaders(RESPONSE_HEADERS));
     };
     const out: ResponseWriter = {
       write: async (bytes) => {
@@ -120,20 +96,17 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
     };
     try {
       if (timeout.error !== undefined) throw timeout.error;
-      let spec;
-      let input: AsyncIterable<MessageShape<I>>;
-      if (method.methodKind === "server_streaming") {
-        const serve = (impl as HandFramedServerStream<I, O>).serve;
-        spec = createMethodImplSpec(method, (request: MessageShape<I>, ctx: HandlerContext) => serve(request, ctx, out));
-        input = pipe(universal.body as AsyncIterable<Uint8Array>, transformSplitEnvelope(o.readMaxBytes), transformDecompressEnvelope(null, o.readMaxBytes), transformParseEnvelope(serialization.getI(true)));
-      } else {
-        const serve = (impl as HandFramedClientStream<I, O>).serve;
-        spec = createMethodImplSpec(method, (_requests: AsyncIterable<MessageShape<I>>, ctx: HandlerContext) => serve(req, ctx));
-        input = NO_MESSAGES as AsyncIterable<MessageShape<I>>;
-      }
-      const serialize = serialization.getO(true).serialize;
-      for await (const message of transformInvokeImplementation<I, O>(spec as MethodImplSpec<I, O>, context, o.interceptors)(input)) {
-        const bytes = serialize(message as MessageShape<O>);
+      const input: AsyncIterable<MessageShape<I>> = method.methodKind === "server_streaming" ? requestMessages(req, o.readMaxBytes, parse) : NO_MESSAGES;
+      const message: AsyncIterable<MessageShape<O>> =
+        o.interceptors.length === 0
+          ? respond(input, context)
+          : await intercept<I, O>(o.interceptors, context, input, async (r) => {
+              // As Connect's invoke-implementation.ts: the interceptors may have changed the request's headers, signal, values.
+              const ctx: HandlerContext = { ...handlerContext(context), requestHeader: r.header, signal: r.signal, values: r.contextValues };
+              return respond(r.message, ctx);
+            });
+      for await (const m of message) {
+        const bytes = serialize(m);
         await out.write(Buffer.concat([envelopePrefix(bytes.length), bytes]));
       }
     } catch (err) {
@@ -142,12 +115,19 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
     // A client that went away hears nothing more.
     if (!res.stream.closed && !res.writableEnded) {
       sendHeaders();
-      res.addTrailers(nodeHeaders(context.responseTrailer));
+      res.addTrailers(context.responseTrailers(OK_TRAILERS));
       res.end();
     }
     await done;
-    context.abort();
+    context.close();
     for (const release of releases) release();
+
+    /** The implementation's messages for `messages` (the request) in `ctx`. */
+    function respond(messages: AsyncIterable<MessageShape<I>>, ctx: HandlerContext): AsyncIterable<MessageShape<O>> {
+      return impl.method.methodKind === "server_streaming"
+        ? afterSingle(messages, (request) => (impl as HandFramedServerStream<I, O>).serve(request, ctx, out))
+        : oneMessage((impl as HandFramedClientStream<I, O>).serve(req, ctx));
+    }
   };
 }
 
@@ -159,8 +139,109 @@ function streamDone(res: Http2ServerResponse): Promise<void> {
   });
 }
 
-function nodeHeaders(headers: Headers): Record<string, string> {
-  return Object.fromEntries(headers);
+const RESPONSE_HEADERS = { "content-type": "application/grpc+proto" };
+const OK_TRAILERS = { "grpc-status": grpcStatusOk };
+
+/**
+ * The messages of a request body — a pull's one small message — read whole and split as Connect's
+ * transforms split them (protocol/async-iterable.ts: transformSplitEnvelope, transformDecompressEnvelope),
+ * refusing what they refuse with their codes and words, and parsed by Connect's serialization.
+ * Why not the transforms themselves: their chain of async generators cost a pull more than the
+ * rest of its handling.
+ */
+async function* requestMessages<T>(req: Http2ServerRequest, readMaxBytes: number, parse: (bytes: Uint8Array) => T): AsyncGenerator<T> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const part of req as AsyncIterable<Buffer>) {
+    size += part.length;
+    // A message may be readMaxBytes, plus its envelope; anything beyond is not one message.
+    if (size > readMaxBytes + 5) throw new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
+    parts.push(part);
+  }
+  const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+  for (let at = 0; at < body.length; ) {
+    if (body.length - at < 5) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+    const length = body.readUInt32BE(at + 1);
+    if (length > readMaxBytes) throw new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
+    if (body.length - at - 5 < length) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+    if ((body[at]! & 0b1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+    yield parse(body.subarray(at + 5, at + 5 + length));
+    at += 5 + length;
+  }
 }
 
 const NO_MESSAGES: AsyncIterable<never> = { [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) };
+
+/**
+ * The call through `interceptors`, the first one outermost (Connect's applyInterceptors, which the
+ * package does not export), as Connect's handlers make it: a StreamRequest of the call, `respond`
+ * at the end of the chain, the response's headers and trailers those the call sends.
+ */
+async function intercept<I extends DescMessage, O extends DescMessage>(
+  interceptors: readonly Interceptor[],
+  context: CallContext,
+  input: AsyncIterable<MessageShape<I>>,
+  respond: (r: StreamRequest<I, O>) => Promise<AsyncIterable<MessageShape<O>>>,
+): Promise<AsyncIterable<MessageShape<O>>> {
+  const { method, service } = context;
+  const last = async (r: StreamRequest<I, O>): Promise<StreamResponse<I, O>> => ({
+    stream: true,
+    service,
+    method: method as StreamResponse<I, O>["method"],
+    header: context.responseHeader,
+    trailer: context.responseTrailer,
+    message: await respond(r),
+  });
+  // Interceptors are typed for any message; this call's are I and O.
+  type Next = Parameters<Interceptor>[0];
+  const chain = interceptors.reduceRight((next: Next, interceptor) => interceptor(next), last as unknown as Next);
+  const request: StreamRequest<I, O> = {
+    stream: true,
+    service,
+    method: method as StreamRequest<I, O>["method"],
+    requestMethod: "POST",
+    url: context.url,
+    signal: context.signal,
+    header: context.requestHeader,
+    contextValues: context.values,
+    message: input,
+  };
+  const response = (await chain(request as never)) as unknown as StreamResponse<I, O>;
+  copyHeaders(response.header, context.responseHeader);
+  const trailer = response.trailer;
+  return (async function* () {
+    yield* response.message;
+    copyHeaders(trailer, context.responseTrailer);
+  })();
+}
+
+/** `context`'s fields as a plain HandlerContext (its Headers made), for a spread. */
+function handlerContext(context: CallContext): HandlerContext {
+  const { method, service, signal, timeoutMs, requestMethod, requestHeader, responseHeader, responseTrailer, protocolName, values, url } = context;
+  return { method, service, signal, timeoutMs, requestMethod, requestHeader, responseHeader, responseTrailer, protocolName, values, url };
+}
+
+/**
+ * The messages `serve` answers the one request message of a server-streaming call with; none or
+ * two are refused as Connect refuses them (invoke-implementation.ts).
+ */
+async function* afterSingle<T, U>(messages: AsyncIterable<T>, serve: (request: T) => AsyncIterable<U>): AsyncGenerator<U> {
+  const it = messages[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done === true) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
+  const second = await it.next();
+  if (second.done !== true) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.Unimplemented);
+  yield* serve(first.value);
+}
+
+/** The answer of a client-streaming call as a response stream of one message. */
+async function* oneMessage<T>(answer: Promise<T>): AsyncGenerator<T> {
+  yield await answer;
+}
+
+/** Connect's copyHeaders (invoke-implementation.ts): what an interceptor put in its own Headers goes out. */
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  for (const key of [...to.keys()]) to.delete(key);
+  from.forEach((value, key) => to.set(key, value));
+}

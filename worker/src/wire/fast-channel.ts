@@ -35,28 +35,34 @@ export class FastChannel {
    * alive) while the call's stream is open.
    */
   async open(method: DescMethodStreaming, timeoutMs: number): Promise<http2.ClientHttp2Stream> {
+    const path = `/${method.parent.typeName}/${method.name}`;
+    const headers: Record<string, string> = {
+      "content-type": "application/grpc+proto",
+      te: "trailers",
+      "grpc-timeout": `${Math.max(1, Math.ceil(timeoutMs))}m`,
+    };
     let stream: http2.ClientHttp2Stream | undefined;
-    const start = async (req: UnaryRequest | StreamRequest): Promise<StreamResponse> => {
-      stream = await this.#sessions.request("POST", new URL(req.url).pathname, Object.fromEntries(req.header), {});
-      return { stream: true, service: method.parent, method, header: new Headers(), trailer: new Headers(), message: NO_MESSAGES };
-    };
-    const request: StreamRequest = {
-      stream: true,
-      service: method.parent,
-      method,
-      requestMethod: "POST",
-      url: `${this.#sessions.authority}/${method.parent.typeName}/${method.name}`,
-      signal: new AbortController().signal,
-      header: new Headers({
-        "content-type": "application/grpc+proto",
-        te: "trailers",
-        "grpc-timeout": `${Math.max(1, Math.ceil(timeoutMs))}m`,
-      }),
-      contextValues: createContextValues(),
-      message: NO_MESSAGES,
-    };
-    // As Connect applies them (interceptor.ts applyInterceptors): the first in the list is the outermost.
-    await this.#interceptors.reduceRight((next: Parameters<Interceptor>[0], interceptor) => interceptor(next), start as Parameters<Interceptor>[0])(request);
+    if (this.#interceptors.length === 0) {
+      stream = await this.#sessions.request("POST", path, headers, {});
+    } else {
+      const start = async (req: UnaryRequest | StreamRequest): Promise<StreamResponse> => {
+        stream = await this.#sessions.request("POST", path, Object.fromEntries(req.header), {});
+        return { stream: true, service: method.parent, method, header: new Headers(), trailer: new Headers(), message: NO_MESSAGES };
+      };
+      const request: StreamRequest = {
+        stream: true,
+        service: method.parent,
+        method,
+        requestMethod: "POST",
+        url: `${this.#sessions.authority}${path}`,
+        signal: NEVER_ABORTED,
+        header: new Headers(headers),
+        contextValues: createContextValues(),
+        message: NO_MESSAGES,
+      };
+      // As Connect applies them (interceptor.ts applyInterceptors): the first in the list is the outermost.
+      await this.#interceptors.reduceRight((next: Parameters<Interceptor>[0], interceptor) => interceptor(next), start as Parameters<Interceptor>[0])(request);
+    }
     const session = stream!.session as http2.ClientHttp2Session | undefined;
     if (session !== undefined && !this.#widened.has(session)) {
       this.#widened.add(session);
@@ -131,6 +137,9 @@ export function errorOfStatus(what: string, s: CallStatus, closedEarlyWhy: strin
   }
   return new ConnectError(`${what} ${closedEarlyWhy}`, Code.Unavailable);
 }
+
+/** The signal of a call's StreamRequest here: the caller cancels the stream itself. */
+const NEVER_ABORTED = new AbortController().signal;
 
 const NO_MESSAGES: AsyncIterable<never> = { [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) };
 
