@@ -2,6 +2,7 @@ import t, { type Test } from "tap";
 import { createServer, type Server } from "node:http";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { DATASETS } from "../src/data/catalog.ts";
 import { checkSliceHoldsABatch, DatasetError, loadDataset, type DatasetConfig } from "../src/data/load-dataset.ts";
@@ -9,6 +10,13 @@ import { sliceForPart } from "../src/data/partition.ts";
 import { pixelValue, sha256, tinyCifarArchive, tinyIdxFiles } from "./fixtures/tiny-datasets.ts";
 
 const lines: string[] = [];
+
+/** Asserts that `promise` rejects with a DatasetError (printed as one line, no stack) whose message matches `pattern`. */
+async function failsWith(t: Test, promise: Promise<unknown>, pattern: RegExp, what: string): Promise<void> {
+  const err = await promise.then(() => undefined, (e: unknown) => e);
+  t.type(err, DatasetError, `${what}: a DatasetError`);
+  t.match((err as Error | undefined)?.message, pattern, `${what}: ${(err as Error | undefined)?.message}`);
+}
 const log = createLogger("test", "debug", (l) => lines.push(l));
 /** Fast retries so that the failure cases take milliseconds. */
 const fast = { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 };
@@ -120,8 +128,13 @@ t.test("a checksum mismatch is a clear error naming the source, and nothing is c
   // The tiny files are not the published ones: the built-in checksums must reject them.
   const error = await loadDataset(mnistConfig({ DATASET_URL: `${http.base}/m/`, DATA_DIR: dataDir, DATASET_SHA256: undefined }), log, fast).catch((e: unknown) => e);
   t.type(error, DatasetError);
-  t.match((error as Error).message, `${http.base}/m/train-images-idx3-ubyte.gz: SHA-256 mismatch: expected ${DATASETS.mnist.files[0]!.sha256}, got ${sha256(idx.get("train-images-idx3-ubyte.gz")!)}`,
-    "names the source, the expected and the actual checksum");
+  const file = DATASETS.mnist.files[0]!;
+  t.match(
+    (error as Error).message,
+    `${http.base}/m/train-images-idx3-ubyte.gz: SHA-256 mismatch: neither the file (${sha256(idx.get("train-images-idx3-ubyte.gz")!)}; expected ${file.sha256}) ` +
+      `nor its decompressed content (${sha256(gunzipSync(idx.get("train-images-idx3-ubyte.gz")!))}; expected ${file.contentSha256}) is the published one`,
+    "names the source, and the expected and actual checksums of the file and of its content",
+  );
   t.same(listFiles(join(dataDir, "mnist")), [], "nothing left in the cache");
   t.equal(http.requests.length, 1, "not retried: the same bytes would come back");
 
@@ -215,6 +228,68 @@ t.test("a truncated or wrong archive is a clear error", async (t) => {
   const c100 = await tinyCifarArchive(dir, "cifar100", 2, 2);
   await t.rejects(loadDataset({ DATASET: "cifar10", SEED: 1, DATA_DIR: freshDir(t), DATASET_URL: c100, DATASET_SHA256: "skip" }, log, fast),
     /the archive has no data_batch_1\.bin, .*test_batch\.bin \(is it the CIFAR-10 binary version\?\)/, "a CIFAR-100 archive given as CIFAR-10");
+});
+
+t.test("a CIFAR member too short or too long, or with a label out of range, is named with what is wrong", async (t) => {
+  const load = (archive: string) => loadDataset({ DATASET: "cifar10", SEED: 1, DATA_DIR: freshDir(t), DATASET_URL: archive, DATASET_SHA256: "skip" }, log, fast);
+  // One member a byte short and the next a byte long: together a whole number of records.
+  const shortLong = await tinyCifarArchive(freshDir(t), "cifar10", 2, 2, (member, bytes) =>
+    member === "data_batch_2.bin" ? bytes.subarray(0, bytes.length - 1) : member === "data_batch_3.bin" ? Buffer.concat([bytes, Buffer.of(7)]) : bytes,
+  );
+  await failsWith(t, load(shortLong), /\(data_batch_2\.bin\): 6145 bytes is not a whole number of 3073-byte records$/, "the short member is named");
+  const badLabel = await tinyCifarArchive(freshDir(t), "cifar10", 2, 2, (member, bytes) => {
+    if (member !== "test_batch.bin") return bytes;
+    const out = Buffer.from(bytes);
+    out[3073] = 249; // the second record's label
+    return out;
+  });
+  await failsWith(t, load(badLabel), /\(test_batch\.bin\): record 1 has label 249, outside \[0, 10\)/, "the member and the record are named");
+});
+
+t.test("IDX errors name the file and what is wrong", async (t) => {
+  const write = (files: Map<string, Buffer>) => {
+    const dir = freshDir(t);
+    for (const [name, bytes] of files) writeFileSync(join(dir, name), bytes);
+    return dir;
+  };
+  const load = (dir: string) => loadDataset(mnistConfig({ DATASET_URL: dir, DATA_DIR: freshDir(t), DATASET_SHA256: "skip" }), log, fast);
+  const broken = (name: string, bytes: Buffer) => new Map([...idx].map(([n, b]) => [n, n === name ? bytes : b]));
+  const labels = gunzipSync(idx.get("train-labels-idx1-ubyte.gz")!);
+  const cases: [string, Buffer, RegExp][] = [
+    ["a truncated gzip", idx.get("train-labels-idx1-ubyte.gz")!.subarray(0, 30), /train-labels-idx1-ubyte\.gz: cannot decompress/],
+    ["a short IDX", gzipSync(labels.subarray(0, labels.length - 5)), /train-labels-idx1-ubyte\.gz: IDX header \[60\] needs 68 bytes, the file has 63/],
+    ["a bad magic number", gzipSync(Buffer.concat([Buffer.of(1, 2), labels.subarray(2)])), /train-labels-idx1-ubyte\.gz: not an IDX file \(bad magic number\)/],
+    ["wrong dimensions", idx.get("train-labels-idx1-ubyte.gz")!, /train-images-idx3-ubyte\.gz: expected images \[n, 28, 28\], got \[60\]/],
+    ["a label out of range", gzipSync(Buffer.concat([labels.subarray(0, 8 + 41), Buffer.of(12), labels.subarray(8 + 42)])), /train-labels-idx1-ubyte\.gz: label 12 of example 41 is outside \[0, 10\)/],
+  ];
+  for (const [what, bytes, pattern] of cases) {
+    const name = what === "wrong dimensions" ? "train-images-idx3-ubyte.gz" : "train-labels-idx1-ubyte.gz";
+    await failsWith(t, load(write(broken(name, bytes))), pattern, what);
+  }
+});
+
+t.test("a re-compressed or decompressed copy verifies by its content's checksum; other content does not", async (t) => {
+  const contentSums = [...idx].map(([name, bytes]) => `${name}=${sha256(gunzipSync(bytes))}`).join(",");
+  const regzipped = freshDir(t);
+  for (const [name, bytes] of idx) writeFileSync(join(regzipped, name), gzipSync(gunzipSync(bytes), { level: 1 }));
+  t.not(sha256(readFileSync(join(regzipped, "train-images-idx3-ubyte.gz"))), sha256(idx.get("train-images-idx3-ubyte.gz")!), "the re-compressed file differs");
+  const a = await loadDataset(mnistConfig({ DATASET_URL: regzipped, DATA_DIR: freshDir(t), DATASET_SHA256: contentSums }), log, fast);
+  t.equal(a.train.count, 60, "a re-gzipped copy verifies by its content");
+  const plain = freshDir(t);
+  for (const [name, bytes] of idx) writeFileSync(join(plain, name.replace(/\.gz$/, "")), gunzipSync(bytes));
+  const b = await loadDataset(mnistConfig({ DATASET_URL: plain, DATA_DIR: freshDir(t), DATASET_SHA256: contentSums }), log, fast);
+  t.same(Array.from(b.train.x.subarray(0, 1000)), Array.from(a.train.x.subarray(0, 1000)), "an uncompressed directory (names without .gz) gives the same data");
+  const labels = gunzipSync(idx.get("t10k-labels-idx1-ubyte.gz")!);
+  labels[20] = (labels[20]! + 1) % 10;
+  writeFileSync(join(plain, "t10k-labels-idx1-ubyte"), labels);
+  await t.rejects(loadDataset(mnistConfig({ DATASET_URL: plain, DATA_DIR: freshDir(t), DATASET_SHA256: contentSums }), log, fast),
+    /t10k-labels-idx1-ubyte: SHA-256 mismatch: neither the file .* nor its decompressed content .* is the published one/, "changed content is refused");
+});
+
+t.test("Debian's dataset-fashion-mnist (re-gzipped by Debian) verifies against the catalog without DATASET_SHA256=skip", async (t) => {
+  const data = await loadDataset({ DATASET: "fashion-mnist", SEED: 1, DATA_DIR: freshDir(t), DATASET_URL: "/usr/share/datasets/fashion-mnist/" }, log, fast);
+  t.equal(data.train.count, 60_000, "60,000 training images");
+  t.equal(data.test.count, 10_000, "10,000 test images");
 });
 
 t.test("slices of a real loader's training set are disjoint and cover it; subsets are seeded", async (t) => {

@@ -6,8 +6,11 @@
  * here. Each one was cross-checked offline against several independent public projects that pin the
  * same files (TensorFlow Datasets' checksum registry, torchvision ports, dataset fetch scripts), which
  * all agree; the Fashion-MNIST ones also match the MD5 sums in Zalando's README through those
- * projects. A wrong entry would fail loudly (a mismatch naming the file and both hashes), never load
- * different data silently. DATASET_SHA256=skip turns verification off explicitly.
+ * projects. The IDX files also have the SHA-256 of their decompressed content, which any copy
+ * shares however it was compressed: MNIST's pinned by several public projects that check the raw
+ * files, Fashion-MNIST's by those and by Debian's dataset-fashion-mnist (re-gzipped files with the
+ * same content). A wrong entry would fail loudly (a mismatch naming the file and the hashes), never
+ * load different data silently. DATASET_SHA256=skip turns verification off explicitly.
  *
  * Normalisation: pixel p in 0..255 becomes (p / 255 - mean[c]) / std[c] for channel c, with the
  * per-channel mean and standard deviation of the training set as commonly quoted (torchvision recipes).
@@ -21,6 +24,8 @@ export interface PublishedFile {
   /** The published file name; also the name in the cache and in a DATASET_URL directory. */
   readonly name: string;
   readonly sha256: string;
+  /** SHA-256 of the decompressed content, where it is known: a re-compressed copy verifies by it. */
+  readonly contentSha256?: string;
 }
 
 export interface ImageDatasetSpec {
@@ -53,10 +58,10 @@ export const DATASETS: Readonly<Record<ImageDatasetName, ImageDatasetSpec>> = {
     name: "mnist",
     format: "idx",
     files: [
-      { name: IDX_FILES.trainImages, sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609" },
-      { name: IDX_FILES.trainLabels, sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c" },
-      { name: IDX_FILES.testImages, sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6" },
-      { name: IDX_FILES.testLabels, sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6" },
+      { name: IDX_FILES.trainImages, sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", contentSha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db" },
+      { name: IDX_FILES.trainLabels, sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", contentSha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5" },
+      { name: IDX_FILES.testImages, sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", contentSha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7" },
+      { name: IDX_FILES.testLabels, sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", contentSha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2" },
     ],
     // yann.lecun.com, the original, often refuses downloads now; TensorFlow's and PyTorch's mirrors
     // serve the same bytes.
@@ -75,10 +80,10 @@ export const DATASETS: Readonly<Record<ImageDatasetName, ImageDatasetSpec>> = {
     name: "fashion-mnist",
     format: "idx",
     files: [
-      { name: IDX_FILES.trainImages, sha256: "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84" },
-      { name: IDX_FILES.trainLabels, sha256: "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845" },
-      { name: IDX_FILES.testImages, sha256: "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073" },
-      { name: IDX_FILES.testLabels, sha256: "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5" },
+      { name: IDX_FILES.trainImages, sha256: "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", contentSha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888" },
+      { name: IDX_FILES.trainLabels, sha256: "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", contentSha256: "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9" },
+      { name: IDX_FILES.testImages, sha256: "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", contentSha256: "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b" },
+      { name: IDX_FILES.testLabels, sha256: "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", contentSha256: "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34" },
     ],
     mirrors: [
       "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",

@@ -67,11 +67,32 @@ export async function readCifarArchive(archive: Readable, variant: CifarVariant,
   if (missing.length > 0) {
     throw new Error(`${what}: the archive has no ${missing.join(", ")} (is it the ${variant === "cifar10" ? "CIFAR-10" : "CIFAR-100"} binary version?)`);
   }
-  const part = (names: readonly string[]) => parseRecords(Buffer.concat(names.map((n) => found.get(n)!)), variant, labels, `${what} (${names.join(", ")})`);
+  // Each member checked on its own: joined first, one a byte short and another a byte long would pass.
+  const part = (names: readonly string[]) => joinRecords(names.map((n) => parseRecords(found.get(n)!, variant, labels, `${what} (${n})`)));
   return { train: part(MEMBERS[variant].train), test: part(MEMBERS[variant].test) };
 }
 
-/** Decodes concatenated records into channel-last pixels and labels. */
+/** The records of several members, in order. */
+function joinRecords(parts: readonly { pixels: Uint8Array; labels: Int32Array }[]): { pixels: Uint8Array; labels: Int32Array } {
+  const pixels = new Uint8Array(parts.reduce((n, p) => n + p.pixels.length, 0));
+  const y = new Int32Array(parts.reduce((n, p) => n + p.labels.length, 0));
+  let at = 0;
+  let count = 0;
+  for (const p of parts) {
+    pixels.set(p.pixels, at);
+    y.set(p.labels, count);
+    at += p.pixels.length;
+    count += p.labels.length;
+  }
+  return { pixels, labels: y };
+}
+
+/** The number of classes a label of `variant` (CIFAR-100: of the `labels` kind) lies below. */
+function classCount(variant: CifarVariant, labels: Cifar100Labels): number {
+  return variant === "cifar10" ? 10 : labels === "fine" ? 100 : 20;
+}
+
+/** Decodes one member's records into channel-last pixels and labels; `what` names the member in errors. */
 export function parseRecords(bytes: Uint8Array, variant: CifarVariant, labels: Cifar100Labels, what: string): { pixels: Uint8Array; labels: Int32Array } {
   const labelBytes = variant === "cifar10" ? 1 : 2;
   const recordBytes = labelBytes + IMAGE_BYTES;
@@ -83,9 +104,11 @@ export function parseRecords(bytes: Uint8Array, variant: CifarVariant, labels: C
   const y = new Int32Array(count);
   // CIFAR-100 records start with the coarse label, then the fine one.
   const labelOffset = variant === "cifar100" && labels === "fine" ? 1 : 0;
+  const classes = classCount(variant, labels);
   for (let i = 0; i < count; i++) {
     const record = i * recordBytes;
     y[i] = bytes[record + labelOffset]!;
+    if (y[i]! >= classes) throw new Error(`${what}: record ${i} has label ${y[i]}, outside [0, ${classes}) (a corrupted file, or not ${variant === "cifar10" ? "CIFAR-10" : "CIFAR-100"})`);
     const image = record + labelBytes;
     const out = i * IMAGE_BYTES;
     for (let p = 0; p < PLANE; p++) {

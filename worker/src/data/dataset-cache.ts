@@ -2,17 +2,24 @@
  * The on-disk cache of downloaded dataset files, and obtaining a verified local copy of one file.
  *
  * Layout under the cache directory (DATA_DIR/<dataset>/):
- *   <file>                         verified against its SHA-256: any source yields the same bytes
+ *   <file>                         verified: any source yields the same content
  *   unverified-<hash>/<file>       downloaded with verification turned off, per source URL
  *   <file>.lock                    held while one process downloads it (others on the machine wait)
  *   <file>.part-<pid>-<random>     a download in progress; renamed to <file> only when complete and
  *                                  verified, deleted on failure: a half-written file is never used
  *
- * A cached file is re-hashed on every use (about 0.5 s for CIFAR's 170 MB), so a corrupted cache is
- * noticed, deleted and downloaded again. Local sources are read in place (verified, not copied).
+ * A file verifies when its SHA-256 is the published file's, or when the SHA-256 of its decompressed
+ * content is the published content's: what every copy of a dataset shares however it was compressed
+ * (Debian's dataset-fashion-mnist re-gzipped the files; a mirror may too; a directory may hold them
+ * uncompressed). A cached file is re-hashed on every use (about 0.5 s for CIFAR's 170 MB), so a
+ * corrupted cache is noticed, deleted and downloaded again. Local sources are read in place
+ * (verified, not copied); a local directory may hold a `.gz` file's content uncompressed, under its
+ * name without `.gz`.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, statSync } from "node:fs";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
 import { mkdir, open, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
@@ -23,6 +30,8 @@ export interface WantedFile {
   readonly name: string;
   /** Expected SHA-256 (lower-case hex), or undefined to skip verification. */
   readonly sha256: string | undefined;
+  /** Expected SHA-256 of the decompressed content (of a gzip file; of the file itself otherwise), if known. */
+  readonly contentSha256?: string | undefined;
 }
 
 export interface ObtainOptions extends DownloadOptions {
@@ -58,6 +67,45 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** SHA-256 of a file's content: of what it decompresses to if it is gzip, of its bytes otherwise. */
+export async function contentSha256(path: string, what = path): Promise<string> {
+  const head = Buffer.alloc(2);
+  const handle = await open(path, "r");
+  try {
+    await handle.read(head, 0, 2, 0);
+  } finally {
+    await handle.close();
+  }
+  if (head[0] !== 0x1f || head[1] !== 0x8b) return sha256File(path);
+  const hash = createHash("sha256");
+  try {
+    await pipeline(createReadStream(path), createGunzip(), async (chunks: AsyncIterable<Buffer>) => {
+      for await (const chunk of chunks) hash.update(chunk);
+    });
+  } catch (err) {
+    throw new DatasetError(`${what}: cannot decompress (${(err as Error).message})`);
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * Why `path` does not verify as `file`, or undefined when it does: its SHA-256 is the published
+ * file's (`fileSha256`, if already computed), or its content's is the published content's.
+ */
+async function verification(path: string, file: WantedFile, what: string, fileSha256?: string): Promise<string | undefined> {
+  if (file.sha256 === undefined) return undefined;
+  const actual = fileSha256 ?? (await sha256File(path));
+  if (actual === file.sha256) return undefined;
+  if (file.contentSha256 === undefined) return mismatch(what, file.sha256, actual);
+  const content = await contentSha256(path, what);
+  if (content === file.contentSha256) return undefined;
+  return (
+    `${what}: SHA-256 mismatch: neither the file (${actual}; expected ${file.sha256}) nor its decompressed content ` +
+    `(${content}; expected ${file.contentSha256}) is the published one (a different or corrupted file; ` +
+    `set DATASET_SHA256 to the right checksum, or to "skip" to accept it unverified)`
+  );
+}
+
 const mismatch = (source: string, expected: string, actual: string) =>
   `${source}: SHA-256 mismatch: expected ${expected}, got ${actual} (a different or corrupted file; ` +
   `set DATASET_SHA256 to the right checksum, or to "skip" to accept it unverified)`;
@@ -73,12 +121,12 @@ export async function obtainFile(file: WantedFile, sources: readonly Location[],
   if (first === undefined) throw new DatasetError(`${file.name}: no source to obtain it from`);
 
   if (first.kind === "local") {
-    const path = first.path;
-    if (!(await exists(path))) throw new DatasetError(`${path}: no such file`);
-    if (file.sha256 !== undefined) {
-      const actual = await sha256File(path);
-      if (actual !== file.sha256) throw new DatasetError(mismatch(path, file.sha256, actual));
-    }
+    let path = first.path;
+    // A directory of decompressed files: "x-ubyte" for the published "x-ubyte.gz".
+    if (!(await exists(path)) && path.endsWith(".gz") && (await exists(path.slice(0, -3)))) path = path.slice(0, -3);
+    if (!(await exists(path))) throw new DatasetError(`${first.path}: no such file`);
+    const failed = await verification(path, file, path);
+    if (failed !== undefined) throw new DatasetError(failed);
     return path;
   }
 
@@ -88,10 +136,9 @@ export async function obtainFile(file: WantedFile, sources: readonly Location[],
 
   const cached = async (): Promise<boolean> => {
     if (!(await exists(final))) return false;
-    if (file.sha256 === undefined) return true;
-    const actual = await sha256File(final);
-    if (actual === file.sha256) return true;
-    log(`cached ${final} does not match its checksum (got ${actual}); deleting it and downloading again`);
+    const failed = await verification(final, file, `cached ${final}`).catch((err: Error) => err.message);
+    if (failed === undefined) return true;
+    log(`${failed}; deleting it and downloading again`);
     await rm(final, { force: true });
     return false;
   };
@@ -115,7 +162,8 @@ export async function obtainFile(file: WantedFile, sources: readonly Location[],
         log(`downloading ${name}`);
         const started = Date.now();
         const got = await download(source, temp, o);
-        if (file.sha256 !== undefined && got.sha256 !== file.sha256) throw new DatasetError(mismatch(name, file.sha256, got.sha256));
+        const failed = await verification(temp, file, name, got.sha256);
+        if (failed !== undefined) throw new DatasetError(failed);
         await rename(temp, final);
         log(`downloaded ${name} (${(got.bytes / 1e6).toFixed(1)} MB in ${((Date.now() - started) / 1000).toFixed(1)} s${file.sha256 ? ", SHA-256 verified" : ", NOT verified"})`);
         return final;

@@ -64,7 +64,12 @@ export async function loadDataset(config: DatasetConfig, log: Logger, download: 
 
   const paths = new Map<string, string>();
   for (const file of spec.files) {
-    const wanted: WantedFile = { name: file.name, sha256: checksums === "skip" ? undefined : (checksums.get(file.name) ?? file.sha256) };
+    // An override may be the file's checksum or its decompressed content's: either verifies.
+    const override = checksums === "skip" ? undefined : checksums.get(file.name);
+    const wanted: WantedFile =
+      checksums === "skip"
+        ? { name: file.name, sha256: undefined }
+        : { name: file.name, sha256: override ?? file.sha256, contentSha256: override ?? file.contentSha256 };
     const bases = config.DATASET_URL !== undefined ? [config.DATASET_URL] : spec.mirrors;
     const sources = bases.map((base) => locate(base, file.name, spec.files.length === 1, isDirectory));
     const path = await obtainFile(wanted, sources, {
@@ -153,6 +158,10 @@ async function readIdxDataset(spec: ImageDatasetSpec, paths: ReadonlyMap<string,
     }
     if (labels.dims.length !== 1 || labels.dims[0] !== images.dims[0]) {
       throw new DatasetError(`${labelsPath}: expected ${images.dims[0]} labels, got [${labels.dims.join(", ")}]`);
+    }
+    const outside = labels.data.findIndex((label) => label >= spec.classes);
+    if (outside >= 0) {
+      throw new DatasetError(`${labelsPath}: label ${labels.data[outside]} of example ${outside} is outside [0, ${spec.classes}) (a corrupted file, or another dataset's)`);
     }
     return normalisedSplit(images.data, Int32Array.from(labels.data), spec);
   };
