@@ -26,7 +26,7 @@ MODE ?= sync
 export WORKERS MODE
 
 .PHONY: help setup system-packages generate kernels build lint test test-node test-terraform test-docker test-local typecheck clean \
-	deploy destroy images logs status results experiment bench chaos
+	deploy destroy images logs status results experiment accuracy-race bench chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -104,6 +104,13 @@ results: setup ## results.json + charts of the newest local run (RUN=runs/<ts>),
 experiment: setup ## Compare modes x worker counts: EXPERIMENT_MODES=sync,async EXPERIMENT_WORKERS=2,4 EPOCHS=3; results/ + charts
 	node scripts/experiment.ts
 
+accuracy-race: setup ## Time to 86% on real Fashion-MNIST (Debian's copy): 1 and 4 workers, sync and async, against one PyTorch process; chart + TTA_JSON
+	DATASET=fashion-mnist DATASET_URL="$${DATASET_URL:-/usr/share/datasets/fashion-mnist/}" MODEL=mlp EPOCHS="$${EPOCHS:-3}" \
+	  BATCH_SIZE="$${BATCH_SIZE:-32}" OPTIMIZER=sgd LEARNING_RATE="$${LEARNING_RATE:-0.1}" \
+	  EXPERIMENT_MODES="$${EXPERIMENT_MODES:-sync,async}" EXPERIMENT_WORKERS="$${EXPERIMENT_WORKERS:-1,4}" \
+	  EXPERIMENT_REFERENCE="$${EXPERIMENT_REFERENCE:-pytorch}" TTA_TARGET="$${TTA_TARGET:-0.86}" \
+	  RESULTS_DIR="$${RESULTS_DIR:-results/accuracy-race-$$(date -u +%Y%m%dT%H%M%SZ)}" node scripts/experiment.ts
+
 deploy: ## Build, push and deploy to AWS (ARGS="--platform linux/arm64 -- -var worker_count=4")
 	terraform/deploy.sh $(ARGS)
 
@@ -117,8 +124,8 @@ logs: ## Follow the parameter server's CloudWatch logs (LOG=worker for the worke
 	aws logs tail "$$(terraform -chdir=terraform output -raw $(or $(LOG),parameter_server)_log_group)" --follow \
 		--region "$$(terraform -chdir=terraform output -raw region)"
 
-bench: setup ## Benchmark the data path against raw HTTP/2 and memcpy (QUICK=1: the target workload only, under 2 min; ARGS="--help")
-	node bench/run.ts $(if $(filter-out 0 false no,$(QUICK)),--quick) $(ARGS)
+bench: setup ## Benchmark the data path against raw HTTP/2 and memcpy (QUICK=1: the target workload only, under 2 min; SMALL=1: the small models; ARGS="--help")
+	node bench/run.ts $(if $(filter-out 0 false no,$(QUICK)),--quick) $(if $(filter-out 0 false no,$(SMALL)),--small) $(ARGS)
 
 clean: ## Remove installed packages and run logs
 	rm -rf node_modules .node runs .tap coverage

@@ -44,6 +44,8 @@ const USAGE = `usage: node bench/run.ts [options]            (make bench [QUICK=
   --quick                 only the target workload (11.2M, fp32 pull, fp16 push, N=4, sync), its
                           single-worker twin, the same against two shards, their HTTP/2 limits
                           and memcpy (under two minutes)
+  --small                 only the small models (55k and 1M; N=1 and N=4; sync and async; fp32),
+                          where a step is mostly round trip, and their HTTP/2 limits
   --models LIST           ${Object.keys(MODELS).join(",")} (and "tiny" for tests)
   --workers LIST          e.g. 1,2,4,8
   --modes LIST            sync,async,ssp
@@ -84,6 +86,7 @@ const USAGE = `usage: node bench/run.ts [options]            (make bench [QUICK=
 const { values: a } = parseArgs({
   options: {
     quick: { type: "boolean", default: process.env.QUICK === "1" },
+    small: { type: "boolean", default: process.env.SMALL === "1" },
     models: { type: "string" },
     workers: { type: "string" },
     modes: { type: "string" },
@@ -182,7 +185,15 @@ const compute = a.compute;
 function roundsFor(model: string): number {
   if (a.rounds !== undefined) return int("rounds", a.rounds, 1);
   if (a.quick) return 48;
-  return Math.max(6, Math.min(200, Math.round((24 * 11_173_962) / modelLayout(model).params)));
+  // Small models' rounds take a millisecond or so: enough of them for a few seconds' measurement.
+  return Math.max(6, Math.min(2000, Math.round((24 * 11_173_962) / modelLayout(model).params)));
+}
+
+/** The small-model cases: per-step cost where the compute is small and the round trip is all. */
+function smallCases(): PsCaseSpec[] {
+  return ["55k", "1M"].flatMap((model) =>
+    ["sync", "async"].flatMap((mode) => [1, 4].map((workers) => spec({ model, workers, mode, pull: "fp32", push: "fp32" }))),
+  );
 }
 
 function spec(c: { model: string; workers: number; shards?: number; mode: string; pull: string; push: string }, extra: Partial<PsCaseSpec> = {}): PsCaseSpec {
@@ -211,6 +222,7 @@ function spec(c: { model: string; workers: number; shards?: number; mode: string
 function byteCases(): PsCaseSpec[] {
   if (a["scaling-only"] || a["profile-only"]) return [];
   if (a.quick) return [spec(TARGET), spec({ ...TARGET, workers: 1 }), spec({ ...TARGET, shards: 2 })];
+  if (a.small) return smallCases();
   const given = [a.models, a.workers, a.modes, a.pull, a.push, a.shards].some((v) => v !== undefined);
   if (given || a.matrix === "full") {
     const full = a.matrix === "full";
@@ -238,11 +250,12 @@ function byteCases(): PsCaseSpec[] {
     spec({ ...TARGET, model: "1M" }),
     spec({ ...TARGET, model: "25M" }),
     spec({ ...TARGET, model: "25M", shards: 2 }),
+    ...smallCases(),
   ];
 }
 
 function scalingCases(): PsCaseSpec[] {
-  if (a.quick || a["no-scaling"] || a["profile-only"]) return [];
+  if (a.quick || a.small || a["no-scaling"] || a["profile-only"]) return [];
   const computeMs = int("compute-ms", a["compute-ms"]);
   const rounds = int("scaling-rounds", a["scaling-rounds"], 1);
   const base = { model: a.models !== undefined ? list(a.models)[0]! : TARGET.model, mode: TARGET.mode, pull: TARGET.pull, push: TARGET.push };

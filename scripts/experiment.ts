@@ -10,6 +10,11 @@
  *   EPOCHS              per run (default 3)
  *   RESULTS_DIR         output directory (default results/experiment-<timestamp>)
  *   ACCURACY_TARGET     passed to each run (default 0: an experiment measures, it does not gate)
+ *   EXPERIMENT_REFERENCE  "pytorch": also train the same job (mlp or linear on MNIST/Fashion-MNIST)
+ *                       in one PyTorch process (scripts/pytorch/train_reference.py, Debian's
+ *                       python3-torch), on the same charts; "none" (default)
+ *   TTA_TARGET          a test accuracy: report each run's wall time to reach it (TTA_JSON line,
+ *                       time-to-accuracy.png). `make accuracy-race` sets all of these.
  * Everything else (DATASET, MODEL, BATCH_SIZE, OPTIMIZER, LEARNING_RATE, TRAIN_EXAMPLES, ...) passes
  * through to every run. With MODEL set, unset BATCH_SIZE, OPTIMIZER and LEARNING_RATE default to
  * the model's recommended values (worker/src/model/defaults.ts).
@@ -27,6 +32,7 @@ import { ConfigError, intVar, parseEnv, stringVar } from "../common/src/env.ts";
 import { MODEL_DEFAULTS } from "../worker/src/model/defaults.ts";
 import { isModelName } from "../worker/src/model/models.ts";
 import { barChart, lineChart, writePng, type Point } from "./lib/charts.ts";
+import { referencePython } from "./lib/python.ts";
 import { extractRecords, type LogLine, type RunRecords } from "./lib/run-logs.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -48,6 +54,8 @@ const settingsSchema = z.object({
   EPOCHS: intVar({ min: 1, max: 10_000, default: 3 }),
   RESULTS_DIR: stringVar("a directory path", join(root, "results", `experiment-${new Date().toISOString().replace(/[:.]/g, "-")}`)),
   ACCURACY_TARGET: stringVar("a number from 0 to 1", "0"),
+  EXPERIMENT_REFERENCE: z.enum(["none", "pytorch"]).default("none"),
+  TTA_TARGET: z.coerce.number().min(0).max(1).optional(),
 });
 
 let settings: z.output<typeof settingsSchema>;
@@ -172,17 +180,92 @@ function summarise(run: RunOutcome, records: RunRecords, start: number, env: Rec
 
 type RunResult = ReturnType<typeof summarise>;
 
-async function charts(results: readonly RunResult[]): Promise<string[]> {
+/** A PyTorch run of the same job: its evaluations after each epoch, in seconds since it was started. */
+interface ReferenceRun {
+  label: string;
+  torch: string;
+  threads: number;
+  wall_time_s: number;
+  per_epoch: { epoch: number; t_s: number; test_accuracy: number; test_loss: number }[];
+  exit_code: number;
+}
+
+/** Trains the job in one PyTorch process; undefined (and why, on the console) when it cannot. */
+async function runReference(): Promise<ReferenceRun | undefined> {
+  const dataset = process.env.DATASET ?? "synthetic";
+  const model = process.env.MODEL ?? "mlp";
+  const data = process.env.DATASET_URL?.replace(/^file:\/\//, "");
+  if (!["mnist", "fashion-mnist"].includes(dataset) || !["mlp", "linear"].includes(model) || data === undefined || /^[a-z]+:\/\//.test(data)) {
+    console.log("experiment: the PyTorch reference trains mlp or linear on mnist or fashion-mnist from a local DATASET_URL; skipped");
+    return undefined;
+  }
+  const args = [
+    join(root, "scripts", "pytorch", "train_reference.py"),
+    `--data=${data}`,
+    `--dataset=${dataset}`,
+    `--model=${model}`,
+    `--epochs=${settings.EPOCHS}`,
+    `--batch-size=${process.env.BATCH_SIZE ?? "32"}`,
+    `--learning-rate=${process.env.LEARNING_RATE ?? "0.1"}`,
+    `--threads=1`,
+  ];
+  const started = Date.now();
+  return new Promise((res) => {
+    const child = spawn(referencePython(), args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.once("error", (e) => {
+      console.log(`experiment: no PyTorch reference (${e.message})`);
+      res(undefined);
+    });
+    child.once("exit", (code) => {
+      type Line = { torch?: string; threads?: number; epoch?: number; time_ms?: number; test_accuracy?: number; test_loss?: number };
+      const lines = out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Line);
+      const head = lines.find((l) => l.torch !== undefined);
+      if (code !== 0 || head === undefined) {
+        console.log(`experiment: the PyTorch reference failed (exit ${code}): ${err.trim().split("\n").slice(-2).join(" ")}`);
+        res(undefined);
+        return;
+      }
+      const per_epoch = lines.filter((l) => l.epoch !== undefined).map((l) => ({ epoch: l.epoch!, t_s: (l.time_ms! - started) / 1000, test_accuracy: l.test_accuracy!, test_loss: l.test_loss! }));
+      res({ label: "pytorch-1p", torch: head.torch!, threads: head.threads!, wall_time_s: (Date.now() - started) / 1000, per_epoch, exit_code: 0 });
+    });
+  });
+}
+
+/** Seconds from the start of a run (start-up included) to its first evaluation at or above `target`; null if never. */
+function timeToAccuracy(perEpoch: readonly { t_s: number; test_accuracy: number | null }[], target: number): number | null {
+  const hit = perEpoch.find((e) => e.test_accuracy !== null && e.test_accuracy >= target && Number.isFinite(e.t_s));
+  return hit === undefined ? null : Math.round(hit.t_s * 100) / 100;
+}
+
+async function charts(results: readonly RunResult[], reference: ReferenceRun | undefined, tta: Record<string, number | null> | undefined): Promise<string[]> {
   const what = `${results[0]?.dataset ?? "?"} / ${results[0]?.model ?? "?"}, ${settings.EPOCHS} epoch${settings.EPOCHS === 1 ? "" : "s"}`;
   const written: string[] = [];
   const write = async (name: string, spec: Parameters<typeof writePng>[1]) => {
     await writePng(join(settings.RESULTS_DIR, name), spec);
     written.push(name);
   };
-  const curve = (pick: (e: RunResult["per_epoch"][number]) => number | null): Point[] =>
-    results.flatMap((r) => r.per_epoch.filter((e) => Number.isFinite(e.t_s) && pick(e) !== null).map((e) => ({ series: r.label, x: e.t_s, y: pick(e)! })));
-  await write("test-accuracy.png", lineChart({ title: "Test accuracy over time", subtitle: `${what}; mean over workers after each epoch`, xTitle: "seconds since the run started", yTitle: "test accuracy", yFormat: ".0%", points: curve((e) => e.test_accuracy) }));
-  await write("test-loss.png", lineChart({ title: "Test loss over time", subtitle: `${what}; mean over workers after each epoch`, xTitle: "seconds since the run started", yTitle: "test loss (nats)", points: curve((e) => e.test_loss) }));
+  type Evaluation = { t_s: number; test_accuracy: number | null; test_loss: number | null };
+  const series: { label: string; per_epoch: Evaluation[] }[] = [...results, ...(reference === undefined ? [] : [reference])];
+  const curve = (pick: (e: Evaluation) => number | null): Point[] =>
+    series.flatMap((r) => r.per_epoch.filter((e) => Number.isFinite(e.t_s) && pick(e) !== null).map((e) => ({ series: r.label, x: e.t_s, y: pick(e)! })));
+  const against = reference === undefined ? "" : `; ${reference.label}: PyTorch ${reference.torch}, one process, ${reference.threads} thread`;
+  await write("test-accuracy.png", lineChart({ title: "Test accuracy over time", subtitle: `${what}; mean over workers after each epoch${against}`, xTitle: "seconds since the run started (start-up included)", yTitle: "test accuracy", yFormat: ".0%", points: curve((e) => e.test_accuracy) }));
+  await write("test-loss.png", lineChart({ title: "Test loss over time", subtitle: `${what}; mean over workers after each epoch${against}`, xTitle: "seconds since the run started (start-up included)", yTitle: "test loss (nats)", points: curve((e) => e.test_loss) }));
+  if (tta !== undefined) {
+    const reached = Object.entries(tta).filter((e): e is [string, number] => e[1] !== null);
+    await write("time-to-accuracy.png", barChart({
+      title: `Time to ${(settings.TTA_TARGET! * 100).toFixed(0)}% test accuracy`,
+      subtitle: `${what}; wall time from the start of the run, start-up included${reached.length < Object.keys(tta).length ? "; runs that never reached it are left out" : ""}`,
+      xTitle: "run",
+      yTitle: "seconds",
+      yFormat: ",.1f",
+      bars: reached.map(([label, seconds]) => ({ category: label, group: label.startsWith("pytorch") ? "PyTorch" : "this project", value: seconds })),
+    }));
+  }
   // Training loss: every progress report of every worker, smoothed over one report per worker.
   const trainLoss = results.flatMap((r) => {
     const pts = r.train_loss.filter((p) => p.t_s !== undefined).sort((a, b) => a.t_s! - b.t_s!);
@@ -219,15 +302,32 @@ async function main(): Promise<number> {
     await writeFile(join(settings.RESULTS_DIR, `${run.label}.json`), `${JSON.stringify(result, null, 2)}\n`);
     if (run.exitCode !== 0) console.log(`experiment: run ${run.label} exited with ${run.exitCode}; see ${join(run.runDir, "run-local.out")}`);
   }
-  const written = await charts(results);
+  const reference = settings.EXPERIMENT_REFERENCE === "pytorch" ? await runReference() : undefined;
+  const target = settings.TTA_TARGET;
+  const tta =
+    target === undefined
+      ? undefined
+      : Object.fromEntries([...results.map((r) => [r.label, timeToAccuracy(r.per_epoch, target)] as const), ...(reference ? [[reference.label, timeToAccuracy(reference.per_epoch, target)] as const] : [])]);
+  const written = await charts(results, reference, tta);
   const table = results.map((r) => ({ run: r.label, exit_code: r.exit_code, final_test_accuracy_min: r.final_test_accuracy_min, total_samples_per_s: r.total_samples_per_s, wall_time_s: r.wall_time_s }));
-  await writeFile(join(settings.RESULTS_DIR, "experiment.json"), `${JSON.stringify({ generated_at: new Date().toISOString(), settings: { ...settings, ...env }, summary: table, runs: results.map((r) => `${r.label}.json`), charts: written }, null, 2)}\n`);
+  await writeFile(
+    join(settings.RESULTS_DIR, "experiment.json"),
+    `${JSON.stringify({ generated_at: new Date().toISOString(), settings: { ...settings, ...env }, summary: table, runs: results.map((r) => `${r.label}.json`), reference: reference ?? null, time_to_accuracy: tta ?? null, charts: written }, null, 2)}\n`,
+  );
 
   console.log("");
   console.log("run          final acc (min)  samples/s  wall time");
   for (const r of table) {
     const acc = r.final_test_accuracy_min === null ? "–" : `${(r.final_test_accuracy_min * 100).toFixed(2)}%`;
     console.log(`${r.run.padEnd(12)} ${acc.padStart(15)}  ${r.total_samples_per_s.toFixed(0).padStart(9)}  ${r.wall_time_s.toFixed(1).padStart(8)} s${r.exit_code === 0 ? "" : `  (exit ${r.exit_code})`}`);
+  }
+  if (reference !== undefined) {
+    const last = reference.per_epoch.at(-1);
+    console.log(`${reference.label.padEnd(12)} ${last === undefined ? "–".padStart(15) : `${(last.test_accuracy * 100).toFixed(2)}%`.padStart(15)}  ${"".padStart(9)}  ${reference.wall_time_s.toFixed(1).padStart(8)} s  (PyTorch ${reference.torch})`);
+  }
+  if (tta !== undefined) {
+    console.log(`time to ${(target! * 100).toFixed(1)}%: ${Object.entries(tta).map(([label, s]) => `${label} ${s === null ? "never" : `${s.toFixed(1)} s`}`).join(", ")}`);
+    console.log(`TTA_JSON: ${JSON.stringify({ target, seconds: tta })}`);
   }
   console.log(`experiment: wrote ${results.length} run results, experiment.json and ${written.join(", ")} to ${settings.RESULTS_DIR}`);
   return results.every((r) => r.exit_code === 0) ? 0 : 1;

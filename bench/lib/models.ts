@@ -2,6 +2,7 @@
  * Parameter layouts the benchmarks move: names and shapes only (no tfjs), so the benchmark measures
  * the wire and the server, not a model.
  *
+ * "55k" is the worker's MNIST MLP (55,050 parameters), the model whose step is all round trip.
  * "11.2M" is the CIFAR ResNet-18 of worker/src/model/resnet.ts tensor for tensor: 62 trainable
  * tensors, conv kernels [kh, kw, cin, cout] without bias, batch-norm gamma and beta [c], the dense
  * layer [512, 10] plus bias — 11,173,962 parameters. "1M" and "25M" are the same network with its
@@ -54,7 +55,17 @@ function layout(name: string, description: string, tensors: TensorSpec[]): Model
   return { name, description, tensors, params: tensors.reduce((n, t) => n + elementCount(t.shape), 0) };
 }
 
+/** The worker's `mlp` on 28x28x1 images (worker/src/model/mlp.ts): 784-64-64-10 dense layers. */
+export function mnistMlpLayout(): TensorSpec[] {
+  const dense = (name: string, inputs: number, units: number) => [
+    { name: `${name}/kernel`, shape: [inputs, units] },
+    { name: `${name}/bias`, shape: [units] },
+  ];
+  return [...dense("dense1", 784, 64), ...dense("dense2", 64, 64), ...dense("dense3", 64, 10)];
+}
+
 export const MODELS: Record<string, () => ModelLayout> = {
+  "55k": () => layout("55k", "the MNIST MLP (784-64-64-10): 6 tensors", mnistMlpLayout()),
   "1M": () => layout("1M", "ResNet-18 (CIFAR) at 0.3125x width: 20/40/80/160 channels", resnet18Layout([20, 40, 80, 160])),
   "11.2M": () => layout("11.2M", "ResNet-18 (CIFAR), 10 classes: 62 tensors", resnet18Layout([64, 128, 256, 512])),
   "25M": () => layout("25M", "ResNet-18 (CIFAR) at 1.5x width: 96/192/384/768 channels", resnet18Layout([96, 192, 384, 768])),

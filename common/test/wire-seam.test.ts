@@ -1,10 +1,10 @@
 /**
  * The wire seam stays one seam: what belongs to the hand-framed HTTP/2 paths (the client-endpoint
- * lookup, HTTP/2 flow-control settings) appears only in the wire modules (common/src/wire/,
- * server/src/wire/, worker/src/wire/), the flow-control settings in one file of them; no private
- * header marks a hand-framed call (every plain gRPC push takes that path); the token is read and
- * written by the interceptors of auth.ts alone (no path checks it by hand); method paths come from
- * the generated descriptors, never from strings.
+ * lookup, HTTP/2 settings) appears only in the wire modules (common/src/wire/, server/src/wire/,
+ * worker/src/wire/), the settings in one file of them; no private header marks a hand-framed call
+ * (every plain gRPC push takes that path); the token is read and written by the interceptors of
+ * auth.ts alone (no path checks it by hand); method paths come from the generated descriptors,
+ * never from strings.
  */
 import t from "tap";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -32,5 +32,5 @@ t.same(files.filter((f) => endpoint.test(f.text) && !inWire(f.path)).map((f) => 
 t.same(files.filter((f) => densePush.test(f.text)).map((f) => f.path), [], "no private push header anywhere");
 t.same(files.filter((f) => /authorization/i.test(f.text)).map((f) => f.path), ["common/src/auth.ts"], "the bearer token: only in auth.ts's interceptors");
 t.same(files.filter((f) => /["'`]\/paramserver\.v1\./.test(f.text)).map((f) => f.path), [], "no method path written as a string");
-const settings = files.filter((f) => /initialWindowSize|setLocalWindowSize/.test(f.text)).map((f) => f.path);
-t.same(settings, ["common/src/wire/http2-settings.ts"], "HTTP/2 windows are set in one place");
+const settings = files.filter((f) => /initialWindowSize|setLocalWindowSize|maxConcurrentStreams|maxHeaderListSize|maxFrameSize|enablePush/.test(f.text)).map((f) => f.path);
+t.same(settings, ["common/src/wire/http2-settings.ts"], "HTTP/2 settings are set in one place");

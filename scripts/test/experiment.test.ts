@@ -21,6 +21,7 @@ t.test("sync and async with 1 worker: per-run JSON with per-epoch history, and c
     TEST_EXAMPLES: "500",
     RESULTS_DIR: dir,
     STATUS_INTERVAL_MS: "0",
+    TTA_TARGET: "0.25",
   };
   const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
     const child = spawn(process.execPath, [script], { env, stdio: ["ignore", "pipe", "pipe"] });
@@ -42,7 +43,18 @@ t.test("sync and async with 1 worker: per-run JSON with per-epoch history, and c
   const summary = JSON.parse(readFileSync(join(dir, "experiment.json"), "utf8"));
   t.same(summary.summary.map((r: { run: string }) => r.run), ["sync-1w", "async-1w"], "experiment.json lists the runs in order");
   const png = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
-  for (const chart of ["test-accuracy.png", "test-loss.png", "throughput.png", "final-accuracy.png", "wall-time.png"]) {
+  const tta = /^TTA_JSON: (.*)$/m.exec(output);
+  t.ok(tta, "a TTA_JSON line");
+  const reached = JSON.parse(tta?.[1] ?? "{}") as { target: number; seconds: Record<string, number | null> };
+  t.equal(reached.target, 0.25, "for the target asked");
+  for (const label of ["sync-1w", "async-1w"]) {
+    const epochs = JSON.parse(readFileSync(join(dir, `${label}.json`), "utf8")).per_epoch as { t_s: number; test_accuracy: number }[];
+    const first = epochs.find((e) => e.test_accuracy >= 0.25);
+    t.ok(first, `${label}: reached 25% (${epochs.map((e) => e.test_accuracy).join(", ")})`);
+    t.equal(reached.seconds[label], Math.round(first!.t_s * 100) / 100, `${label}: the time of its first evaluation at or above 25%`);
+  }
+  t.same(summary.time_to_accuracy, reached.seconds, "experiment.json has them too");
+  for (const chart of ["test-accuracy.png", "test-loss.png", "throughput.png", "final-accuracy.png", "wall-time.png", "time-to-accuracy.png"]) {
     const bytes = readFileSync(join(dir, chart));
     t.ok(bytes.subarray(0, 4).equals(png) && bytes.length > 5000, `${chart} is a PNG image`);
   }

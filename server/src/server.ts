@@ -10,7 +10,7 @@ import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "@distributed-ps/common/gen/grpc/health/v1/health_pb.js";
-import { HTTP2_SETTINGS, widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
+import { listenerSettings, widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
 import { ParameterServerService } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { requireBearerToken } from "@distributed-ps/common/auth.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
@@ -112,7 +112,7 @@ export async function startServer(config: ServerEnv, log: Logger, extra: ServerE
     else handler(req, res);
   };
   const limited = limitedListenerOptions(config);
-  const settings = { ...HTTP2_SETTINGS, ...limited.settings };
+  const settings = listenerSettings(config.MAX_STREAMS_PER_CONNECTION);
   const server =
     config.TLS_CERT_FILE !== undefined && config.TLS_KEY_FILE !== undefined
       ? http2.createSecureServer(

@@ -192,6 +192,7 @@ async function main(): Promise<number> {
       log.info(
         `${result.retired ? "retired" : "finished"}: test accuracy ${(result.finalTestAccuracy * 100).toFixed(2)}% after ${result.steps} steps in ${result.trainSeconds.toFixed(1)} s`,
       );
+      log.info(`step time: ${result.profile.describe()}`);
       printMetricsJson({
         role: "worker",
         worker_id: conn.slot,
@@ -210,6 +211,7 @@ async function main(): Promise<number> {
         rejoins: rejoin,
         retired: result.retired,
         train_time_s: result.trainSeconds,
+        step_ms: result.profile.perStep(),
         wall_time_s: (Date.now() - started) / 1000,
         samples_per_s: result.examples / Math.max(result.trainSeconds, 1e-9),
       });

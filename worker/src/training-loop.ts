@@ -23,6 +23,7 @@ import { epochBatches, sliceForPart } from "./data/partition.ts";
 import type { TrainingEngine } from "./model/engine.ts";
 import { modelExtras } from "./model-extras.ts";
 import { nextVersions, type MinVersion, type ParameterConnection } from "./ps-client.ts";
+import { StepProfile } from "./step-profile.ts";
 import type { TopKCompressor } from "./topk.ts";
 import { addInto } from "@distributed-ps/common/kernels/simd.ts";
 import { DEFAULT_CHUNK_BYTES } from "@distributed-ps/common/tensor-stream.ts";
@@ -55,6 +56,8 @@ export interface TrainingResult {
   runComplete: boolean;
   /** The worker count was lowered and the server retired this worker's slot. */
   retired: boolean;
+  /** Where the steps spent their time. */
+  profile: StepProfile;
 }
 
 /** Gives up on a batch after this many refusals in a row (each refusal means fresher parameters). */
@@ -78,6 +81,7 @@ export async function train(
   let lastTest = { loss: -1, accuracy: -1 };
   let lastVersion = 0;
   let lastEpoch = 0;
+  const profile = new StepProfile();
 
   const metrics = (epoch: number, test?: { loss: number; accuracy: number }): MessageInitShape<typeof WorkerMetricsSchema> & { trainLoss: number; trainAccuracy: number; samplesPerSecond: number } => {
     const seconds = (Date.now() - window.since) / 1000;
@@ -125,13 +129,18 @@ export async function train(
       const group = batches.slice(b, Math.min(b + o.localSteps, batches.length));
       const position = { epoch, batch: b + group.length, part: a.part, batches: batches.length };
       for (let attempt = 0; ; attempt++) {
+        profile.mark("other");
         const pulled = await conn.pull(minVersion, o.pullDtype);
+        profile.mark("pull");
         trainer.setParameters(pulled.tensors);
         lastVersion = pulled.version;
-        const { gradient, loss, correct, count } = await averagedGradient(trainer, data, group);
+        profile.mark("set_parameters");
+        const { gradient, loss, correct, count } = await averagedGradient(trainer, data, group, profile);
         try {
           const wire = o.compressor ? o.compressor.compress(gradient) : gradient;
           const r = await conn.push(wire, pulled.version, { exampleCount: count, position, dtype: o.pushDtype, bases: pulled.bases });
+          profile.mark("push");
+          profile.step();
           lastVersion = r.version;
           minVersion = 0;
           window.loss += loss * count;
@@ -143,6 +152,7 @@ export async function train(
           steps++;
           break;
         } catch (raw) {
+          profile.mark("push");
           const err = ConnectError.from(raw);
           if (classifyFailure(err) !== "refused" || attempt >= MAX_RETRIES_PER_BATCH) throw err;
           retriedBatches++;
@@ -167,7 +177,9 @@ export async function train(
 
     // The end of this worker's own part is its end of the epoch: evaluate (not after a part taken over).
     if (!own) continue;
+    profile.mark("other");
     lastTest = await trainer.evaluate(data.test.x, data.test.y, data.test.count);
+    profile.restart(); // evaluation is not a step's time
     const m = metrics(epoch, lastTest);
     log.info(`epoch ${epoch + 1}/${o.epochs} done | test accuracy ${(lastTest.accuracy * 100).toFixed(2)}% | test loss ${lastTest.loss.toFixed(4)}`);
     await conn.reportMetrics(m);
@@ -192,18 +204,21 @@ export async function train(
     trainSeconds: (Date.now() - started) / 1000,
     runComplete,
     retired,
+    profile,
   };
 }
 
 /** Mean gradient over the batches of `group` (local accumulation), with loss and accuracy counts. */
-async function averagedGradient(trainer: TrainingEngine, data: Dataset, group: readonly Int32Array[]) {
+async function averagedGradient(trainer: TrainingEngine, data: Dataset, group: readonly Int32Array[], profile: StepProfile) {
   let gradient: NamedTensor[] | undefined;
   let loss = 0;
   let correct = 0;
   let count = 0;
   for (const indices of group) {
     const batch = trainBatch(data, indices); // gather + the dataset's training augmentation (CIFAR)
+    profile.mark("batch");
     const r = await trainer.gradients(batch.x, batch.y, batch.count);
+    profile.mark("compute");
     loss += r.loss * batch.count;
     correct += r.correct;
     count += batch.count;

@@ -64,24 +64,9 @@ const REPORT_INTERVAL_MS = 10_000;
  */
 const IDLE_RESET_CODE = http2.constants.NGHTTP2_CANCEL;
 
-/**
- * The most request metadata (decoded header names and values, 32 bytes each more) a call may carry,
- * announced as SETTINGS_MAX_HEADER_LIST_SIZE: the server's own headers are a few hundred bytes.
- * gRPC clients that read the setting (C-core: Python, C++, Ruby; Go; Java) fail a call over it
- * themselves with RESOURCE_EXHAUSTED and send nothing; to the others (Node's, so @grpc/grpc-js)
- * the server answers such a call with a reset of that stream alone (ENHANCE_YOUR_CALM, which
- * grpc-js reports as RESOURCE_EXHAUSTED), the connection and its other calls carrying on. What no
- * setting reaches: a header block too big for nghttp2, the HTTP/2 library inside Node.js, to take
- * at all — one field over 64 KiB after compression (its HPACK decoder's limit), or a block needing
- * more than 8 CONTINUATION frames (its flood protection, ~144 KiB) — is a connection error there,
- * with no option to change it; only a client that ignores this setting can send one.
- */
-export const MAX_HEADER_LIST_BYTES = 64 << 10;
-
-/** Options for http2.createServer / createSecureServer that the limits need (merge `settings` with yours). */
-export function limitedListenerOptions(limits: Limits): { settings: http2.Settings; handshakeTimeout: number } {
+/** Options for http2.createSecureServer that the limits need (the SETTINGS are common/src/wire/http2-settings.ts's). */
+export function limitedListenerOptions(limits: Limits): { handshakeTimeout: number } {
   return {
-    settings: { maxConcurrentStreams: limits.MAX_STREAMS_PER_CONNECTION, maxHeaderListSize: MAX_HEADER_LIST_BYTES },
     // TLS only: a connection that has not finished its handshake is no session yet; tls.Server drops it.
     handshakeTimeout: limits.CONNECTION_IDLE_TIMEOUT_MS,
   };
