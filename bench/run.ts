@@ -6,7 +6,8 @@
  * processes moving the same bytes (the transport's ceiling) and memcpy. An end-to-end scaling run
  * adds emulated compute per step. Writes bench/results/<time>.json and charts next to it, prints
  * tables, and ends with one `BENCH_JSON: {...}` line for the target workload (11.2M parameters,
- * fp32 pull, fp16 push, 4 workers, sync).
+ * fp32 pull, fp16 push, 4 workers, sync), and with the small models (`--small`) one
+ * `SMALL_BENCH_JSON: {...}` line of their cases against raw HTTP/2.
  *
  * A benchmark measures; it never fails because a machine is slow. It exits 1 only when a process
  * crashed or a case could not run.
@@ -32,6 +33,7 @@ import {
   scalingOf,
   scalingTable,
   SCHEMA,
+  smallModelLine,
   targetLine,
   withLimit,
   writeCharts,
@@ -391,7 +393,9 @@ const result: BenchResult = {
 const jsonFile = `${base}.json`;
 const isTarget = (c: CaseReport, workers: number) =>
   c.kind === "bytes" && c.model === TARGET.model && c.mode === TARGET.mode && c.pull_dtype === TARGET.pull && c.push_dtype === TARGET.push && c.workers === workers && c.shards === 1;
-const target = cases.find((c) => isTarget(c, TARGET.workers)) ?? cases.find((c) => c.kind === "bytes");
+// (--small has no 11.2M case: its line is the small-model one.)
+const target = cases.find((c) => isTarget(c, TARGET.workers)) ?? (a.small ? undefined : cases.find((c) => c.kind === "bytes"));
+const small = smallModelLine(cases);
 /** The target's workload (model, mode, dtypes) in the case that `differs` picks. */
 const twin = (t: CaseReport, differs: (c: CaseReport) => boolean) =>
   cases.find((c) => c.kind === "bytes" && c.model === t.model && c.mode === t.mode && c.pull_dtype === t.pull_dtype && c.push_dtype === t.push_dtype && differs(c));
@@ -423,5 +427,6 @@ if (!a["no-chart"]) {
 }
 log(`results: ${relative(ROOT, jsonFile)} (${result.duration_s} s)`);
 for (const e of errors) console.log(`ERROR ${e.id}: ${e.message}`);
+if (small !== null) console.log(`SMALL_BENCH_JSON: ${JSON.stringify(small)}`);
 if (result.target !== null) console.log(`BENCH_JSON: ${JSON.stringify(result.target)}`);
 process.exit(errors.length > 0 ? 1 : 0);

@@ -116,6 +116,40 @@ export function scalingOf(cases: readonly CaseReport[], batchSize: number): Scal
 }
 
 /** The fields of the BENCH_JSON line, for the target case, its single-worker twin and its sharded twin. */
+/** The small models' targets (issue 18): a 55k sync round at N=1 within this much of raw HTTP/2's round trip; at N=4, this share of its rounds/s. */
+export const SMALL_TARGETS = { n1_extra_ms_per_round: 1, n4_ratio_to_limit: 0.7 };
+
+/**
+ * One line for the small-model cases (`--small`, and the curated matrix): per case its rounds/s,
+ * the raw HTTP/2 rounds/s of the same bytes, their ratio, and the time per round of each — the
+ * difference is what the parameter server adds to a round trip.
+ */
+export function smallModelLine(cases: readonly CaseReport[]): Record<string, unknown> | null {
+  const small = cases.filter((c) => c.kind === "bytes" && (c.model === "55k" || c.model === "1M") && c.shards === 1 && c.limit !== null);
+  if (small.length === 0) return null;
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    cases: Object.fromEntries(
+      small.map((c) => [
+        `${c.model} ${c.mode} N=${c.workers}`,
+        {
+          rounds_per_s: c.rounds_per_s,
+          http2_limit_rounds_per_s: c.limit!.rounds_per_s,
+          ratio_to_limit: c.ratio.rounds_per_s,
+          ms_per_round: round(1000 / c.rounds_per_s),
+          http2_limit_ms_per_round: round(1000 / c.limit!.rounds_per_s),
+          extra_ms_per_round: round(1000 / c.rounds_per_s - 1000 / c.limit!.rounds_per_s),
+          pull_p50_ms: c.pull_ms.p50,
+          pull_p90_ms: c.pull_ms.p90,
+          push_p50_ms: c.push_ms.p50,
+          push_p90_ms: c.push_ms.p90,
+        },
+      ]),
+    ),
+    targets: SMALL_TARGETS,
+  };
+}
+
 export function targetLine(
   r: Pick<BenchResult, "cases" | "limits">,
   target: CaseReport,
