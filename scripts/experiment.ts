@@ -253,7 +253,7 @@ async function charts(results: readonly RunResult[], reference: ReferenceRun | u
   const curve = (pick: (e: Evaluation) => number | null): Point[] =>
     series.flatMap((r) => r.per_epoch.filter((e) => Number.isFinite(e.t_s) && pick(e) !== null).map((e) => ({ series: r.label, x: e.t_s, y: pick(e)! })));
   const against = reference === undefined ? "" : `; ${reference.label}: PyTorch ${reference.torch}, one process, ${reference.threads} thread`;
-  await write("test-accuracy.png", lineChart({ title: "Test accuracy over time", subtitle: `${what}; mean over workers after each epoch${against}`, xTitle: "seconds since the run started (start-up included)", yTitle: "test accuracy", yFormat: ".0%", points: curve((e) => e.test_accuracy) }));
+  await write("test-accuracy.png", lineChart({ title: "Test accuracy over time", subtitle: `${what}; mean over workers after each epoch${against}`, xTitle: "seconds since the run started (start-up included)", yTitle: "test accuracy", yFormat: ".1%", points: curve((e) => e.test_accuracy) }));
   await write("test-loss.png", lineChart({ title: "Test loss over time", subtitle: `${what}; mean over workers after each epoch${against}`, xTitle: "seconds since the run started (start-up included)", yTitle: "test loss (nats)", points: curve((e) => e.test_loss) }));
   if (tta !== undefined) {
     const reached = Object.entries(tta).filter((e): e is [string, number] => e[1] !== null);
