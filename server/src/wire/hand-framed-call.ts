@@ -1,15 +1,15 @@
 /**
  * Connect's gRPC handler, for the two methods whose bodies the server reads or writes by hand (the
- * bulk tensor streams: wire/fast-pull.ts, wire/fast-push-handler.ts). Everything around the body is
- * Connect's own code, so those calls behave like every other: the deadline (grpc-timeout, parsed
- * by Connect), cancellation and server shutdown in one signal (createHandlerContext), the server's
- * interceptors — the list the router gets, so that authentication and logging apply to every RPC
- * by construction — called with Connect's StreamRequest and StreamResponse as its handlers call
- * them, the request message of a pull checked as Connect's transforms check it and parsed by
- * Connect's serialization (the same errors for the same bad bodies), and the status written into
- * the trailers by Connect's setTrailerStatus. Connect's own invoke-implementation.ts and envelope
- * transforms are not used as they are: their (down-compiled) async generators cost a tiny model's
- * call as much again as the rest of its handling.
+ * bulk tensor streams: wire/fast-pull.ts, wire/fast-push-handler.ts). Everything around the body
+ * is Connect's, so those calls behave like every other: the deadline (grpc-timeout, parsed by
+ * Connect), cancellation and server shutdown in one signal of a Connect HandlerContext
+ * (call-context.ts); the server's interceptors — the list the router gets, so that authentication
+ * and logging apply to every RPC by construction — called with Connect's StreamRequest and
+ * StreamResponse as its handlers call them; the request message of a pull checked as Connect's
+ * transforms check it and parsed by Connect's serialization (the same errors for the same bad
+ * bodies); the status written into the trailers by Connect's setTrailerStatus. Connect's own
+ * invoke-implementation.ts and envelope transforms are not used as they are: their (down-compiled)
+ * async generators cost a tiny model's call as much again as the rest of its handling.
  *
  * What interceptors see of a hand-framed call is what they see of any call — the method, the
  * request headers, the signal, context values, the response headers and trailers, the outcome —
@@ -20,7 +20,7 @@
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescMethodClientStreaming, DescMethodServerStreaming, DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type Interceptor, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
-import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
+import { createAsyncIterable, createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import { grpcStatusOk, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
 import { envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
@@ -99,7 +99,7 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
       const input: AsyncIterable<MessageShape<I>> = method.methodKind === "server_streaming" ? requestMessages(req, o.readMaxBytes, parse) : NO_MESSAGES;
       const message: AsyncIterable<MessageShape<O>> =
         o.interceptors.length === 0
-          ? respond(input, context)
+          ? await respond(input, context)
           : await intercept<I, O>(o.interceptors, context, input, async (r) => {
               // As Connect's invoke-implementation.ts: the interceptors may have changed the request's headers, signal, values.
               const ctx: HandlerContext = { ...handlerContext(context), requestHeader: r.header, signal: r.signal, values: r.contextValues };
@@ -122,11 +122,15 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
     context.close();
     for (const release of releases) release();
 
-    /** The implementation's messages for `messages` (the request) in `ctx`. */
-    function respond(messages: AsyncIterable<MessageShape<I>>, ctx: HandlerContext): AsyncIterable<MessageShape<O>> {
-      return impl.method.methodKind === "server_streaming"
-        ? afterSingle(messages, (request) => (impl as HandFramedServerStream<I, O>).serve(request, ctx, out))
-        : oneMessage((impl as HandFramedClientStream<I, O>).serve(req, ctx));
+    /**
+     * The implementation's answer to `messages` (the request) in `ctx`, as Connect's
+     * invoke-implementation.ts gives it: a server stream's messages as they come; a client
+     * stream's one message once the implementation has returned it (so that an interceptor's
+     * `next` settles with the call's outcome).
+     */
+    async function respond(messages: AsyncIterable<MessageShape<I>>, ctx: HandlerContext): Promise<AsyncIterable<MessageShape<O>>> {
+      if (impl.method.methodKind === "server_streaming") return afterSingle(messages, (request) => (impl as HandFramedServerStream<I, O>).serve(request, ctx, out));
+      return createAsyncIterable([await (impl as HandFramedClientStream<I, O>).serve(req, ctx)]);
     }
   };
 }
@@ -232,11 +236,6 @@ async function* afterSingle<T, U>(messages: AsyncIterable<T>, serve: (request: T
   const second = await it.next();
   if (second.done !== true) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.Unimplemented);
   yield* serve(first.value);
-}
-
-/** The answer of a client-streaming call as a response stream of one message. */
-async function* oneMessage<T>(answer: Promise<T>): AsyncGenerator<T> {
-  yield await answer;
 }
 
 /** Connect's copyHeaders (invoke-implementation.ts): what an interceptor put in its own Headers goes out. */
