@@ -12,7 +12,7 @@ import { Dtype, Mode } from "@distributed-ps/common/gen/paramserver/v1/parameter
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import { nextVersions, WorkerConnection, type MinVersion } from "../worker/src/ps-client.ts";
+import { nextVersions, WorkerConnection, type MinVersion, type PulledParameters } from "../worker/src/ps-client.ts";
 import { connectToShards } from "../worker/src/sharded-connection.ts";
 import { modelLayout } from "./lib/models.ts";
 import { emulateCompute, epochMs, isWireDtype, printRecord, WIRE_BYTES, type WireDtype } from "./lib/rounds.ts";
@@ -29,6 +29,7 @@ const { values: a } = parseArgs({
     push: { type: "string", default: "fp16" },
     "compute-ms": { type: "string", default: "0" },
     compute: { type: "string", default: "sleep" },
+    "one-trip": { type: "string", default: "auto" },
     label: { type: "string", default: `byte-worker-${process.pid}` },
     "timeout-ms": { type: "string", default: "120000" },
   },
@@ -112,6 +113,10 @@ let retries = 0;
 let startMs = 0;
 let cpuAtStart = process.cpuUsage();
 let minVersion: MinVersion = 0;
+// As the worker does (training-loop.ts): a model that fits in one message, pulled as float32, comes
+// back in the push's answer, and the next round skips its pull.
+const oneTrip = a["one-trip"] !== "off" && pullDtype === Dtype.FLOAT32 && layout.params * 4 <= conn.config.maxChunkBytes;
+let prefetched: PulledParameters | undefined;
 
 for (let round = 0; round < warmup + rounds; round++) {
   if (round === warmup) {
@@ -122,7 +127,8 @@ for (let round = 0; round < warmup + rounds; round++) {
   let pushTime = 0;
   for (let attempt = 0; ; attempt++) {
     let t = performance.now();
-    const pulled = await conn.pull(minVersion, pullDtype);
+    const pulled: PulledParameters = prefetched ?? (await conn.pull(minVersion, pullDtype));
+    prefetched = undefined;
     pullTime += performance.now() - t;
     if (pulled.tensors.length !== layout.tensors.length) {
       throw new Error(`pull returned ${pulled.tensors.length} tensors, expected ${layout.tensors.length}`);
@@ -131,7 +137,8 @@ for (let round = 0; round < warmup + rounds; round++) {
     t = performance.now();
     try {
       // The position names the batch, so a sharded retry goes only to the shards that refused it.
-      await conn.push(gradient, pulled.version, { exampleCount: 1, dtype: pushDtype, bases: pulled.bases, position: { epoch: 0, batch: round } });
+      const answer = await conn.push(gradient, pulled.version, { exampleCount: 1, dtype: pushDtype, bases: pulled.bases, position: { epoch: 0, batch: round }, returnParameters: oneTrip });
+      if (oneTrip) prefetched = conn.parametersIn(answer);
       pushTime += performance.now() - t;
       minVersion = 0;
       break;

@@ -62,6 +62,8 @@ const USAGE = `usage: node bench/run.ts [options]            (make bench [QUICK=
   --limit-seconds S       length of each raw HTTP/2 measurement (default 3)
   --limit-runs K          raw HTTP/2 measurements per limit, the median one reported (default 3)
   --no-limits             skip memcpy and raw HTTP/2
+  --no-one-trip           pull every round, even a model whose parameters fit in the push's answer
+                          (the worker's default, which the benchmark follows otherwise)
   --no-scaling            skip the end-to-end scaling run
   --scaling-only          only the scaling run
   --scaling-workers LIST  default 1,2,4,8
@@ -101,6 +103,7 @@ const { values: a } = parseArgs({
     "limit-seconds": { type: "string", default: "3" },
     "limit-runs": { type: "string", default: "3" },
     "no-limits": { type: "boolean", default: false },
+    "no-one-trip": { type: "boolean", default: false },
     "no-scaling": { type: "boolean", default: false },
     "scaling-only": { type: "boolean", default: false },
     "scaling-workers": { type: "string", default: "1,2,4,8" },
@@ -214,6 +217,7 @@ function spec(c: { model: string; workers: number; shards?: number; mode: string
     warmup,
     computeMs: 0,
     compute,
+    oneTrip: !a["no-one-trip"],
     serverEnv,
     nodeFlags,
     timeoutMs,

@@ -22,6 +22,11 @@ export interface PsCaseSpec {
   warmup: number;
   /** Emulated compute per round (0: a pure byte-moving benchmark). */
   computeMs: number;
+  /**
+   * Whether a model that fits in one message comes back in the push's answer, the next round
+   * skipping its pull, as the worker does (training-loop.ts); false: a pull every round.
+   */
+  oneTrip: boolean;
   compute: "sleep" | "busy";
   /** Extra server environment (e.g. OPTIMIZER, MAX_CHUNK_BYTES), applied last. */
   serverEnv: Record<string, string>;
@@ -44,6 +49,8 @@ export interface PsCaseResult extends Measurement {
   pull_dtype: WireDtype;
   push_dtype: WireDtype;
   compute_ms: number;
+  /** Whether rounds of a model that fits in one message skipped their pull (PsCaseSpec.oneTrip, when it applies). */
+  one_trip: boolean;
   compute: string;
   rounds_per_worker: number;
   warmup: number;
@@ -106,6 +113,7 @@ export async function runPsCase(spec: PsCaseSpec): Promise<PsCaseResult> {
             "--push", spec.push,
             "--compute-ms", String(spec.computeMs),
             "--compute", spec.compute,
+            "--one-trip", spec.oneTrip ? "auto" : "off",
             "--label", `bench-worker-${i}`,
             "--timeout-ms", String(Math.min(spec.timeoutMs, 600_000)),
           ],
@@ -134,6 +142,7 @@ export async function runPsCase(spec: PsCaseSpec): Promise<PsCaseResult> {
       push_dtype: spec.push,
       compute_ms: spec.computeMs,
       compute: spec.compute,
+      one_trip: spec.oneTrip,
       rounds_per_worker: spec.rounds,
       warmup: spec.warmup,
       pull_bytes: layout.params * WIRE_BYTES[spec.pull],

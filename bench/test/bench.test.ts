@@ -34,7 +34,9 @@ const positive = (v: unknown) => typeof v === "number" && Number.isFinite(v) && 
 
 t.test("a tiny benchmark run writes its results, charts and BENCH_JSON line", async (t) => {
   const out = t.testdir();
-  const args = ["--models", "tiny", "--workers", "2", "--shards", "1,2", "--rounds", "3", "--warmup", "1", "--limit-seconds", "0.3", "--limit-runs", "2"];
+  // --no-one-trip: every round pulls, so that every figure below is measured (the tiny model would
+  // otherwise come back in the push's answer, and its pulls take no time).
+  const args = ["--models", "tiny", "--workers", "2", "--shards", "1,2", "--rounds", "3", "--warmup", "1", "--limit-seconds", "0.3", "--limit-runs", "2", "--no-one-trip"];
   const r = await run([...args, "--scaling-workers", "1,2", "--compute-ms", "5", "--scaling-rounds", "3", "--out", out]);
   t.equal(r.code, 0, `exit code 0; output:\n${r.out}`);
 
@@ -67,6 +69,7 @@ t.test("a tiny benchmark run writes its results, charts and BENCH_JSON line", as
   t.equal(c.kind, "bytes");
   t.equal(c.rounds, 6, "3 measured rounds x 2 workers");
   t.equal(c.pull_ms.n, 6);
+  t.equal(c.one_trip, false, "pulls every round, as asked");
   for (const v of [c.rounds_per_s, c.MB_per_s, c.window_s, c.pull_ms.p50, c.pull_ms.p90, c.push_ms.p50, c.push_ms.p90, c.server.peak_rss_MB]) {
     t.ok(positive(v), `case figure ${String(v)} is positive and finite`);
   }

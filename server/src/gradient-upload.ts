@@ -14,10 +14,10 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
-import { PushGradientsResponseSchema, type PushGradientsResponse, type PushHeader, type TensorChunk } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { Dtype, PushGradientsResponseSchema, type PushGradientsResponse, type PushHeader, type TensorChunk } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { valueFormat } from "@distributed-ps/common/dtype.ts";
 import { elementCount } from "@distributed-ps/common/named-tensor.ts";
-import { TensorAssembler, TensorStreamError, type ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
+import { chunkTensors, TensorAssembler, TensorStreamError, type ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
 import { Progress } from "./data-plan.ts";
 import type { Slot } from "./membership.ts";
 import { ReceivedGradient } from "./received-gradient.ts";
@@ -112,7 +112,7 @@ export class GradientUpload {
     this.#released = true; // the aggregator owns the gradient now
     const outcome = await this.#run.aggregator.submit({ slot: this.#slot, baseVersion: this.#header.baseVersion, progress: this.#progress, signal }, this.#gradient);
     this.#run.emit("pushed", { slot: this.#slot.index, examples: this.#header.exampleCount, staleness: outcome.staleness, version: outcome.version });
-    return create(PushGradientsResponseSchema, outcome);
+    return create(PushGradientsResponseSchema, { ...outcome, ...(this.#header.returnParameters ? parametersInAnswer(this.#run) : {}) });
   }
 
   /** Releases what was received (an upload that failed or was cancelled). */
@@ -120,6 +120,23 @@ export class GradientUpload {
     if (this.#released) return;
     this.#released = true;
     this.#gradient.release();
+  }
+}
+
+/**
+ * The parameters for a push's answer (PushHeader.return_parameters): every tensor as one float32
+ * chunk, copied out of a snapshot, if they fit in one message (max_chunk_bytes in all); none
+ * otherwise, and the worker pulls.
+ */
+function parametersInAnswer(run: TrainingRun): { parameters: TensorChunk[]; parametersVersion: number } | Record<string, never> {
+  const { store, config } = run;
+  if (store.elementCount * 4 > config.MAX_CHUNK_BYTES) return {};
+  const snapshot = store.acquire();
+  try {
+    const parameters = [...chunkTensors(snapshot.tensors, Dtype.FLOAT32, Number.MAX_SAFE_INTEGER)].map((c) => ({ ...c, data: c.data.slice() }));
+    return { parameters, parametersVersion: snapshot.version };
+  } finally {
+    snapshot.release();
   }
 }
 

@@ -47,6 +47,8 @@ export interface PushOptions {
   dtype?: Dtype;
   /** Sharded servers: each shard's base version (PulledParameters.bases); baseVersion is then shard 0's. */
   bases?: readonly number[] | undefined;
+  /** Asks for the parameters in the answer (PushHeader.return_parameters), to save the next pull. */
+  returnParameters?: boolean;
 }
 
 /** NextAssignment's answer: a part of an epoch's data to train, nothing left, stop, or ask again. */
@@ -69,6 +71,11 @@ export interface ParameterConnection {
   initParameters(tensors: readonly NamedTensor[]): Promise<void>;
   pull(minVersion?: MinVersion, dtype?: Dtype): Promise<PulledParameters>;
   push(gradients: readonly (NamedTensor | SparseTensor)[], baseVersion: number, o: PushOptions): Promise<PushGradientsResponse>;
+  /**
+   * The parameters a push's answer carries (PushOptions.returnParameters, when the server could
+   * honour it), as a pull would give them; undefined when it carries none.
+   */
+  parametersIn(answer: PushGradientsResponse): PulledParameters | undefined;
   nextAssignment(epochs: number): Promise<Assignment>;
   /** Gives up the slot at once (the worker is being stopped); its replacement continues from its position. */
   leave(): Promise<void>;
@@ -173,7 +180,7 @@ export class WorkerConnection implements ParameterConnection {
   ): Promise<PushGradientsResponse> {
     const session = this.session;
     const chunkBytes = this.#chunkBytes;
-    const header = { session, tensorCount: gradients.length, baseVersion, exampleCount: o.exampleCount, position: o.position };
+    const header = { session, tensorCount: gradients.length, baseVersion, exampleCount: o.exampleCount, position: o.position, returnParameters: o.returnParameters ?? false };
     const fast = fastChannelFor(this.client);
     if (fast !== undefined && !gradients.some(isSparse)) {
       return fastPush(fast, header, gradients as readonly NamedTensor[], o.dtype ?? Dtype.FLOAT32, chunkBytes, this.callTimeoutMs, this.#pushWire);
@@ -185,6 +192,13 @@ export class WorkerConnection implements ParameterConnection {
       }
     }
     return this.client.pushGradients(messages(), { timeoutMs: this.callTimeoutMs });
+  }
+
+  parametersIn(answer: PushGradientsResponse): PulledParameters | undefined {
+    if (answer.parameters.length === 0) return undefined;
+    const collector = new TensorCollector({ maxElements: Number.MAX_SAFE_INTEGER, maxTensors: Number.MAX_SAFE_INTEGER, reuse: this.#pullBuffers });
+    for (const chunk of answer.parameters) collector.add(chunk);
+    return { version: answer.parametersVersion, tensors: collector.finish(collector.tensors.length) };
   }
 
   /** Blocks (server-bounded) until there is a part of the data to train, or nothing more to do. */

@@ -129,6 +129,11 @@ export class ShardedConnection implements ParameterConnection {
    * (`o.bases`; without them every shard gets `baseVersion`). Resolves with shard 0's answer.
    * Throws if any shard failed; a retry for the same data position skips the shards that accepted.
    */
+  /** Never any: each shard holds only its part (the shards are not asked for them), so the worker pulls. */
+  parametersIn(): PulledParameters | undefined {
+    return undefined;
+  }
+
   async push(gradients: readonly (NamedTensor | SparseTensor)[], baseVersion: number, o: PushOptions): Promise<PushGradientsResponse> {
     const k = this.shards.length;
     const batch = o.position === undefined ? undefined : `${o.position.epoch}:${o.position.part ?? 0}:${o.position.batch}`;
@@ -138,7 +143,7 @@ export class ShardedConnection implements ParameterConnection {
     const results = await Promise.allSettled(
       this.shards.map(async (shard, i) => {
         if (accepted.has(i)) return;
-        const r = await shard.push(parts[i]!, o.bases?.[i] ?? baseVersion, { ...o, bases: undefined });
+        const r = await shard.push(parts[i]!, o.bases?.[i] ?? baseVersion, { ...o, bases: undefined, returnParameters: false });
         accepted.set(i, r);
       }),
     );

@@ -22,7 +22,7 @@ import { checkSliceHoldsABatch } from "./data/load-dataset.ts";
 import { epochBatches, sliceForPart } from "./data/partition.ts";
 import type { TrainingEngine } from "./model/engine.ts";
 import { modelExtras } from "./model-extras.ts";
-import { nextVersions, type MinVersion, type ParameterConnection } from "./ps-client.ts";
+import { nextVersions, type MinVersion, type ParameterConnection, type PulledParameters } from "./ps-client.ts";
 import { StepProfile } from "./step-profile.ts";
 import type { TopKCompressor } from "./topk.ts";
 import { addInto } from "@distributed-ps/common/kernels/simd.ts";
@@ -82,6 +82,9 @@ export async function train(
   let lastVersion = 0;
   let lastEpoch = 0;
   const profile = new StepProfile();
+  /** Whether pushes bring back the parameters (a model that fits in one message, pulled as float32); known after the first pull. */
+  let oneTrip: boolean | undefined;
+  let prefetched: PulledParameters | undefined;
 
   const metrics = (epoch: number, test?: { loss: number; accuracy: number }): MessageInitShape<typeof WorkerMetricsSchema> & { trainLoss: number; trainAccuracy: number; samplesPerSecond: number } => {
     const seconds = (Date.now() - window.since) / 1000;
@@ -130,7 +133,10 @@ export async function train(
       const position = { epoch, batch: b + group.length, part: a.part, batches: batches.length };
       for (let attempt = 0; ; attempt++) {
         profile.mark("other");
-        const pulled = await conn.pull(minVersion, o.pullDtype);
+        // The parameters the previous push's answer carried are the ones a pull would fetch now.
+        const pulled: PulledParameters = prefetched ?? (await conn.pull(minVersion, o.pullDtype));
+        prefetched = undefined;
+        oneTrip ??= fitsInOneMessage(pulled, conn.config.maxChunkBytes) && (o.pullDtype ?? Dtype.FLOAT32) === Dtype.FLOAT32;
         profile.mark("pull");
         trainer.setParameters(pulled.tensors);
         lastVersion = pulled.version;
@@ -138,7 +144,10 @@ export async function train(
         const { gradient, loss, correct, count } = await averagedGradient(trainer, data, group, profile);
         try {
           const wire = o.compressor ? o.compressor.compress(gradient) : gradient;
-          const r = await conn.push(wire, pulled.version, { exampleCount: count, position, dtype: o.pushDtype, bases: pulled.bases });
+          // A small model's step is mostly round trips: its push's answer brings the next step's parameters.
+          const returnParameters = oneTrip && b + group.length < batches.length;
+          const r = await conn.push(wire, pulled.version, { exampleCount: count, position, dtype: o.pushDtype, bases: pulled.bases, returnParameters });
+          if (returnParameters) prefetched = conn.parametersIn(r);
           profile.mark("push");
           profile.step();
           lastVersion = r.version;
@@ -175,6 +184,7 @@ export async function train(
       }
     }
 
+    prefetched = undefined; // the next part starts from a pull
     // The end of this worker's own part is its end of the epoch: evaluate (not after a part taken over).
     if (!own) continue;
     profile.mark("other");
@@ -206,6 +216,11 @@ export async function train(
     retired,
     profile,
   };
+}
+
+/** Whether every pulled tensor fits, as float32, in one message of `maxChunkBytes` (what the server can put in a push's answer). */
+function fitsInOneMessage(pulled: PulledParameters, maxChunkBytes: number): boolean {
+  return maxChunkBytes > 0 && pulled.tensors.reduce((bytes, t) => bytes + t.data.length * 4, 0) <= maxChunkBytes;
 }
 
 /** Mean gradient over the batches of `group` (local accumulation), with loss and accuracy counts. */

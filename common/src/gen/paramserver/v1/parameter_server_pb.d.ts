@@ -703,6 +703,16 @@ export declare type PushHeader = Message<"paramserver.v1.PushHeader"> & {
    * @generated from field: paramserver.v1.DataPosition position = 5;
    */
   position?: DataPosition | undefined;
+
+  /**
+   * Asks for the parameters as they are once the push is answered, in the answer (float32, whole
+   * tensors), saving the pull that would follow: for small models a step is mostly round trips.
+   * Honoured only when every parameter fits in one message (RunConfig.max_chunk_bytes in all);
+   * otherwise the answer carries none and the worker pulls as usual.
+   *
+   * @generated from field: bool return_parameters = 6;
+   */
+  returnParameters: boolean;
 };
 
 /**
@@ -767,6 +777,22 @@ export declare type PushGradientsResponse = Message<"paramserver.v1.PushGradient
    * @generated from field: uint32 contributors = 3;
    */
   contributors: number;
+
+  /**
+   * With PushHeader.return_parameters, when honoured: every parameter tensor, float32, one chunk
+   * each, as of parameters_version (taken right after this push was answered: in async mode other
+   * pushes may have been applied since `version`). Empty otherwise.
+   *
+   * @generated from field: repeated paramserver.v1.TensorChunk parameters = 4;
+   */
+  parameters: TensorChunk[];
+
+  /**
+   * The version `parameters` hold; 0 when they are empty.
+   *
+   * @generated from field: uint32 parameters_version = 5;
+   */
+  parametersVersion: number;
 };
 
 /**
