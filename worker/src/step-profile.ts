@@ -4,12 +4,14 @@
  * answer is the point: its compute is a few milliseconds, and everything else is round trip.
  *
  *   pull            the parameters requested, received and decoded (in sync mode, after the
- *                   previous step: the pull waits for nothing)
+ *                   previous step: the pull waits for nothing); nothing when the previous push's
+ *                   answer brought them (a model that fits in one message)
  *   set_parameters  handed to the compute engine
  *   batch           the batch gathered (and augmented)
  *   compute         forward and backward pass
  *   push            the gradient encoded, sent, and answered — in sync mode after the step's barrier,
- *                   so it includes the wait for the slowest worker
+ *                   so it includes the wait for the slowest worker — and the parameters the answer
+ *                   may bring decoded
  *   other           the rest: assignments, metrics reports, progress, evaluation is not counted
  */
 export type StepPhase = "pull" | "set_parameters" | "batch" | "compute" | "push" | "other";
