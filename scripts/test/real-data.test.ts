@@ -8,10 +8,8 @@
  * change that breaks learning fails here while run-to-run noise does not.
  */
 import t from "tap";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { runLocal } from "./helpers/run-local.ts";
 
-const script = fileURLToPath(new URL("../run-local.ts", import.meta.url));
 const FASHION_MNIST = "/usr/share/datasets/fashion-mnist/";
 
 interface Job {
@@ -26,22 +24,6 @@ const JOBS: Job[] = [
   // The CNN on a seeded tenth of the data (its step is ~50x the MLP's), two epochs.
   { model: "cnn", env: { EPOCHS: "2", BATCH_SIZE: "64", OPTIMIZER: "momentum", LEARNING_RATE: "0.05", TRAIN_EXAMPLES: "6000", TEST_EXAMPLES: "2000" }, target: 0.8 },
 ];
-
-function runLocal(env: Record<string, string>, dir: string): Promise<{ code: number | null; output: string; run: { final_test_accuracy: number; wall_time_s: number } | undefined }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script], {
-      env: { ...process.env, RESULTS_DIR: dir, PROGRESS_INTERVAL_MS: "60000", STATUS_INTERVAL_MS: "0", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    child.once("exit", (code) => {
-      const line = /^RUN_JSON: (.*)$/m.exec(output);
-      resolve({ code, output, run: line ? JSON.parse(line[1]!) : undefined });
-    });
-  });
-}
 
 for (const engine of ["onnxruntime", "tfjs"]) {
   for (const job of JOBS) {

@@ -4,32 +4,7 @@
  * and reports failure when the target is out of reach.
  */
 import t from "tap";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
-
-const script = fileURLToPath(new URL("../run-local.ts", import.meta.url));
-
-interface RunResult {
-  code: number | null;
-  output: string;
-  run: { mode: string; workers: number; wall_time_s: number; final_test_accuracy: number; passed: boolean } | undefined;
-}
-
-function runLocal(env: Record<string, string>, dir: string): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script], {
-      env: { ...process.env, RESULTS_DIR: dir, PROGRESS_INTERVAL_MS: "60000", STATUS_INTERVAL_MS: "0", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    child.once("exit", (code) => {
-      const line = /^RUN_JSON: (.*)$/m.exec(output);
-      resolve({ code, output, run: line ? JSON.parse(line[1]!) : undefined });
-    });
-  });
-}
+import { runLocal } from "./helpers/run-local.ts";
 
 for (const mode of ["sync", "async", "ssp"]) {
   t.test(`${mode}: 2 workers train to the accuracy target`, async (t) => {

@@ -96,7 +96,7 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
     };
     try {
       if (timeout.error !== undefined) throw timeout.error;
-      const input: AsyncIterable<MessageShape<I>> = method.methodKind === "server_streaming" ? requestMessages(req, o.readMaxBytes, parse) : NO_MESSAGES;
+      const input: AsyncIterable<MessageShape<I>> = method.methodKind === "server_streaming" ? requestMessages(req, o.readMaxBytes, parse) : createAsyncIterable([]);
       const message: AsyncIterable<MessageShape<O>> =
         o.interceptors.length === 0
           ? await respond(input, context)
@@ -173,8 +173,6 @@ async function* requestMessages<T>(req: Http2ServerRequest, readMaxBytes: number
     at += 5 + length;
   }
 }
-
-const NO_MESSAGES: AsyncIterable<never> = { [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) };
 
 /**
  * The call through `interceptors`, the first one outermost (Connect's applyInterceptors, which the

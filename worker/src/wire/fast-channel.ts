@@ -8,6 +8,7 @@ import type http2 from "node:http2";
 import type { DescMethodStreaming } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type Interceptor, type StreamRequest, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { codeFromHttpStatus, findTrailerError, grpcStatusOk } from "@connectrpc/connect/protocol-grpc";
 import { clientInterceptors, endpointOf, sessionManager, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
@@ -47,7 +48,7 @@ export class FastChannel {
     } else {
       const start = async (req: UnaryRequest | StreamRequest): Promise<StreamResponse> => {
         stream = await this.#sessions.request("POST", path, Object.fromEntries(req.header), {});
-        return { stream: true, service: method.parent, method, header: new Headers(), trailer: new Headers(), message: NO_MESSAGES };
+        return { stream: true, service: method.parent, method, header: new Headers(), trailer: new Headers(), message: createAsyncIterable([]) };
       };
       const request: StreamRequest = {
         stream: true,
@@ -58,7 +59,7 @@ export class FastChannel {
         signal: NEVER_ABORTED,
         header: new Headers(headers),
         contextValues: createContextValues(),
-        message: NO_MESSAGES,
+        message: createAsyncIterable([]),
       };
       // As Connect applies them (interceptor.ts applyInterceptors): the first in the list is the outermost.
       await this.#interceptors.reduceRight((next: Parameters<Interceptor>[0], interceptor) => interceptor(next), start as Parameters<Interceptor>[0])(request);
@@ -140,8 +141,6 @@ export function errorOfStatus(what: string, s: CallStatus, closedEarlyWhy: strin
 
 /** The signal of a call's StreamRequest here: the caller cancels the stream itself. */
 const NEVER_ABORTED = new AbortController().signal;
-
-const NO_MESSAGES: AsyncIterable<never> = { [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) };
 
 const channels = new WeakMap<ParameterServerClient, FastChannel>();
 
