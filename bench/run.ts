@@ -58,7 +58,8 @@ const USAGE = `usage: node bench/run.ts [options]            (make bench [QUICK=
                           target's value). None: a curated matrix. --matrix full: everything.
   --rounds R              measured rounds per worker (default: by model size, 24 for 11.2M;
                           48 with --quick)
-  --warmup W              unmeasured rounds first (default 4)
+  --warmup W              unmeasured rounds first (default 4; a quarter of the measured rounds
+                          for models measured over 200 rounds or more, whose rounds take a millisecond)
   --limit-seconds S       length of each raw HTTP/2 measurement (default 3)
   --limit-runs K          raw HTTP/2 measurements per limit, the median one reported (default 3)
   --no-limits             skip memcpy and raw HTTP/2
@@ -74,8 +75,9 @@ const USAGE = `usage: node bench/run.ts [options]            (make bench [QUICK=
   --server-env K=V,...    extra server environment (e.g. OPTIMIZER=adam,MAX_CHUNK_BYTES=1048576)
   --node-flags="F ..."    node flags of the server and the workers (default: common/src/node-flags.ts;
                           "" runs without them)
-  --profile               add one profiled run of the target workload (node --cpu-prof on the
-                          server and the first worker) and print the top self-time functions
+  --profile               add one profiled run of the target workload, or of the first of
+                          --models/--modes/--pull/--push when given (node --cpu-prof on the
+                          server and the first worker), and print the top self-time functions
   --profile-rounds R      measured rounds of that run (default 10)
   --profile-only          only that profiled run
   --profile-workers N     workers in that run (default 4)
@@ -99,7 +101,7 @@ const { values: a } = parseArgs({
     shards: { type: "string" },
     matrix: { type: "string" },
     rounds: { type: "string" },
-    warmup: { type: "string", default: "4" },
+    warmup: { type: "string" },
     "limit-seconds": { type: "string", default: "3" },
     "limit-runs": { type: "string", default: "3" },
     "no-limits": { type: "boolean", default: false },
@@ -168,7 +170,6 @@ const previous = a.compare === undefined ? undefined : readResult(a.compare);
 // ---- the plan ----
 
 const TARGET = { model: "11.2M", workers: 4, mode: "sync", pull: "fp32", push: "fp16" } as const;
-const warmup = int("warmup", a.warmup);
 const timeoutMs = positive("case-timeout-s", a["case-timeout-s"]) * 1000;
 const serverEnv = Object.fromEntries(
   list(a["server-env"]).map((kv) => {
@@ -194,6 +195,18 @@ function roundsFor(model: string): number {
   return Math.max(6, Math.min(2000, Math.round((24 * 11_173_962) / modelLayout(model).params)));
 }
 
+/**
+ * Unmeasured rounds before a case's measured ones. Four suffice where a round moves megabytes; a
+ * small model's round takes about a millisecond, and four of them end before V8 has compiled the
+ * call path: 55k-parameter N=1 rounds measured after 4 warm-up rounds ran at 0.47 of raw HTTP/2,
+ * after 1,000 at 0.69 (one run each, same machine). A training run takes thousands of steps, so
+ * the benchmark measures that steady state.
+ */
+function warmupFor(rounds: number): number {
+  if (a.warmup !== undefined) return int("warmup", a.warmup);
+  return rounds >= 200 ? Math.floor(rounds / 4) : 4;
+}
+
 /** The small-model cases: per-step cost where the compute is small and the round trip is all. */
 function smallCases(): PsCaseSpec[] {
   return ["55k", "1M"].flatMap((model) =>
@@ -206,6 +219,7 @@ function spec(c: { model: string; workers: number; shards?: number; mode: string
   if (!["sync", "async", "ssp"].includes(c.mode)) fail(`unknown mode "${c.mode}"`);
   if (!isWireDtype(c.pull) || !isWireDtype(c.push)) fail(`unknown dtype in pull ${c.pull} / push ${c.push} (fp32, fp16, bf16)`);
   if (!(c.workers >= 1)) fail(`bad worker count ${c.workers}`);
+  const rounds = roundsFor(c.model);
   return {
     model: c.model,
     workers: c.workers,
@@ -213,8 +227,8 @@ function spec(c: { model: string; workers: number; shards?: number; mode: string
     mode: c.mode as PsCaseSpec["mode"],
     pull: c.pull as WireDtype,
     push: c.push as WireDtype,
-    rounds: roundsFor(c.model),
-    warmup,
+    rounds,
+    warmup: warmupFor(rounds),
     computeMs: 0,
     compute,
     oneTrip: !a["no-one-trip"],
@@ -365,7 +379,9 @@ for (const [i, { s, kind }] of all.entries()) {
 let profiles: ProfileSummary[] = [];
 if (a.profile || a["profile-only"]) {
   const dir = `${base}-profile`;
-  const s = spec({ ...TARGET, workers: int("profile-workers", a["profile-workers"], 1) }, { rounds: int("profile-rounds", a["profile-rounds"], 1), profileDir: dir, profileWorker: true });
+  // The target workload, or the first model, mode and dtypes given on the command line.
+  const profiled = { model: list(a.models ?? TARGET.model)[0]!, mode: list(a.modes ?? TARGET.mode)[0]!, pull: list(a.pull ?? TARGET.pull)[0]!, push: list(a.push ?? TARGET.push)[0]! };
+  const s = spec({ ...profiled, workers: int("profile-workers", a["profile-workers"], 1) }, { rounds: int("profile-rounds", a["profile-rounds"], 1), profileDir: dir, profileWorker: true });
   log(`profiling: ${caseId(s)} with node --cpu-prof, ${s.rounds} rounds (profiled timings are not comparable)`);
   try {
     const r = await runPsCase(s);
@@ -386,7 +402,7 @@ const result: BenchResult = {
   finished_at: finished.toISOString(),
   duration_s: Math.round((finished.getTime() - started.getTime()) / 100) / 10,
   machine,
-  options: { quick: a.quick, warmup, limit_seconds: limitSeconds, limit_runs: limitRuns, batch_size: batchSize, compute, server_env: serverEnv, node_flags: nodeFlags, argv: process.argv.slice(2) },
+  options: { quick: a.quick, warmup: a.warmup === undefined ? "per case" : int("warmup", a.warmup), limit_seconds: limitSeconds, limit_runs: limitRuns, batch_size: batchSize, compute, server_env: serverEnv, node_flags: nodeFlags, argv: process.argv.slice(2) },
   limits: { memcpy, http2 },
   cases,
   scaling: scalingOf(cases, batchSize),

@@ -20,6 +20,7 @@ import { elementCount } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, TensorAssembler, TensorStreamError, type ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
 import { Progress } from "./data-plan.ts";
 import type { Slot } from "./membership.ts";
+import type { ParameterStore, Snapshot } from "./parameter-store.ts";
 import { ReceivedGradient } from "./received-gradient.ts";
 import type { TrainingRun } from "./training-run.ts";
 
@@ -99,7 +100,7 @@ export class GradientUpload {
   }
 
   /** Hands the complete gradient to the aggregator; resolves with the push's answer. */
-  async submit(signal: AbortSignal): Promise<PushGradientsResponse> {
+  async submit(signal: AbortSignal): Promise<PushAnswer> {
     try {
       this.#assembler.finish(this.#header.tensorCount);
       // The upload took time: the session must still hold the slot (its lease may have run out
@@ -112,7 +113,8 @@ export class GradientUpload {
     this.#released = true; // the aggregator owns the gradient now
     const outcome = await this.#run.aggregator.submit({ slot: this.#slot, baseVersion: this.#header.baseVersion, progress: this.#progress, signal }, this.#gradient);
     this.#run.emit("pushed", { slot: this.#slot.index, examples: this.#header.exampleCount, staleness: outcome.staleness, version: outcome.version });
-    return create(PushGradientsResponseSchema, { ...outcome, ...(this.#header.returnParameters ? parametersInAnswer(this.#run) : {}) });
+    const parameters = this.#header.returnParameters ? parametersForAnswer(this.#run.store, this.#run.config.MAX_CHUNK_BYTES) : undefined;
+    return { response: create(PushGradientsResponseSchema, { ...outcome, parametersVersion: parameters?.version ?? 0 }), parameters };
   }
 
   /** Releases what was received (an upload that failed or was cancelled). */
@@ -124,19 +126,35 @@ export class GradientUpload {
 }
 
 /**
- * The parameters for a push's answer (PushHeader.return_parameters): every tensor as one float32
- * chunk, copied out of a snapshot, if they fit in one message (max_chunk_bytes in all); none
- * otherwise, and the worker pulls.
+ * What a push is answered with. The parameters are not copied into the message here: the
+ * hand-framed handler writes them from the snapshot as they are (wire/fast-push-handler.ts), and
+ * Connect's handler copies them in (answerMessage).
  */
-function parametersInAnswer(run: TrainingRun): { parameters: TensorChunk[]; parametersVersion: number } | Record<string, never> {
-  const { store, config } = run;
-  if (store.elementCount * 4 > config.MAX_CHUNK_BYTES) return {};
-  const snapshot = store.acquire();
+export interface PushAnswer {
+  /** The outcome, and parameters_version when `parameters` is set; its `parameters` field is empty. */
+  response: PushGradientsResponse;
+  /** The version the answer carries (PushHeader.return_parameters), for whoever writes the answer to release. */
+  parameters: Snapshot | undefined;
+}
+
+/**
+ * The parameters for a push's answer (PushHeader.return_parameters): a snapshot of the current
+ * version if every tensor fits in one float32 chunk and all of them in one message
+ * (max_chunk_bytes in all); none otherwise, and the worker pulls.
+ */
+function parametersForAnswer(store: ParameterStore, maxChunkBytes: number): Snapshot | undefined {
+  return store.elementCount * 4 > maxChunkBytes ? undefined : store.acquire();
+}
+
+/** The answer as one message, the parameters copied in (every tensor one float32 chunk); the snapshot released. */
+export function answerMessage(answer: PushAnswer): PushGradientsResponse {
+  const { response, parameters } = answer;
+  if (parameters === undefined) return response;
   try {
-    const parameters = [...chunkTensors(snapshot.tensors, Dtype.FLOAT32, Number.MAX_SAFE_INTEGER)].map((c) => ({ ...c, data: c.data.slice() }));
-    return { parameters, parametersVersion: snapshot.version };
+    response.parameters = [...chunkTensors(parameters.tensors, Dtype.FLOAT32, Number.MAX_SAFE_INTEGER)].map((c) => ({ ...c, data: c.data.slice() }));
+    return response;
   } finally {
-    snapshot.release();
+    parameters.release();
   }
 }
 

@@ -30,6 +30,13 @@ export class ParameterStore {
   #spare: NamedTensor[][] = [];
   readonly #index = new Map<string, number>();
   #elements = 0;
+  #held = 0;
+  readonly #spareBytes: number;
+
+  /** `spareBytes`: how many bytes of released parameter sets are kept for reuse, beyond two sets. */
+  constructor(o: { spareBytes?: number } = {}) {
+    this.#spareBytes = o.spareBytes ?? 32 << 20;
+  }
 
   get initialized(): boolean {
     return this.#current !== undefined;
@@ -45,6 +52,11 @@ export class ParameterStore {
 
   get tensorCount(): number {
     return this.#index.size;
+  }
+
+  /** Snapshots acquired and not yet released, of any version. */
+  get snapshotsHeld(): number {
+    return this.#held;
   }
 
   /** Shape of a stored tensor, or undefined for an unknown name. */
@@ -86,6 +98,7 @@ export class ParameterStore {
     const gen = this.#current;
     if (gen === undefined) throw new Error("parameters are not initialised");
     gen.readers++;
+    this.#held++;
     let released = false;
     return {
       version: gen.version,
@@ -94,10 +107,20 @@ export class ParameterStore {
         if (released) return;
         released = true;
         gen.readers--;
-        // Keep at most two spare sets: enough for a steady stream of overlapping pulls.
-        if (gen.readers === 0 && gen !== this.#current && this.#spare.length < 2) this.#spare.push(gen.tensors);
+        this.#held--;
+        if (gen.readers === 0 && gen !== this.#current && this.#keepsSpare()) this.#spare.push(gen.tensors);
       },
     };
+  }
+
+  /**
+   * Whether one more released set is kept for reuse: two, enough for a steady stream of
+   * overlapping pulls; more for a small model, up to `spareBytes`, since every push's answer may
+   * hold its own version (PushHeader.return_parameters) and a set dropped here is replaced by a
+   * fresh allocation that only the collector frees.
+   */
+  #keepsSpare(): boolean {
+    return this.#spare.length < 2 || (this.#spare.length + 1) * this.#elements * 4 <= this.#spareBytes;
   }
 
   /**

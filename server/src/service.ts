@@ -25,7 +25,7 @@ import {
 import { chunkTensors, pullChunkBytes, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
 import type { Slot } from "./membership.ts";
 import type { Snapshot } from "./parameter-store.ts";
-import { checkChunkBytes, GradientUpload } from "./gradient-upload.ts";
+import { answerMessage, checkChunkBytes, GradientUpload } from "./gradient-upload.ts";
 import { shardList } from "./shards.ts";
 import type { TrainingRun } from "./training-run.ts";
 
@@ -212,7 +212,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           upload.abandon();
           throw err;
         }
-        return await upload.submit(ctx.signal);
+        return answerMessage(await upload.submit(ctx.signal));
       } catch (err) {
         throw asConnectError(err);
       }

@@ -145,8 +145,9 @@ t.test("100 update + overlapping-snapshot cycles stay correct and reuse a bounde
   t.ok(buffers.size <= 4, `snapshots used ${buffers.size} distinct buffer sets over 100 cycles (≤ 4)`);
 });
 
-t.test("released buffers are recycled, and at most two spare sets are kept", async (t) => {
-  const store = new ParameterStore();
+t.test("released buffers are recycled, and at most two spare sets are kept beyond spareBytes", async (t) => {
+  // 7 values are 28 bytes a set: a 56-byte allowance is two sets.
+  const store = new ParameterStore({ spareBytes: 56 });
   store.initialize(params());
   // Five snapshots on five distinct versions: each update must copy (spare pool empty → fresh buffers).
   const held: Snapshot[] = [];
@@ -254,4 +255,29 @@ t.test("parameters live in shared memory, for the step's helper threads, also af
   t.same(values(first), [[1, 2, 3, 4], [10, 20], [7]], "the held version is unchanged");
   first.release();
   second.release();
+});
+
+t.test("a small model keeps every released set up to spareBytes: answers holding many versions allocate nothing new", async (t) => {
+  const store = new ParameterStore(); // 32 MiB: thousands of 28-byte sets
+  store.initialize(params());
+  const held: Snapshot[] = [];
+  for (let i = 0; i < 5; i++) {
+    held.push(store.acquire());
+    store.update(addAll(1));
+  }
+  const known = new Set(held.map((s) => s.tensors[0]!.data));
+  for (const s of held) s.release();
+  t.equal(store.snapshotsHeld, 0, "nothing held");
+  // Five more copy-on-write updates, every version held: all five reuse released sets.
+  const keep: Snapshot[] = [store.acquire()];
+  known.add(keep[0]!.tensors[0]!.data);
+  for (let i = 0; i < 4; i++) {
+    store.update(addAll(1));
+    keep.push(store.acquire());
+  }
+  t.equal(store.snapshotsHeld, 5, "five snapshots held");
+  t.ok(keep.slice(1).every((s) => known.has(s.tensors[0]!.data)), "the four copies all went into released sets");
+  t.same(values(keep[4]!), [[10, 11, 12, 13], [19, 29], [16]], "version 9 = initial + 9");
+  for (const s of keep) s.release();
+  t.equal(store.snapshotsHeld, 0, "all released");
 });

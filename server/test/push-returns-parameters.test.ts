@@ -5,7 +5,17 @@
  * message, so the worker pulls as before.
  */
 import t from "tap";
+import type { ParameterStore } from "../src/parameter-store.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
+
+/**
+ * Resolves once no snapshot of `store` is held. An answer's parameters are written from a snapshot,
+ * released when the server's side of the stream is done, a moment after the worker has read it.
+ */
+async function noSnapshotHeld(store: ParameterStore): Promise<number> {
+  for (let i = 0; i < 200 && store.snapshotsHeld > 0; i++) await new Promise((r) => setImmediate(r));
+  return store.snapshotsHeld;
+}
 
 t.test("async: the answer carries the parameters after this gradient, as a pull gives them", async (t) => {
   const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "1", SERVER_MODE: "async", LEARNING_RATE: "1" });
@@ -30,6 +40,7 @@ t.test("async: the answer carries the parameters after this gradient, as a pull 
   );
   t.same(values(w!.parametersIn(sparse)!.tensors), { w: [0, 1, 2, 2], b: [-1.5, -1.5] }, "a sparse push's answer (Connect's path) too");
   t.equal(w!.parametersIn(await w!.push(gradient(0), 2, { exampleCount: 1 })), undefined, "not asked: none");
+  t.equal(await noSnapshotHeld(ts.server.run.store), 0, "every answer's snapshot released (both paths)");
 });
 
 t.test("sync: each worker's answer carries the step's result", async (t) => {
@@ -41,6 +52,24 @@ t.test("sync: each worker's answer carries the step's result", async (t) => {
     t.equal(carried.version, 1, `${name}: version 1`);
     t.same(values(carried.tensors), { w: [-1, 0, 1, 2], b: [-1.5, -2.5] }, `${name}: the average of both gradients applied`);
   }
+  t.equal(await noSnapshotHeld(ts.server.run.store), 0, "both answers' snapshots released");
+});
+
+t.test("a push answered while the next version is applied: the answer keeps its own version's values", async (t) => {
+  // Two async workers pushing at once: the second gradient is applied while the first answer may
+  // still be written from its snapshot; neither answer may see the other's update half-applied.
+  const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "async", LEARNING_RATE: "1" });
+  const [a, b] = await workersWithParameters(ts, 2);
+  for (let round = 0; round < 20; round++) {
+    const base = ts.server.run.store.version;
+    const answers = await Promise.all([a!.push(gradient(1), base, { exampleCount: 1, returnParameters: true }), b!.push(gradient(1), base, { exampleCount: 1, returnParameters: true })]);
+    const carried = answers.map((r, i) => [a, b][i]!.parametersIn(r)!);
+    const versions = carried.map((c) => c.version).sort((x, y) => x - y);
+    t.same(versions, [base + 1, base + 2], `round ${round}: one answer per version`);
+    // Every gradient(1) step lowers w by [1, 1, 1, 1]: version v holds w0 - v.
+    for (const c of carried) t.same(values(c.tensors).w, [0, 1, 2, 3].map((x) => x + 1 - c.version), `round ${round}: version ${c.version}'s values`);
+  }
+  t.equal(await noSnapshotHeld(ts.server.run.store), 0, "no snapshot held afterwards");
 });
 
 t.test("a model over one message: no parameters in the answer, and the push still counts", async (t) => {

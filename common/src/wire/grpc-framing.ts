@@ -39,6 +39,24 @@ export function* frameTensorChunks(
   chunkBytes: number,
   wireBytes?: (n: number) => Uint8Array,
 ): Generator<[Buffer, Uint8Array]> {
+  for (const [field, data] of tensorChunkFields(t, 2, dtype, chunkBytes, wireBytes)) {
+    yield [Buffer.concat([envelopePrefix(field.length + data.length), field]), data];
+  }
+}
+
+/**
+ * The chunks of one tensor as fields numbered `fieldNumber` of an enclosing message, each a
+ * TensorChunk, as [prefix, data] pairs: the prefix is the field's framing up to the data's bytes,
+ * which follow as they are. frameTensorChunks puts each in a message of its own; a message with a
+ * repeated TensorChunk field (PushGradientsResponse.parameters) is these pairs one after another.
+ */
+export function* tensorChunkFields(
+  t: NamedTensor,
+  fieldNumber: number,
+  dtype: Dtype,
+  chunkBytes: number,
+  wireBytes?: (n: number) => Uint8Array,
+): Generator<[Buffer, Uint8Array]> {
   const size = bytesPerElement(dtype);
   const perChunk = Math.max(1, Math.floor(chunkBytes / size));
   const name = Buffer.from(t.name, "utf8");
@@ -62,10 +80,8 @@ export function* frameTensorChunks(
     if (from > 0) w.tag(4, 0).varint(from * size); // byte_offset
     w.tag(5, 2).varint(data.length); // data, payload follows
     const inner = w.finish();
-    const chunkLength = inner.length + data.length;
-    const outer = new Writer().tag(2, 2).varint(chunkLength).finish(); // field 2: the message's `chunk`
-    const messageLength = outer.length + chunkLength;
-    yield [Buffer.concat([envelopePrefix(messageLength), outer, inner]), data];
+    const outer = new Writer().tag(fieldNumber, 2).varint(inner.length + data.length).finish();
+    yield [Buffer.concat([outer, inner]), data];
     from = to;
   } while (from < n);
 }

@@ -14,18 +14,21 @@ import type { Http2ServerRequest } from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
+  Dtype,
   ParameterServerService,
   PushHeaderSchema,
   type PushGradientsRequestSchema,
-  type PushGradientsResponse,
   type PushGradientsResponseSchema,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
+import { tensorChunkFields } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { FramingError, MessageTooLargeError, TensorMessageReader, type TensorMessageSink } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { GradientUpload } from "../gradient-upload.ts";
 import { asConnectError } from "../service.ts";
+import type { Snapshot } from "../parameter-store.ts";
 import type { TrainingRun } from "../training-run.ts";
-import type { HandFramedClientStream } from "./hand-framed-call.ts";
+import type { BulkFields, HandFramedAnswer, HandFramedClientStream } from "./hand-framed-call.ts";
 
 /** What the reader finds in the body, handed to the upload its header opens. */
 class UploadSink implements TensorMessageSink {
@@ -71,14 +74,16 @@ class UploadSink implements TensorMessageSink {
 
 /** PushGradients for hand-framed-call.ts, into `run`; messages over `maxMessageBytes` are refused, as Connect's readMaxBytes does. */
 export function createFastPush(run: TrainingRun, maxMessageBytes: number): HandFramedClientStream<typeof PushGradientsRequestSchema, typeof PushGradientsResponseSchema> {
+  const parametersField = new ParametersField();
   return {
     method: ParameterServerService.method.pushGradients,
-    async serve(req: Http2ServerRequest, ctx: HandlerContext): Promise<PushGradientsResponse> {
+    async serve(req: Http2ServerRequest, ctx: HandlerContext): Promise<HandFramedAnswer<typeof PushGradientsResponseSchema>> {
       const sink = new UploadSink(run);
       try {
         await readBody(req, new TensorMessageReader(sink, maxMessageBytes, "push"), ctx.signal);
         if (sink.upload === undefined) throw new ConnectError("PushGradients: empty stream, expected a header first", Code.InvalidArgument);
-        return await sink.upload.submit(ctx.signal);
+        const { response, parameters } = await sink.upload.submit(ctx.signal);
+        return { message: response, bulk: parameters === undefined ? undefined : parametersField.of(parameters) };
       } catch (err) {
         sink.upload?.abandon(); // nothing, once submitted: the aggregator owns the gradient then
         req.resume(); // read and drop the rest: the answer says what was wrong
@@ -87,6 +92,30 @@ export function createFastPush(run: TrainingRun, maxMessageBytes: number): HandF
     },
   };
 }
+
+/**
+ * PushGradientsResponse.parameters (field 4) written from the snapshot's tensors as they are, each
+ * one float32 chunk: no copy of the model for the answer. The snapshot stays held until the stream
+ * is done with it. The framing of the newest version is kept: every worker of a sync step is
+ * answered with the same version.
+ */
+class ParametersField {
+  #newest: { tensors: readonly NamedTensor[]; version: number; pieces: Uint8Array[] } | undefined;
+
+  of(snapshot: Snapshot): BulkFields {
+    const { tensors, version } = snapshot;
+    let newest = this.#newest;
+    // The same version in the same buffers: the views are of what this snapshot holds.
+    if (newest === undefined || newest.version !== version || newest.tensors !== tensors) {
+      newest = { tensors, version, pieces: tensors.flatMap((t) => [...tensorChunkFields(t, PARAMETERS_FIELD, Dtype.FLOAT32, Number.MAX_SAFE_INTEGER)].flat()) };
+      this.#newest = newest;
+    }
+    return { pieces: newest.pieces, release: () => snapshot.release() };
+  }
+}
+
+/** PushGradientsResponse.parameters' field number (parameter_server.proto). */
+const PARAMETERS_FIELD = 4;
 
 /**
  * Feeds the body to `reader` as it arrives (the reader decodes it into the upload right away, or

@@ -53,7 +53,25 @@ export interface HandFramedServerStream<I extends DescMessage, O extends DescMes
 /** A client-streaming method whose request body the implementation reads itself. */
 export interface HandFramedClientStream<I extends DescMessage, O extends DescMessage> {
   method: DescMethodClientStreaming<I, O>;
-  serve(body: Http2ServerRequest, ctx: HandlerContext): Promise<MessageShape<O>>;
+  serve(body: Http2ServerRequest, ctx: HandlerContext): Promise<HandFramedAnswer<O>>;
+}
+
+/**
+ * A client stream's answer: the message, and optionally further fields of it already in their
+ * wire encoding (protobuf's encoding of a message is the concatenation of its fields' encodings).
+ * Interceptors see `message` alone; the bulk fields follow its bytes in the same gRPC message,
+ * unless an interceptor answered with a message of its own.
+ */
+export interface HandFramedAnswer<O extends DescMessage> {
+  message: MessageShape<O>;
+  bulk?: BulkFields;
+}
+
+export interface BulkFields {
+  /** The encoded fields, written as they are after the message's own bytes. */
+  pieces: readonly Uint8Array[];
+  /** Runs once the stream is done with the pieces (written and ended, or reset), or they are not written. */
+  release(): void;
 }
 
 /** The request path of `method`, as Connect's router routes it. */
@@ -81,6 +99,7 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
   return async (req, res) => {
     const done = streamDone(res);
     const releases: (() => void)[] = [];
+    const bulkOf = new WeakMap<MessageShape<O>, BulkFields>();
     const grpcTimeout = req.headers["grpc-timeout"];
     const timeout = parseTimeout(typeof grpcTimeout === "string" ? grpcTimeout : null, Number.MAX_SAFE_INTEGER);
     const context = new CallContext(method, req, res, timeout.timeoutMs, o.shutdownSignal);
@@ -107,7 +126,10 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
             });
       for await (const m of message) {
         const bytes = serialize(m);
-        await out.write(Buffer.concat([envelopePrefix(bytes.length), bytes]));
+        const bulk = bulkOf.get(m)?.pieces ?? [];
+        const length = bulk.reduce((n, piece) => n + piece.length, bytes.length);
+        await out.write(Buffer.concat([envelopePrefix(length), bytes]));
+        for (const piece of bulk) await out.write(piece);
       }
     } catch (err) {
       setTrailerStatus(context.responseTrailer, err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal, undefined, undefined, err));
@@ -130,7 +152,12 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
      */
     async function respond(messages: AsyncIterable<MessageShape<I>>, ctx: HandlerContext): Promise<AsyncIterable<MessageShape<O>>> {
       if (impl.method.methodKind === "server_streaming") return afterSingle(messages, (request) => (impl as HandFramedServerStream<I, O>).serve(request, ctx, out));
-      return createAsyncIterable([await (impl as HandFramedClientStream<I, O>).serve(req, ctx)]);
+      const answer = await (impl as HandFramedClientStream<I, O>).serve(req, ctx);
+      if (answer.bulk !== undefined) {
+        bulkOf.set(answer.message, answer.bulk);
+        out.onDone(answer.bulk.release);
+      }
+      return createAsyncIterable([answer.message]);
     }
   };
 }
