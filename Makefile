@@ -26,7 +26,7 @@ MODE ?= sync
 export WORKERS MODE
 
 .PHONY: help setup system-packages generate kernels build lint test test-node test-terraform test-docker test-local typecheck clean \
-	deploy destroy images logs status results experiment accuracy-race bench chaos
+	deploy destroy images logs status scale results experiment accuracy-race bench chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -121,8 +121,11 @@ images: ## Build both images locally (ARGS=--local-base when Docker Hub is out o
 	docker/build-images.sh $(ARGS)
 
 logs: ## Follow the parameter server's CloudWatch logs (LOG=worker for the workers)
-	aws logs tail "$$(terraform -chdir=terraform output -raw $(or $(LOG),parameter_server)_log_group)" --follow \
-		--region "$$(terraform -chdir=terraform output -raw region)"
+	@case "$(or $(LOG),parameter_server)" in parameter_server | worker) ;; \
+	  *) echo "make logs: LOG is parameter_server (the default) or worker, not \"$(LOG)\"" >&2; exit 2 ;; esac
+	@group="$$(terraform -chdir=terraform output -raw $(or $(LOG),parameter_server)_log_group)" && [ -n "$$group" ] || \
+	  { echo "make logs: no deployment found (terraform output has no log group): run make deploy first" >&2; exit 1; }; \
+	aws logs tail "$$group" --follow --region "$$(terraform -chdir=terraform output -raw region)"
 
 bench: setup ## Benchmark the data path against raw HTTP/2 and memcpy (QUICK=1: the target workload only, under 2 min; SMALL=1: the small models; ARGS="--help")
 	node bench/run.ts $(if $(filter-out 0 false no,$(QUICK)),--quick) $(if $(filter-out 0 false no,$(SMALL)),--small) $(ARGS)

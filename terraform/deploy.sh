@@ -25,12 +25,14 @@ Options:
   --tag T        image tag to use instead of the one derived from git
   --dry-run      print the steps without running anything
   -h, --help     show this help
-Arguments after -- go to both terraform apply runs, e.g. -- -var worker_count=4 -var server_mode=async
+Arguments after -- go to both terraform apply runs, e.g. -- -var worker_count=4 -var server_mode=async;
+their -var settings are saved with the deployment (below) and kept by later deploys until changed.
 
 Environment:
   BASE_IMAGE     base image for the Dockerfiles (default: their node:24-slim)
-The image tag, architecture and region are saved in terraform/deploy.auto.tfvars, so later plain
-`terraform apply -var worker_count=8` runs keep them.
+The image tag, architecture, region and -var settings are saved in terraform/deploy.auto.tfvars, so
+later plain terraform runs (`terraform plan`, `terraform apply -var worker_count=8`) and the next
+deploy keep them instead of going back to the defaults.
 EOF
 }
 
@@ -117,6 +119,65 @@ if [[ -n "$region" ]]; then
 fi
 # ${a[@]+"${a[@]}"}: expands an empty array without tripping `set -u` in macOS's bash 3.2.
 tf_vars+=(${tf_args[@]+"${tf_args[@]}"})
+
+# The -var settings to save with the deployment: those of the previous deploy (the lines it wrote
+# besides the three above), then this run's -var NAME=VALUE arguments, a later one replacing an
+# earlier one of the same name. Two arrays, not an associative one: macOS's bash 3.2 has none.
+saved_names=()
+saved_values=()
+save_setting() {
+  local i
+  for i in ${saved_names[@]+"${!saved_names[@]}"}; do
+    if [[ "${saved_names[$i]}" == "$1" ]]; then
+      saved_values[i]="$2"
+      return
+    fi
+  done
+  saved_names+=("$1")
+  saved_values+=("$2")
+}
+# A -var value as a tfvars expression: a list or map as written (terraform parses those), anything
+# else as a quoted string, which terraform converts to the variable's number or bool type.
+tfvars_value() {
+  case "$1" in
+    "["* | "{"*) printf '%s' "$1" ;;
+    *)
+      local v="${1//\\/\\\\}"
+      v="${v//\"/\\\"}"
+      v="${v//\$\{/\$\$\{}"
+      v="${v//%\{/%%\{}"
+      printf '"%s"' "$v"
+      ;;
+  esac
+}
+if [[ -f "$here/deploy.auto.tfvars" ]]; then
+  while IFS= read -r line; do
+    if [[ "$line" =~ ^([a-z_][a-z0-9_]*)\ *=\ *(.*)$ ]]; then
+      case "${BASH_REMATCH[1]}" in
+        image_tag | cpu_architecture | region) ;;
+        *) save_setting "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" ;;
+      esac
+    fi
+  done <"$here/deploy.auto.tfvars"
+fi
+pending_var=false
+for arg in ${tf_args[@]+"${tf_args[@]}"}; do
+  if $pending_var; then
+    pending_var=false
+  elif [[ "$arg" == -var ]]; then
+    pending_var=true
+    continue
+  elif [[ "$arg" == -var=* ]]; then
+    arg="${arg#-var=}"
+  else
+    continue
+  fi
+  [[ "$arg" =~ ^([a-z_][a-z0-9_]*)=(.*)$ ]] || die "cannot read the terraform argument -var '$arg': expected NAME=VALUE"
+  case "${BASH_REMATCH[1]}" in
+    image_tag | cpu_architecture | region) die "-var ${BASH_REMATCH[1]}=…: use deploy.sh's --tag, --platform or --region instead" ;;
+  esac
+  save_setting "${BASH_REMATCH[1]}" "$(tfvars_value "${BASH_REMATCH[2]}")"
+done
 
 build_args=()
 if [[ -n "${BASE_IMAGE:-}" ]]; then
@@ -233,18 +294,26 @@ publish Dockerfile.server "$server_repo"
 step "Build and push the worker image ($platform)"
 publish Dockerfile.worker "$worker_repo"
 
+# The deployment's settings as a tfvars file.
+write_settings() {
+  echo "# Written by deploy.sh: the deployed image, platform and -var settings, so plain terraform runs"
+  echo "# and the next deploy keep them. Change a setting with make deploy ARGS=\"-- -var name=value\"."
+  echo "image_tag        = \"$tag\""
+  echo "cpu_architecture = \"$architecture\""
+  if [[ -n "$region" ]]; then
+    echo "region           = \"$region\""
+  fi
+  local i
+  for i in ${saved_names[@]+"${!saved_names[@]}"}; do
+    echo "${saved_names[$i]} = ${saved_values[$i]}"
+  done
+}
+
 step "Save the deployment settings to deploy.auto.tfvars"
 if $dry_run; then
-  echo "[dry-run] image_tag = \"$tag\", cpu_architecture = \"$architecture\"${region:+, region = \"$region\"}"
+  write_settings | sed 's/^/[dry-run] /'
 else
-  {
-    echo "# Written by deploy.sh: the deployed image and platform, so plain terraform runs keep them."
-    echo "image_tag        = \"$tag\""
-    echo "cpu_architecture = \"$architecture\""
-    if [[ -n "$region" ]]; then
-      echo "region           = \"$region\""
-    fi
-  } >"$here/deploy.auto.tfvars"
+  write_settings >"$here/deploy.auto.tfvars"
   echo "wrote $here/deploy.auto.tfvars"
 fi
 

@@ -14,6 +14,8 @@ resource "aws_ecs_cluster" "main" {
     name  = "containerInsights"
     value = "enabled"
   }
+
+  depends_on = [aws_cloudwatch_log_group.container_insights]
 }
 
 locals {
@@ -202,6 +204,9 @@ resource "aws_ecs_service" "parameter_server" {
     enable   = true
     rollback = false
   }
+
+  # With create_iam_roles, the tasks' permissions exist before the first task starts.
+  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.parameter_server_task, aws_iam_role_policy.worker_task]
 }
 
 # Shards 1..K-1: the same task and service as shard 0's, with their own environment and name.
@@ -254,6 +259,9 @@ resource "aws_ecs_service" "parameter_server_shard" {
     enable   = true
     rollback = false
   }
+
+  # With create_iam_roles, the tasks' permissions exist before the first task starts.
+  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.parameter_server_task, aws_iam_role_policy.worker_task]
 }
 
 resource "aws_ecs_service" "worker" {
@@ -278,4 +286,7 @@ resource "aws_ecs_service" "worker" {
     enable   = true
     rollback = false
   }
+
+  # With create_iam_roles, the tasks' permissions exist before the first task starts.
+  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.parameter_server_task, aws_iam_role_policy.worker_task]
 }

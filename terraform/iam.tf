@@ -25,12 +25,16 @@ locals {
     }]
   })
 
-  # The finished job sets the desired count of its own services (workers and server shards) to 0 (see ecs.tf).
+  # The finished job sets the desired count of its own services (workers and server shards) to 0
+  # (see ecs.tf). The services' ARNs are spelled from the cluster's rather than read from the
+  # services, so that the policies exist before the services start their first tasks (the services
+  # depend on them) instead of after.
+  service_arn_prefix = "${replace(aws_ecs_cluster.main.arn, ":cluster/", ":service/")}/"
   scale_down_statement = {
     Sid      = "ScaleDownFinishedJob"
     Effect   = "Allow"
     Action   = ["ecs:UpdateService", "ecs:DescribeServices"]
-    Resource = concat([aws_ecs_service.parameter_server.id, aws_ecs_service.worker.id], aws_ecs_service.parameter_server_shard[*].id)
+    Resource = [for name in concat(local.shard_service_names, [local.worker_name]) : "${local.service_arn_prefix}${name}"]
   }
 }
 

@@ -285,6 +285,14 @@ resource "aws_cloudwatch_log_group" "worker" {
   retention_in_days = var.log_retention_days
 }
 
+# Container Insights (enabled on the cluster, ecs.tf) writes its performance events here. Left to
+# ECS, the group would be created on first use, kept forever and outlive `make destroy`; made here
+# before the cluster, it has the run's retention and goes with the rest.
+resource "aws_cloudwatch_log_group" "container_insights" {
+  name              = "/aws/ecs/containerinsights/${local.cluster_name}/performance"
+  retention_in_days = var.log_retention_days
+}
+
 resource "aws_service_discovery_private_dns_namespace" "main" {
   name        = local.namespace_name
   description = "Private DNS for ${local.name}: workers find the parameter server by name"

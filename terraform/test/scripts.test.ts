@@ -244,6 +244,38 @@ t.test("--tag overrides git, and arguments after -- reach both applies", async (
   t.match(sb.tfvars(), 'region           = "eu-west-1"', "region saved");
 });
 
+t.test("-var settings are saved with the deployment and kept by later deploys until changed", async (t) => {
+  const sb = sandbox(t);
+  const first = sb.run("deploy.sh", [
+    "--",
+    "-var", "worker_count=4",
+    "-var=server_mode=async",
+    "-var", 'worker_extra_environment={ LOCAL_STEPS = "2" }',
+    "-var", 'dataset=a"b\\c${x}%{y}',
+    "-target=aws_ecs_service.worker",
+  ]);
+  t.equal(first.status, 0, `deploy succeeds; stderr: ${first.stderr}`);
+  const saved = sb.tfvars() ?? "";
+  t.match(saved, /^worker_count = "4"$/m, "a number, as a string terraform converts");
+  t.match(saved, /^server_mode = "async"$/m, "the -var=NAME=VALUE form too");
+  t.match(saved, /^worker_extra_environment = \{ LOCAL_STEPS = "2" \}$/m, "a map as written");
+  t.match(saved, /^dataset = "a\\"b\\\\c\$\$\{x\}%%\{y\}"$/m, "quotes, backslashes and template sequences escaped");
+  t.notMatch(saved, /target/, "other terraform arguments are not settings");
+
+  const second = sb.run("deploy.sh", ["--", "-var", "worker_count=8"]);
+  t.equal(second.status, 0, `the next deploy succeeds; stderr: ${second.stderr}`);
+  const kept = sb.tfvars() ?? "";
+  t.match(kept, /^worker_count = "8"$/m, "a setting given again is replaced");
+  t.equal(kept.match(/^worker_count/gm)?.length, 1, "once");
+  t.match(kept, /^server_mode = "async"$/m, "the others are kept");
+  t.match(kept, /^worker_extra_environment = \{ LOCAL_STEPS = "2" \}$/m, "the map too");
+  t.match(kept, `image_tag        = "${SHA}"`, "with the image tag");
+
+  const refused = sb.run("deploy.sh", ["--", "-var", "image_tag=other"]);
+  t.equal(refused.status, 1, "a -var of a setting deploy.sh manages is refused");
+  t.match(refused.stderr, "use deploy.sh's --tag, --platform or --region instead", "saying what to use");
+});
+
 t.test("a re-deploy keeps the region saved by the previous one", async (t) => {
   const sb = sandbox(t);
   writeFileSync(join(sb.repo, "terraform", "deploy.auto.tfvars"), 'image_tag        = "old"\nregion           = "eu-west-1"\n');

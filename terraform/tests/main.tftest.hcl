@@ -25,6 +25,11 @@ mock_provider "aws" {
 # Distinct, well-formed values where the provider validates ARNs or where a test must tell two
 # resources apart (a shared generated value would let a wrong reference pass).
 override_resource {
+  target = aws_ecs_cluster.main
+  values = { arn = "arn:aws:ecs:us-west-2:123456789012:cluster/distributed-ps-dev-cluster" }
+}
+
+override_resource {
   target = aws_service_discovery_service.parameter_server
   values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver" }
 }
@@ -93,6 +98,10 @@ run "defaults_match_the_documented_deployment" {
   assert {
     condition     = aws_cloudwatch_log_group.parameter_server.retention_in_days == 7 && aws_cloudwatch_log_group.worker.retention_in_days == 7
     error_message = "log retention must default to 7 days"
+  }
+  assert {
+    condition     = aws_cloudwatch_log_group.container_insights.name == "/aws/ecs/containerinsights/distributed-ps-dev-cluster/performance" && aws_cloudwatch_log_group.container_insights.retention_in_days == 7
+    error_message = "Container Insights' log group must be managed here (the one ECS would write to otherwise, kept forever), with the run's retention"
   }
 
   # Service discovery: parameter-server.distributed-ps-dev.local:8000
@@ -495,7 +504,7 @@ run "created_roles_replace_lab_role" {
   assert {
     condition = anytrue([for s in jsondecode(aws_iam_role_policy.parameter_server_task[0].policy).Statement :
     contains(s.Action, "ecs:UpdateService") && toset(s.Resource) == toset([aws_ecs_service.parameter_server.id, aws_ecs_service.worker.id])])
-    error_message = "the server may scale exactly this job's two services"
+    error_message = "the server may scale exactly this job's two services (their ARNs spelled from the cluster's, as ECS gives them)"
   }
   assert {
     condition = alltrue([for s in jsondecode(aws_iam_role_policy.worker_task[0].policy).Statement :

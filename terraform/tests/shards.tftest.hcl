@@ -24,6 +24,11 @@ mock_provider "aws" {
 
 # Well-formed ARNs where the provider validates them.
 override_resource {
+  target = aws_ecs_cluster.main
+  values = { arn = "arn:aws:ecs:us-west-2:123456789012:cluster/distributed-ps-dev-cluster" }
+}
+
+override_resource {
   target = aws_service_discovery_service.parameter_server
   values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver" }
 }
@@ -144,7 +149,7 @@ run "three_shards_are_three_services_with_their_own_names" {
   # The finished job may scale every server shard down.
   assert {
     condition = anytrue([for s in jsondecode(aws_iam_role_policy.parameter_server_task[0].policy).Statement :
-    contains(s.Action, "ecs:UpdateService") && toset(s.Resource) == toset(concat([aws_ecs_service.parameter_server.id, aws_ecs_service.worker.id], aws_ecs_service.parameter_server_shard[*].id))])
+    contains(s.Action, "ecs:UpdateService") && toset(s.Resource) == toset([for name in ["parameter-server", "parameter-server-1", "parameter-server-2", "worker"] : "arn:aws:ecs:us-west-2:123456789012:service/distributed-ps-dev-cluster/distributed-ps-dev-${name}"])])
     error_message = "the server may scale exactly this job's services: the workers and every shard"
   }
 }
