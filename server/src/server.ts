@@ -47,10 +47,12 @@ export interface RunningServer {
 /** What a caller may add: interceptors run after the server's own (authentication) on every RPC. */
 export interface ServerExtras {
   interceptors?: Interceptor[];
+  /** The run's clock in milliseconds (leases, waits); injectable for tests. */
+  now?: () => number;
 }
 
 export async function startServer(config: ServerEnv, log: Logger, extra: ServerExtras = {}): Promise<RunningServer> {
-  const run = new TrainingRun(config, log);
+  const run = new TrainingRun(config, log, extra.now);
   let checkpointer: Checkpointer | undefined;
   if (config.CHECKPOINT_URI !== undefined) {
     const root = openBlobStore(config.CHECKPOINT_URI, { s3Endpoint: config.S3_ENDPOINT });

@@ -10,7 +10,12 @@ import { chunkTensors } from "@distributed-ps/common/tensor-stream.ts";
 import { gradient, startTestServer } from "./helpers/test-server.ts";
 
 t.test("a gradient from a session that expired mid-upload is refused, and changes nothing", async (t) => {
-  const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "1", SERVER_MODE: "async", LEASE_MS: "300" });
+  // The run's clock, moved past the lease by hand instead of waiting it out; strictly increasing,
+  // so that every renewal of the lease is seen.
+  let skipped = 0;
+  let last = 0;
+  const now = () => (last = Math.max(Date.now() + skipped, last + 1));
+  const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "1", SERVER_MODE: "async", LEASE_MS: "300" }, { now });
   const old = await ts.register("old");
   await old.waitForParameters();
   await old.initParameters((await import("./helpers/test-server.ts")).initialParameters());
@@ -26,11 +31,15 @@ t.test("a gradient from a session that expired mid-upload is refused, and change
     await stalled; // the upload stalls for longer than the lease
     for (const c of chunks.slice(1)) yield create(PushGradientsRequestSchema, { message: { case: "chunk", value: c } });
   }
+  const slot = ts.server.run.membership.slots[old.slot]!;
+  const seen = slot.lastSeen;
   const push = old.client.pushGradients(messages()).then(
     () => undefined,
     (e: unknown) => ConnectError.from(e),
   );
-  await new Promise((r) => setTimeout(r, 800));
+  // Once the first chunk has arrived (it renews the lease), the upload stalls for longer than the lease.
+  while (slot.lastSeen === seen) await new Promise((r) => setTimeout(r, 5));
+  skipped += 800;
   const replacement = await ts.register("replacement");
   t.equal(replacement.slot, old.slot, "the replacement took the expired slot");
   t.same([replacement.resumeFrom?.epoch, replacement.resumeFrom?.batch], [0, 0], "and was told to start at batch 0");
