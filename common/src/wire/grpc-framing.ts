@@ -39,6 +39,7 @@ export function* frameTensorChunks(
   chunkBytes: number,
   wireBytes?: (n: number) => Uint8Array,
 ): Generator<[Buffer, Uint8Array]> {
+  // Field 2: the message's `chunk`.
   for (const [field, data] of tensorChunkFields(t, 2, dtype, chunkBytes, wireBytes)) {
     yield [Buffer.concat([envelopePrefix(field.length + data.length), field]), data];
   }
