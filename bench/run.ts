@@ -198,8 +198,7 @@ function roundsFor(model: string): number {
 /**
  * Unmeasured rounds before a case's measured ones. Four suffice where a round moves megabytes; a
  * small model's round takes about a millisecond, and four of them end before V8 has compiled the
- * call path: 55k-parameter N=1 rounds measured after 4 warm-up rounds ran at 0.47 of raw HTTP/2,
- * after 1,000 at 0.69 (one run each, same machine). A training run takes thousands of steps, so
+ * call path (docs/performance.md has the figures). A training run takes thousands of steps, so
  * the benchmark measures that steady state.
  */
 function warmupFor(rounds: number): number {

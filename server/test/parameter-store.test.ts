@@ -17,6 +17,16 @@ const addAll = (k: number) => (ts: readonly NamedTensor[]) => {
   for (const x of ts) for (let i = 0; i < x.data.length; i++) x.data[i] = x.data[i]! + k;
 };
 
+/** Five snapshots on five distinct versions (0..4), each taken just before an update: every update copies. */
+function holdFiveVersions(store: ParameterStore): Snapshot[] {
+  const held: Snapshot[] = [];
+  for (let i = 0; i < 5; i++) {
+    held.push(store.acquire());
+    store.update(addAll(1));
+  }
+  return held;
+}
+
 /** Small deterministic PRNG (mulberry32) so a failing sequence can be replayed. */
 function rng(seed: number) {
   let a = seed >>> 0;
@@ -150,11 +160,7 @@ t.test("released buffers are recycled, and at most two spare sets are kept beyon
   const store = new ParameterStore({ spareBytes: 56 });
   store.initialize(params());
   // Five snapshots on five distinct versions: each update must copy (spare pool empty → fresh buffers).
-  const held: Snapshot[] = [];
-  for (let i = 0; i < 5; i++) {
-    held.push(store.acquire());
-    store.update(addAll(1));
-  }
+  const held = holdFiveVersions(store);
   const known = new Set(held.map((s) => s.tensors[0]!.data));
   t.equal(known.size, 5, "versions 0..4 each live in their own buffers");
   // Release them all: at most two of these sets may be kept for reuse.
@@ -260,15 +266,11 @@ t.test("parameters live in shared memory, for the step's helper threads, also af
 t.test("a small model keeps every released set up to spareBytes: answers holding many versions allocate nothing new", async (t) => {
   const store = new ParameterStore(); // 32 MiB: thousands of 28-byte sets
   store.initialize(params());
-  const held: Snapshot[] = [];
-  for (let i = 0; i < 5; i++) {
-    held.push(store.acquire());
-    store.update(addAll(1));
-  }
+  const held = holdFiveVersions(store);
   const known = new Set(held.map((s) => s.tensors[0]!.data));
   for (const s of held) s.release();
   t.equal(store.snapshotsHeld, 0, "nothing held");
-  // Five more copy-on-write updates, every version held: all five reuse released sets.
+  // Four more copy-on-write updates, every version held: all four reuse released sets.
   const keep: Snapshot[] = [store.acquire()];
   known.add(keep[0]!.tensors[0]!.data);
   for (let i = 0; i < 4; i++) {

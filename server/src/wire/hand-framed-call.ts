@@ -99,7 +99,8 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
   return async (req, res) => {
     const done = streamDone(res);
     const releases: (() => void)[] = [];
-    const bulkOf = new WeakMap<MessageShape<O>, BulkFields>();
+    // A client stream's answer, whose bulk fields follow its message (unless an interceptor replaced it).
+    let answered: HandFramedAnswer<O> | undefined;
     const grpcTimeout = req.headers["grpc-timeout"];
     const timeout = parseTimeout(typeof grpcTimeout === "string" ? grpcTimeout : null, Number.MAX_SAFE_INTEGER);
     const context = new CallContext(method, req, res, timeout.timeoutMs, o.shutdownSignal);
@@ -126,7 +127,7 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
             });
       for await (const m of message) {
         const bytes = serialize(m);
-        const bulk = bulkOf.get(m)?.pieces ?? [];
+        const bulk = (answered?.message === m ? answered.bulk?.pieces : undefined) ?? [];
         const length = bulk.reduce((n, piece) => n + piece.length, bytes.length);
         await out.write(Buffer.concat([envelopePrefix(length), bytes]));
         for (const piece of bulk) await out.write(piece);
@@ -152,12 +153,9 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
      */
     async function respond(messages: AsyncIterable<MessageShape<I>>, ctx: HandlerContext): Promise<AsyncIterable<MessageShape<O>>> {
       if (impl.method.methodKind === "server_streaming") return afterSingle(messages, (request) => (impl as HandFramedServerStream<I, O>).serve(request, ctx, out));
-      const answer = await (impl as HandFramedClientStream<I, O>).serve(req, ctx);
-      if (answer.bulk !== undefined) {
-        bulkOf.set(answer.message, answer.bulk);
-        out.onDone(answer.bulk.release);
-      }
-      return createAsyncIterable([answer.message]);
+      answered = await (impl as HandFramedClientStream<I, O>).serve(req, ctx);
+      if (answered.bulk !== undefined) out.onDone(answered.bulk.release);
+      return createAsyncIterable([answered.message]);
     }
   };
 }
