@@ -24,18 +24,23 @@ export interface DrainableStream {
 export const WRITE_SLICE_BYTES = 256 << 10;
 
 /**
- * Writes `data`, resolving once the stream can take more ('drain') or has closed. Writing to a
- * closed stream does nothing: the caller learns why from the stream's status.
+ * Writes `data` — one array, or several written in order — resolving once the stream can take more
+ * ('drain') or has closed. Writing to a closed stream does nothing: the caller learns why from the
+ * stream's status. A message's pieces (its framing, then its data) go in one call, which waits
+ * only when the stream is full.
  */
-export async function writeWithBackpressure(stream: DrainableStream, data: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < data.length; offset += WRITE_SLICE_BYTES) {
-    await writeSlice(stream, offset === 0 && data.length <= WRITE_SLICE_BYTES ? data : data.subarray(offset, offset + WRITE_SLICE_BYTES));
+export async function writeWithBackpressure(stream: DrainableStream, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+  for (const piece of data instanceof Uint8Array ? [data] : data) {
+    for (let offset = 0; offset < piece.length; offset += WRITE_SLICE_BYTES) {
+      if (stream.destroyed || stream.closed === true) return;
+      const slice = offset === 0 && piece.length <= WRITE_SLICE_BYTES ? piece : piece.subarray(offset, offset + WRITE_SLICE_BYTES);
+      if (!stream.write(slice)) await drained(stream);
+    }
   }
 }
 
-function writeSlice(stream: DrainableStream, data: Uint8Array): Promise<void> {
-  if (stream.destroyed || stream.closed === true) return Promise.resolve();
-  if (stream.write(data)) return Promise.resolve();
+/** Resolves on the stream's next 'drain' or its 'close'. */
+function drained(stream: DrainableStream): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       stream.off("drain", done);

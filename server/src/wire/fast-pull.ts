@@ -51,8 +51,7 @@ export function createFastPull(run: TrainingRun): HandFramedServerStream<typeof 
       for (const [prefix, data] of chunks) {
         // Between whole messages only: a stream cut inside one would be a protocol error.
         if (ctx.signal.aborted) throw ctx.signal.reason;
-        await out.write(prefix);
-        await out.write(data);
+        await out.write([prefix, data]);
       }
     },
   };

@@ -38,8 +38,8 @@ export interface HandFramedOptions {
 
 /** How a hand-framed method sends the bytes of its answer. */
 export interface ResponseWriter {
-  /** Writes bytes of the response body (the response headers go first); resolves once the stream takes more. */
-  write(bytes: Uint8Array): Promise<void>;
+  /** Writes bytes of the response body, in order (the response headers go first); resolves once the stream takes more. */
+  write(bytes: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /** Runs `release` once the stream is done with everything written (ended or reset). */
   onDone(release: () => void): void;
 }
@@ -129,8 +129,7 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
         const bytes = serialize(m);
         const bulk = (answered?.message === m ? answered.bulk?.pieces : undefined) ?? [];
         const length = bulk.reduce((n, piece) => n + piece.length, bytes.length);
-        await out.write(Buffer.concat([envelopePrefix(length), bytes]));
-        for (const piece of bulk) await out.write(piece);
+        await out.write([Buffer.concat([envelopePrefix(length), bytes]), ...bulk]);
       }
     } catch (err) {
       setTrailerStatus(context.responseTrailer, err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal, undefined, undefined, err));

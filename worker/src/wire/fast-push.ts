@@ -60,8 +60,7 @@ async function push(
     await writeWithBackpressure(stream, Buffer.concat([envelopePrefix(first.length), first]));
     for (const t of tensors) {
       for (const [prefix, data] of frameTensorChunks(t, dtype, chunkBytes, wire?.bytes)) {
-        await writeWithBackpressure(stream, prefix);
-        await writeWithBackpressure(stream, data);
+        await writeWithBackpressure(stream, [prefix, data]);
       }
     }
     stream.end();
