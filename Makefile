@@ -61,11 +61,12 @@ lint: build ## Typecheck plus `buf lint`
 
 # What the tests need from the system besides Node: Debian package -> a command or file it provides.
 # (python3-onnx: ONNX's own checker, run on the exported model.onnx; dataset-fashion-mnist: the real
-# Fashion-MNIST files, which the exported-model test trains on.)
-SYSTEM_PACKAGES := shellcheck:shellcheck docker.io:dockerd debootstrap:debootstrap chromium:chromium \
+# Fashion-MNIST files, which the exported-model test trains on; docker-compose: the compose files
+# run a short job in the Docker test.)
+SYSTEM_PACKAGES := shellcheck:shellcheck docker.io:dockerd docker-compose:docker-compose debootstrap:debootstrap chromium:chromium \
 	python3-onnx:/usr/lib/python3/dist-packages/onnx/checker.py \
 	dataset-fashion-mnist:/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
-system-packages: ## Install the Debian packages the tests use (shellcheck, docker.io, debootstrap, chromium, python3-onnx, dataset-fashion-mnist) if missing
+system-packages: ## Install the Debian packages the tests use (shellcheck, docker.io, docker-compose, debootstrap, chromium, python3-onnx, dataset-fashion-mnist) if missing
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do probe="$${pair#*:}"; { command -v "$$probe" || test -e "$$probe"; } >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -3,7 +3,8 @@
 # both images, then runs the parameter server and workers the way ECS does (Docker network, the
 # Cloud Map name as the server's alias, read-only root, uid 1000, init process) and checks that
 # training completes with every container exiting 0. Also checks that the server stops gracefully
-# on SIGTERM, and that docker/compose.yaml is valid.
+# on SIGTERM, and that docker/compose.yaml (one server, and with compose.sharded.yaml two shards)
+# trains a short job with Docker Compose when it is installed (docker compose or docker-compose).
 set -euo pipefail
 
 usage() {
@@ -78,12 +79,16 @@ log() { printf '\n== %s\n' "$*"; }
 
 dockerd_pid=""
 containers=()
+compose_project="$prefix-compose"
 cleanup() {
   if ! $keep; then
     if ((${#containers[@]} > 0)); then
       docker rm -f "${containers[@]}" >/dev/null 2>&1 || true
     fi
     docker network rm "$network" >/dev/null 2>&1 || true
+    # What a compose run left behind (it normally takes itself down).
+    docker ps -aq --filter "label=com.docker.compose.project=$compose_project" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    docker network rm "${compose_project}_training" >/dev/null 2>&1 || true
   fi
   if [[ -n "$dockerd_pid" ]]; then
     kill "$dockerd_pid" 2>/dev/null || true
@@ -283,6 +288,40 @@ elif command -v docker-compose >/dev/null; then
 else
   compose=()
 fi
+# A short job run with the compose files as the README tells a user to (`up --scale worker=N`):
+# every container of the project exits 0. The images are the ones built above (IMAGE_TAG).
+compose_job() {
+  local what="$1"
+  shift
+  local project="$compose_project"
+  local run=("${compose[@]}" -p "$project" "$@")
+  export IMAGE_TAG="$tag" WORKER_COUNT="$workers" EPOCHS=1 SERVER_MODE="$mode"
+  if ! "${run[@]}" up -d --no-build --scale worker="$workers" >"/tmp/$project.log" 2>&1; then
+    fail "compose ($what): up failed"
+    tail -15 "/tmp/$project.log" | sed 's/^/    /'
+    "${run[@]}" down >/dev/null 2>&1 || true
+    return
+  fi
+  local ids
+  read -r -a ids <<<"$("${run[@]}" ps -q | tr '\n' ' ')"
+  local expected=$(($# / 2 + workers)) # one server per compose file (compose.sharded.yaml adds a shard)
+  if ((${#ids[@]} != expected)); then
+    fail "compose ($what): ${#ids[@]} containers, expected $expected"
+  elif codes="$(timeout "$timeout_s" docker wait "${ids[@]}" | tr '\n' ' ')"; then
+    if [[ "$codes" =~ ^(0 )+$ ]]; then
+      pass "compose ($what): $expected containers trained and exited 0"
+    else
+      fail "compose ($what): exit codes $codes"
+      "${run[@]}" logs --tail 10 2>&1 | sed 's/^/    /'
+    fi
+  else
+    fail "compose ($what): training did not finish within ${timeout_s}s"
+    "${run[@]}" logs --tail 10 2>&1 | sed 's/^/    /'
+  fi
+  "${run[@]}" down >/dev/null 2>&1 || fail "compose ($what): down failed"
+  rm -f "/tmp/$project.log"
+}
+
 if ((${#compose[@]} > 0)); then
   if "${compose[@]}" -f "$here/compose.yaml" config -q; then
     pass "compose.yaml is valid for ${compose[*]}"
@@ -294,6 +333,8 @@ if ((${#compose[@]} > 0)); then
   else
     fail "compose.sharded.yaml does not combine with compose.yaml"
   fi
+  compose_job "one server, $workers workers" -f "$here/compose.yaml"
+  compose_job "two server shards, $workers workers" -f "$here/compose.yaml" -f "$here/compose.sharded.yaml"
 else
   echo "skipped: neither 'docker compose' nor docker-compose is installed"
 fi
