@@ -25,7 +25,7 @@ WORKERS ?= 4
 MODE ?= sync
 export WORKERS MODE
 
-.PHONY: help setup system-packages generate kernels build lint test test-node test-terraform test-docker test-local typecheck clean \
+.PHONY: help setup system-packages generate config-reference kernels build lint test test-node test-terraform test-docker test-local typecheck clean \
 	deploy destroy images logs status scale results experiment accuracy-race bench chaos
 
 help: ## List the targets
@@ -46,6 +46,9 @@ setup: $(NODE_STAMP) node_modules/.install-stamp ## Install Node 24 (if needed) 
 
 generate: setup ## Regenerate the typed stubs in common/src/gen from proto/ (run after editing a .proto)
 	npx buf generate
+
+config-reference: setup ## Rewrite docs/configuration.md from the configuration schemas (run after adding or changing a variable)
+	node scripts/config-reference.ts
 
 kernels: setup ## Recompile common/src/kernels/*.wat (simd.wat, simd-fp16.wat) into common/src/kernels/gen/ (run after editing a .wat)
 	node scripts/build-kernels.ts

@@ -1,10 +1,11 @@
 /**
- * The server's configuration, read from the environment (see the README's table).
+ * The server's configuration, read from the environment (docs/configuration.md lists every variable).
  */
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { MESSAGE_RESERVE_BYTES } from "@distributed-ps/common/tensor-stream.ts";
 import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, optionalIntVar, optionalStringVar, stringVar } from "@distributed-ps/common/env.ts";
+import type { ConfigDocs } from "@distributed-ps/common/config-reference.ts";
 
 /** host:port, as addressVar accepts it. */
 const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$/;
@@ -114,3 +115,72 @@ export const serverEnvSchema = z
   });
 
 export type ServerEnv = z.output<typeof serverEnvSchema>;
+
+/** What each variable means (docs/configuration.md is made from the schema and this; see common/src/config-reference.ts). */
+export const serverEnvDocs: ConfigDocs<typeof serverEnvSchema> = {
+  SERVER_HOST: { meaning: "Interface to listen on" },
+  SERVER_PORT: { meaning: "Port for gRPC (0 = any free port)" },
+  TOTAL_WORKERS_EXPECTED: { meaning: "Number of worker slots at the start (`make scale`, or the ECS worker service's desired count, changes it)" },
+  SERVER_MODE: { meaning: "How gradients are applied: `sync` averages one gradient from every worker per step, `async` applies each as it arrives, `ssp` as it arrives with workers at most `STALENESS_BOUND` steps apart" },
+  STALENESS_BOUND: { meaning: "SSP: how many steps a worker may run ahead of the slowest" },
+  MAX_STALENESS: { meaning: "Async/SSP: oldest gradient (in versions) still applied" },
+  OPTIMIZER: { meaning: "The update rule the server applies to the aggregated gradient" },
+  LEARNING_RATE: { meaning: "Base learning rate" },
+  MOMENTUM: { meaning: "Momentum coefficient, for `momentum`" },
+  NESTEROV: { meaning: "Nesterov momentum, for `momentum`" },
+  ADAM_BETA1: { meaning: "First-moment decay, for `adam`" },
+  ADAM_BETA2: { meaning: "Second-moment decay, for `adam`" },
+  ADAM_EPSILON: { meaning: "Denominator term, for `adam`" },
+  WEIGHT_DECAY: { meaning: "L2 for sgd/momentum; decoupled (AdamW) for adam" },
+  LR_SCHEDULE: { meaning: "How the learning rate changes with the updates applied (after `LR_WARMUP_STEPS`)" },
+  LR_STEP_SIZE: { meaning: "`step` schedule: multiply the rate by `LR_GAMMA` every this many updates" },
+  LR_GAMMA: { meaning: "`step` schedule: the factor" },
+  LR_DECAY_STEPS: { meaning: "`cosine` schedule: anneal to `LR_MIN` over this many updates" },
+  LR_MIN: { meaning: "`cosine` schedule: the rate it ends at" },
+  LR_WARMUP_STEPS: { meaning: "Linear warm-up updates before the schedule" },
+  LEASE_MS: { meaning: "A worker silent this long is gone; workers heartbeat every quarter of it" },
+  START_TIMEOUT_MS: { meaning: "How long to wait for all workers before starting with those present" },
+  SYNC_TIMEOUT_MS: { meaning: "Straggler bound: a sync step (or SSP wait) never waits longer" },
+  WAIT_TIMEOUT_MS: { meaning: "Bound on one blocking call (waiting for parameters or a version)" },
+  REPLACEMENT_GRACE_MS: { meaning: "How long a slot whose worker is gone (lease ran out, or it left) waits for a replacement before its data goes to the other workers; a new or restored slot waits a lease longer" },
+  NO_WORKERS_TIMEOUT_MS: { meaning: "With no live worker for this long, an unfinished run checkpoints and exits 3 (a restart on the same `CHECKPOINT_URI` continues)" },
+  MAX_CONNECTIONS: { meaning: "Connections open at once, from any client in any state; more are closed as they are accepted (one warning per 10 s)" },
+  MAX_STREAMS_PER_CONNECTION: { meaning: "Calls in flight on one connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`); clients queue calls beyond it, a client that ignores it is refused (`REFUSED_STREAM`) or disconnected" },
+  STREAM_IDLE_TIMEOUT_MS: { meaning: "A call whose client sends nothing more of its request, or reads none of the answer, for this long is reset (`CANCELLED`); a call the server is still answering (sync barrier, long polls) never counts as idle" },
+  CONNECTION_IDLE_TIMEOUT_MS: { meaning: "A connection with no call in flight for this long is closed (GOAWAY), including one that never speaks HTTP/2 or never finishes its TLS handshake; keep it above `LEASE_MS`/4 so heartbeat connections stay open" },
+  DATASET: { meaning: "The run's identity: a worker whose own `DATASET` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
+  MODEL: { meaning: "The run's identity: a worker whose own `MODEL` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
+  SEED: { meaning: "The run's identity: a worker whose own `SEED` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
+  BATCH_SIZE: { meaning: "The run's identity: a worker whose own `BATCH_SIZE` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
+  EPOCHS: { meaning: "The run's identity: a worker whose own `EPOCHS` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
+  TRAIN_EXAMPLES: { meaning: "The run's identity: a worker whose own `TRAIN_EXAMPLES` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
+  LOCAL_STEPS: { meaning: "The run's identity: a worker whose own `LOCAL_STEPS` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
+  STEP_THREADS: { meaning: "Threads that apply each parameter update together (1: the server's thread alone); see Performance", default: "cores, at most 4" },
+  MAX_CHUNK_BYTES: { meaning: "Largest tensor chunk payload sent or accepted (a larger pushed chunk is refused); the default keeps every message within gRPC clients' default 4 MiB receive limit, and a client with a smaller one sets `max_message_bytes` in its pull", default: "`4177920` (4 MiB − 16 KiB)" },
+  MAX_MODEL_ELEMENTS: { meaning: "Most parameters (elements) initialisation may upload" },
+  MAX_TENSORS: { meaning: "Most tensors initialisation may upload" },
+  EXIT_ON_COMPLETE: { meaning: "Exit 0 once every worker has finished" },
+  SHARD_INDEX: { meaning: "Sharded servers: this server is shard `SHARD_INDEX` of `SHARD_ADDRESSES`" },
+  SHARD_ADDRESSES: { meaning: "Sharded servers: every shard's `host:port`, comma-separated, shard 0 first (as workers reach them); unset = the only server" },
+  CHECKPOINT_URI: { meaning: "Where checkpoints go: a local directory or `s3://bucket/prefix`; unset = no checkpoints" },
+  CHECKPOINT_EVERY_STEPS: { meaning: "Checkpoint every this many updates (0 = never by this rule); also on SIGTERM and at the end" },
+  CHECKPOINT_EVERY_SECONDS: { meaning: "Checkpoint every this many seconds (0 = never by this rule)" },
+  CHECKPOINT_KEEP: { meaning: "Checkpoints kept; older ones are deleted" },
+  EXPORT_URI: { meaning: "Where the trained model goes at the end (`model.safetensors`, `model.onnx`, `model.json`)", default: "`$CHECKPOINT_URI/final`" },
+  S3_ENDPOINT: { meaning: "An S3-compatible endpoint for `s3://` destinations (MinIO, s3rver)", default: "AWS" },
+  AUTH_TOKEN: { meaning: "Shared secret (16+ characters) every RPC must carry as `authorization: Bearer …`" },
+  TLS_CERT_FILE: { meaning: "Serve gRPC over TLS with this PEM certificate (with `TLS_KEY_FILE`)" },
+  TLS_KEY_FILE: { meaning: "The PEM private key of `TLS_CERT_FILE`" },
+  ECS_CLUSTER: { meaning: "Set on ECS: the cluster; the worker count follows the worker service's desired count, and at the end the job scales its services to zero" },
+  SERVER_SERVICE: { meaning: "Set on ECS: the server's service, scaled to zero at the end" },
+  WORKER_SERVICE: { meaning: "Set on ECS: the workers' service, whose desired count is the run's worker count" },
+  WORKER_COUNT_POLL_MS: { meaning: "On ECS: how often to read the worker service's desired count" },
+  STATUS_INTERVAL_MS: { meaning: "Progress line period (0 = off); also the EMF period" },
+  DASHBOARD_ENABLED: { meaning: "Serve the dashboard, `/metrics` and `/healthz` on a second, HTTP/1.1 port" },
+  DASHBOARD_PORT: { meaning: "Its port (0 = any free port); if it cannot be bound the server warns and trains on" },
+  DASHBOARD_HOST: { meaning: "Its interface", default: "`SERVER_HOST`" },
+  METRICS_EMF: { meaning: "Write CloudWatch Embedded Metric Format lines to stdout every `STATUS_INTERVAL_MS` (the ECS task sets `true`)" },
+  METRICS_EMF_NAMESPACE: { meaning: "Their CloudWatch namespace" },
+  LOG_FORMAT: { meaning: "`json`: one JSON object per log line" },
+  LOG_LEVEL: { meaning: "The least severe log lines printed (`debug` adds a line per call)" },
+};

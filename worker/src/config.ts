@@ -1,10 +1,11 @@
 /**
- * The worker's configuration, read from the environment (see the README's table).
+ * The worker's configuration, read from the environment (docs/configuration.md lists every variable).
  */
 import { z } from "zod";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { addressVar, enumVar, intVar, numberVar, optionalIntVar, optionalStringVar, stringVar, boolVar } from "@distributed-ps/common/env.ts";
+import type { ConfigDocs } from "@distributed-ps/common/config-reference.ts";
 
 export const workerEnvSchema = z.object({
   PARAMETER_SERVER_ADDRESS: addressVar("localhost:8000"),
@@ -49,3 +50,37 @@ export const workerEnvSchema = z.object({
 });
 
 export type WorkerEnv = z.output<typeof workerEnvSchema>;
+
+/** What each variable means (docs/configuration.md is made from the schema and this; see common/src/config-reference.ts). */
+export const workerEnvDocs: ConfigDocs<typeof workerEnvSchema> = {
+  PARAMETER_SERVER_ADDRESS: { meaning: "host:port of the server" },
+  DATASET: { meaning: "What to train on: `synthetic` is built in, seeded, with no download; the others are downloaded and checked (README, Real datasets and models)" },
+  MODEL: { meaning: "The model trained (README, Real datasets and models)" },
+  DATASET_URL: { meaning: "Another source: `http(s)://` directory or file, `s3://bucket/prefix/`, a local path or `file://`", default: "public URL" },
+  DATA_DIR: { meaning: "Download cache", default: "`~/.cache/distributed-ps`" },
+  DATASET_SHA256: { meaning: "Checksum override: `skip`, one SHA-256, or `file=sha256,...`", default: "built-in" },
+  S3_ENDPOINT: { meaning: "S3-compatible endpoint for `s3://` sources (MinIO, s3rver)", default: "AWS" },
+  CIFAR100_LABELS: { meaning: "`fine` (100 classes) or `coarse` (20)" },
+  BATCH_SIZE: { meaning: "Examples per gradient" },
+  EPOCHS: { meaning: "Passes over the worker's slice" },
+  LOCAL_STEPS: { meaning: "Minibatch gradients averaged locally into one push (fewer round trips)" },
+  PULL_DTYPE: { meaning: "Element type of pulled parameters on the wire: `fp32`, `fp16` or `bf16` (half the bytes; the server computes in fp32)" },
+  PUSH_DTYPE: { meaning: "Element type of pushed gradients on the wire: `fp32`, `fp16` or `bf16`" },
+  TOPK_RATIO: { meaning: "Send only this fraction of each gradient tensor (largest magnitudes), keeping the rest as error feedback for later pushes; 0 = dense" },
+  SEED: { meaning: "Data, partition and initial weights; must match across workers" },
+  TRAIN_EXAMPLES: { meaning: "Size of the synthetic training set; a seeded subset of a real one", default: "`16000` (synthetic), all (real)" },
+  TEST_EXAMPLES: { meaning: "Size of the synthetic test set; a seeded subset of a real one", default: "`4000` (synthetic), all (real)" },
+  WORKER_SLOT: { meaning: "Preferred slot; -1 takes any free one" },
+  WORKER_ENGINE: { meaning: "What computes the model's gradients: `onnxruntime` (ONNX Runtime's CPU library; the worker exits 1 with one line if it cannot load), `tfjs` (TensorFlow.js), or `auto`: ONNX Runtime, else one warning and tfjs. See Compute engines" },
+  ENGINE_THREADS: { meaning: "ONNX Runtime's threads per operator (`make test-local` gives each worker its share of the cores; Terraform the task's vCPUs)", default: "cores" },
+  TF_BACKEND: { meaning: "tfjs's backend, for the tfjs engine: `wasm` (falls back to `cpu` if unavailable) or `cpu`" },
+  CONNECT_TIMEOUT_MS: { meaning: "How long to keep retrying (exponential backoff) to register" },
+  RPC_TIMEOUT_MS: { meaning: "Deadline of each call (a sync push includes the barrier wait)" },
+  PROGRESS_INTERVAL_MS: { meaning: "Progress line and metrics report period" },
+  WORKER_LABEL: { meaning: "Name shown in the server's logs and status", default: "`pid <pid>`" },
+  LOG_LEVEL: { meaning: "The least severe log lines printed" },
+  AUTH_TOKEN: { meaning: "The server's shared secret" },
+  TLS: { meaning: "Talk TLS to the server" },
+  TLS_CA_FILE: { meaning: "Trust this CA bundle (e.g. of a self-signed certificate); implies `TLS`" },
+  LOG_FORMAT: { meaning: "`json`: one JSON object per log line" },
+};
