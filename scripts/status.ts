@@ -5,7 +5,7 @@
  *   node scripts/status.ts --cloudwatch [--log-group-prefix /ecs/distributed-ps-dev] [--region eu-west-1]
  *
  * By default it calls GetStatus over gRPC at ADDRESS (localhost:8000), with AUTH_TOKEN when set,
- * which works locally and against AWS through a port forward (see the README). With --cloudwatch it needs no network path
+ * which works locally and against AWS through a port forward (see docs/running.md). With --cloudwatch it needs no network path
  * to the server at all: it reads the newest CloudWatch EMF lines the server writes to its log group
  * every STATUS_INTERVAL_MS (METRICS_EMF=true, as the ECS task definition sets it).
  */

@@ -155,7 +155,7 @@ export const serverEnvDocs: ConfigDocs<typeof serverEnvSchema> = {
   EPOCHS: { meaning: "The run's identity: a worker whose own `EPOCHS` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
   TRAIN_EXAMPLES: { meaning: "The run's identity: a worker whose own `TRAIN_EXAMPLES` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
   LOCAL_STEPS: { meaning: "The run's identity: a worker whose own `LOCAL_STEPS` differs is refused at registration, whoever registers first. Unset: the first worker's fixes it" },
-  STEP_THREADS: { meaning: "Threads that apply each parameter update together (1: the server's thread alone); see Performance", default: "cores, at most 4" },
+  STEP_THREADS: { meaning: "Threads that apply each parameter update together (1: the server's thread alone); see docs/performance.md", default: "cores, at most 4" },
   MAX_CHUNK_BYTES: { meaning: "Largest tensor chunk payload sent or accepted (a larger pushed chunk is refused); the default keeps every message within gRPC clients' default 4 MiB receive limit, and a client with a smaller one sets `max_message_bytes` in its pull", default: "`4177920` (4 MiB − 16 KiB)" },
   MAX_MODEL_ELEMENTS: { meaning: "Most parameters (elements) initialisation may upload" },
   MAX_TENSORS: { meaning: "Most tensors initialisation may upload" },

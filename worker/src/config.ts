@@ -54,8 +54,8 @@ export type WorkerEnv = z.output<typeof workerEnvSchema>;
 /** What each variable means (docs/configuration.md is made from the schema and this; see common/src/config-reference.ts). */
 export const workerEnvDocs: ConfigDocs<typeof workerEnvSchema> = {
   PARAMETER_SERVER_ADDRESS: { meaning: "host:port of the server" },
-  DATASET: { meaning: "What to train on: `synthetic` is built in, seeded, with no download; the others are downloaded and checked (README, Real datasets and models)" },
-  MODEL: { meaning: "The model trained (README, Real datasets and models)" },
+  DATASET: { meaning: "What to train on: `synthetic` is built in, seeded, with no download; the others are downloaded and checked (docs/datasets-and-models.md)" },
+  MODEL: { meaning: "The model trained (docs/datasets-and-models.md)" },
   DATASET_URL: { meaning: "Another source: `http(s)://` directory or file, `s3://bucket/prefix/`, a local path or `file://`", default: "public URL" },
   DATA_DIR: { meaning: "Download cache", default: "`~/.cache/distributed-ps`" },
   DATASET_SHA256: { meaning: "Checksum override: `skip`, one SHA-256, or `file=sha256,...`", default: "built-in" },
@@ -71,7 +71,7 @@ export const workerEnvDocs: ConfigDocs<typeof workerEnvSchema> = {
   TRAIN_EXAMPLES: { meaning: "Size of the synthetic training set; a seeded subset of a real one", default: "`16000` (synthetic), all (real)" },
   TEST_EXAMPLES: { meaning: "Size of the synthetic test set; a seeded subset of a real one", default: "`4000` (synthetic), all (real)" },
   WORKER_SLOT: { meaning: "Preferred slot; -1 takes any free one" },
-  WORKER_ENGINE: { meaning: "What computes the model's gradients: `onnxruntime` (ONNX Runtime's CPU library; the worker exits 1 with one line if it cannot load), `tfjs` (TensorFlow.js), or `auto`: ONNX Runtime, else one warning and tfjs. See Compute engines" },
+  WORKER_ENGINE: { meaning: "What computes the model's gradients: `onnxruntime` (ONNX Runtime's CPU library; the worker exits 1 with one line if it cannot load), `tfjs` (TensorFlow.js), or `auto`: ONNX Runtime, else one warning and tfjs. See docs/datasets-and-models.md, \"Compute engines\"" },
   ENGINE_THREADS: { meaning: "ONNX Runtime's threads per operator (`make test-local` gives each worker its share of the cores; Terraform the task's vCPUs)", default: "cores" },
   TF_BACKEND: { meaning: "tfjs's backend, for the tfjs engine: `wasm` (falls back to `cpu` if unavailable) or `cpu`" },
   CONNECT_TIMEOUT_MS: { meaning: "How long to keep retrying (exponential backoff) to register" },

@@ -1,7 +1,7 @@
 /**
  * Recommended per-model batch size (per worker) and learning rate. The batch size is the worker's
  * BATCH_SIZE; the learning rate is the server's LEARNING_RATE (the server owns the update rule), so
- * both are set in configuration: these are the values the README recommends and that
+ * both are set in configuration: these are the values docs/datasets-and-models.md recommends and that
  * scripts/experiment.ts uses.
  *
  *   mlp, linear  plain SGD at 0.1 is what the synthetic task was tuned for (tests reach ~80%).

@@ -1,7 +1,7 @@
 /**
  * The onnxruntime engine: the model's forward and backward pass as one ONNX graph (graphs.ts) run by
- * ONNX Runtime's CPU library, several times faster per step than tfjs on wasm (see the README's
- * Performance). Same contract as the tfjs Trainer (engine.ts): parameters in, loss and gradients out,
+ * ONNX Runtime's CPU library, several times faster per step than tfjs on wasm (see docs/datasets-and-models.md,
+ * "Compute engines"). Same contract as the tfjs Trainer (engine.ts): parameters in, loss and gradients out,
  * no optimizer; batch norm's running statistics stay in this process and move with every step.
  *
  * The model is built once with tfjs-layers (models.ts) for its architecture, names and seeded
