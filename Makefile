@@ -78,8 +78,12 @@ system-packages: ## Install the Debian packages the tests use (shellcheck, docke
 
 test: system-packages test-node test-terraform test-docker ## Run every test: unit, integration, end to end, Terraform, Docker
 
+# `npx tap` alone is the everyday set: package.json's tap.exclude leaves out the process-level tests
+# that take more than a few seconds each (whole runs, chaos, faults, real data, connection limits),
+# which test-node then runs by name.
 test-node: setup ## The TypeScript tests (tap): unit, integration, processes, end to end
 	npx tap
+	npx tap $$(node -p 'require("./package.json").tap.exclude.join(" ")')
 
 test-terraform: ## Terraform fmt/validate/test (offline, mock provider) and shellcheck of every script
 	terraform/test.sh

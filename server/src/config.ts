@@ -168,7 +168,7 @@ export const serverEnvDocs: ConfigDocs<typeof serverEnvSchema> = {
   CHECKPOINT_KEEP: { meaning: "Checkpoints kept; older ones are deleted" },
   EXPORT_URI: { meaning: "Where the trained model goes at the end (`model.safetensors`, `model.onnx`, `model.json`)", default: "`$CHECKPOINT_URI/final`" },
   S3_ENDPOINT: { meaning: "An S3-compatible endpoint for `s3://` destinations (MinIO, s3rver)", default: "AWS" },
-  AUTH_TOKEN: { meaning: "Shared secret (16+ characters) every RPC must carry as `authorization: Bearer …`" },
+  AUTH_TOKEN: { meaning: "Shared secret (16+ characters) every RPC must carry as a bearer token (`Bearer <token>`, as gRPC call credentials send it)" },
   TLS_CERT_FILE: { meaning: "Serve gRPC over TLS with this PEM certificate (with `TLS_KEY_FILE`)" },
   TLS_KEY_FILE: { meaning: "The PEM private key of `TLS_CERT_FILE`" },
   ECS_CLUSTER: { meaning: "Set on ECS: the cluster; the worker count follows the worker service's desired count, and at the end the job scales its services to zero" },
