@@ -8,7 +8,6 @@ import t, { type Test } from "tap";
 import http2 from "node:http2";
 import net from "node:net";
 import { once } from "node:events";
-import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
@@ -20,6 +19,7 @@ import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { WorkerConnection } from "../../worker/src/ps-client.ts";
 import { gradient, initialParameters, settledWithin, startTestServer, workersWithParameters, type TestServer } from "./helpers/test-server.ts";
+import { selfSignedCertificate } from "./helpers/certificate.ts";
 
 const PUSH_PATH = "/paramserver.v1.ParameterServerService/PushGradients";
 const PULL_PATH = "/paramserver.v1.ParameterServerService/PullParameters";
@@ -286,12 +286,7 @@ t.test("a connection with no open stream for CONNECTION_IDLE_TIMEOUT_MS is close
 });
 
 t.test("with TLS, a TCP connection that never starts its handshake is closed after CONNECTION_IDLE_TIMEOUT_MS", async (t) => {
-  const dir = t.testdir();
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", key, "-out", cert], {
-    stdio: "ignore",
-  });
+  const { cert, key } = selfSignedCertificate(t);
   const ts = await startTestServer(t, { TLS_CERT_FILE: cert, TLS_KEY_FILE: key, CONNECTION_IDLE_TIMEOUT_MS: "300" });
   const silent = net.connect(port(ts), "127.0.0.1");
   silent.on("error", () => {});

@@ -10,6 +10,7 @@ import { Dtype, ParameterServerService } from "@distributed-ps/common/gen/params
 import { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
 import { frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { startTestServer, workersWithParameters } from "./helpers/test-server.ts";
+import { selfSignedCertificate } from "./helpers/certificate.ts";
 
 t.test("gRPC (fast path) and Connect protocol pulls return the same bytes", async (t) => {
   const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "1", MAX_CHUNK_BYTES: "1024" });
@@ -71,16 +72,11 @@ t.test("with AUTH_TOKEN set the fast path needs the token too", async (t) => {
 });
 
 t.test("the worker's hand-framed push path: over TLS with a token, and the same result as the generic client", async (t) => {
-  const { execFileSync } = await import("node:child_process");
   const { readFileSync } = await import("node:fs");
-  const { join } = await import("node:path");
   const { connectToServer } = await import("@distributed-ps/common/wire/client.ts");
   const { WorkerConnection } = await import("../../worker/src/ps-client.ts");
   const { gradient } = await import("./helpers/test-server.ts");
-  const dir = t.testdir();
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert], { stdio: "ignore" });
+  const { cert, key } = selfSignedCertificate(t);
   const token = "a-token-of-sixteen-chars";
   const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "async", LEARNING_RATE: "1", TLS_CERT_FILE: cert, TLS_KEY_FILE: key, AUTH_TOKEN: token });
   const client = connectToServer(`localhost:${ts.server.port}`, { authToken: token, tls: { ca: readFileSync(cert) } });

@@ -2,15 +2,14 @@
  * Shared-secret authentication on every RPC, and TLS, against a real server.
  */
 import t, { type Test } from "tap";
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectToServer, type ConnectOptions } from "@distributed-ps/common/wire/client.ts";
 import { ConfigError, parseEnv } from "@distributed-ps/common/env.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { serverEnvSchema } from "../src/config.ts";
 import { startServer } from "../src/server.ts";
+import { selfSignedCertificate } from "./helpers/certificate.ts";
 
 const TOKEN = "correct-horse-battery-staple";
 
@@ -54,10 +53,7 @@ t.test("a short AUTH_TOKEN is a configuration error", async (t) => {
 });
 
 t.test("TLS: a client trusting the certificate connects; a plaintext client does not", async (t) => {
-  const dir = t.testdir();
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert], { stdio: "ignore" });
+  const { cert, key } = selfSignedCertificate(t);
   const port = await serve(t, { TLS_CERT_FILE: cert, TLS_KEY_FILE: key, AUTH_TOKEN: TOKEN, TOTAL_WORKERS_EXPECTED: "2" });
   t.equal(await codeOf(register(port, { authToken: TOKEN, tls: { ca: readFileSync(cert) } })), "ok", "TLS client with the CA registered");
   t.not(await codeOf(register(port, { authToken: TOKEN })), "ok", "a plaintext client cannot talk to the TLS server");
