@@ -84,11 +84,13 @@ for (const mode of ["sync", "async"] as const) {
     t.equal(summary.run_complete, true, "the run is complete");
     t.equal(summary.total_workers, 1, "with 1 worker slot at the end");
     const epochs = summary.epochs as { epoch: number; parts: number; parts_complete: number; examples: number }[];
-    // In async mode a worker may already have begun epoch 3 among 3 when the count drops; then the
-    // retired slots' parts of it are handed over instead.
+    // Epoch 3 is cut among 1 slot, or — when the workers finished epoch 2 before the count dropped
+    // (in async mode a worker may run ahead; in either mode this test's own process may be slow to
+    // call SetWorkerCount on a busy machine) — among 3, and the retired slots' parts of it are
+    // handed over instead. Either way each epoch's examples are counted once (below).
     const parts = epochs.map((e) => e.parts);
-    if (mode === "sync") t.same(parts, [2, 3, 1, 1], "epochs were cut into 2, 3, 1 and 1 parts");
-    else t.match(parts, [2, 3, Number, 1], `epochs were cut into ${parts.join(", ")} parts`);
+    t.match(parts, [2, 3, Number, 1], `epochs were cut into ${parts.join(", ")} parts`);
+    t.ok(parts[2] === 1 || parts[2] === 3, `epoch 3 among 1 slot or, begun before the resize, 3 (${parts[2]})`);
     for (const e of epochs) {
       t.equal(e.parts_complete, e.parts, `epoch ${e.epoch + 1}: every part trained`);
       t.equal(e.examples, examplesFor(e.parts), `epoch ${e.epoch + 1}: ${examplesFor(e.parts)} examples counted, each exactly once`);
