@@ -52,9 +52,12 @@ t.test(`every scenario once (modes rotating), seed ${SEED}: all complete, exactl
   const summary = chaosJson(h.output());
   t.ok(summary, "the last line is CHAOS_JSON");
   t.equal(summary?.runs, runs, `${runs} runs`);
-  t.equal(summary?.hung, 0, "no run hung");
-  t.equal(summary?.completed, runs, "every run completed");
-  t.equal(summary?.exact, runs, "every run's accounting was exact and its model good enough");
+  // The reasons go in the asserts' names: a CI log that keeps only the failing names still says why.
+  const failed = (summary?.failed_runs as { scenario: string; mode: string; seed: number; why: string }[] | undefined) ?? [];
+  const why = failed.length > 0 ? ` (not: ${failed.map((f) => `${f.scenario}/${f.mode} seed ${f.seed}: ${f.why}`).join(" | ")})` : "";
+  t.equal(summary?.hung, 0, `no run hung${why}`);
+  t.equal(summary?.completed, runs, `every run completed${why}`);
+  t.equal(summary?.exact, runs, `every run's accounting was exact and its model good enough${why}`);
   t.equal(code, summary?.exact === runs ? 0 : 1, "exit code 0 exactly when every run was exact");
   if (summary?.exact !== runs) t.comment(h.output().slice(-6000));
 
