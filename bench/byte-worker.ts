@@ -12,8 +12,8 @@ import { Dtype, Mode } from "@distributed-ps/common/gen/paramserver/v1/parameter
 import { elementCount, type NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import { nextVersions, WorkerConnection, type MinVersion, type PulledParameters } from "../worker/src/ps-client.ts";
-import { connectToShards } from "../worker/src/sharded-connection.ts";
+import { nextVersions, WorkerConnection, type MinVersion, type PulledParameters } from "../worker/src/connection/worker-connection.ts";
+import { connectToShards } from "../worker/src/connection/sharded-connection.ts";
 import { modelLayout } from "./lib/models.ts";
 import { emulateCompute, epochMs, isWireDtype, printRecord, WIRE_BYTES, type WireDtype } from "./lib/rounds.ts";
 

@@ -12,7 +12,7 @@ import * as scalar from "@distributed-ps/common/kernels/scalar.ts";
 import * as simd from "@distributed-ps/common/kernels/simd.ts";
 import { EncodedValues } from "@distributed-ps/common/encoded-values.ts";
 import { ParallelStep } from "../server/src/optimizer/parallel-step.ts";
-import { sharedBytes, sharedFloat32 } from "../server/src/shared-memory.ts";
+import { sharedBytes, sharedFloat32 } from "../server/src/store/shared-memory.ts";
 
 const { values: a } = parseArgs({ options: { elements: { type: "string", default: "11173962" }, runs: { type: "string", default: "15" } } });
 const n = Number(a.elements);

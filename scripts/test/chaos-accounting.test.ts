@@ -16,7 +16,7 @@ const TOTAL = (EPOCHS * TRAIN) / BATCH; // 2400
 
 const expected = (mode: Mode, o: Partial<Expected> = {}): Expected => ({ mode, epochs: EPOCHS, trainExamples: TRAIN, batchSize: BATCH, maxSlots: 3, finalWorkerCount: 3, ...o });
 
-/** The METRICS_JSON of an exact run with 3 slots, as server/src/status-reporter.ts writes it. */
+/** The METRICS_JSON of an exact run with 3 slots, as server/src/observability/status-reporter.ts writes it. */
 function exactSummary(mode: Mode) {
   const updates = mode === "sync" ? TOTAL / 3 : TOTAL;
   return {

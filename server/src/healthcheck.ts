@@ -1,6 +1,6 @@
 /**
  * Container health check: exits 0 when the parameter server on this host answers gRPC's standard
- * health check (grpc.health.v1.Health/Check, server/src/wire/health.ts) with SERVING within two
+ * health check (grpc.health.v1.Health/Check, server/src/rpc/health.ts) with SERVING within two
  * seconds, 1 otherwise. `node server/src/healthcheck.ts`; reads SERVER_PORT (default 8000),
  * AUTH_TOKEN and TLS_CERT_FILE like the server.
  */

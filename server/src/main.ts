@@ -6,13 +6,13 @@ import { loadConfigOrExit } from "@distributed-ps/common/env.ts";
 import { FLOAT16_CONVERSION } from "@distributed-ps/common/kernels/simd.ts";
 import { exportModel, isExported } from "./checkpoint/export.ts";
 import { serverEnvSchema } from "./config.ts";
-import { scaleServicesToZero } from "./ecs-scale-down.ts";
-import { watchWorkerServiceCount } from "./ecs-worker-count.ts";
+import { scaleServicesToZero } from "./ecs/scale-down.ts";
+import { watchWorkerServiceCount } from "./ecs/worker-count.ts";
 import { joinUri, openBlobStore } from "./storage/blob-store.ts";
-import { startObservability } from "./dashboard/observability.ts";
+import { startObservability } from "./observability/start-observability.ts";
 import { startServer } from "./server.ts";
-import { shardIdentity, shardName } from "./shards.ts";
-import { StatusReporter } from "./status-reporter.ts";
+import { shardIdentity, shardName } from "./run/shards.ts";
+import { StatusReporter } from "./observability/status-reporter.ts";
 
 const config = loadConfigOrExit("server", serverEnvSchema);
 const log = createLogger("server", config.LOG_LEVEL);

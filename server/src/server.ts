@@ -17,18 +17,18 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { ServerEnv } from "./config.ts";
 import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import { keysToKeep, loadShardedCheckpoint, shardCheckpointStore } from "./checkpoint/sharded-checkpoints.ts";
-import { callLog } from "./wire/call-log.ts";
-import { ConnectionLimits, limitedListenerOptions, SESSION_MEMORY_MB } from "./wire/connection-limits.ts";
+import { callLog } from "./rpc/call-log.ts";
+import { ConnectionLimits, limitedListenerOptions, SESSION_MEMORY_MB } from "./rpc/connection-limits.ts";
 import { createFastPull } from "./wire/fast-pull.ts";
 import { createFastPush } from "./wire/fast-push-handler.ts";
 import { handFramedHandler, isPlainGrpcCall, methodPath } from "./wire/hand-framed-call.ts";
-import { createService } from "./service.ts";
-import { shardIdentity } from "./shards.ts";
+import { createService } from "./rpc/service.ts";
+import { shardIdentity } from "./run/shards.ts";
 import { openBlobStore } from "./storage/blob-store.ts";
-import { TrainingRun } from "./training-run.ts";
-import { conformGrpcResponse, isGrpc, unknownMethod } from "./wire/grpc-conventions.ts";
-import { createHealthService } from "./wire/health.ts";
-import { createReflection, reflectionServices } from "./wire/reflection.ts";
+import { TrainingRun } from "./run/training-run.ts";
+import { conformGrpcResponse, isGrpc, unknownMethod } from "./rpc/grpc-conventions.ts";
+import { createHealthService } from "./rpc/health.ts";
+import { createReflection, reflectionServices } from "./rpc/reflection.ts";
 
 export interface RunningServer {
   readonly run: TrainingRun;

@@ -6,7 +6,7 @@ import t from "tap";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Dtype, PushGradientsRequestSchema, type TensorChunk } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import type { WorkerConnection } from "../../worker/src/ps-client.ts";
+import type { WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
 import { gradient, initialParameters, startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
 
 type ChunkInit = { name: string; shape?: number[]; dtype?: Dtype; byteOffset?: bigint; data: Uint8Array };

@@ -1,5 +1,5 @@
 /**
- * The bounds on what a client can hold (server/src/wire/connection-limits.ts), against a real server
+ * The bounds on what a client can hold (server/src/rpc/connection-limits.ts), against a real server
  * over real sockets: streams per connection, streams on which the client stopped sending or
  * reading, connections with no stream, and the number of connections — while a push waiting at
  * the sync barrier longer than every idle bound still completes.
@@ -17,7 +17,7 @@ import {
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
-import { WorkerConnection } from "../../worker/src/ps-client.ts";
+import { WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
 import { gradient, initialParameters, settledWithin, startTestServer, workersWithParameters, type TestServer } from "./helpers/test-server.ts";
 import { selfSignedCertificate } from "./helpers/certificate.ts";
 

@@ -6,7 +6,7 @@
 import t from "tap";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { captureCheckpoint, parseCheckpoint } from "../src/checkpoint/checkpointer.ts";
-import { StatusReporter } from "../src/status-reporter.ts";
+import { StatusReporter } from "../src/observability/status-reporter.ts";
 import { gradient, settledWithin, startTestServer, workersWithParameters } from "./helpers/test-server.ts";
 
 t.test("sync: a gradient waiting at the barrier is not counted until its step is applied", async (t) => {

@@ -10,8 +10,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { RunTelemetry } from "../src/dashboard/telemetry.ts";
-import { startDashboard } from "../src/dashboard/dashboard-server.ts";
+import { RunTelemetry } from "../src/observability/telemetry.ts";
+import { startDashboard } from "../src/observability/dashboard-server.ts";
 import { startTestServer, workersWithParameters, gradient } from "./helpers/test-server.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));

@@ -3,7 +3,7 @@
  * checkpoint keeps of it.
  */
 import t from "tap";
-import { DataPlan, planFromPositions } from "../src/data-plan.ts";
+import { DataPlan, planFromPositions } from "../src/run/data-plan.ts";
 
 t.test("an epoch is cut into one part per slot; each slot holds its own", async (t) => {
   const plan = new DataPlan();

@@ -10,8 +10,8 @@ import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ECSClient } from "@aws-sdk/client-ecs";
 import type { Logger } from "@distributed-ps/common/log.ts";
-import { watchWorkerServiceCount } from "../src/ecs-worker-count.ts";
-import { scaleServicesToZero } from "../src/ecs-scale-down.ts";
+import { watchWorkerServiceCount } from "../src/ecs/worker-count.ts";
+import { scaleServicesToZero } from "../src/ecs/scale-down.ts";
 
 const TARGET = "AmazonEC2ContainerServiceV20141113";
 const CLUSTER = "ps-cluster";

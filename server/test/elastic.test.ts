@@ -7,7 +7,7 @@
 import t, { type Test } from "tap";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import type { Assignment, WorkerConnection } from "../../worker/src/ps-client.ts";
+import type { Assignment, WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
 import { gradient, settledWithin, startTestServer, workersWithParameters, type TestServer } from "./helpers/test-server.ts";
 
 const EPOCHS = 2;

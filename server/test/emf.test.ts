@@ -5,8 +5,8 @@
  * CloudWatch, so the graphs would just never appear.
  */
 import t from "tap";
-import { emfDocument, EmfEmitter, runEmfDocuments } from "../src/dashboard/emf.ts";
-import { RunTelemetry } from "../src/dashboard/telemetry.ts";
+import { emfDocument, EmfEmitter, runEmfDocuments } from "../src/observability/emf.ts";
+import { RunTelemetry } from "../src/observability/telemetry.ts";
 import { gradient, startTestServer, workersWithParameters } from "./helpers/test-server.ts";
 
 /** CloudWatch's unit names (MetricDatum.Unit), as the specification's JSON schema lists them. */

@@ -6,7 +6,7 @@ import t from "tap";
 import { Dtype } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { EncodedPulls } from "../src/wire/encoded-pulls.ts";
-import { ParameterStore } from "../src/parameter-store.ts";
+import { ParameterStore } from "../src/store/parameter-store.ts";
 
 function store(): ParameterStore {
   const s = new ParameterStore();

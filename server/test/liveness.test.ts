@@ -6,7 +6,7 @@
  * of finishing. Only then are the workers told every part is trained, and the run completes.
  */
 import t, { type Test } from "tap";
-import type { Assignment, WorkerConnection } from "../../worker/src/ps-client.ts";
+import type { Assignment, WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
 import { gradient, settledWithin, startTestServer, workersWithParameters } from "./helpers/test-server.ts";
 
 type Train = Extract<Assignment, { kind: "train" }>;

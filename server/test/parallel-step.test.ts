@@ -3,7 +3,7 @@ import { EncodedValues, type ValueFormat } from "@distributed-ps/common/encoded-
 import { encodeBfloat16, encodeFloat16, type GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import { cutIntoUnits, ParallelStep } from "../src/optimizer/parallel-step.ts";
 import { runStepJob, type StepJob } from "../src/optimizer/step-job.ts";
-import { sharedBytes, sharedFloat32 } from "../src/shared-memory.ts";
+import { sharedBytes, sharedFloat32 } from "../src/store/shared-memory.ts";
 
 /** Deterministic values in ±scale. */
 function values(n: number, seed: number, scale: number): Float32Array {

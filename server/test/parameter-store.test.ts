@@ -1,6 +1,6 @@
 import t from "tap";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import { ParameterStore, type Snapshot } from "../src/parameter-store.ts";
+import { ParameterStore, type Snapshot } from "../src/store/parameter-store.ts";
 
 function params(): NamedTensor[] {
   return [

@@ -4,8 +4,8 @@
  * ending in _total, histogram buckets cumulative and ending in +Inf), and the numbers it reports.
  */
 import t from "tap";
-import { renderPrometheus } from "../src/dashboard/prometheus.ts";
-import { RunTelemetry } from "../src/dashboard/telemetry.ts";
+import { renderPrometheus } from "../src/observability/prometheus.ts";
+import { RunTelemetry } from "../src/observability/telemetry.ts";
 import { gradient, startTestServer, workersWithParameters } from "./helpers/test-server.ts";
 
 interface Sample {

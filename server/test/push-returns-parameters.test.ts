@@ -5,7 +5,7 @@
  * message, so the worker pulls as before.
  */
 import t from "tap";
-import type { ParameterStore } from "../src/parameter-store.ts";
+import type { ParameterStore } from "../src/store/parameter-store.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
 
 /**

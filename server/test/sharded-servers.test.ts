@@ -10,8 +10,8 @@ import { ConfigError, parseEnv } from "@distributed-ps/common/env.ts";
 import { shardOfTensor } from "@distributed-ps/common/shard-partition.ts";
 import { serverEnvSchema } from "../src/config.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import { nextVersions, WorkerConnection } from "../../worker/src/ps-client.ts";
-import { ShardedConnection } from "../../worker/src/sharded-connection.ts";
+import { nextVersions, WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
+import { ShardedConnection } from "../../worker/src/connection/sharded-connection.ts";
 import { connectWorker, ensureParameters, parameterBytes, shardTestGradient, shardTestModel, startShards, trainSteps } from "./helpers/shards.ts";
 import { startTestServer, values, workersWithParameters } from "./helpers/test-server.ts";
 

@@ -18,10 +18,10 @@ import { checkSliceHoldsABatch, DatasetError, loadDataset } from "./data/load-da
 import { createEngine } from "./model/create-engine.ts";
 import type { TrainingEngine } from "./model/engine.ts";
 import { connectToServer, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
-import { WorkerConnection, type ParameterConnection } from "./ps-client.ts";
-import { classifyFailure, RetryBudgetExhausted, withRetry } from "./retry.ts";
+import { WorkerConnection, type ParameterConnection } from "./connection/worker-connection.ts";
+import { classifyFailure, RetryBudgetExhausted, withRetry } from "./connection/retry.ts";
 import { finishProgress, logSink, showProgress } from "./progress-display.ts";
-import { connectToShards } from "./sharded-connection.ts";
+import { connectToShards } from "./connection/sharded-connection.ts";
 import { TopKCompressor } from "./topk.ts";
 import { train } from "./training-loop.ts";
 

@@ -11,7 +11,7 @@
  *   wait for the next step and recompute the same batch.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { classifyFailure } from "./retry.ts";
+import { classifyFailure } from "./connection/retry.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Dtype, Mode, type WorkerMetricsSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { Logger } from "@distributed-ps/common/log.ts";
@@ -22,7 +22,7 @@ import { checkSliceHoldsABatch } from "./data/load-dataset.ts";
 import { epochBatches, sliceForPart } from "./data/partition.ts";
 import type { TrainingEngine } from "./model/engine.ts";
 import { modelExtras } from "./model-extras.ts";
-import { nextVersions, type MinVersion, type ParameterConnection, type PulledParameters } from "./ps-client.ts";
+import { nextVersions, type MinVersion, type ParameterConnection, type PulledParameters } from "./connection/worker-connection.ts";
 import { StepProfile } from "./step-profile.ts";
 import type { TopKCompressor } from "./topk.ts";
 import { addInto } from "@distributed-ps/common/kernels/simd.ts";

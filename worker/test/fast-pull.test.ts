@@ -15,7 +15,7 @@ import { TensorCollector, TensorStreamError } from "@distributed-ps/common/tenso
 import { startTestServer, workersWithParameters } from "../../server/test/helpers/test-server.ts";
 import { FastChannel } from "../src/wire/fast-channel.ts";
 import { fastPull } from "../src/wire/fast-pull.ts";
-import { WorkerConnection } from "../src/ps-client.ts";
+import { WorkerConnection } from "../src/connection/worker-connection.ts";
 
 const collector = () => new TensorCollector({ maxElements: 1e6, maxTensors: 100 });
 const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as Error);

@@ -12,8 +12,8 @@ import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { Dtype } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { formatFingerprint } from "@distributed-ps/common/job-identity.ts";
 import { gradient, startTestServer, workersWithParameters } from "../../server/test/helpers/test-server.ts";
-import { WorkerConnection } from "../src/ps-client.ts";
-import { classifyFailure } from "../src/retry.ts";
+import { WorkerConnection } from "../src/connection/worker-connection.ts";
+import { classifyFailure } from "../src/connection/retry.ts";
 import { freePort } from "../../server/test/helpers/processes.ts";
 
 /** A raw HTTP/2 server that does `answer` to every stream; resolves with its address. */

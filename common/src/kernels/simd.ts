@@ -6,7 +6,7 @@
  * included (bench/kernels.ts measures each against its loop).
  *
  * A kernel only sees its own memory, and the tensors live in JavaScript buffers (ordinary ones, or
- * shared ones on the server: server/src/shared-memory.ts). Rather than move every tensor into that
+ * shared ones on the server: server/src/store/shared-memory.ts). Rather than move every tensor into that
  * memory (and give up garbage collection for manual lifetimes), each call streams its arrays
  * through a small scratch area block by block: 16,384 elements at a time, which stay in the CPU
  * cache between the copy in, the kernel and the copy out. The copies are memcpy (copy-bytes.ts

@@ -1,6 +1,6 @@
 /**
  * Exact accounting of a finished run, from the server's final METRICS_JSON record
- * (server/src/status-reporter.ts): every epoch trained the whole training set, every batch's
+ * (server/src/observability/status-reporter.ts): every epoch trained the whole training set, every batch's
  * gradient was applied exactly once, and the counters agree with each other. Pure: a summary in,
  * the list of what is wrong out (empty when exact).
  */

@@ -3,9 +3,9 @@
  * chosen by SERVER_MODE: sync (a barrier per step), async (apply on arrival) or ssp (apply on
  * arrival, fast workers wait for slow ones).
  */
-import type { Progress } from "../data-plan.ts";
-import type { Slot } from "../membership.ts";
-import type { ReceivedGradient } from "../received-gradient.ts";
+import type { Progress } from "../run/data-plan.ts";
+import type { Slot } from "../run/membership.ts";
+import type { ReceivedGradient } from "../run/received-gradient.ts";
 
 export type ModeName = "sync" | "async" | "ssp";
 

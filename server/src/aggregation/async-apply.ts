@@ -4,9 +4,9 @@
  * Aborted (the worker pulls and computes again) rather than silently dropped or applied.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Slot } from "../membership.ts";
-import type { ReceivedGradient } from "../received-gradient.ts";
-import type { Updater } from "../updater.ts";
+import type { Slot } from "../run/membership.ts";
+import type { ReceivedGradient } from "../run/received-gradient.ts";
+import type { Updater } from "../run/updater.ts";
 import type { Aggregator, ModeName, Push, PushOutcome } from "./aggregator.ts";
 
 export class AsyncApply implements Aggregator {

@@ -5,10 +5,10 @@
  * far. The wait is bounded by SYNC_TIMEOUT_MS like the sync barrier.
  */
 import type { Logger } from "@distributed-ps/common/log.ts";
-import type { Membership, Slot } from "../membership.ts";
-import type { ReceivedGradient } from "../received-gradient.ts";
-import type { Updater } from "../updater.ts";
-import { Signal } from "../wait.ts";
+import type { Membership, Slot } from "../run/membership.ts";
+import type { ReceivedGradient } from "../run/received-gradient.ts";
+import type { Updater } from "../run/updater.ts";
+import { Signal } from "../run/signal.ts";
 import type { ModeName, Push, PushOutcome } from "./aggregator.ts";
 import { AsyncApply } from "./async-apply.ts";
 

@@ -14,11 +14,11 @@
  * each into a running sum on arrival cost two extra passes over memory per gradient.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Progress } from "../data-plan.ts";
+import type { Progress } from "../run/data-plan.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
-import { participates, type Membership, type Slot } from "../membership.ts";
-import type { ReceivedGradient } from "../received-gradient.ts";
-import type { Updater } from "../updater.ts";
+import { participates, type Membership, type Slot } from "../run/membership.ts";
+import type { ReceivedGradient } from "../run/received-gradient.ts";
+import type { Updater } from "../run/updater.ts";
 import type { Aggregator, Push, PushOutcome } from "./aggregator.ts";
 
 interface PendingStep {

@@ -22,11 +22,11 @@
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { decodeSafetensors, encodeSafetensors, verifyChecksum } from "@distributed-ps/common/safetensors.ts";
-import type { PartRecord } from "../data-plan.ts";
-import type { ExtrasSnapshot } from "../model-extras.ts";
-import type { SlotRecord } from "../membership.ts";
+import type { PartRecord } from "../run/data-plan.ts";
+import type { ExtrasSnapshot } from "../run/model-extras.ts";
+import type { SlotRecord } from "../run/membership.ts";
 import type { BlobStore } from "../storage/blob-store.ts";
-import type { TrainingRun } from "../training-run.ts";
+import type { TrainingRun } from "../run/training-run.ts";
 
 export const CHECKPOINT_FORMAT = "distributed-ps-checkpoint/2";
 /** Formats still read: /1 had no epoch count or completion flag, and a checksum of the data only. */

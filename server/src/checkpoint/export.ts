@@ -13,7 +13,7 @@ import { bindInitializers, TemplateError } from "@distributed-ps/common/onnx/bin
 import { encodeSafetensors } from "@distributed-ps/common/safetensors.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { BlobStore } from "../storage/blob-store.ts";
-import type { TrainingRun } from "../training-run.ts";
+import type { TrainingRun } from "../run/training-run.ts";
 
 export const MODEL_FORMAT = "distributed-ps-model/1";
 

@@ -6,7 +6,7 @@
  * can store it like parameters.
  */
 import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
-import { sharedCopy, sharedFloat32 } from "../shared-memory.ts";
+import { sharedCopy, sharedFloat32 } from "../store/shared-memory.ts";
 import type { StepJob } from "./step-job.ts";
 
 export interface Optimizer {

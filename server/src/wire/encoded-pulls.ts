@@ -8,7 +8,7 @@
  */
 import { Dtype } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
-import type { Snapshot } from "../parameter-store.ts";
+import type { Snapshot } from "../store/parameter-store.ts";
 
 /** A pull's chunks as [prefix, data] pairs (see frameTensorChunks). */
 export type FramedChunks = readonly (readonly [Buffer, Uint8Array])[];

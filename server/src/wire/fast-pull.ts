@@ -26,8 +26,8 @@ import {
 import { envelopePrefix, frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { EncodedPulls } from "./encoded-pulls.ts";
 import type { HandFramedServerStream, ResponseWriter } from "./hand-framed-call.ts";
-import { startPull } from "../service.ts";
-import type { TrainingRun } from "../training-run.ts";
+import { startPull } from "../rpc/service.ts";
+import type { TrainingRun } from "../run/training-run.ts";
 
 /** PullParameters for hand-framed-call.ts, answering from `run`. */
 export function createFastPull(run: TrainingRun): HandFramedServerStream<typeof PullParametersRequestSchema, typeof PullParametersResponseSchema> {

@@ -24,10 +24,10 @@ import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
 import { tensorChunkFields } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { FramingError, MessageTooLargeError, TensorMessageReader, type TensorMessageSink } from "@distributed-ps/common/wire/tensor-message-reader.ts";
-import { GradientUpload } from "../gradient-upload.ts";
-import { asConnectError } from "../service.ts";
-import type { Snapshot } from "../parameter-store.ts";
-import type { TrainingRun } from "../training-run.ts";
+import { GradientUpload } from "../run/gradient-upload.ts";
+import { asConnectError } from "../rpc/service.ts";
+import type { Snapshot } from "../store/parameter-store.ts";
+import type { TrainingRun } from "../run/training-run.ts";
 import type { BulkFields, HandFramedAnswer, HandFramedClientStream } from "./hand-framed-call.ts";
 
 /** What the reader finds in the body, handed to the upload its header opens. */

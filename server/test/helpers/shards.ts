@@ -10,8 +10,8 @@ import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { serverEnvSchema } from "../../src/config.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import { WorkerConnection, type ParameterConnection } from "../../../worker/src/ps-client.ts";
-import { connectToShards } from "../../../worker/src/sharded-connection.ts";
+import { WorkerConnection, type ParameterConnection } from "../../../worker/src/connection/worker-connection.ts";
+import { connectToShards } from "../../../worker/src/connection/sharded-connection.ts";
 import { freePort } from "./processes.ts";
 
 export interface Shards {

@@ -9,7 +9,7 @@ import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { serverEnvSchema } from "../../src/config.ts";
 import { startServer, type RunningServer, type ServerExtras } from "../../src/server.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import { WorkerConnection } from "../../../worker/src/ps-client.ts";
+import { WorkerConnection } from "../../../worker/src/connection/worker-connection.ts";
 
 export interface TestServer {
   server: RunningServer;

@@ -20,7 +20,7 @@ import { elementCount } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, TensorAssembler, TensorStreamError, type ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
 import { Progress } from "./data-plan.ts";
 import type { Slot } from "./membership.ts";
-import type { ParameterStore, Snapshot } from "./parameter-store.ts";
+import type { ParameterStore, Snapshot } from "../store/parameter-store.ts";
 import { ReceivedGradient } from "./received-gradient.ts";
 import type { TrainingRun } from "./training-run.ts";
 

@@ -10,7 +10,7 @@
 import { bytesPerValue, EncodedValues, type ValueFormat } from "@distributed-ps/common/encoded-values.ts";
 import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import type { GradientBuffers } from "./gradient-buffers.ts";
+import type { GradientBuffers } from "../store/gradient-buffers.ts";
 
 export class ReceivedGradient {
   readonly #summands: (GradientSummand | undefined)[];

@@ -14,7 +14,7 @@
  * (dimensions: Mode, Slot) for per-worker throughput and staleness. Dimension values are few
  * (modes × slots), so the number of custom metrics stays small.
  */
-import type { TrainingRun } from "../training-run.ts";
+import type { TrainingRun } from "../run/training-run.ts";
 import type { RunTelemetry } from "./telemetry.ts";
 
 /** Units CloudWatch accepts (MetricDatum.Unit). */

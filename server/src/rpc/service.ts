@@ -23,11 +23,11 @@ import {
   type RunConfig,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { chunkTensors, pullChunkBytes, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
-import type { Slot } from "./membership.ts";
-import type { Snapshot } from "./parameter-store.ts";
-import { answerMessage, checkChunkBytes, GradientUpload } from "./gradient-upload.ts";
-import { shardList } from "./shards.ts";
-import type { TrainingRun } from "./training-run.ts";
+import type { Slot } from "../run/membership.ts";
+import type { Snapshot } from "../store/parameter-store.ts";
+import { answerMessage, checkChunkBytes, GradientUpload } from "../run/gradient-upload.ts";
+import { shardList } from "../run/shards.ts";
+import type { TrainingRun } from "../run/training-run.ts";
 
 const MODES = { sync: Mode.SYNC, async: Mode.ASYNC, ssp: Mode.SSP } as const;
 const SLOT_STATES = { free: SlotState.FREE, active: SlotState.ACTIVE, finished: SlotState.FINISHED } as const;

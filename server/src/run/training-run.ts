@@ -9,22 +9,22 @@ import { configuredIdentity, identityMismatch } from "@distributed-ps/common/job
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { WorkerMetrics } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import type { Aggregator } from "./aggregation/aggregator.ts";
-import type { Checkpoint } from "./checkpoint/checkpointer.ts";
-import { AsyncApply } from "./aggregation/async-apply.ts";
-import { StaleSynchronous } from "./aggregation/stale-synchronous.ts";
-import { SyncBarrier } from "./aggregation/sync-barrier.ts";
-import type { ServerEnv } from "./config.ts";
+import type { Aggregator } from "../aggregation/aggregator.ts";
+import type { Checkpoint } from "../checkpoint/checkpointer.ts";
+import { AsyncApply } from "../aggregation/async-apply.ts";
+import { StaleSynchronous } from "../aggregation/stale-synchronous.ts";
+import { SyncBarrier } from "../aggregation/sync-barrier.ts";
+import type { ServerEnv } from "../config.ts";
 import { DataPlan, planFromPositions, type Part } from "./data-plan.ts";
-import { GradientBuffers } from "./gradient-buffers.ts";
+import { GradientBuffers } from "../store/gradient-buffers.ts";
 import { awaitingWorker, Membership, refusal, type Slot } from "./membership.ts";
-import { optimizerFromConfig } from "./optimizer/index.ts";
-import { ParallelStep } from "./optimizer/parallel-step.ts";
+import { optimizerFromConfig } from "../optimizer/index.ts";
+import { ParallelStep } from "../optimizer/parallel-step.ts";
 import { ModelExtrasStore } from "./model-extras.ts";
-import { ParameterStore } from "./parameter-store.ts";
+import { ParameterStore } from "../store/parameter-store.ts";
 import { shardIdentity } from "./shards.ts";
 import { Updater } from "./updater.ts";
-import { Signal } from "./wait.ts";
+import { Signal } from "./signal.ts";
 
 export interface MetricsRecord {
   slot: number;

@@ -32,7 +32,7 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor, SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { partitionTensors, shardOfTensor, splitByShard } from "@distributed-ps/common/shard-partition.ts";
 import type { ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
-import { WorkerConnection, type Assignment, type MinVersion, type ParameterConnection, type PulledParameters, type PushOptions } from "./ps-client.ts";
+import { WorkerConnection, type Assignment, type MinVersion, type ParameterConnection, type PulledParameters, type PushOptions } from "./worker-connection.ts";
 import { classifyFailure, withRetry, type RetryOptions } from "./retry.ts";
 
 /** Push refusals the training loop answers by recomputing the batch. */

@@ -3,10 +3,10 @@
  * step per tensor, version advanced by the store.
  */
 import type { GradientSummand } from "@distributed-ps/common/kernels/simd.ts";
-import type { Optimizer } from "./optimizer/optimizer.ts";
-import { ParallelStep } from "./optimizer/parallel-step.ts";
-import type { Schedule } from "./optimizer/schedule.ts";
-import type { ParameterStore } from "./parameter-store.ts";
+import type { Optimizer } from "../optimizer/optimizer.ts";
+import { ParallelStep } from "../optimizer/parallel-step.ts";
+import type { Schedule } from "../optimizer/schedule.ts";
+import type { ParameterStore } from "../store/parameter-store.ts";
 
 export class Updater {
   readonly store: ParameterStore;

@@ -3,7 +3,7 @@
  * Prometheus or anything that scrapes it. Hand-written: a dozen metric families do not need a
  * client library, and these are read from the run on each scrape rather than updated in hot paths.
  */
-import type { TrainingRun } from "../training-run.ts";
+import type { TrainingRun } from "../run/training-run.ts";
 import type { RunTelemetry } from "./telemetry.ts";
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";

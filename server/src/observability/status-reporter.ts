@@ -3,7 +3,7 @@
  * end-of-run summary.
  */
 import type { Logger } from "@distributed-ps/common/log.ts";
-import type { TrainingRun } from "./training-run.ts";
+import type { TrainingRun } from "../run/training-run.ts";
 
 export class StatusReporter {
   readonly #run: TrainingRun;

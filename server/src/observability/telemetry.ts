@@ -7,7 +7,7 @@
  * Memory is bounded: when a series reaches its cap, every other point of its older half is
  * dropped, so a long run keeps its whole shape at a coarser resolution and its recent past in full.
  */
-import type { MetricsRecord, PushRecord, TrainingRun } from "../training-run.ts";
+import type { MetricsRecord, PushRecord, TrainingRun } from "../run/training-run.ts";
 
 export interface RunSample {
   timestampMs: number;

@@ -7,7 +7,7 @@
  * coordinator for what is not per tensor — the data positions workers resume from, their metrics
  * and the run's summary.
  */
-import type { ServerEnv } from "./config.ts";
+import type { ServerEnv } from "../config.ts";
 
 export interface ShardIdentity {
   /** 0..count-1. */

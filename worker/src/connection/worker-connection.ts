@@ -19,10 +19,10 @@ import {
 import type { ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { isSparse, type NamedTensor, type SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
-import { fastChannelFor } from "./wire/fast-channel.ts";
-import { fastPull } from "./wire/fast-pull.ts";
-import { fastPush } from "./wire/fast-push.ts";
-import { WireArena } from "./wire/wire-arena.ts";
+import { fastChannelFor } from "../wire/fast-channel.ts";
+import { fastPull } from "../wire/fast-pull.ts";
+import { fastPush } from "../wire/fast-push.ts";
+import { WireArena } from "../wire/wire-arena.ts";
 
 export interface PulledParameters {
   /** Version of the pull (with sharded servers: shard 0's). */
