@@ -5,9 +5,14 @@
  * of a pull or a push (and in a pushed gradient the server keeps as it arrived until its step,
  * encoded-values.ts). Conversions round to nearest, ties to even.
  */
+import { endianness } from "node:os";
 import { Dtype } from "./gen/paramserver/v1/parameter_server_pb.js";
 import type { ValueFormat } from "./encoded-values.ts";
 import { anyNonFinite, decodeBfloat16, decodeFloat16, decodeFloat32, encodeBfloat16, encodeFloat16 } from "./kernels/simd.ts";
+
+// Float32Array views are in host byte order and the wire is little-endian. Every platform Node
+// ships for (x64, arm64) is little-endian; refuse loudly rather than corrupt data elsewhere.
+if (endianness() !== "LE") throw new Error("this program needs a little-endian host");
 
 /** Bytes per element of a wire dtype; throws for DTYPE_UNSPECIFIED or unknown values. */
 export function bytesPerElement(dtype: Dtype): number {

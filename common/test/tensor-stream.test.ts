@@ -4,7 +4,10 @@ import { Dtype, TensorChunkSchema, type TensorChunk } from "../src/gen/paramserv
 import { valueFormat } from "../src/dtype.ts";
 import { bytesPerValue, EncodedValues } from "../src/encoded-values.ts";
 import type { NamedTensor } from "../src/named-tensor.ts";
-import { chunkTensors, TensorAssembler, TensorCollector, TensorStreamError } from "../src/tensor-stream.ts";
+import { chunkTensors } from "../src/tensor-stream/chunk-tensors.ts";
+import { TensorAssembler } from "../src/tensor-stream/tensor-assembler.ts";
+import { TensorCollector } from "../src/tensor-stream/tensor-collector.ts";
+import { TensorStreamError } from "../src/tensor-stream/tensor-stream-error.ts";
 
 const LIMITS = { maxElements: 1_000_000, maxTensors: 100 };
 

@@ -3,9 +3,12 @@
  */
 import { availableParallelism } from "node:os";
 import { z } from "zod";
-import { MESSAGE_RESERVE_BYTES } from "@distributed-ps/common/tensor-stream.ts";
+import { MESSAGE_RESERVE_BYTES } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
 import { boolVar, CROSS_FIELD, enumVar, intVar, numberVar, optionalIntVar, optionalStringVar, stringVar } from "@distributed-ps/common/env.ts";
 import type { ConfigDocs } from "@distributed-ps/common/config-reference.ts";
+import { configuredIdentity } from "@distributed-ps/common/job-identity.ts";
+import type { RunOptions } from "./run/run-options.ts";
+import type { ShardLayout } from "./run/shards.ts";
 
 /** host:port, as addressVar accepts it. */
 const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$/;
@@ -184,3 +187,49 @@ export const serverEnvDocs: ConfigDocs<typeof serverEnvSchema> = {
   LOG_FORMAT: { meaning: "`json`: one JSON object per log line" },
   LOG_LEVEL: { meaning: "The least severe log lines printed (`debug` adds a line per call)" },
 };
+
+/** Where this server stands among the shards. */
+export function shardLayout(c: Pick<ServerEnv, "SHARD_INDEX" | "SHARD_ADDRESSES">): ShardLayout {
+  return { index: c.SHARD_INDEX, addresses: c.SHARD_ADDRESSES };
+}
+
+/** What the training run takes from the configuration (run/run-options.ts). */
+export function runOptionsFrom(c: ServerEnv): RunOptions {
+  return {
+    mode: c.SERVER_MODE,
+    workers: c.TOTAL_WORKERS_EXPECTED,
+    epochs: c.EPOCHS,
+    identity: configuredIdentity(c),
+    leaseMs: c.LEASE_MS,
+    replacementGraceMs: c.REPLACEMENT_GRACE_MS,
+    startTimeoutMs: c.START_TIMEOUT_MS,
+    waitTimeoutMs: c.WAIT_TIMEOUT_MS,
+    syncTimeoutMs: c.SYNC_TIMEOUT_MS,
+    noWorkersTimeoutMs: c.NO_WORKERS_TIMEOUT_MS,
+    maxStaleness: c.MAX_STALENESS,
+    stalenessBound: c.STALENESS_BOUND,
+    stepThreads: c.STEP_THREADS,
+    maxChunkBytes: c.MAX_CHUNK_BYTES,
+    maxTensors: c.MAX_TENSORS,
+    maxModelElements: c.MAX_MODEL_ELEMENTS,
+    shard: shardLayout(c),
+    optimizer: {
+      kind: c.OPTIMIZER,
+      weightDecay: c.WEIGHT_DECAY,
+      momentum: c.MOMENTUM,
+      nesterov: c.NESTEROV,
+      beta1: c.ADAM_BETA1,
+      beta2: c.ADAM_BETA2,
+      epsilon: c.ADAM_EPSILON,
+      schedule: {
+        kind: c.LR_SCHEDULE,
+        lr: c.LEARNING_RATE,
+        stepSize: c.LR_STEP_SIZE,
+        gamma: c.LR_GAMMA,
+        decaySteps: c.LR_DECAY_STEPS,
+        minLr: c.LR_MIN,
+        warmupSteps: c.LR_WARMUP_STEPS,
+      },
+    },
+  };
+}

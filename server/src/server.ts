@@ -14,7 +14,7 @@ import { listenerSettings, widenConnectionWindow } from "@distributed-ps/common/
 import { ParameterServerService } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { requireBearerToken } from "@distributed-ps/common/auth.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
-import type { ServerEnv } from "./config.ts";
+import { runOptionsFrom, type ServerEnv } from "./config.ts";
 import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import { keysToKeep, loadShardedCheckpoint, shardCheckpointStore } from "./checkpoint/sharded-checkpoints.ts";
 import { callLog } from "./rpc/call-log.ts";
@@ -24,7 +24,7 @@ import { createFastPush } from "./wire/fast-push-handler.ts";
 import { handFramedHandler, isPlainGrpcCall, methodPath } from "./wire/hand-framed-call.ts";
 import { createService } from "./rpc/service.ts";
 import { shardIdentity } from "./run/shards.ts";
-import { openBlobStore } from "./storage/blob-store.ts";
+import { openBlobStore } from "./storage/open-blob-store.ts";
 import { TrainingRun } from "./run/training-run.ts";
 import { conformGrpcResponse, isGrpc, unknownMethod } from "./rpc/grpc-conventions.ts";
 import { createHealthService } from "./rpc/health.ts";
@@ -52,12 +52,12 @@ export interface ServerExtras {
 }
 
 export async function startServer(config: ServerEnv, log: Logger, extra: ServerExtras = {}): Promise<RunningServer> {
-  const run = new TrainingRun(config, log, extra.now);
+  const run = new TrainingRun(runOptionsFrom(config), log, extra.now);
   let checkpointer: Checkpointer | undefined;
   if (config.CHECKPOINT_URI !== undefined) {
     const root = openBlobStore(config.CHECKPOINT_URI, { s3Endpoint: config.S3_ENDPOINT });
     // Sharded servers share the URI, each writing its own files; any shard count's checkpoints resume.
-    const shard = shardIdentity(config);
+    const shard = shardIdentity(run.options.shard);
     const latest = await loadShardedCheckpoint(root, shard, log);
     if (latest !== undefined) run.restore(latest);
     else log.info(`no checkpoint in ${root.description}: starting a new run`);

@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { RunTelemetry } from "../src/observability/telemetry.ts";
+import { publicConfiguration, RunTelemetry } from "../src/observability/telemetry.ts";
 import { startDashboard } from "../src/observability/dashboard-server.ts";
 import { startTestServer, workersWithParameters, gradient } from "./helpers/test-server.ts";
 
@@ -25,7 +25,7 @@ async function post(url: string, body: unknown): Promise<{ status: number; json:
 t.test("the dashboard port serves the page, status and history as JSON, /metrics and /healthz, and nothing that changes state", async (t) => {
   const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "async" });
   const run = ts.server.run;
-  const telemetry = new RunTelemetry(run, { sampleIntervalMs: 0 });
+  const telemetry = new RunTelemetry(run, { sampleIntervalMs: 0, configuration: publicConfiguration(ts.config) });
   t.teardown(() => telemetry.close());
   const dash = await startDashboard({ run, telemetry, host: "127.0.0.1", port: 0, grpcAddress: ts.address });
   t.teardown(() => dash.close());

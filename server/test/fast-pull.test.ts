@@ -7,7 +7,7 @@ import t from "tap";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Dtype, ParameterServerService } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
+import { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
 import { frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { startTestServer, workersWithParameters } from "./helpers/test-server.ts";
 import { selfSignedCertificate } from "./helpers/certificate.ts";
@@ -88,7 +88,7 @@ t.test("the worker's hand-framed push path: over TLS with a token, and the same 
   // The same gradient through the generic client's stream gives the same parameters.
   const { create } = await import("@bufbuild/protobuf");
   const { PushGradientsRequestSchema } = await import("@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js");
-  const { chunkTensors } = await import("@distributed-ps/common/tensor-stream.ts");
+  const { chunkTensors } = await import("@distributed-ps/common/tensor-stream/chunk-tensors.ts");
   async function* generic() {
     yield create(PushGradientsRequestSchema, { message: { case: "header", value: { session: w.session, tensorCount: 2, baseVersion: 1, exampleCount: 1 } } });
     for (const c of chunkTensors(gradient(0.5), Dtype.FLOAT16)) yield create(PushGradientsRequestSchema, { message: { case: "chunk", value: c } });

@@ -15,7 +15,8 @@ import http2 from "node:http2";
 import net from "node:net";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Dtype, ParameterServerService, PushGradientsRequestSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { chunkTensors, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
+import { chunkTensors } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
+import { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
 import { gradient, initialParameters, startTestServer, values } from "./helpers/test-server.ts";
 
 const ITERATIONS = 1500;

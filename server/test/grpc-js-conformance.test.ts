@@ -22,7 +22,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "@distributed-ps/commo
 import { ServerReflection } from "@distributed-ps/common/gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "@distributed-ps/common/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { Dtype, ParameterServerService, type WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { MESSAGE_RESERVE_BYTES } from "@distributed-ps/common/tensor-stream.ts";
+import { MESSAGE_RESERVE_BYTES } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
 import { startTestServer } from "./helpers/test-server.ts";
 
 const ps = ParameterServerService.method;

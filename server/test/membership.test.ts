@@ -3,7 +3,8 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason, WorkerSessionSchema, type WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { formatFingerprint } from "@distributed-ps/common/job-identity.ts";
-import { awaitingWorker, Membership, type LeaveReason, type Slot } from "../src/run/membership.ts";
+import { Membership, type LeaveReason } from "../src/run/membership.ts";
+import { awaitingWorker, type Slot } from "../src/run/slot.ts";
 
 const FP = "synthetic:mlp:seed=42";
 const LEASE = 1000;

@@ -16,11 +16,11 @@ import { readFile, readdir } from "node:fs/promises";
 import * as ort from "onnxruntime-node";
 import { captureCheckpoint, parseCheckpoint } from "../src/checkpoint/checkpointer.ts";
 import { exportModel } from "../src/checkpoint/export.ts";
-import { openBlobStore } from "../src/storage/blob-store.ts";
+import { openBlobStore } from "../src/storage/open-blob-store.ts";
 import { TrainingRun } from "../src/run/training-run.ts";
 import { ModelExtrasStore } from "../src/run/model-extras.ts";
 import { parseEnv } from "@distributed-ps/common/env.ts";
-import { serverEnvSchema } from "../src/config.ts";
+import { runOptionsFrom, serverEnvSchema } from "../src/config.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { startS3rver } from "./helpers/s3.ts";
 import { startTestServer, workersWithParameters } from "./helpers/test-server.ts";
@@ -93,7 +93,7 @@ t.test("state is averaged by name; a slot that reports again replaces its state;
 
 function runWithParameters(env: Record<string, string> = {}, initialize = true): TrainingRun {
   const config = parseEnv(serverEnvSchema, { TOTAL_WORKERS_EXPECTED: "2", STATUS_INTERVAL_MS: "0", ...env });
-  const run = new TrainingRun(config, createLogger("server", "error"));
+  const run = new TrainingRun(runOptionsFrom(config), createLogger("server", "error"));
   if (initialize) run.store.initialize(
     [
       { name: "w", shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) },

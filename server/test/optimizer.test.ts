@@ -1,8 +1,8 @@
 import t, { type Test } from "tap";
 import { parseEnv } from "@distributed-ps/common/env.ts";
-import { serverEnvSchema } from "../src/config.ts";
+import { runOptionsFrom, serverEnvSchema } from "../src/config.ts";
 import { Adam } from "../src/optimizer/adam.ts";
-import { optimizerFromConfig } from "../src/optimizer/index.ts";
+import { createOptimizer } from "../src/optimizer/index.ts";
 import { Momentum } from "../src/optimizer/momentum.ts";
 import type { Optimizer } from "../src/optimizer/optimizer.ts";
 import { createSchedule, type ScheduleOptions } from "../src/optimizer/schedule.ts";
@@ -216,8 +216,10 @@ t.test("createSchedule: linear warm-up, then the schedule starting at 0", async 
   t.ok(Math.abs(st(7) - 0.05) < 1e-15, "step after warm-up: update 7 is schedule step 3 → 0.05");
 });
 
-t.test("optimizerFromConfig picks the optimizer and schedule the configuration asks for", async (t) => {
-  const pick = (env: Record<string, string>) => optimizerFromConfig(parseEnv(serverEnvSchema, env));
+const fromEnv = (env: Record<string, string>) => createOptimizer(runOptionsFrom(parseEnv(serverEnvSchema, env)).optimizer);
+
+t.test("the optimizer and schedule the configuration asks for (runOptionsFrom, createOptimizer)", async (t) => {
+  const pick = fromEnv;
   t.equal(pick({}).optimizer.name, "sgd", "default: sgd");
   t.type(pick({}).optimizer, Sgd, "default optimizer is an Sgd");
   t.type(pick({ OPTIMIZER: "momentum" }).optimizer, Momentum, "OPTIMIZER=momentum → Momentum");
@@ -234,9 +236,9 @@ t.test("optimizerFromConfig picks the optimizer and schedule the configuration a
   t.ok(Math.abs(schedule(12) - 0.1) < 1e-15, "update 12 is step-schedule update 10 → 0.2·0.5");
 });
 
-t.test("optimizerFromConfig: momentum without NESTEROV set runs classic momentum", async (t) => {
+t.test("momentum without NESTEROV set runs classic momentum", async (t) => {
   // NESTEROV defaults to false, so OPTIMIZER=momentum alone must be classic (PyTorch default).
-  const { optimizer } = optimizerFromConfig(parseEnv(serverEnvSchema, { OPTIMIZER: "momentum", MOMENTUM: "0.9" }));
+  const { optimizer } = fromEnv({ OPTIMIZER: "momentum", MOMENTUM: "0.9" });
   t.equal(optimizer.name, "momentum", "NESTEROV unset → classic momentum");
   const p = f32(1, -1);
   applyStep(optimizer, "w", p, [f32(1, 2)], 0.1, 1);

@@ -9,6 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { ConfigError, parseEnv } from "@distributed-ps/common/env.ts";
 import { shardOfTensor } from "@distributed-ps/common/shard-partition.ts";
 import { serverEnvSchema } from "../src/config.ts";
+import type { MutableSlot } from "../src/run/slot.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { nextVersions, WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
 import { ShardedConnection } from "../../worker/src/connection/sharded-connection.ts";
@@ -120,9 +121,10 @@ t.test("a worker holds the same slot on every shard, and keeps working sessions 
 
   // Shard 1 loses a's session (its lease ran out); shard 0 still has it. Joining again keeps shard
   // 0's session and registers with shard 1 for the same slot.
-  shards.servers[1]!.run.membership.slots[1]!.leaseExpiresAt = 0;
+  // (Set by hand, as only Membership may: a lease run out, a position reached.)
+  (shards.servers[1]!.run.membership.slots[1] as MutableSlot).leaseExpiresAt = 0;
   shards.servers[1]!.run.membership.sweep();
-  shards.servers[0]!.run.membership.slots[1]!.position = { epoch: 2, batch: 7 };
+  (shards.servers[0]!.run.membership.slots[1] as MutableSlot).position = { epoch: 2, batch: 7 };
   const again = (await connectWorker(shards.addresses, { label: "a", previous: a })) as ShardedConnection;
   t.equal(again.shards[0], a.shards[0], "shard 0's session still worked and was kept");
   t.not(again.shards[1], a.shards[1], "shard 1 was registered with again");

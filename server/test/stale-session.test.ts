@@ -6,7 +6,7 @@ import t from "tap";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Dtype, PushGradientsRequestSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { chunkTensors } from "@distributed-ps/common/tensor-stream.ts";
+import { chunkTensors } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
 import { gradient, startTestServer } from "./helpers/test-server.ts";
 
 t.test("a gradient from a session that expired mid-upload is refused, and changes nothing", async (t) => {

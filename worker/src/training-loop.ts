@@ -26,7 +26,7 @@ import { nextVersions, type MinVersion, type ParameterConnection, type PulledPar
 import { StepProfile } from "./step-profile.ts";
 import type { TopKCompressor } from "./topk.ts";
 import { addInto } from "@distributed-ps/common/kernels/simd.ts";
-import { DEFAULT_CHUNK_BYTES } from "@distributed-ps/common/tensor-stream.ts";
+import { DEFAULT_CHUNK_BYTES } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
 
 export interface TrainingOptions {
   epochs: number;

@@ -12,7 +12,9 @@ import {
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { envelopePrefix, frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import { chunkTensors, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
+import { chunkTensors } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
+import { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
+import { TensorStreamError } from "@distributed-ps/common/tensor-stream/tensor-stream-error.ts";
 import { FramingError } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { PullResponseReader } from "../src/wire/pull-response-reader.ts";
 

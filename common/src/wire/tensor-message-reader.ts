@@ -22,7 +22,7 @@
  * offsets in order, sizes, dtypes, values) is for the sink to check.
  */
 import { Dtype } from "../gen/paramserver/v1/parameter_server_pb.js";
-import type { ChunkFraming } from "../tensor-stream.ts";
+import type { ChunkFraming } from "../tensor-stream/tensor-assembler.ts";
 
 /** A body that is not a valid stream of such messages (as opposed to a valid one with bad tensors). */
 export class FramingError extends Error {

@@ -3,8 +3,8 @@
  * chosen by SERVER_MODE: sync (a barrier per step), async (apply on arrival) or ssp (apply on
  * arrival, fast workers wait for slow ones).
  */
-import type { Progress } from "../run/data-plan.ts";
-import type { Slot } from "../run/membership.ts";
+import type { Progress } from "../run/progress.ts";
+import type { Slot } from "../run/slot.ts";
 import type { ReceivedGradient } from "../run/received-gradient.ts";
 
 export type ModeName = "sync" | "async" | "ssp";

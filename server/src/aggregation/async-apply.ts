@@ -4,7 +4,8 @@
  * Aborted (the worker pulls and computes again) rather than silently dropped or applied.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Slot } from "../run/membership.ts";
+import type { Membership } from "../run/membership.ts";
+import type { Slot } from "../run/slot.ts";
 import type { ReceivedGradient } from "../run/received-gradient.ts";
 import type { Updater } from "../run/updater.ts";
 import type { Aggregator, ModeName, Push, PushOutcome } from "./aggregator.ts";
@@ -13,10 +14,12 @@ export class AsyncApply implements Aggregator {
   readonly mode: ModeName = "async";
   staleRejected = 0;
   protected readonly updater: Updater;
+  protected readonly membership: Membership;
   readonly #maxStaleness: number;
 
-  constructor(o: { updater: Updater; maxStaleness: number }) {
+  constructor(o: { updater: Updater; membership: Membership; maxStaleness: number }) {
     this.updater = o.updater;
+    this.membership = o.membership;
     this.#maxStaleness = o.maxStaleness;
   }
 
@@ -40,9 +43,8 @@ export class AsyncApply implements Aggregator {
       this.admit(push.slot, push.baseVersion);
       const staleness = this.updater.store.version - push.baseVersion;
       // Bookkeeping first: a checkpoint taken when the update lands must see the position with it.
-      push.slot.pushes++;
-      push.progress?.accepted();
-      push.progress?.applied();
+      this.membership.accepted(push.slot, push.progress);
+      this.membership.applied(push.slot, push.progress);
       const version = this.updater.apply([gradient.tensors]);
       return { version, staleness, contributors: 1 };
     } finally {

@@ -5,7 +5,8 @@
  * far. The wait is bounded by SYNC_TIMEOUT_MS like the sync barrier.
  */
 import type { Logger } from "@distributed-ps/common/log.ts";
-import type { Membership, Slot } from "../run/membership.ts";
+import type { Membership } from "../run/membership.ts";
+import type { Slot } from "../run/slot.ts";
 import type { ReceivedGradient } from "../run/received-gradient.ts";
 import type { Updater } from "../run/updater.ts";
 import { Signal } from "../run/signal.ts";

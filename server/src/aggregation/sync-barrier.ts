@@ -14,9 +14,10 @@
  * each into a running sum on arrival cost two extra passes over memory per gradient.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Progress } from "../run/data-plan.ts";
+import type { Progress } from "../run/progress.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
-import { participates, type Membership, type Slot } from "../run/membership.ts";
+import type { Membership } from "../run/membership.ts";
+import { participates, type Slot } from "../run/slot.ts";
 import type { ReceivedGradient } from "../run/received-gradient.ts";
 import type { Updater } from "../run/updater.ts";
 import type { Aggregator, Push, PushOutcome } from "./aggregator.ts";
@@ -25,7 +26,7 @@ interface PendingStep {
   step: number;
   pushed: Set<number>;
   /** How far each pushed gradient moves its slot through the data, recorded when the step is applied. */
-  progress: Progress[];
+  progress: Map<number, Progress | undefined>;
   /** The gradients in the order they will be summed. */
   ordered: ReceivedGradient[];
   /** Gradients not yet in `ordered`, waiting for a lower slot's to be placed first. */
@@ -63,7 +64,7 @@ export class SyncBarrier implements Aggregator {
       reject = rej;
     });
     done.catch(() => {}); // a step nobody awaits must not become an unhandled rejection
-    return { step, pushed: new Set(), progress: [], ordered: [], held: new Map(), next: 0, timer: undefined, done, resolve, reject };
+    return { step, pushed: new Set(), progress: new Map(), ordered: [], held: new Map(), next: 0, timer: undefined, done, resolve, reject };
   }
 
   admit(slot: Slot, baseVersion: number): void {
@@ -92,10 +93,8 @@ export class SyncBarrier implements Aggregator {
     }
     const p = this.#pending;
     p.pushed.add(push.slot.index);
-    if (push.progress) {
-      push.progress.accepted();
-      p.progress.push(push.progress);
-    }
+    this.#membership.accepted(push.slot, push.progress);
+    p.progress.set(push.slot.index, push.progress);
     if (p.pushed.size === 1) p.timer = setTimeout(() => this.#expire(p), this.#timeoutMs);
     p.held.set(push.slot.index, gradient);
     this.#placeInSlotOrder(p, false);
@@ -176,8 +175,7 @@ export class SyncBarrier implements Aggregator {
     const contributors = p.pushed.size;
     // Counts and positions first: a checkpoint taken when the update lands must see them with it
     // (and a gradient that never made it into the parameters is not counted).
-    for (const index of p.pushed) this.#membership.slots[index]!.pushes++;
-    for (const progress of p.progress) progress.applied();
+    for (const index of p.pushed) this.#membership.applied(this.#membership.slots[index]!, p.progress.get(index));
     const version = this.#updater.apply(p.ordered.map((g) => g.tensors), 1 / contributors);
     for (const g of p.ordered) g.release();
     this.#pending = this.#open(version);

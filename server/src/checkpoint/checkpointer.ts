@@ -22,35 +22,16 @@
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { decodeSafetensors, encodeSafetensors, verifyChecksum } from "@distributed-ps/common/safetensors.ts";
-import type { PartRecord } from "../run/data-plan.ts";
-import type { ExtrasSnapshot } from "../run/model-extras.ts";
-import type { SlotRecord } from "../run/membership.ts";
-import type { BlobStore } from "../storage/blob-store.ts";
+import type { PartRecord } from "../run/part.ts";
+import type { SlotRecord } from "../run/slot.ts";
 import type { TrainingRun } from "../run/training-run.ts";
+import type { BlobStore } from "../storage/blob-store.ts";
+import type { Checkpoint } from "./checkpoint.ts";
 
 export const CHECKPOINT_FORMAT = "distributed-ps-checkpoint/2";
 /** Formats still read: /1 had no epoch count or completion flag, and a checksum of the data only. */
 const READABLE_FORMATS = new Set(["distributed-ps-checkpoint/1", CHECKPOINT_FORMAT]);
 const NAME = /^ckpt-(\d{10})\.safetensors$/;
-
-export interface Checkpoint {
-  key: string;
-  version: number;
-  updatesApplied: number;
-  params: NamedTensor[];
-  optimizerState: Map<string, Float32Array>;
-  slots: SlotRecord[];
-  /** Which slot trains which part of each epoch's data; empty in checkpoints from before elastic scaling. */
-  plan: PartRecord[];
-  fingerprint: string | undefined;
-  mode: string;
-  /** Epochs the run trains, once it was known. */
-  epochs: number | undefined;
-  /** The run was complete when this was written. */
-  complete: boolean;
-  /** What finished workers sent for the exported model. */
-  extras: ExtrasSnapshot;
-}
 
 export function checkpointKey(version: number): string {
   return `ckpt-${String(version).padStart(10, "0")}.safetensors`;
@@ -72,7 +53,7 @@ export function captureCheckpoint(run: TrainingRun): { key: string; version: num
         format: CHECKPOINT_FORMAT,
         version: String(snapshot.version),
         updates_applied: String(run.updater.updatesApplied),
-        mode: run.config.SERVER_MODE,
+        mode: run.options.mode,
         optimizer: run.updater.optimizer.name,
         fingerprint: run.membership.fingerprint ?? "",
         slots: JSON.stringify(run.membership.snapshot()),

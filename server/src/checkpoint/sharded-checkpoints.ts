@@ -25,7 +25,8 @@ import type { Logger } from "@distributed-ps/common/log.ts";
 import { shardOfTensor } from "@distributed-ps/common/shard-partition.ts";
 import type { BlobStore } from "../storage/blob-store.ts";
 import { shardName, type ShardIdentity } from "../run/shards.ts";
-import { parseCheckpoint, type Checkpoint } from "./checkpointer.ts";
+import type { Checkpoint } from "./checkpoint.ts";
+import { parseCheckpoint } from "./checkpointer.ts";
 
 const KEY = /^ckpt-(\d{10})(?:\.shard-(\d+)-of-(\d+))?\.safetensors$/;
 

@@ -75,7 +75,7 @@ export function emfDocument(o: {
 
 /** The documents describing the run now: one for the run, one per slot that has pushed. */
 export function runEmfDocuments(run: TrainingRun, telemetry: RunTelemetry, namespace: string, now = Date.now(), s = telemetry.latest()): EmfDocument[] {
-  const mode = run.config.SERVER_MODE;
+  const mode = run.options.mode;
   const slots = run.membership.slots;
   const docs: (EmfDocument | undefined)[] = [
     emfDocument({

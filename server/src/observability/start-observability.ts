@@ -8,7 +8,7 @@ import type { ServerEnv } from "../config.ts";
 import type { RunningServer } from "../server.ts";
 import { startDashboard, type DashboardServer } from "./dashboard-server.ts";
 import { EmfEmitter } from "./emf.ts";
-import { RunTelemetry } from "./telemetry.ts";
+import { publicConfiguration, RunTelemetry } from "./telemetry.ts";
 
 export interface Observability {
   readonly telemetry: RunTelemetry;
@@ -19,7 +19,7 @@ export interface Observability {
 
 export async function startObservability(config: ServerEnv, server: RunningServer, log: Logger): Promise<Observability> {
   const { run } = server;
-  const telemetry = new RunTelemetry(run);
+  const telemetry = new RunTelemetry(run, { configuration: publicConfiguration(config) });
   const grpcAddress = `${config.SERVER_HOST === "0.0.0.0" ? "localhost" : config.SERVER_HOST}:${server.port}`;
   const checkpoint = () => {
     const c = server.checkpointer;

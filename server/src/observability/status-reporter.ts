@@ -25,7 +25,7 @@ export class StatusReporter {
     const run = this.#run;
     if (!run.store.initialized) {
       const active = run.membership.active().length;
-      this.#log.info(`waiting for parameters: ${active}/${run.config.TOTAL_WORKERS_EXPECTED} workers registered`);
+      this.#log.info(`waiting for parameters: ${active}/${run.options.workers} workers registered`);
       return;
     }
     const now = Date.now();
@@ -58,7 +58,7 @@ export class StatusReporter {
     const finalAccuracy = meanOfKnown(run.membership.slots.map((s) => s.latestMetrics?.testAccuracy ?? -1));
     return {
       role: "server",
-      mode: run.config.SERVER_MODE,
+      mode: run.options.mode,
       total_workers: run.membership.workerCount,
       optimizer: run.updater.optimizer.name,
       version: run.store.version,

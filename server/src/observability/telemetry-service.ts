@@ -23,7 +23,7 @@ export function createTelemetryService(telemetry: RunTelemetry, checkpoint: () =
         samples: telemetry.samples.filter((s) => s.timestampMs > since),
         reports: telemetry.reports.filter((r) => r.receivedMs > since).map((r) => ({ slot: r.slot, receivedMs: r.receivedMs, metrics: r.metrics })),
         slots: telemetry.slotRates(),
-        configuration: publicConfiguration(telemetry.run.config),
+        configuration: telemetry.configuration,
         nowMs: now,
         sampleIntervalMs: telemetry.sampleIntervalMs,
         checkpoint: checkpointStatus(checkpoint(), telemetry.run.restoredFrom),

@@ -57,6 +57,8 @@ export interface TelemetryOptions {
   windowMs?: number;
   /** Most pushes per slot in the window. */
   windowPushes?: number;
+  /** The server's configuration as the dashboard shows it (see publicConfiguration). */
+  configuration?: Readonly<Record<string, string>>;
   now?: () => number;
 }
 
@@ -72,6 +74,7 @@ const mean = (xs: readonly number[]) => (xs.length === 0 ? 0 : xs.reduce((a, b) 
 export class RunTelemetry {
   readonly run: TrainingRun;
   readonly sampleIntervalMs: number;
+  readonly configuration: Readonly<Record<string, string>>;
   readonly samples: RunSample[] = [];
   readonly reports: ReportRecord[] = [];
   /** Every counted gradient's staleness, for the Prometheus histogram (cumulative). */
@@ -96,6 +99,7 @@ export class RunTelemetry {
   constructor(run: TrainingRun, o: TelemetryOptions = {}) {
     this.run = run;
     this.sampleIntervalMs = o.sampleIntervalMs ?? 1000;
+    this.configuration = o.configuration ?? {};
     this.#maxSamples = o.maxSamples ?? 3600;
     this.#maxReports = o.maxReports ?? 4000;
     this.#windowMs = o.windowMs ?? 30_000;

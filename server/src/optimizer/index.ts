@@ -1,26 +1,30 @@
-import type { ServerEnv } from "../config.ts";
 import { Adam } from "./adam.ts";
 import { Momentum } from "./momentum.ts";
 import type { Optimizer } from "./optimizer.ts";
-import { createSchedule, type Schedule } from "./schedule.ts";
+import { createSchedule, type Schedule, type ScheduleOptions } from "./schedule.ts";
 import { Sgd } from "./sgd.ts";
 
-/** The optimizer and learning-rate schedule the configuration asks for. */
-export function optimizerFromConfig(c: ServerEnv): { optimizer: Optimizer; schedule: Schedule } {
+/** Which optimizer, its settings (those of other kinds are ignored), and the learning-rate schedule. */
+export interface OptimizerOptions {
+  kind: "sgd" | "momentum" | "adam";
+  weightDecay: number;
+  /** Momentum. */
+  momentum: number;
+  nesterov: boolean;
+  /** Adam. */
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  schedule: ScheduleOptions;
+}
+
+/** The optimizer and learning-rate schedule `o` asks for. */
+export function createOptimizer(o: OptimizerOptions): { optimizer: Optimizer; schedule: Schedule } {
   const optimizer: Optimizer =
-    c.OPTIMIZER === "adam"
-      ? new Adam({ beta1: c.ADAM_BETA1, beta2: c.ADAM_BETA2, epsilon: c.ADAM_EPSILON, weightDecay: c.WEIGHT_DECAY })
-      : c.OPTIMIZER === "momentum"
-        ? new Momentum({ momentum: c.MOMENTUM, nesterov: c.NESTEROV, weightDecay: c.WEIGHT_DECAY })
-        : new Sgd({ weightDecay: c.WEIGHT_DECAY });
-  const schedule = createSchedule({
-    kind: c.LR_SCHEDULE,
-    lr: c.LEARNING_RATE,
-    stepSize: c.LR_STEP_SIZE,
-    gamma: c.LR_GAMMA,
-    decaySteps: c.LR_DECAY_STEPS,
-    minLr: c.LR_MIN,
-    warmupSteps: c.LR_WARMUP_STEPS,
-  });
-  return { optimizer, schedule };
+    o.kind === "adam"
+      ? new Adam({ beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay })
+      : o.kind === "momentum"
+        ? new Momentum({ momentum: o.momentum, nesterov: o.nesterov, weightDecay: o.weightDecay })
+        : new Sgd({ weightDecay: o.weightDecay });
+  return { optimizer, schedule: createSchedule(o.schedule) };
 }

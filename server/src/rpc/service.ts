@@ -22,8 +22,10 @@ import {
   type PushGradientsRequest,
   type RunConfig,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { chunkTensors, pullChunkBytes, TensorCollector, TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
-import type { Slot } from "../run/membership.ts";
+import { chunkTensors, pullChunkBytes } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
+import { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
+import { TensorStreamError } from "@distributed-ps/common/tensor-stream/tensor-stream-error.ts";
+import type { Slot } from "../run/slot.ts";
 import type { Snapshot } from "../store/parameter-store.ts";
 import { answerMessage, checkChunkBytes, GradientUpload } from "../run/gradient-upload.ts";
 import { shardList } from "../run/shards.ts";
@@ -79,15 +81,15 @@ async function readChunks<R extends PushGradientsRequest | InitParametersRequest
 }
 
 export function runConfig(run: TrainingRun, shardAddress: string): RunConfig {
-  const c = run.config;
+  const o = run.options;
   return create(RunConfigSchema, {
-    mode: MODES[c.SERVER_MODE],
+    mode: MODES[o.mode],
     totalWorkers: run.membership.workerCount,
-    stalenessBound: c.SERVER_MODE === "ssp" ? c.STALENESS_BOUND : c.MAX_STALENESS,
-    leaseMs: c.LEASE_MS,
-    heartbeatIntervalMs: Math.max(50, Math.floor(c.LEASE_MS / 4)),
-    maxChunkBytes: c.MAX_CHUNK_BYTES,
-    shards: shardList(c, shardAddress),
+    stalenessBound: o.mode === "ssp" ? o.stalenessBound : o.maxStaleness,
+    leaseMs: o.leaseMs,
+    heartbeatIntervalMs: Math.max(50, Math.floor(o.leaseMs / 4)),
+    maxChunkBytes: o.maxChunkBytes,
+    shards: shardList(o.shard, shardAddress),
   });
 }
 
@@ -96,11 +98,11 @@ export function runConfig(run: TrainingRun, shardAddress: string): RunConfig {
  * (fast-pull.ts): the caller streams the snapshot and must release it.
  */
 export async function startPull(run: TrainingRun, req: PullParametersRequest, signal: AbortSignal): Promise<{ snapshot: Snapshot; dtype: Dtype; chunkBytes: number }> {
-  const { membership, store, config } = run;
+  const { membership, store, options } = run;
   membership.authenticate(req.session);
   let chunkBytes: number;
   try {
-    chunkBytes = pullChunkBytes(config.MAX_CHUNK_BYTES, req.maxMessageBytes);
+    chunkBytes = pullChunkBytes(options.maxChunkBytes, req.maxMessageBytes);
   } catch (err) {
     throw new ConnectError(`PullParameters: ${(err as Error).message}`, Code.InvalidArgument);
   }
@@ -108,7 +110,7 @@ export async function startPull(run: TrainingRun, req: PullParametersRequest, si
     throw new ConnectError("PullParameters: the parameters are not initialised yet; call WaitForParameters first", Code.FailedPrecondition);
   }
   if (req.minVersion > store.version) {
-    await run.changed.until(() => store.version >= req.minVersion, config.WAIT_TIMEOUT_MS, signal);
+    await run.changed.until(() => store.version >= req.minVersion, options.waitTimeoutMs, signal);
   }
   const dtype = req.dtype === Dtype.UNSPECIFIED ? Dtype.FLOAT32 : req.dtype;
   if (dtype !== Dtype.FLOAT32 && dtype !== Dtype.FLOAT16 && dtype !== Dtype.BFLOAT16) {
@@ -118,7 +120,7 @@ export async function startPull(run: TrainingRun, req: PullParametersRequest, si
 }
 
 export function createService(run: TrainingRun, shardAddress: string): ServiceImpl<typeof ParameterServerService> {
-  const { membership, store, aggregator, config } = run;
+  const { membership, store, aggregator, options } = run;
   return {
     register(req) {
       const slot = membership.register(req.preferredSlot, req.jobFingerprint, req.workerLabel, req.requirePreferredSlot);
@@ -131,7 +133,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
 
     heartbeat(req) {
       membership.authenticate(req.session);
-      return { leaseMs: config.LEASE_MS, version: store.version };
+      return { leaseMs: options.leaseMs, version: store.version };
     },
 
     async waitForParameters(req, ctx) {
@@ -140,7 +142,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
       if (run.claimInitialization(slot)) return { initialize: true };
       // Wait for the parameters and the start quorum, or for the initialiser to vanish (then this
       // caller may be chosen instead). The quorum's own timeout wakes us too.
-      const bound = Math.min(config.WAIT_TIMEOUT_MS, Math.max(1, run.startTimeoutLeftMs()) + 5);
+      const bound = Math.min(options.waitTimeoutMs, Math.max(1, run.startTimeoutLeftMs()) + 5);
       await run.changed.until(() => run.trainingStarted() || run.initializerVacant(), bound, ctx.signal);
       if (run.trainingStarted()) return { ready: true };
       return { initialize: run.claimInitialization(slot) };
@@ -159,13 +161,13 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
         if (!run.isInitializer(slot)) {
           throw new ConnectError(`InitParameters: slot ${slot.index} was not chosen to initialise; call WaitForParameters`, Code.FailedPrecondition);
         }
-        if (header.tensorCount < 1 || header.tensorCount > config.MAX_TENSORS) {
-          throw new ConnectError(`InitParameters: tensor_count ${header.tensorCount} outside 1..${config.MAX_TENSORS}`, Code.InvalidArgument);
+        if (header.tensorCount < 1 || header.tensorCount > options.maxTensors) {
+          throw new ConnectError(`InitParameters: tensor_count ${header.tensorCount} outside 1..${options.maxTensors}`, Code.InvalidArgument);
         }
-        const collector = new TensorCollector({ maxElements: config.MAX_MODEL_ELEMENTS, maxTensors: header.tensorCount });
+        const collector = new TensorCollector({ maxElements: options.maxModelElements, maxTensors: header.tensorCount });
         const token = slot.token;
         await readChunks(it, "InitParameters", (c) => {
-          checkChunkBytes("InitParameters", c.name, c.data.length + c.indices.length, config.MAX_CHUNK_BYTES);
+          checkChunkBytes("InitParameters", c.name, c.data.length + c.indices.length, options.maxChunkBytes);
           membership.renew(slot, token);
           collector.add(c);
         });
@@ -241,7 +243,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
 
     async nextAssignment(req, ctx) {
       const slot = membership.authenticate(req.session);
-      if (shardList(config, shardAddress).length > 1 && config.SHARD_INDEX !== 0) {
+      if (shardList(options.shard, shardAddress).length > 1 && options.shard.index !== 0) {
         throw new ConnectError("NextAssignment: ask shard 0, which divides the data of a sharded run", Code.FailedPrecondition);
       }
       if (req.epochs < 1) throw new ConnectError("NextAssignment: epochs must be at least 1", Code.InvalidArgument);
@@ -252,7 +254,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
     },
 
     setWorkerCount(req) {
-      if (shardList(config, shardAddress).length > 1) {
+      if (shardList(options.shard, shardAddress).length > 1) {
         throw new ConnectError("SetWorkerCount: elastic scaling needs an unsharded server; this run has several shards", Code.FailedPrecondition);
       }
       const r = run.resize(req.count);

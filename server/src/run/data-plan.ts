@@ -9,40 +9,10 @@
  * within the grace — by whichever worker runs out of its own work first. Retiring or adding slots therefore never loses or repeats an example within
  * an epoch; the next epoch is simply cut into a different number of parts.
  */
-import type { Slot } from "./membership.ts";
+import { newPart, type Part, type PartRecord } from "./part.ts";
 
-export interface Part {
-  readonly epoch: number;
-  /** Which piece of the epoch's data, 0..parts-1. */
-  readonly index: number;
-  readonly parts: number;
-  /** The slot it was planned for. */
-  readonly plannedSlot: number;
-  /** Slot training it now; undefined while nobody does (its slot was retired): up for adoption. */
-  holder: number | undefined;
-  /** Minibatches in gradients accepted so far (one may still wait in an open sync step). */
-  batch: number;
-  /** Minibatches in gradients that are in the parameters: what a checkpoint keeps. */
-  appliedBatch: number;
-  /** Minibatches the part has, as its worker reported; undefined until the first push says. */
-  batches: number | undefined;
-  complete: boolean;
-  /** Training examples in gradients applied to the parameters. */
-  examples: number;
-}
-
-/** What a checkpoint keeps of a part. */
-export interface PartRecord {
-  epoch: number;
-  index: number;
-  parts: number;
-  plannedSlot: number;
-  /** Undefined in a checkpoint only for parts waiting for adoption. */
-  holder: number | undefined;
-  batch: number;
-  batches: number | undefined;
-  examples: number;
-}
+/** What NextAssignment answers: a part to train, nothing left, stop (retired), or ask again. */
+export type Assignment = { kind: "train"; part: Part } | { kind: "done" } | { kind: "retire" } | { kind: "wait" };
 
 /** The plans kept in memory and in checkpoints: older epochs are summarised once complete. */
 const KEEP_EPOCHS = 512;
@@ -69,6 +39,35 @@ export class DataPlan {
   /** Every planned epoch's parts, oldest first. */
   *all(): Generator<[epoch: number, parts: readonly Part[]]> {
     yield* [...this.#epochs.entries()].sort((a, b) => a[0] - b[0]);
+  }
+
+  /**
+   * Which part `slot` trains next, when the run trains `epochs` epochs. In order: the rest of a part
+   * it already holds (a replacement continues where the slot was); stop, if retired; the rest of a
+   * part whose slot was retired or abandoned (`adopted`); stop, once every part of every epoch is
+   * trained; its part of the next epoch — beginning that epoch, cut among `members()` (`begun`), if
+   * it has no plan yet and the slot has finished its part of the newest one (or holds none there:
+   * everybody else's is done). Otherwise it waits.
+   */
+  assign(slot: { readonly index: number; readonly retired: boolean; readonly part: Part | undefined }, epochs: number, members: () => readonly number[]): { assignment: Assignment; adopted?: Part; begun?: readonly Part[] } {
+    const held = this.heldBy(slot.index);
+    if (held !== undefined && (!slot.retired || held === slot.part)) return { assignment: { kind: "train", part: held } };
+    if (slot.retired) return { assignment: { kind: "retire" } };
+    const orphan = this.orphan(epochs);
+    if (orphan !== undefined) {
+      orphan.holder = slot.index;
+      return { assignment: { kind: "train", part: orphan }, adopted: orphan };
+    }
+    if (this.trainedThrough(epochs)) return { assignment: { kind: "done" } };
+    const next = this.latest + 1;
+    const newest = this.epoch(this.latest);
+    const boundary = newest === undefined || newest.some((p) => p.plannedSlot === slot.index && p.holder === slot.index) || newest.every((p) => p.complete);
+    if (next >= epochs || !boundary) return { assignment: { kind: "wait" } };
+    const parts = this.begin(next, members());
+    const own = parts.find((p) => p.holder === slot.index);
+    // Never undefined while the asking slot is live and not retired, as NextAssignment's callers are.
+    if (own === undefined) return { assignment: { kind: "wait" }, begun: parts };
+    return { assignment: { kind: "train", part: own }, begun: parts };
   }
 
   /** The oldest unfinished part `slot` holds. */
@@ -176,44 +175,3 @@ export function planFromPositions(slots: readonly { finished: boolean; position:
   return records;
 }
 
-function newPart(epoch: number, index: number, parts: number, plannedSlot: number): Part {
-  return { epoch, index, parts, plannedSlot, holder: plannedSlot, batch: 0, appliedBatch: 0, batches: undefined, complete: false, examples: 0 };
-}
-
-/**
- * How one push moves its slot through the data: once when the gradient is accepted (where a
- * replacement would continue) and once when it is in the parameters (what a checkpoint keeps).
- */
-export class Progress {
-  readonly slot: Slot;
-  /** The part the slot trains, when it works through NextAssignment. */
-  readonly part: Part | undefined;
-  readonly position: { epoch: number; batch: number };
-  /** Minibatches in the part (0: not reported). */
-  readonly batches: number;
-  readonly examples: number;
-
-  constructor(slot: Slot, part: Part | undefined, position: { epoch: number; batch: number; batches: number }, examples: number) {
-    this.slot = slot;
-    this.part = part;
-    this.position = { epoch: position.epoch, batch: position.batch };
-    this.batches = position.batches;
-    this.examples = examples;
-  }
-
-  accepted(): void {
-    this.slot.position = this.position;
-    const part = this.part;
-    if (part === undefined) return;
-    part.batch = Math.max(part.batch, this.position.batch);
-    if (this.batches > 0) part.batches = this.batches;
-    part.complete = part.batches !== undefined && part.batch >= part.batches;
-  }
-
-  applied(): void {
-    this.slot.appliedPosition = this.position;
-    if (this.part === undefined) return;
-    this.part.appliedBatch = Math.max(this.part.appliedBatch, this.position.batch);
-    this.part.examples += this.examples;
-  }
-}

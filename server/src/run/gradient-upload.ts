@@ -17,9 +17,11 @@ import { create } from "@bufbuild/protobuf";
 import { Dtype, PushGradientsResponseSchema, type PushGradientsResponse, type PushHeader, type TensorChunk } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { valueFormat } from "@distributed-ps/common/dtype.ts";
 import { elementCount } from "@distributed-ps/common/named-tensor.ts";
-import { chunkTensors, TensorAssembler, TensorStreamError, type ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
-import { Progress } from "./data-plan.ts";
-import type { Slot } from "./membership.ts";
+import { chunkTensors } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
+import { TensorAssembler, type ChunkFraming } from "@distributed-ps/common/tensor-stream/tensor-assembler.ts";
+import { TensorStreamError } from "@distributed-ps/common/tensor-stream/tensor-stream-error.ts";
+import { Progress } from "./progress.ts";
+import type { Slot } from "./slot.ts";
 import type { ParameterStore, Snapshot } from "../store/parameter-store.ts";
 import { ReceivedGradient } from "./received-gradient.ts";
 import type { TrainingRun } from "./training-run.ts";
@@ -95,7 +97,7 @@ export class GradientUpload {
 
   /** The chunk within max_chunk_bytes; the lease renewed (a slow upload keeps its slot). */
   #checkChunk(framing: ChunkFraming, dataLength: number): void {
-    checkChunkBytes("PushGradients", framing.name, dataLength + framing.indices.length, this.#run.config.MAX_CHUNK_BYTES);
+    checkChunkBytes("PushGradients", framing.name, dataLength + framing.indices.length, this.#run.options.maxChunkBytes);
     this.#run.membership.renew(this.#slot, this.#header.session!.token);
   }
 
@@ -113,7 +115,7 @@ export class GradientUpload {
     this.#released = true; // the aggregator owns the gradient now
     const outcome = await this.#run.aggregator.submit({ slot: this.#slot, baseVersion: this.#header.baseVersion, progress: this.#progress, signal }, this.#gradient);
     this.#run.emit("pushed", { slot: this.#slot.index, examples: this.#header.exampleCount, staleness: outcome.staleness, version: outcome.version });
-    const parameters = this.#header.returnParameters ? parametersForAnswer(this.#run.store, this.#run.config.MAX_CHUNK_BYTES) : undefined;
+    const parameters = this.#header.returnParameters ? parametersForAnswer(this.#run.store, this.#run.options.maxChunkBytes) : undefined;
     return { response: create(PushGradientsResponseSchema, { ...outcome, parametersVersion: parameters?.version ?? 0 }), parameters };
   }
 
@@ -195,5 +197,5 @@ function progressOf(slot: Slot, header: PushHeader): Progress | undefined {
       Code.FailedPrecondition,
     );
   }
-  return new Progress(slot, part, position, header.exampleCount);
+  return new Progress(part, position, header.exampleCount);
 }

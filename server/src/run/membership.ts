@@ -20,61 +20,14 @@
  */
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ErrorDetailSchema, ErrorReason, type WorkerMetrics, type WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { ErrorReason, type WorkerMetrics, type WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { identityMismatch, type Identity } from "@distributed-ps/common/job-identity.ts";
-import type { Part } from "./data-plan.ts";
-
-export type SlotState = "free" | "active" | "finished";
-
-export interface Slot {
-  readonly index: number;
-  state: SlotState;
-  /** Token of the current holder; "" when nobody holds the slot. */
-  token: string;
-  label: string;
-  /** Milliseconds (per `now`) at which the lease runs out. */
-  leaseExpiresAt: number;
-  /** Milliseconds (per `now`) of the holder's last call; 0 if never held. */
-  lastSeen: number;
-  /** Free slots: when (per `now`) the slot stops waiting for a worker and its data goes to the others. */
-  replaceBy: number;
-  /** Free past replaceBy: its data went to the others; a worker registering into it starts afresh. */
-  abandoned: boolean;
-  registrations: number;
-  /** Gradients from this slot that are in the parameters, across all of its holders. */
-  pushes: number;
-  /**
-   * Data position after the slot's latest accepted gradient, including one still waiting in an open
-   * sync step: where a replacement worker continues (that gradient will still be applied).
-   */
-  position: { epoch: number; batch: number };
-  /** Data position after the slot's latest gradient that is in the parameters: what checkpoints keep. */
-  appliedPosition: { epoch: number; batch: number };
-  latestMetrics: WorkerMetrics | undefined;
-  /** Not part of the run's worker count: not handed out; an active holder stops after its part. */
-  retired: boolean;
-  /** Its worker is waiting for the next epoch's data: no synchronous step waits for it meanwhile. */
-  idle: boolean;
-  /** The part of the data the slot trains now (NextAssignment). */
-  part: Part | undefined;
-}
+import type { Part } from "./part.ts";
+import type { Progress } from "./progress.ts";
+import { refusal } from "./refusal.ts";
+import { newSlot, participates, type MutableSlot, type Slot, type SlotRecord } from "./slot.ts";
 
 export type LeaveReason = "lease expired" | "left" | "finished" | "idle";
-
-/** An error a client acts on by its ErrorDetail reason rather than its code alone. */
-export function refusal(message: string, code: Code, reason: ErrorReason): ConnectError {
-  return new ConnectError(message, code, undefined, [{ desc: ErrorDetailSchema, value: { reason } }]);
-}
-
-/** A slot as a checkpoint records it. */
-export interface SlotRecord {
-  registrations: number;
-  pushes: number;
-  finished: boolean;
-  position: { epoch: number; batch: number };
-  /** Absent in checkpoints written before elastic scaling. */
-  retired?: boolean;
-}
 
 export interface MembershipOptions {
   totalWorkers: number;
@@ -101,7 +54,7 @@ export interface MembershipOptions {
 export const MAX_WORKERS = 1024;
 
 export class Membership {
-  readonly #slots: Slot[];
+  readonly #slots: MutableSlot[];
   readonly leaseMs: number;
   readonly #now: () => number;
   readonly #onLeave: (slot: Slot, reason: LeaveReason) => void;
@@ -127,7 +80,7 @@ export class Membership {
   }
 
   /** A slot nobody held yet, waiting a lease plus the grace for its first worker. */
-  #newSlot(index: number): Slot {
+  #newSlot(index: number): MutableSlot {
     return { ...newSlot(index), replaceBy: this.#now() + this.leaseMs + this.#graceMs };
   }
 
@@ -204,8 +157,9 @@ export class Membership {
 
   /** Marks a slot as waiting for data (or no longer); waits that depend on who participates re-check. */
   setIdle(slot: Slot, idle: boolean): void {
-    if (slot.idle === idle) return;
-    slot.idle = idle;
+    const s = this.#own(slot);
+    if (s.idle === idle) return;
+    s.idle = idle;
     if (idle) this.#onLeave(slot, "idle");
   }
 
@@ -256,7 +210,7 @@ export class Membership {
     return { opened, retired };
   }
 
-  #retire(slot: Slot): void {
+  #retire(slot: MutableSlot): void {
     slot.retired = true;
     this.#onRetire(slot);
   }
@@ -266,7 +220,7 @@ export class Membership {
    * swap them, so the run keeps `count` live workers instead of one fewer — with ECS, the task the
    * service stopped is seldom the slot the server chose to retire.
    */
-  #swapRetirement(freed: Slot): void {
+  #swapRetirement(freed: MutableSlot): void {
     if (freed.retired) return;
     const retiring = this.#slots.find((s) => s.retired && s.state === "active");
     if (retiring === undefined) return;
@@ -341,6 +295,10 @@ export class Membership {
    * unknown, expired, or superseded by a newer registration of the same slot.
    */
   authenticate(session: WorkerSession | undefined): Slot {
+    return this.#authenticate(session);
+  }
+
+  #authenticate(session: WorkerSession | undefined): MutableSlot {
     if (session === undefined) throw new ConnectError("request has no worker session", Code.InvalidArgument);
     this.sweep();
     const slot = this.#slots[session.slot];
@@ -364,15 +322,55 @@ export class Membership {
    * a worker streaming a large gradient over a slow link is not mistaken for a dead one.
    */
   renew(slot: Slot, token: string): void {
-    if (slot.state !== "active" || slot.token !== token) return;
+    const s = this.#own(slot);
+    if (s.state !== "active" || s.token !== token) return;
     const now = this.#now();
-    slot.lastSeen = now;
-    slot.leaseExpiresAt = now + this.leaseMs;
+    s.lastSeen = now;
+    s.leaseExpiresAt = now + this.leaseMs;
+  }
+
+  /** `slot` trains `part` now (NextAssignment). */
+  assign(slot: Slot, part: Part | undefined): void {
+    this.#own(slot).part = part;
+  }
+
+  /** The latest metrics `slot`'s worker reported (the dashboard, the status line, the summary). */
+  reportMetrics(slot: Slot, metrics: WorkerMetrics): void {
+    this.#own(slot).latestMetrics = metrics;
+  }
+
+  /**
+   * A gradient of `slot` was accepted — it may still wait in an open sync step, but it will be
+   * applied: a replacement worker continues after it.
+   */
+  accepted(slot: Slot, progress: Progress | undefined): void {
+    if (progress === undefined) return;
+    this.#own(slot).position = progress.position;
+    progress.accepted();
+  }
+
+  /**
+   * A gradient of `slot` is in the parameters: it counts, and its position is what a checkpoint
+   * keeps. Called before the update is made, so a checkpoint taken as it lands sees both.
+   */
+  applied(slot: Slot, progress: Progress | undefined): void {
+    const s = this.#own(slot);
+    s.pushes++;
+    if (progress === undefined) return;
+    s.appliedPosition = progress.position;
+    progress.applied();
+  }
+
+  /** The slot itself, for changing it: only slots of this membership are accepted. */
+  #own(slot: Slot): MutableSlot {
+    const own = this.#slots[slot.index];
+    if (own !== slot) throw new Error(`slot ${slot.index} is not one of this run's slots`);
+    return own;
   }
 
   /** Marks the session's slot finished; it leaves the barrier and is not handed out again. */
   finish(session: WorkerSession | undefined): Slot {
-    const slot = this.authenticate(session);
+    const slot = this.#authenticate(session);
     slot.state = "finished";
     slot.token = "";
     slot.idle = false;
@@ -382,7 +380,7 @@ export class Membership {
 
   /** Frees the session's slot at once (its worker is being stopped), as a lease running out would. */
   leave(session: WorkerSession | undefined): Slot {
-    const slot = this.authenticate(session);
+    const slot = this.#authenticate(session);
     this.#free(slot, "left");
     return slot;
   }
@@ -404,7 +402,7 @@ export class Membership {
     return expired;
   }
 
-  #free(slot: Slot, reason: "lease expired" | "left"): void {
+  #free(slot: MutableSlot, reason: "lease expired" | "left"): void {
     slot.state = "free";
     slot.token = "";
     slot.idle = false;
@@ -414,36 +412,3 @@ export class Membership {
   }
 }
 
-/**
- * Whether `slot` is free but a worker is expected in it (its first, or a replacement) before its
- * wait runs out. Such a slot keeps its data, and gets a part of a new epoch.
- */
-export function awaitingWorker(slot: Slot): boolean {
-  return slot.state === "free" && !slot.retired && !slot.abandoned;
-}
-
-/** Whether steps wait for `slot`: it is held by a live lease and not waiting for the next epoch's data. */
-export function participates(slot: Slot): boolean {
-  return slot.state === "active" && !slot.idle;
-}
-
-function newSlot(index: number): Slot {
-  return {
-    index,
-    state: "free",
-    token: "",
-    label: "",
-    leaseExpiresAt: 0,
-    lastSeen: 0,
-    replaceBy: Number.POSITIVE_INFINITY,
-    abandoned: false,
-    registrations: 0,
-    pushes: 0,
-    position: { epoch: 0, batch: 0 },
-    appliedPosition: { epoch: 0, batch: 0 },
-    latestMetrics: undefined,
-    retired: false,
-    idle: false,
-    part: undefined,
-  };
-}

@@ -7,7 +7,13 @@
  * coordinator for what is not per tensor — the data positions workers resume from, their metrics
  * and the run's summary.
  */
-import type { ServerEnv } from "../config.ts";
+/** Where this server stands among the shards (SHARD_INDEX, SHARD_ADDRESSES). */
+export interface ShardLayout {
+  /** This server's shard, 0 if unsharded. */
+  readonly index: number;
+  /** Every shard's address, shard 0 first; undefined: unsharded. */
+  readonly addresses: readonly string[] | undefined;
+}
 
 export interface ShardIdentity {
   /** 0..count-1. */
@@ -15,13 +21,13 @@ export interface ShardIdentity {
   readonly count: number;
 }
 
-export function shardIdentity(config: Pick<ServerEnv, "SHARD_INDEX" | "SHARD_ADDRESSES">): ShardIdentity {
-  return { index: config.SHARD_INDEX, count: config.SHARD_ADDRESSES?.length ?? 1 };
+export function shardIdentity(layout: ShardLayout): ShardIdentity {
+  return { index: layout.index, count: layout.addresses?.length ?? 1 };
 }
 
-/** The shards a registration lists: SHARD_ADDRESSES, or this server's own address alone. */
-export function shardList(config: Pick<ServerEnv, "SHARD_INDEX" | "SHARD_ADDRESSES">, ownAddress: string): { index: number; address: string }[] {
-  return (config.SHARD_ADDRESSES ?? [ownAddress]).map((address, index) => ({ index, address }));
+/** The shards a registration lists: every shard's address, or this server's own address alone. */
+export function shardList(layout: ShardLayout, ownAddress: string): { index: number; address: string }[] {
+  return (layout.addresses ?? [ownAddress]).map((address, index) => ({ index, address }));
 }
 
 /** "shard-1-of-2": names this shard's checkpoints and its part of the exported model. */

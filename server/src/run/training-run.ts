@@ -1,30 +1,34 @@
 /**
- * Everything one training run holds, wired together: the parameter store, the worker slots, the
- * optimizer, the aggregator for the configured mode, and who initialises the parameters.
+ * One training run, wired together: the parameter store, the worker slots (membership.ts), the data
+ * plan (data-plan.ts), the start quorum (start-quorum.ts), the optimizer and the aggregator for the
+ * configured mode. What it decides itself is what ties them: who initialises the parameters, when
+ * the run is complete or stalled, and how a checkpoint is restored.
  */
 import { EventEmitter } from "node:events";
 import { Code } from "@connectrpc/connect";
-import { ErrorReason } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { configuredIdentity, identityMismatch } from "@distributed-ps/common/job-identity.ts";
+import { ErrorReason, type WorkerMetrics } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { identityMismatch } from "@distributed-ps/common/job-identity.ts";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import type { WorkerMetrics } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { Aggregator } from "../aggregation/aggregator.ts";
-import type { Checkpoint } from "../checkpoint/checkpointer.ts";
 import { AsyncApply } from "../aggregation/async-apply.ts";
 import { StaleSynchronous } from "../aggregation/stale-synchronous.ts";
 import { SyncBarrier } from "../aggregation/sync-barrier.ts";
-import type { ServerEnv } from "../config.ts";
-import { DataPlan, planFromPositions, type Part } from "./data-plan.ts";
-import { GradientBuffers } from "../store/gradient-buffers.ts";
-import { awaitingWorker, Membership, refusal, type Slot } from "./membership.ts";
-import { optimizerFromConfig } from "../optimizer/index.ts";
+import type { Checkpoint } from "../checkpoint/checkpoint.ts";
+import { createOptimizer } from "../optimizer/index.ts";
 import { ParallelStep } from "../optimizer/parallel-step.ts";
-import { ModelExtrasStore } from "./model-extras.ts";
+import { GradientBuffers } from "../store/gradient-buffers.ts";
 import { ParameterStore } from "../store/parameter-store.ts";
+import { DataPlan, planFromPositions, type Assignment } from "./data-plan.ts";
+import { Membership } from "./membership.ts";
+import { ModelExtrasStore } from "./model-extras.ts";
+import { refusal } from "./refusal.ts";
+import type { RunOptions } from "./run-options.ts";
 import { shardIdentity } from "./shards.ts";
-import { Updater } from "./updater.ts";
 import { Signal } from "./signal.ts";
+import { awaitingWorker, type Slot } from "./slot.ts";
+import { StartQuorum } from "./start-quorum.ts";
+import { Updater } from "./updater.ts";
 
 export interface MetricsRecord {
   slot: number;
@@ -42,9 +46,6 @@ export interface PushRecord {
   version: number;
 }
 
-/** What NextAssignment answers: a part to train, nothing left, stop (retired), or ask again. */
-export type Assignment = { kind: "train"; part: Part } | { kind: "done" } | { kind: "retire" } | { kind: "wait" };
-
 /**
  * Events: "applied" after every parameter update (synchronously, with the state consistent — the
  * moment to capture a checkpoint); "finished" after a slot finished; "complete" once the run is
@@ -59,7 +60,7 @@ export class TrainingRun extends EventEmitter<{
   pushed: [PushRecord];
   metrics: [MetricsRecord];
 }> {
-  readonly config: ServerEnv;
+  readonly options: RunOptions;
   readonly log: Logger;
   readonly store = new ParameterStore();
   readonly membership: Membership;
@@ -76,14 +77,8 @@ export class TrainingRun extends EventEmitter<{
   /** Notified whenever the parameters change version or get initialised, and when a slot joins or leaves. */
   readonly changed = new Signal();
   readonly startedAt = Date.now();
-  /** Most recent metrics reports across all slots, oldest first (bounded). */
-  readonly metricsHistory: MetricsRecord[] = [];
+  readonly #quorum: StartQuorum;
   #initializer: { slot: number; token: string } | undefined;
-  /** When the first worker registered; the start quorum's timeout counts from it. */
-  #firstRegistrationAt: number | undefined;
-  #started = false;
-  /** Slots registered since this server process started (a restored run counts from zero). */
-  readonly #joinedSinceStart = new Set<number>();
   /** Key of the checkpoint this run resumed from, if any. */
   restoredFrom: string | undefined;
   /** Epochs the run trains: the server's EPOCHS, else what the first NextAssignment asked for. */
@@ -96,30 +91,29 @@ export class TrainingRun extends EventEmitter<{
   #lastWorkerSeen: number;
   #stallAnnounced = false;
 
-  constructor(config: ServerEnv, log: Logger, now: () => number = Date.now) {
+  constructor(options: RunOptions, log: Logger, now: () => number = Date.now) {
     super();
-    this.config = config;
+    this.options = options;
     this.log = log;
     this.#now = now;
     this.#lastWorkerSeen = now();
-    this.#epochs = config.EPOCHS;
-    this.extras = new ModelExtrasStore((name) => this.store.shapeOf(name), shardIdentity(config).count === 1);
+    this.#epochs = options.epochs;
+    this.extras = new ModelExtrasStore((name) => this.store.shapeOf(name), shardIdentity(options.shard).count === 1);
     this.membership = new Membership({
-      totalWorkers: config.TOTAL_WORKERS_EXPECTED,
-      leaseMs: config.LEASE_MS,
-      replacementGraceMs: config.REPLACEMENT_GRACE_MS,
-      identity: configuredIdentity(config),
+      totalWorkers: options.workers,
+      leaseMs: options.leaseMs,
+      replacementGraceMs: options.replacementGraceMs,
+      identity: options.identity,
       now,
       onJoin: (slot, replacement) => {
-        this.#firstRegistrationAt ??= Date.now();
-        this.#joinedSinceStart.add(slot.index);
+        this.#quorum.joined(slot.index);
         log.info(`slot ${slot.index} ${replacement ? "re-registered" : "registered"} by ${slot.label || "a worker"} (registration #${slot.registrations})`);
         this.aggregator.onJoin(slot, replacement);
         this.changed.notify();
       },
       onLeave: (slot, reason) => {
         if (reason === "lease expired" || reason === "left") {
-          const why = reason === "left" ? "its worker is stopping" : `lease expired (no call for ${config.LEASE_MS} ms)`;
+          const why = reason === "left" ? "its worker is stopping" : `lease expired (no call for ${options.leaseMs} ms)`;
           const wait = `slot is free for a replacement for ${this.membership.replacementGraceMs} ms, then its data goes to the others`;
           log.warn(`slot ${slot.index}: ${why}; ${slot.retired ? "retired" : wait}`);
           // A retired slot's worker died before finishing its part: nobody will come back for it.
@@ -146,8 +140,9 @@ export class TrainingRun extends EventEmitter<{
       },
       complete: () => this.complete,
     });
-    const { optimizer, schedule } = optimizerFromConfig(config);
-    this.parallelStep = new ParallelStep({ helpers: config.STEP_THREADS - 1, log });
+    this.#quorum = new StartQuorum({ membership: this.membership, timeoutMs: options.startTimeoutMs, log, now });
+    const { optimizer, schedule } = createOptimizer(options.optimizer);
+    this.parallelStep = new ParallelStep({ helpers: options.stepThreads - 1, log });
     this.updater = new Updater(
       this.store,
       optimizer,
@@ -160,14 +155,14 @@ export class TrainingRun extends EventEmitter<{
     );
     // Sparse (top-k) gradients are scattered into float32 sets from this pool (dense ones are kept as
     // they arrived); the sync barrier holds one per worker until its step: keep that many for reuse.
-    this.buffers = new GradientBuffers(this.store, config.TOTAL_WORKERS_EXPECTED + 1);
+    this.buffers = new GradientBuffers(this.store, options.workers + 1);
     const common = { updater: this.updater, membership: this.membership, log };
     this.aggregator =
-      config.SERVER_MODE === "sync"
-        ? new SyncBarrier({ ...common, syncTimeoutMs: config.SYNC_TIMEOUT_MS })
-        : config.SERVER_MODE === "ssp"
-          ? new StaleSynchronous({ ...common, maxStaleness: config.MAX_STALENESS, stalenessBound: config.STALENESS_BOUND, syncTimeoutMs: config.SYNC_TIMEOUT_MS })
-          : new AsyncApply({ ...common, maxStaleness: config.MAX_STALENESS });
+      options.mode === "sync"
+        ? new SyncBarrier({ ...common, syncTimeoutMs: options.syncTimeoutMs })
+        : options.mode === "ssp"
+          ? new StaleSynchronous({ ...common, maxStaleness: options.maxStaleness, stalenessBound: options.stalenessBound, syncTimeoutMs: options.syncTimeoutMs })
+          : new AsyncApply({ ...common, maxStaleness: options.maxStaleness });
   }
 
   /**
@@ -189,15 +184,15 @@ export class TrainingRun extends EventEmitter<{
 
   /** Continues a run from a checkpoint: parameters, optimizer state, schedule position, slots. */
   restore(c: Checkpoint): void {
-    const mismatch = c.fingerprint === undefined ? undefined : identityMismatch(c.fingerprint, configuredIdentity(this.config), undefined);
+    const mismatch = c.fingerprint === undefined ? undefined : identityMismatch(c.fingerprint, this.options.identity, undefined);
     if (mismatch !== undefined) {
       throw new Error(`checkpoint ${c.key} is of another job: ${mismatch}; point CHECKPOINT_URI elsewhere for a new run`);
     }
-    if (c.epochs !== undefined && this.config.EPOCHS !== undefined && this.config.EPOCHS !== c.epochs) {
-      throw new Error(`checkpoint ${c.key} is of a run of ${c.epochs} epochs, but EPOCHS=${this.config.EPOCHS}: point CHECKPOINT_URI elsewhere for a new run`);
+    if (c.epochs !== undefined && this.options.epochs !== undefined && this.options.epochs !== c.epochs) {
+      throw new Error(`checkpoint ${c.key} is of a run of ${c.epochs} epochs, but EPOCHS=${this.options.epochs}: point CHECKPOINT_URI elsewhere for a new run`);
     }
-    if (c.mode !== "" && c.mode !== this.config.SERVER_MODE) {
-      this.log.warn(`checkpoint ${c.key} was written in ${c.mode} mode; continuing in ${this.config.SERVER_MODE} mode`);
+    if (c.mode !== "" && c.mode !== this.options.mode) {
+      this.log.warn(`checkpoint ${c.key} was written in ${c.mode} mode; continuing in ${this.options.mode} mode`);
     }
     this.store.initialize(c.params, c.version);
     this.updater.optimizer.loadState(c.optimizerState);
@@ -219,15 +214,11 @@ export class TrainingRun extends EventEmitter<{
   }
 
   /**
-   * Which part of the data `slot` trains next (`epochs`: how many the worker trains in all). In
-   * order: the rest of a part it already holds (a replacement continues where the slot was); stop,
-   * if retired; the rest of a part whose slot was retired or abandoned; stop, once every part of
-   * every epoch is trained; its part of the next epoch — beginning that epoch, cut among the slots
-   * live or awaiting a replacement, if it has no plan yet and the caller has finished its part of the
-   * newest one (or holds none there: everybody else's is done). Otherwise it waits — a new worker
-   * for the next epoch boundary, a worker whose own parts are done for the others' — and is not
-   * waited for by synchronous steps meanwhile. So a worker stays until the whole run's data is
-   * trained, ready to take over the part of a worker that is gone.
+   * Which part of the data `slot` trains next (`epochs`: how many the worker trains in all), as
+   * DataPlan.assign decides. When the answer is to wait — a new worker for the next epoch boundary,
+   * a worker whose own parts are done for the others' — the slot is idle meanwhile (no synchronous
+   * step waits for it) and asks again whenever the run changes. So a worker stays until the whole
+   * run's data is trained, ready to take over the part of a worker that is gone.
    */
   async nextAssignment(slot: Slot, epochs: number, signal: AbortSignal): Promise<Assignment> {
     if (this.#epochs === undefined) this.#epochs = epochs;
@@ -235,37 +226,27 @@ export class TrainingRun extends EventEmitter<{
       throw refusal(`NextAssignment: this run trains ${this.#epochs} epochs, the worker asks for ${epochs}`, Code.FailedPrecondition, ErrorReason.JOB_MISMATCH);
     }
     const decide = (): Assignment => {
-      const plan = this.plan;
-      const held = plan.heldBy(slot.index);
-      if (held !== undefined && (!slot.retired || held === slot.part)) return { kind: "train", part: held };
-      if (slot.retired) return { kind: "retire" };
-      const orphan = plan.orphan(epochs);
-      if (orphan !== undefined) {
-        orphan.holder = slot.index;
-        this.log.info(`slot ${slot.index} takes over epoch ${orphan.epoch + 1} part ${orphan.index}/${orphan.parts} from batch ${orphan.batch} (planned for slot ${orphan.plannedSlot})`);
-        return { kind: "train", part: orphan };
+      const members = () => this.membership.slots.filter((s) => !s.retired && (s.state === "active" || awaitingWorker(s))).map((s) => s.index);
+      const { assignment, adopted, begun } = this.plan.assign(slot, epochs, members);
+      if (adopted !== undefined) {
+        this.log.info(`slot ${slot.index} takes over epoch ${adopted.epoch + 1} part ${adopted.index}/${adopted.parts} from batch ${adopted.batch} (planned for slot ${adopted.plannedSlot})`);
       }
-      if (plan.trainedThrough(epochs)) return { kind: "done" };
-      const next = plan.latest + 1;
-      const newest = plan.epoch(plan.latest);
-      const boundary = newest === undefined || newest.some((p) => p.plannedSlot === slot.index && p.holder === slot.index) || newest.every((p) => p.complete);
-      if (next >= epochs || !boundary) return { kind: "wait" };
-      const members = this.membership.slots.filter((s) => !s.retired && (s.state === "active" || awaitingWorker(s))).map((s) => s.index);
-      const parts = plan.begin(next, members);
-      this.log.info(`epoch ${next + 1}: data divided among ${members.length} worker slot(s) (${members.join(", ")})`);
-      this.changed.notify();
-      return { kind: "train", part: parts.find((p) => p.holder === slot.index)! };
+      if (begun !== undefined) {
+        this.log.info(`epoch ${begun[0]!.epoch + 1}: data divided among ${begun.length} worker slot(s) (${begun.map((p) => p.plannedSlot).join(", ")})`);
+        this.changed.notify();
+      }
+      return assignment;
     };
     let answer = decide();
     if (answer.kind === "wait") {
       this.membership.setIdle(slot, true);
-      await this.changed.until(() => (answer = decide()).kind !== "wait" || slot.state !== "active", this.config.WAIT_TIMEOUT_MS, signal);
+      await this.changed.until(() => (answer = decide()).kind !== "wait" || slot.state !== "active", this.options.waitTimeoutMs, signal);
     }
     if (answer.kind !== "wait" && slot.idle) {
       this.membership.setIdle(slot, false);
       this.aggregator.onJoin(slot, false); // back from waiting: ssp starts its clock level with the others
     }
-    if (answer.kind === "train") slot.part = answer.part;
+    if (answer.kind === "train") this.membership.assign(slot, answer.part);
     return answer;
   }
 
@@ -295,7 +276,7 @@ export class TrainingRun extends EventEmitter<{
   #handOver(slot: Slot): void {
     const live = slot.state === "active";
     const released = this.plan.release(slot.index, live ? slot.part : undefined);
-    if (!live) slot.part = undefined;
+    if (!live) this.membership.assign(slot, undefined);
     if (released.length > 0) {
       const parts = released.map((p) => `epoch ${p.epoch + 1} part ${p.index}/${p.parts} from batch ${p.batch}`);
       this.log.info(`slot ${slot.index}'s data goes to other workers: ${parts.join(", ")}`);
@@ -341,7 +322,7 @@ export class TrainingRun extends EventEmitter<{
       return;
     }
     const idle = now - this.#lastWorkerSeen;
-    if (idle >= this.config.NO_WORKERS_TIMEOUT_MS && !this.#stallAnnounced) {
+    if (idle >= this.options.noWorkersTimeoutMs && !this.#stallAnnounced) {
       this.#stallAnnounced = true;
       this.emit("stalled", idle);
     }
@@ -363,42 +344,19 @@ export class TrainingRun extends EventEmitter<{
     this.changed.notify();
   }
 
-  /**
-   * Whether training may start: the parameters exist and every unfinished slot has registered
-   * with this server process, or START_TIMEOUT_MS has passed since the first registration (then
-   * it starts with those present and latecomers join as they come). Starting together keeps the
-   * first steps — also the first after a restart from a checkpoint — from being computed by
-   * whoever happened to connect first.
-   */
+  /** Whether training may start (start-quorum.ts): the parameters exist and the workers are here. */
   trainingStarted(): boolean {
-    if (this.#started) return true;
-    if (!this.store.initialized || this.#firstRegistrationAt === undefined) return false;
-    // Abandoned slots are not waited for: nobody came for them in a lease plus the grace.
-    const everyone = this.membership.slots.every((s) => s.retired || s.abandoned || s.state === "finished" || this.#joinedSinceStart.has(s.index));
-    const waited = Date.now() - this.#firstRegistrationAt;
-    if (!everyone && waited < this.config.START_TIMEOUT_MS) return false;
-    this.#started = true;
-    const present = this.membership.active().length;
-    this.log.info(
-      everyone
-        ? `all ${this.membership.workerCount} workers registered: training starts`
-        : `start timeout (${this.config.START_TIMEOUT_MS} ms): training starts with ${present} of ${this.membership.workerCount} workers`,
-    );
-    return true;
+    return this.#quorum.started(this.store.initialized);
   }
 
   /** Time left before the start quorum's timeout, in milliseconds. */
   startTimeoutLeftMs(): number {
-    if (this.#firstRegistrationAt === undefined) return this.config.START_TIMEOUT_MS;
-    return Math.max(0, this.config.START_TIMEOUT_MS - (Date.now() - this.#firstRegistrationAt));
+    return this.#quorum.timeoutLeftMs();
   }
 
   recordMetrics(slot: Slot, metrics: WorkerMetrics): void {
-    slot.latestMetrics = metrics;
-    const record = { slot: slot.index, metrics };
-    this.metricsHistory.push(record);
-    this.emit("metrics", record);
-    if (this.metricsHistory.length > 2000) this.metricsHistory.splice(0, this.metricsHistory.length - 1000);
+    this.membership.reportMetrics(slot, metrics);
+    this.emit("metrics", { slot: slot.index, metrics });
   }
 
   close(): void {

@@ -21,7 +21,7 @@ import {
   type PushGradientsResponseSchema,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import type { ChunkFraming } from "@distributed-ps/common/tensor-stream.ts";
+import type { ChunkFraming } from "@distributed-ps/common/tensor-stream/tensor-assembler.ts";
 import { tensorChunkFields } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { FramingError, MessageTooLargeError, TensorMessageReader, type TensorMessageSink } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { GradientUpload } from "../run/gradient-upload.ts";

@@ -6,13 +6,15 @@ import type { Test } from "tap";
 import { parseEnv } from "@distributed-ps/common/env.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
-import { serverEnvSchema } from "../../src/config.ts";
+import { serverEnvSchema, type ServerEnv } from "../../src/config.ts";
 import { startServer, type RunningServer, type ServerExtras } from "../../src/server.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { WorkerConnection } from "../../../worker/src/connection/worker-connection.ts";
 
 export interface TestServer {
   server: RunningServer;
+  /** The configuration it was started with. */
+  config: ServerEnv;
   address: string;
   /** Log lines the server wrote. */
   logs: string[];
@@ -32,6 +34,7 @@ export async function startTestServer(t: Test, env: Record<string, string> = {},
   const client = connectToServer(address);
   return {
     server,
+    config,
     address,
     logs,
     register: (label = "test", preferredSlot = -1) =>

@@ -18,7 +18,8 @@ import {
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { isSparse, type NamedTensor, type SparseTensor } from "@distributed-ps/common/named-tensor.ts";
-import { chunkTensors, DEFAULT_CHUNK_BYTES, TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
+import { chunkTensors, DEFAULT_CHUNK_BYTES } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
+import { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
 import { fastChannelFor } from "../wire/fast-channel.ts";
 import { fastPull } from "../wire/fast-pull.ts";
 import { fastPush } from "../wire/fast-push.ts";

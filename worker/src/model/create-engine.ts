@@ -12,7 +12,8 @@ import { OnnxTrainer } from "../onnx/onnx-trainer.ts";
 import { defaultThreads } from "../onnx/runtime.ts";
 import { initBackend, type BackendName } from "./backend.ts";
 import type { TrainingEngine } from "./engine.ts";
-import { createModel, type ModelName, type ModelOptions } from "./models.ts";
+import type { ModelOptions } from "./model-builder.ts";
+import { createModel, type ModelName } from "./models.ts";
 import { Trainer } from "./trainer.ts";
 
 export type EngineChoice = "auto" | "onnxruntime" | "tfjs";

@@ -4,7 +4,7 @@
  */
 import * as tfl from "@tensorflow/tfjs-layers";
 import { deriveSeed } from "../data/random.ts";
-import type { ModelOptions } from "./models.ts";
+import type { ModelOptions } from "./model-builder.ts";
 
 /** Keeps initialiser seeds apart from the dataset's streams when both use the same user seed. */
 const INIT_SALT = 0x1417;

@@ -1,30 +1,13 @@
 /**
  * The registry of model architectures a worker can train, by name. Each architecture lives in its own
- * file and exports a builder with the ModelBuilder signature; to add one (e.g. "cnn", "resnet18"),
- * write its file and add it to MODEL_BUILDERS.
- *
- * Contract for every builder, relied on by the Trainer and the parameter server:
- *   - Output: LOGITS of shape [batch, classes] (no softmax; the loss applies it stably).
- *   - Explicit, unique layer names, so parameter names ("dense1/kernel", ...) are identical across
- *     workers and runs.
- *   - Seeded initialisers (distinct seed per layer derived from options.seed), so every worker builds
- *     bit-identical initial weights from the same seed.
- *   - Accepts an input of shape [batch, ...inputShape].
+ * file and exports a builder with the ModelBuilder signature (model-builder.ts, with the contract
+ * every builder keeps); to add one, write its file and add it to MODEL_BUILDERS.
  */
 import type * as tfl from "@tensorflow/tfjs-layers";
 import { buildCnn } from "./cnn.ts";
+import type { ModelBuilder, ModelOptions } from "./model-builder.ts";
 import { buildLinear, buildMlp } from "./mlp.ts";
 import { buildResnet18 } from "./resnet.ts";
-
-export interface ModelOptions {
-  /** Shape of one example without the batch dimension, e.g. [32] or [28, 28, 1]. */
-  readonly inputShape: readonly number[];
-  readonly classes: number;
-  /** Initial-weight seed; the same seed gives the same initial weights on every worker. */
-  readonly seed: number;
-}
-
-export type ModelBuilder = (options: ModelOptions) => tfl.LayersModel;
 
 export const MODEL_BUILDERS = {
   /** Two hidden ReLU layers of 64 units: features-64-64-classes. */

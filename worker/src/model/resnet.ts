@@ -24,7 +24,7 @@
  */
 import * as tfl from "@tensorflow/tfjs-layers";
 import { deriveSeed } from "../data/random.ts";
-import type { ModelOptions } from "./models.ts";
+import type { ModelOptions } from "./model-builder.ts";
 
 /** Keeps this model's initialiser seeds apart from other models' and the dataset's streams. */
 const INIT_SALT = 0x2e5;

@@ -11,7 +11,7 @@ import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { codeFromHttpStatus, findTrailerError, grpcStatusOk } from "@connectrpc/connect/protocol-grpc";
 import { clientInterceptors, endpointOf, sessionManager, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
-import { TensorStreamError } from "@distributed-ps/common/tensor-stream.ts";
+import { TensorStreamError } from "@distributed-ps/common/tensor-stream/tensor-stream-error.ts";
 import { widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
 
 export class FastChannel {

@@ -13,7 +13,7 @@ import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ParameterServerService, PullParametersRequestSchema, type PullParametersRequest } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
-import type { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
+import type { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
 import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
 import { errorOfStatus, refusedByServer, watchStatus, type FastChannel } from "./fast-channel.ts";
 import { FramingError } from "@distributed-ps/common/wire/tensor-message-reader.ts";

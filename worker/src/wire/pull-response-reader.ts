@@ -5,7 +5,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { PullHeaderSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { FramingError, TensorMessageReader } from "@distributed-ps/common/wire/tensor-message-reader.ts";
-import type { TensorCollector } from "@distributed-ps/common/tensor-stream.ts";
+import type { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
 
 export class PullResponseReader {
   readonly #reader: TensorMessageReader;
