@@ -118,8 +118,13 @@ locals {
   })])]
 }
 
+# One parameter server task and service per shard: shard 0 is the documented parameter-server,
+# shard k > 0 parameter-server-<k>; they differ only in name and environment. (count, not for_each:
+# the shards are 0..K-1, and a deployment made before the shards existed keeps its server as [0].)
 resource "aws_ecs_task_definition" "parameter_server" {
-  family                   = local.parameter_server_name
+  count = var.shard_count
+
+  family                   = local.shard_service_names[count.index]
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = tostring(var.parameter_server_cpu)
@@ -127,7 +132,7 @@ resource "aws_ecs_task_definition" "parameter_server" {
   execution_role_arn       = local.execution_role_arn
   task_role_arn            = local.parameter_server_task_role_arn
 
-  container_definitions = local.parameter_server_container_definitions[0]
+  container_definitions = local.parameter_server_container_definitions[count.index]
 
   runtime_platform {
     operating_system_family = "LINUX"
@@ -177,9 +182,11 @@ resource "aws_ecs_task_definition" "worker" {
 }
 
 resource "aws_ecs_service" "parameter_server" {
-  name             = local.parameter_server_name
+  count = var.shard_count
+
+  name             = local.shard_service_names[count.index]
   cluster          = aws_ecs_cluster.main.id
-  task_definition  = aws_ecs_task_definition.parameter_server.arn
+  task_definition  = aws_ecs_task_definition.parameter_server[count.index].arn
   desired_count    = local.parameter_server_desired
   launch_type      = "FARGATE"
   platform_version = "LATEST"
@@ -195,66 +202,11 @@ resource "aws_ecs_service" "parameter_server" {
   }
 
   service_registries {
-    registry_arn = aws_service_discovery_service.parameter_server.arn
+    registry_arn = aws_service_discovery_service.parameter_server[count.index].arn
   }
 
   # Stops a deployment whose tasks cannot start (e.g. an image built for the wrong architecture)
   # instead of launching replacements without end.
-  deployment_circuit_breaker {
-    enable   = true
-    rollback = false
-  }
-
-  # With create_iam_roles, the tasks' permissions exist before the first task starts.
-  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.parameter_server_task, aws_iam_role_policy.worker_task]
-}
-
-# Shards 1..K-1: the same task and service as shard 0's, with their own environment and name.
-resource "aws_ecs_task_definition" "parameter_server_shard" {
-  count = var.shard_count - 1
-
-  family                   = local.shard_service_names[count.index + 1]
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = tostring(var.parameter_server_cpu)
-  memory                   = tostring(var.parameter_server_memory)
-  execution_role_arn       = local.execution_role_arn
-  task_role_arn            = local.parameter_server_task_role_arn
-  container_definitions    = local.parameter_server_container_definitions[count.index + 1]
-
-  runtime_platform {
-    operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
-  }
-
-  volume {
-    name = "tmp"
-  }
-}
-
-resource "aws_ecs_service" "parameter_server_shard" {
-  count = var.shard_count - 1
-
-  name                               = local.shard_service_names[count.index + 1]
-  cluster                            = aws_ecs_cluster.main.id
-  task_definition                    = aws_ecs_task_definition.parameter_server_shard[count.index].arn
-  desired_count                      = local.parameter_server_desired
-  launch_type                        = "FARGATE"
-  platform_version                   = "LATEST"
-  deployment_minimum_healthy_percent = 0
-  deployment_maximum_percent         = 100
-  propagate_tags                     = "SERVICE"
-
-  network_configuration {
-    subnets          = aws_subnet.public[*].id
-    security_groups  = [aws_security_group.parameter_server.id]
-    assign_public_ip = true
-  }
-
-  service_registries {
-    registry_arn = aws_service_discovery_service.parameter_server_shard[count.index].arn
-  }
-
   deployment_circuit_breaker {
     enable   = true
     rollback = false

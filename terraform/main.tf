@@ -299,8 +299,11 @@ resource "aws_service_discovery_private_dns_namespace" "main" {
   vpc         = aws_vpc.main.id
 }
 
+# Each shard under its own name: parameter-server, parameter-server-1, ...
 resource "aws_service_discovery_service" "parameter_server" {
-  name = "parameter-server"
+  count = var.shard_count
+
+  name = local.shard_dns_labels[count.index]
   # Destroy must not fail on instances ECS has not deregistered yet.
   force_destroy = true
 
@@ -316,28 +319,6 @@ resource "aws_service_discovery_service" "parameter_server" {
   }
 
   # ECS reports the container health check, so DNS only answers with a healthy server.
-  health_check_custom_config {
-    failure_threshold = 1
-  }
-}
-
-# Shards 1..K-1, each under its own name (shard 0 is parameter-server above).
-resource "aws_service_discovery_service" "parameter_server_shard" {
-  count = var.shard_count - 1
-
-  name          = local.shard_dns_labels[count.index + 1]
-  force_destroy = true
-
-  dns_config {
-    namespace_id   = aws_service_discovery_private_dns_namespace.main.id
-    routing_policy = "MULTIVALUE"
-
-    dns_records {
-      ttl  = 10
-      type = "A"
-    }
-  }
-
   health_check_custom_config {
     failure_threshold = 1
   }

@@ -42,7 +42,7 @@ output "cluster_name" {
 
 output "parameter_server_service_name" {
   description = "ECS service running the parameter server."
-  value       = aws_ecs_service.parameter_server.name
+  value       = aws_ecs_service.parameter_server[0].name
 }
 
 output "parameter_server_shards" {
@@ -70,7 +70,7 @@ output "worker_log_group" {
 
 output "parameter_server_dns_name" {
   description = "Private DNS name of the parameter server inside the VPC (Cloud Map)."
-  value       = "${aws_service_discovery_service.parameter_server.name}.${aws_service_discovery_private_dns_namespace.main.name}"
+  value       = "${aws_service_discovery_service.parameter_server[0].name}.${aws_service_discovery_private_dns_namespace.main.name}"
 }
 
 output "parameter_server_address" {

@@ -28,14 +28,20 @@ override_resource {
   values = { arn = "arn:aws:ecs:us-west-2:123456789012:cluster/distributed-ps-dev-cluster" }
 }
 
+# Each shard's Cloud Map service its own ARN, so that a service registering another shard's name shows.
 override_resource {
-  target = aws_service_discovery_service.parameter_server
+  target = aws_service_discovery_service.parameter_server[0]
   values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver" }
 }
 
 override_resource {
-  target = aws_service_discovery_service.parameter_server_shard
-  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parametershard" }
+  target = aws_service_discovery_service.parameter_server[1]
+  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver1" }
+}
+
+override_resource {
+  target = aws_service_discovery_service.parameter_server[2]
+  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver2" }
 }
 
 override_resource {
@@ -61,12 +67,12 @@ run "one_shard_by_default" {
   command = apply
 
   assert {
-    condition     = length(aws_ecs_service.parameter_server_shard) == 0 && length(aws_ecs_task_definition.parameter_server_shard) == 0 && length(aws_service_discovery_service.parameter_server_shard) == 0
-    error_message = "shard_count = 1 must create no extra server services"
+    condition     = length(aws_ecs_service.parameter_server) == 1 && length(aws_ecs_task_definition.parameter_server) == 1 && length(aws_service_discovery_service.parameter_server) == 1
+    error_message = "shard_count = 1 must create one server service"
   }
   assert {
     condition = length([
-      for e in jsondecode(aws_ecs_task_definition.parameter_server.container_definitions)[0].environment : e.name
+      for e in jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].environment : e.name
       if contains(["SHARD_INDEX", "SHARD_ADDRESSES"], e.name)
     ]) == 0
     error_message = "a single server gets no shard settings"
@@ -87,19 +93,19 @@ run "three_shards_are_three_services_with_their_own_names" {
 
   # Services, task definitions and Cloud Map names.
   assert {
-    condition     = length(aws_ecs_service.parameter_server_shard) == 2 && length(aws_ecs_task_definition.parameter_server_shard) == 2 && length(aws_service_discovery_service.parameter_server_shard) == 2
-    error_message = "shard_count = 3 must add two server services to shard 0's"
+    condition     = length(aws_ecs_service.parameter_server) == 3 && length(aws_ecs_task_definition.parameter_server) == 3 && length(aws_service_discovery_service.parameter_server) == 3
+    error_message = "shard_count = 3 must make three server services"
   }
   assert {
-    condition     = concat([aws_ecs_service.parameter_server.name], aws_ecs_service.parameter_server_shard[*].name) == ["distributed-ps-dev-parameter-server", "distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
+    condition     = aws_ecs_service.parameter_server[*].name == ["distributed-ps-dev-parameter-server", "distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
     error_message = "server services must be named <name>-parameter-server, -1, -2"
   }
   assert {
-    condition     = aws_ecs_task_definition.parameter_server_shard[*].family == ["distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
+    condition     = aws_ecs_task_definition.parameter_server[*].family == ["distributed-ps-dev-parameter-server", "distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
     error_message = "each shard has its own task definition family"
   }
   assert {
-    condition     = aws_service_discovery_service.parameter_server.name == "parameter-server" && aws_service_discovery_service.parameter_server_shard[*].name == ["parameter-server-1", "parameter-server-2"]
+    condition     = aws_service_discovery_service.parameter_server[*].name == ["parameter-server", "parameter-server-1", "parameter-server-2"]
     error_message = "Cloud Map names must be parameter-server (shard 0), parameter-server-1, parameter-server-2"
   }
   assert {
@@ -107,12 +113,13 @@ run "three_shards_are_three_services_with_their_own_names" {
     error_message = "shard 0 must stay reachable at the documented address"
   }
   assert {
-    condition = alltrue([for i, s in aws_ecs_service.parameter_server_shard :
-    one(s.service_registries).registry_arn == aws_service_discovery_service.parameter_server_shard[i].arn && s.task_definition == aws_ecs_task_definition.parameter_server_shard[i].arn])
+    condition = [for s in aws_ecs_service.parameter_server : [one(s.service_registries).registry_arn, s.task_definition]] == [
+      for i in range(3) : [aws_service_discovery_service.parameter_server[i].arn, aws_ecs_task_definition.parameter_server[i].arn]
+    ] && length(toset(aws_service_discovery_service.parameter_server[*].arn)) == 3
     error_message = "each shard service must run its own task definition and register its own Cloud Map name"
   }
   assert {
-    condition = alltrue([for s in aws_ecs_service.parameter_server_shard :
+    condition = alltrue([for s in aws_ecs_service.parameter_server :
     s.desired_count == 1 && one(s.network_configuration).security_groups == toset([aws_security_group.parameter_server.id]) && s.deployment_maximum_percent == 100])
     error_message = "every shard runs one task in the server security group, never two at once"
   }
@@ -124,7 +131,7 @@ run "three_shards_are_three_services_with_their_own_names" {
   # Each shard's environment: its index, every address, its own service; only shard 0 scales the workers.
   assert {
     condition = [
-      for td in concat([aws_ecs_task_definition.parameter_server], aws_ecs_task_definition.parameter_server_shard) : {
+      for td in aws_ecs_task_definition.parameter_server : {
         for e in jsondecode(td.container_definitions)[0].environment : e.name => e.value
         if contains(["SHARD_INDEX", "SHARD_ADDRESSES", "SERVER_SERVICE", "WORKER_SERVICE", "CHECKPOINT_URI", "TOTAL_WORKERS_EXPECTED"], e.name)
       }
@@ -138,7 +145,7 @@ run "three_shards_are_three_services_with_their_own_names" {
     error_message = "shard environments are wrong"
   }
   assert {
-    condition     = [for td in aws_ecs_task_definition.parameter_server_shard : jsondecode(td.container_definitions)[0].logConfiguration.options["awslogs-stream-prefix"]] == ["parameter-server-1", "parameter-server-2"]
+    condition     = [for td in aws_ecs_task_definition.parameter_server : jsondecode(td.container_definitions)[0].logConfiguration.options["awslogs-stream-prefix"]] == ["parameter-server", "parameter-server-1", "parameter-server-2"]
     error_message = "each shard logs to the server log group under its own stream prefix"
   }
   assert {
@@ -163,7 +170,7 @@ run "stopped_shards_run_nothing" {
   }
 
   assert {
-    condition     = aws_ecs_service.parameter_server.desired_count == 0 && alltrue([for s in aws_ecs_service.parameter_server_shard : s.desired_count == 0]) && output.running_tasks == 0
+    condition     = length(aws_ecs_service.parameter_server) == 2 && alltrue([for s in aws_ecs_service.parameter_server : s.desired_count == 0]) && output.running_tasks == 0
     error_message = "running = false scales every shard to zero"
   }
 }

@@ -5,7 +5,7 @@
  * which reads any valid encoding of the messages, sparse chunks included).
  *
  * Everything a push means — the session, admission, the checks on every chunk, the barrier — is
- * the GradientUpload (../gradient-upload.ts) that Connect's handler drives too: this handler feeds
+ * the GradientUpload (../run/gradient-upload.ts) that Connect's handler drives too: this handler feeds
  * it the header and each chunk as the body arrives. Everything around the body — deadline,
  * interceptors, status — is Connect's (hand-framed-call.ts). Every plain uncompressed gRPC push
  * takes this path; the Connect and gRPC-Web protocols go to the Connect handler (service.ts).
