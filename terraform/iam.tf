@@ -82,6 +82,33 @@ resource "aws_iam_role_policy" "execution" {
   })
 }
 
+# The two task roles differ only in what they may do with the bucket's objects: both list the bucket
+# and may scale the finished job down.
+locals {
+  task_object_access = {
+    parameter_server = { policy = "bucket-read-write-scale-down", sid = "ReadWriteObjects", actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] }
+    worker           = { policy = "bucket-read-scale-down", sid = "ReadObjects", actions = ["s3:GetObject"] }
+  }
+  task_policies = { for task, access in local.task_object_access : task => jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ListBucket"
+        Effect   = "Allow"
+        Action   = ["s3:ListBucket"]
+        Resource = [aws_s3_bucket.data.arn]
+      },
+      {
+        Sid      = access.sid
+        Effect   = "Allow"
+        Action   = access.actions
+        Resource = ["${aws_s3_bucket.data.arn}/*"]
+      },
+      local.scale_down_statement,
+    ]
+  }) }
+}
+
 resource "aws_iam_role" "parameter_server_task" {
   count = var.create_iam_roles ? 1 : 0
 
@@ -92,26 +119,9 @@ resource "aws_iam_role" "parameter_server_task" {
 resource "aws_iam_role_policy" "parameter_server_task" {
   count = var.create_iam_roles ? 1 : 0
 
-  name = "bucket-read-write-scale-down"
-  role = aws_iam_role.parameter_server_task[0].id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid      = "ListBucket"
-        Effect   = "Allow"
-        Action   = ["s3:ListBucket"]
-        Resource = [aws_s3_bucket.data.arn]
-      },
-      {
-        Sid      = "ReadWriteObjects"
-        Effect   = "Allow"
-        Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-        Resource = ["${aws_s3_bucket.data.arn}/*"]
-      },
-      local.scale_down_statement,
-    ]
-  })
+  name   = local.task_object_access.parameter_server.policy
+  role   = aws_iam_role.parameter_server_task[0].id
+  policy = local.task_policies.parameter_server
 }
 
 resource "aws_iam_role" "worker_task" {
@@ -124,24 +134,7 @@ resource "aws_iam_role" "worker_task" {
 resource "aws_iam_role_policy" "worker_task" {
   count = var.create_iam_roles ? 1 : 0
 
-  name = "bucket-read-scale-down"
-  role = aws_iam_role.worker_task[0].id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid      = "ListBucket"
-        Effect   = "Allow"
-        Action   = ["s3:ListBucket"]
-        Resource = [aws_s3_bucket.data.arn]
-      },
-      {
-        Sid      = "ReadObjects"
-        Effect   = "Allow"
-        Action   = ["s3:GetObject"]
-        Resource = ["${aws_s3_bucket.data.arn}/*"]
-      },
-      local.scale_down_statement,
-    ]
-  })
+  name   = local.task_object_access.worker.policy
+  role   = aws_iam_role.worker_task[0].id
+  policy = local.task_policies.worker
 }

@@ -1,78 +1,8 @@
-# Offline tests: the AWS provider is mocked, so `apply` runs create nothing and cost nothing.
-# Computed attributes (ids, ARNs, repository URLs) get generated values; data sources get the
-# defaults below.
+# Offline tests: the AWS provider is mocked (tests/aws/aws.tfmock.hcl), so `apply` runs create
+# nothing and cost nothing.
 
 mock_provider "aws" {
-  mock_data "aws_availability_zones" {
-    defaults = {
-      names = ["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d"]
-    }
-  }
-
-  mock_data "aws_secretsmanager_random_password" {
-    defaults = {
-      random_password = "mockedmockedmockedmockedmockedmockedmockedmocked"
-    }
-  }
-
-  mock_data "aws_iam_role" {
-    defaults = {
-      arn = "arn:aws:iam::123456789012:role/LabRole"
-    }
-  }
-}
-
-# Distinct, well-formed values where the provider validates ARNs or where a test must tell two
-# resources apart (a shared generated value would let a wrong reference pass).
-override_resource {
-  target = aws_ecs_cluster.main
-  values = { arn = "arn:aws:ecs:us-west-2:123456789012:cluster/distributed-ps-dev-cluster" }
-}
-
-override_resource {
-  target = aws_service_discovery_service.parameter_server
-  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver" }
-}
-
-override_resource {
-  target = aws_ecr_repository.parameter_server
-  values = {
-    arn            = "arn:aws:ecr:us-west-2:123456789012:repository/distributed-ps-dev-parameter-server"
-    repository_url = "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-parameter-server"
-  }
-}
-
-override_resource {
-  target = aws_ecr_repository.worker
-  values = {
-    arn            = "arn:aws:ecr:us-west-2:123456789012:repository/distributed-ps-dev-worker"
-    repository_url = "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-worker"
-  }
-}
-
-override_resource {
-  target = aws_iam_role.execution
-  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-execution" }
-}
-
-override_resource {
-  target = aws_iam_role.parameter_server_task
-  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-parameter-server-task" }
-}
-
-override_resource {
-  target = aws_iam_role.worker_task
-  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-worker-task" }
-}
-
-override_resource {
-  target = aws_ecs_service.parameter_server
-  values = { id = "arn:aws:ecs:us-west-2:123456789012:service/distributed-ps-dev-cluster/distributed-ps-dev-parameter-server" }
-}
-
-override_resource {
-  target = aws_ecs_service.worker
-  values = { id = "arn:aws:ecs:us-west-2:123456789012:service/distributed-ps-dev-cluster/distributed-ps-dev-worker" }
+  source = "./tests/aws"
 }
 
 variables {
@@ -524,94 +454,37 @@ run "created_roles_replace_lab_role" {
 
 # --- Rejected inputs.
 
-run "rejects_memory_not_valid_for_worker_cpu" {
+# Bad values are refused before anything is planned, each by its own variable's validation: one
+# run sets many (each of a different variable, so they cannot mask each other), and Terraform names
+# any expected refusal that did not happen.
+run "rejects_each_invalid_setting" {
   command = plan
   variables {
-    worker_cpu    = 1024
-    worker_memory = 512
+    worker_cpu               = 3072 # not a Fargate size
+    server_mode              = "bsp"
+    cpu_architecture         = "arm64" # Fargate spells it ARM64
+    worker_count             = 0
+    log_retention_days       = 10
+    optimizer                = "rmsprop"
+    public_subnet_cidrs      = ["10.0.1.0/24"]
+    worker_extra_environment = { EPOCHS = "3" } # would shadow the epochs variable
+    server_extra_environment = { SEED = "7" }   # would set the server's identity apart from the workers'
   }
-  expect_failures = [var.worker_memory]
+  expect_failures = [
+    var.worker_cpu, var.server_mode, var.cpu_architecture, var.worker_count, var.log_retention_days,
+    var.optimizer, var.public_subnet_cidrs, var.worker_extra_environment, var.server_extra_environment,
+  ]
 }
 
-run "rejects_memory_not_valid_for_server_cpu" {
+run "rejects_memory_a_valid_cpu_cannot_have" {
   command = plan
   variables {
+    worker_cpu              = 1024
+    worker_memory           = 512
     parameter_server_cpu    = 8192
     parameter_server_memory = 17408 # a 1024 step, but 8 vCPU needs 4096 steps
   }
-  expect_failures = [var.parameter_server_memory]
-}
-
-run "rejects_non_fargate_cpu" {
-  command = plan
-  variables {
-    worker_cpu = 3072
-  }
-  expect_failures = [var.worker_cpu]
-}
-
-run "rejects_unknown_mode" {
-  command = plan
-  variables {
-    server_mode = "bsp"
-  }
-  expect_failures = [var.server_mode]
-}
-
-run "rejects_unknown_architecture" {
-  command = plan
-  variables {
-    cpu_architecture = "arm64"
-  }
-  expect_failures = [var.cpu_architecture]
-}
-
-run "rejects_zero_workers" {
-  command = plan
-  variables {
-    worker_count = 0
-  }
-  expect_failures = [var.worker_count]
-}
-
-run "rejects_invalid_retention" {
-  command = plan
-  variables {
-    log_retention_days = 10
-  }
-  expect_failures = [var.log_retention_days]
-}
-
-run "rejects_unknown_optimizer" {
-  command = plan
-  variables {
-    optimizer = "rmsprop"
-  }
-  expect_failures = [var.optimizer]
-}
-
-run "rejects_single_subnet" {
-  command = plan
-  variables {
-    public_subnet_cidrs = ["10.0.1.0/24"]
-  }
-  expect_failures = [var.public_subnet_cidrs]
-}
-
-run "rejects_extra_environment_that_shadows_a_variable" {
-  command = plan
-  variables {
-    worker_extra_environment = { EPOCHS = "3" }
-  }
-  expect_failures = [var.worker_extra_environment]
-}
-
-run "rejects_a_server_identity_apart_from_the_workers" {
-  command = plan
-  variables {
-    server_extra_environment = { SEED = "7" }
-  }
-  expect_failures = [var.server_extra_environment]
+  expect_failures = [var.worker_memory, var.parameter_server_memory]
 }
 
 # deploy.sh's first step: only the repositories, then it reads their URLs from the outputs.

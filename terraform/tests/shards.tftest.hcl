@@ -3,60 +3,7 @@
 # parameter-server name. The AWS provider is mocked, as in main.tftest.hcl.
 
 mock_provider "aws" {
-  mock_data "aws_availability_zones" {
-    defaults = {
-      names = ["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d"]
-    }
-  }
-
-  mock_data "aws_secretsmanager_random_password" {
-    defaults = {
-      random_password = "mockedmockedmockedmockedmockedmockedmockedmocked"
-    }
-  }
-
-  mock_data "aws_iam_role" {
-    defaults = {
-      arn = "arn:aws:iam::123456789012:role/LabRole"
-    }
-  }
-}
-
-# Well-formed ARNs where the provider validates them.
-override_resource {
-  target = aws_ecs_cluster.main
-  values = { arn = "arn:aws:ecs:us-west-2:123456789012:cluster/distributed-ps-dev-cluster" }
-}
-
-# Each shard's Cloud Map service its own ARN, so that a service registering another shard's name shows.
-override_resource {
-  target = aws_service_discovery_service.parameter_server[0]
-  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver" }
-}
-
-override_resource {
-  target = aws_service_discovery_service.parameter_server[1]
-  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver1" }
-}
-
-override_resource {
-  target = aws_service_discovery_service.parameter_server[2]
-  values = { arn = "arn:aws:servicediscovery:us-west-2:123456789012:service/srv-parameterserver2" }
-}
-
-override_resource {
-  target = aws_iam_role.execution
-  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-execution" }
-}
-
-override_resource {
-  target = aws_iam_role.parameter_server_task
-  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-parameter-server-task" }
-}
-
-override_resource {
-  target = aws_iam_role.worker_task
-  values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-worker-task" }
+  source = "./tests/aws"
 }
 
 variables {
