@@ -13,7 +13,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
-import { gradient, startTestServer, workersWithParameters } from "../../server/test/helpers/test-server.ts";
+import { gradient, startTestServer, workersWithParameters } from "../../test/helpers/test-server.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 

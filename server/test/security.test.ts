@@ -9,7 +9,7 @@ import { ConfigError, parseEnv } from "@distributed-ps/common/env.ts";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { serverEnvSchema } from "../src/config.ts";
 import { startServer } from "../src/server.ts";
-import { selfSignedCertificate } from "./helpers/certificate.ts";
+import { selfSignedCertificate } from "../../test/helpers/certificate.ts";
 
 const TOKEN = "correct-horse-battery-staple";
 

@@ -1,0 +1,137 @@
+/**
+ * Elastic workers with real processes, in sync and async mode: a run starts with 2 worker
+ * processes, is scaled up to 3 with `scripts/scale.ts` (the `make scale` command) and a third
+ * process, then down to 1 (SetWorkerCount) — and one of the two retired workers is SIGKILLed
+ * instead of finishing, as when ECS stops a task. The run completes, every epoch's data is trained
+ * exactly once (the server's per-epoch example counts equal the sizes of that epoch's parts), and
+ * the retired worker that lived exits 0.
+ */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import t from "tap";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
+import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const TRAIN = 12_000;
+const BATCH = 32;
+const EPOCHS = 4;
+
+/** Examples an epoch trains when its data is cut into `parts` (each part drops its last partial batch). */
+function examplesFor(parts: number): number {
+  let n = 0;
+  for (let p = 0; p < parts; p++) {
+    const size = Math.floor(((p + 1) * TRAIN) / parts) - Math.floor((p * TRAIN) / parts);
+    n += Math.floor(size / BATCH) * BATCH;
+  }
+  return n;
+}
+
+async function scale(address: string, workers: number): Promise<string> {
+  const child = spawn(process.execPath, [root + "scripts/scale.ts", "--workers", String(workers), "--address", address], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((res) => child.once("exit", res));
+  if (code !== 0) throw new Error(`scale.ts exited ${code}: ${out}`);
+  return out.trim();
+}
+
+for (const mode of ["sync", "async"] as const) {
+  t.test(`${mode}: scale 2 -> 3 -> 1 mid-run, one retired worker killed; every epoch's data trained once`, async (t) => {
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    const server = startProcess(t, "server/src/main.ts", {
+      SERVER_HOST: "127.0.0.1",
+      SERVER_PORT: String(port),
+      TOTAL_WORKERS_EXPECTED: "2",
+      SERVER_MODE: mode,
+      LEASE_MS: "1500",
+    });
+    await server.waitFor(/listening on/);
+    // The tfjs engine: the scaling below is aimed at moments of a run that lasts seconds; ONNX
+    // Runtime trains this job in about three, faster than the steps can be taken.
+    const env = { PARAMETER_SERVER_ADDRESS: address, EPOCHS: String(EPOCHS), TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", BATCH_SIZE: String(BATCH), WORKER_ENGINE: "tfjs" };
+    const first = [startProcess(t, "worker/src/main.ts", env), startProcess(t, "worker/src/main.ts", env)];
+    await server.waitFor(/epoch 1: data divided among 2 worker slot\(s\)/, 60_000);
+    await first[0]!.waitFor(/epoch 1\/4 batch \d+/, 30_000);
+
+    t.match(await scale(address, 3), /now has 3 worker slot\(s\); opened slot\(s\) 2/, "make scale WORKERS=3 opened slot 2");
+    const third = startProcess(t, "worker/src/main.ts", env);
+    t.match(await third.waitFor(/registered as slot \d/, 20_000), /registered as slot 2 of 3/, "a third worker registered into slot 2");
+    await server.waitFor(/epoch 2: data divided among 3 worker slot\(s\) \(0, 1, 2\)/, 60_000);
+    t.pass("epoch 2 was divided among 3 workers");
+    await third.waitFor(/epoch 2\/4 part 2 of 3: \d+ batches/, 10_000);
+
+    // Straight through the API this time (no process to start): the part being trained is still young.
+    const down = await connectToServer(address).setWorkerCount({ count: 1 });
+    t.same([down.count, down.retired], [1, [2, 1]], "SetWorkerCount 1 retired slots 2 and 1");
+    // ECS may stop the task of a retiring worker rather than let it finish: kill slot 1's worker.
+    const slotOf = async (p: (typeof first)[number]) => Number(/registered as slot (\d)/.exec(await p.waitFor(/registered as slot \d/))![1]);
+    const victim = (await slotOf(first[0]!)) === 1 ? first[0]! : first[1]!;
+    const survivor = victim === first[0] ? first[1]! : first[0]!;
+    victim.child.kill("SIGKILL");
+    t.equal(await victim.exit, 137, "slot 1's worker was killed");
+
+    t.equal(await exitWithin(third, 60_000), 0, "the retired worker that lived finished its part and exited 0");
+    t.equal(third.metrics()?.retired, true, "and says it was retired");
+    await survivor.waitFor(/taking over from batch \d+ the part planned for slot 1 /, 60_000);
+    t.pass("the remaining worker took over the rest of the killed worker's part");
+    t.equal(await exitWithin(survivor, 120_000), 0, "the remaining worker finished the run");
+    t.equal(await exitWithin(server, 20_000), 0, "the server exited 0");
+
+    const summary = server.metrics()!;
+    t.equal(summary.run_complete, true, "the run is complete");
+    t.equal(summary.total_workers, 1, "with 1 worker slot at the end");
+    const epochs = summary.epochs as { epoch: number; parts: number; parts_complete: number; examples: number }[];
+    // Epoch 3 is cut among 1 slot, or — when the workers finished epoch 2 before the count dropped
+    // (in async mode a worker may run ahead; in either mode this test's own process may be slow to
+    // call SetWorkerCount on a busy machine) — among 3, and the retired slots' parts of it are
+    // handed over instead. Either way each epoch's examples are counted once (below).
+    const parts = epochs.map((e) => e.parts);
+    t.match(parts, [2, 3, Number, 1], `epochs were cut into ${parts.join(", ")} parts`);
+    t.ok(parts[2] === 1 || parts[2] === 3, `epoch 3 among 1 slot or, begun before the resize, 3 (${parts[2]})`);
+    for (const e of epochs) {
+      t.equal(e.parts_complete, e.parts, `epoch ${e.epoch + 1}: every part trained`);
+      t.equal(e.examples, examplesFor(e.parts), `epoch ${e.epoch + 1}: ${examplesFor(e.parts)} examples counted, each exactly once`);
+    }
+    t.same(summary.registrations, [1, 1, 1], "no slot was registered twice; ids stayed within 0..2");
+  });
+}
+
+t.test("SIGTERM: a worker leaves at once, and the sync barrier does not wait out its lease", async (t) => {
+  const port = await freePort();
+  const server = startProcess(t, "server/src/main.ts", {
+    SERVER_HOST: "127.0.0.1",
+    SERVER_PORT: String(port),
+    TOTAL_WORKERS_EXPECTED: "2",
+    SERVER_MODE: "sync",
+    LEASE_MS: "120000", // waiting out this lease would outlast the test
+  });
+  await server.waitFor(/listening on/);
+  const env = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "2", TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", PROGRESS_INTERVAL_MS: "200" };
+  const [a, b] = [startProcess(t, "worker/src/main.ts", env), startProcess(t, "worker/src/main.ts", env)];
+  await b.waitFor(/epoch 1\/2 batch \d+/, 60_000);
+  const slot = Number(/registered as slot (\d)/.exec(await b.waitFor(/registered as slot \d/))![1]);
+  const stoppedAt = Date.now();
+  b.child.kill("SIGTERM");
+  t.equal(await exitWithin(b, 10_000), 143, "the worker exited (143) promptly after SIGTERM");
+  await server.waitFor(new RegExp(`slot ${slot}: its worker is stopping; slot is free for a replacement`), 5_000);
+  t.pass("the server freed its slot at once");
+  // Progress lines carry the parameter version: it must move on by many steps, not just finish one.
+  const newestVersion = () => Math.max(-1, ...a.lines.map((l) => Number(/\| version (\d+) \|/.exec(l)?.[1] ?? -1)));
+  const versionAtStop = newestVersion();
+  const moved = await new Promise<boolean>((resolve) => {
+    const deadline = setTimeout(() => done(false), 20_000);
+    const poll = setInterval(() => {
+      if (newestVersion() >= versionAtStop + 20 || a.lines.some((l) => /finished: test accuracy/.test(l))) done(true);
+    }, 50);
+    function done(ok: boolean) {
+      clearTimeout(deadline);
+      clearInterval(poll);
+      resolve(ok);
+    }
+  });
+  t.ok(moved, `the other worker trained on: version ${versionAtStop} -> ${newestVersion()}`);
+  t.ok(Date.now() - stoppedAt < 30_000, "the other worker went on training without waiting out the 120 s lease");
+});
