@@ -8,6 +8,7 @@
 import t from "tap";
 import { checkAccounting, checkConsistency, compareSummaries, type Expected } from "../lib/chaos/accounting.ts";
 import type { Mode } from "../lib/chaos/plan.ts";
+import { expectedWorkerCount } from "../lib/chaos/run.ts";
 
 const EPOCHS = 4;
 const TRAIN = 19_200;
@@ -119,4 +120,15 @@ t.test("mid-run (a server stopped with SIGTERM): a consistent state passes, a gr
     [/async: updates_applied = 146, but sum\(gradients_per_slot\) = 147 \[50, 50, 47\]/, /the epochs count 4672 examples, but 147 gradients of 32 were applied \(4704\)/],
     "a slot's gradient counted one too many shows twice",
   );
+});
+
+t.test("the worker count a run must end with: the count set last, or that of a checkpoint a restart fell back to", async (t) => {
+  const server = (startedAtMs: number, lines: string[]) => ({ startedAtMs, lastLine: (re: RegExp) => [...lines].reverse().find((l) => re.test(l)) });
+  const resumed = "INFO  [server] resumed from checkpoint ckpt-0000000425.safetensors: version 425, 425 updates applied, 4 workers; slots 0:epoch 3 batch 75";
+  const skipped = ["WARN  [server] checkpoint /r/checkpoints/ckpt-0000000450.safetensors is unusable (checksum 5484… does not match the recorded 73dc…); trying the previous one", resumed];
+  const first = server(0, []);
+  t.equal(expectedWorkerCount([first, server(5000, skipped)], { last: 2, lastSetAtMs: 4000 }), 4, "set to 2 before a restart that fell back past a damaged checkpoint: the older checkpoint's 4");
+  t.equal(expectedWorkerCount([first, server(5000, skipped)], { last: 2, lastSetAtMs: 6000 }), 2, "set after that restart: the count set");
+  t.equal(expectedWorkerCount([first, server(5000, [resumed])], { last: 2, lastSetAtMs: 4000 }), 2, "a restart that skipped nothing keeps the count set (a resize is checkpointed)");
+  t.equal(expectedWorkerCount([first], { last: 3, lastSetAtMs: -1 }), 3, "never set: the starting count");
 });

@@ -67,6 +67,8 @@ export async function startServer(config: ServerEnv, log: Logger, extra: ServerE
     run.on("applied", (version) => cp.onApplied(version));
     // A restart must know who finished: their workers are gone and will not finish again.
     run.on("finished", (slot) => void cp.save(`slot ${slot} finished`).catch(() => {}));
+    // Nor forget a worker count set by hand (SetWorkerCount): nothing else would set it again.
+    run.on("resized", (count) => void cp.save(`worker count ${count}`).catch(() => {}));
     checkpointer = cp;
   }
   const shutdown = new AbortController();

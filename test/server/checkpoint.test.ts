@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { decodeSafetensors } from "@distributed-ps/common/safetensors.ts";
 import { startS3rver } from "../helpers/s3.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const ADAM = { OPTIMIZER: "adam", LEARNING_RATE: "0.05", TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "sync", CHECKPOINT_EVERY_STEPS: "1", CHECKPOINT_EVERY_SECONDS: "0" };
 
@@ -116,4 +117,25 @@ t.test("a resized run's worker count, retired slots and data plan survive a rest
     ],
     "epoch 1's plan: slot 0 one batch in, slot 1 not started, slot 2's part waiting for someone",
   );
+});
+
+t.test("a resize is a checkpoint of its own: a server killed right after keeps the new count", async (t) => {
+  const dir = join(t.testdir(), "ckpt");
+  const env = { SERVER_MODE: "async", CHECKPOINT_URI: dir, CHECKPOINT_EVERY_STEPS: "0", CHECKPOINT_EVERY_SECONDS: "0", TOTAL_WORKERS_EXPECTED: "3" };
+  const first = await startTestServer(t, env);
+  const [a] = await workersWithParameters(first, 3);
+  await a!.push(gradient(1), 0, { exampleCount: 32 });
+  await first.server.checkpointer!.save("test");
+  const written = first.server.checkpointer!.saved;
+  first.server.run.resize(2);
+  // No update since: only the resize changed, and nothing else asks for a checkpoint.
+  await waitUntil(() => first.server.checkpointer!.saved === written + 1, "a checkpoint after the resize");
+  // As after SIGKILL: no checkpoint at shutdown.
+  await first.server.checkpointer!.close();
+  await first.server.close();
+
+  const second = await startTestServer(t, env);
+  t.equal(second.server.run.store.version, 1, "the same version");
+  t.equal(second.server.run.membership.workerCount, 2, "with the count set last");
+  t.same(second.server.run.membership.slots.map((s) => s.retired), [false, false, true], "slot 2 retired");
 });

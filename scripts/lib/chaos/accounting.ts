@@ -26,7 +26,7 @@ export interface Expected {
   batchSize: number;
   /** The most worker slots the run had at once (3, or a scale-up's count). */
   maxSlots: number;
-  /** The worker count last set (3 unless SetWorkerCount changed it). */
+  /** The worker count last set (3 unless SetWorkerCount changed it), or that of the older checkpoint a restart fell back to. */
   finalWorkerCount: number;
 }
 
@@ -72,7 +72,8 @@ export function checkConsistency(raw: unknown, mode: Mode, batchSize: number): s
  * BATCH_SIZE; and the state is consistent (checkConsistency: async/ssp apply each gradient as an
  * update, sync makes one version per update, ...). Besides:
  *   - slot ids never grow past the largest worker count the run had (replacements reuse slots);
- *   - total_workers is the count last set with SetWorkerCount (a restart must not forget a resize).
+ *   - total_workers is the count last set with SetWorkerCount (a restart must not forget a resize),
+ *     or the one of the older checkpoint a restart had to fall back to past a damaged one.
  */
 export function checkAccounting(raw: unknown, e: Expected): string[] {
   const parsed = serverSummarySchema.safeParse(raw);
@@ -95,7 +96,7 @@ export function checkAccounting(raw: unknown, e: Expected): string[] {
   if (s.gradients_per_slot.length > e.maxSlots || s.registrations.length > e.maxSlots) {
     problems.push(`${Math.max(s.gradients_per_slot.length, s.registrations.length)} slots, more than the ${e.maxSlots} the run ever had`);
   }
-  if (s.total_workers !== e.finalWorkerCount) problems.push(`total_workers ${s.total_workers}, expected ${e.finalWorkerCount} (the count last set)`);
+  if (s.total_workers !== e.finalWorkerCount) problems.push(`total_workers ${s.total_workers}, expected ${e.finalWorkerCount} (the count last set, or that of a checkpoint a restart fell back to)`);
   return problems;
 }
 

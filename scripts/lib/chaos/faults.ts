@@ -24,8 +24,8 @@ export interface FaultContext {
   serverLock: Mutex;
   /** Records a failure seen while injecting (a process that misbehaved when stopped). */
   problem(message: string): void;
-  /** Worker slots: the most the run had at once, and the count last set. */
-  slots: { max: number; last: number };
+  /** Worker slots: the most the run had at once, the count last set and when (cluster clock; -1: never). */
+  slots: { max: number; last: number; lastSetAtMs: number };
   /** Slots retired by a scale-down. */
   retiredSlots: Set<number>;
 }
@@ -199,6 +199,7 @@ async function scale(f: Scale, ctx: FaultContext): Promise<boolean> {
   if (up === undefined) return false;
   ctx.slots.max = Math.max(ctx.slots.max, up.count);
   ctx.slots.last = up.count;
+  ctx.slots.lastSetAtMs = cluster.clock();
   // As many workers as it takes to have `up` training (slots freed by earlier kills included).
   const more = Math.max(0, up.count - cluster.workers.filter((w) => training(w, ctx.retiredSlots)).length);
   if (await sleep(f.startDelayMs, ctx.over)) for (let i = 0; i < more; i++) cluster.startWorker();
@@ -208,6 +209,7 @@ async function scale(f: Scale, ctx: FaultContext): Promise<boolean> {
   const down = await setWorkerCount(ctx, f.down);
   if (down === undefined) return true;
   ctx.slots.last = down.count;
+  ctx.slots.lastSetAtMs = cluster.clock();
   for (const slot of down.retired) ctx.retiredSlots.add(slot);
   await Promise.all(
     down.retired.map(async (slot, i) => {

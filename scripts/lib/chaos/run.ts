@@ -97,7 +97,7 @@ export async function runOne(plan: RunPlan, o: RunOptions): Promise<RunResult> {
       cluster.note(`PROBLEM: ${m}`);
       problems.push(m);
     },
-    slots: { max: JOB.workers, last: JOB.workers },
+    slots: { max: JOB.workers, last: JOB.workers, lastSetAtMs: -1 },
     retiredSlots: new Set(),
   };
 
@@ -170,7 +170,7 @@ export async function runOne(plan: RunPlan, o: RunOptions): Promise<RunResult> {
       trainExamples: JOB.trainExamples,
       batchSize: JOB.batchSize,
       maxSlots: ctx.slots.max,
-      finalWorkerCount: ctx.slots.last,
+      finalWorkerCount: expectedWorkerCount(cluster.servers, ctx.slots),
     });
     try {
       const q = await evaluateExport(join(dir, "export"), plan.dataSeed);
@@ -248,3 +248,16 @@ async function restartOnCompletedRun(cluster: Cluster, completedBy: ChaosProcess
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/**
+ * The worker count the run must end with: the count last set (a checkpoint is written at every
+ * resize, so a restart keeps it) — unless a server started after that had to skip a damaged
+ * checkpoint and resumed from an older one: then the run went back to that checkpoint's state, its
+ * worker count included.
+ */
+export function expectedWorkerCount(servers: readonly Pick<ChaosProcess, "startedAtMs" | "lastLine">[], slots: Pick<FaultContext["slots"], "last" | "lastSetAtMs">): number {
+  const fallback = servers.filter((s) => s.startedAtMs > slots.lastSetAtMs && s.lastLine(/ is unusable \(/) !== undefined).at(-1);
+  const resumed = fallback?.lastLine(/resumed from checkpoint \S+: .*, \d+ workers;/)?.match(/, (\d+) workers;/)?.[1];
+  return resumed === undefined ? slots.last : Number(resumed);
+}
+

@@ -12,7 +12,7 @@
  *
  * A checkpoint is written when the run's state changes in a way a restart must not lose: every
  * CHECKPOINT_EVERY_STEPS updates, every CHECKPOINT_EVERY_SECONDS if anything changed, when a slot
- * finishes, when the run completes, on SIGTERM. The state is captured synchronously — parameters,
+ * finishes, when the worker count changes, when the run completes, on SIGTERM. The state is captured synchronously — parameters,
  * optimizer state and slot positions all at one version — and written afterwards, one write at a
  * time, atomically (see BlobStore); of several captures of one version waiting for a write, only
  * the newest is written. Older checkpoints beyond CHECKPOINT_KEEP are deleted after a newer one is
@@ -107,12 +107,13 @@ export function parseCheckpoint(key: string, bytes: Uint8Array): Checkpoint {
 }
 
 /**
- * What a checkpoint would hold that the previous one may not: the version, which slots finished, and
- * whether the run is complete. A checkpoint is written only when this changed.
+ * What a checkpoint would hold that the previous one may not: the version, which slots finished or
+ * are retired (the worker count), and whether the run is complete. A checkpoint is written only when
+ * this changed.
  */
 function stateStamp(run: TrainingRun): string {
-  const finished = run.membership.slots.map((s) => (s.state === "finished" ? "f" : "-")).join("");
-  return `${run.store.version}:${finished}:${run.complete}`;
+  const slots = run.membership.slots.map((s) => (s.state === "finished" ? "f" : s.retired ? "r" : "-")).join("");
+  return `${run.store.version}:${slots}:${run.complete}`;
 }
 
 export interface CheckpointerOptions {

@@ -48,13 +48,15 @@ export interface PushRecord {
 
 /**
  * Events: "applied" after every parameter update (synchronously, with the state consistent — the
- * moment to capture a checkpoint); "finished" after a slot finished; "complete" once the run is
+ * moment to capture a checkpoint); "finished" after a slot finished; "resized" after the worker
+ * count changed (SetWorkerCount, the ECS service); "complete" once the run is
  * complete; "stalled" when no worker has been live for NO_WORKERS_TIMEOUT_MS of an unfinished run;
  * "pushed" after each gradient that counted; "metrics" after each metrics report.
  */
 export class TrainingRun extends EventEmitter<{
   applied: [version: number];
   finished: [slot: number];
+  resized: [count: number];
   complete: [];
   stalled: [idleMs: number];
   pushed: [PushRecord];
@@ -209,7 +211,7 @@ export class TrainingRun extends EventEmitter<{
     // gone (and could not register into a retired slot again), as is a finished one's.
     for (const slot of this.membership.slots) if (slot.retired || slot.state === "finished") this.#handOver(slot);
     const positions = c.slots.map((s, i) => `${i}:${s.finished ? "finished" : `epoch ${s.position.epoch + 1} batch ${s.position.batch}`}`);
-    this.log.info(`resumed from checkpoint ${c.key}: version ${c.version}, ${c.updatesApplied} updates applied; slots ${positions.join(", ")}`);
+    this.log.info(`resumed from checkpoint ${c.key}: version ${c.version}, ${c.updatesApplied} updates applied, ${this.membership.workerCount} workers; slots ${positions.join(", ")}`);
     this.changed.notify();
   }
 
@@ -264,6 +266,7 @@ export class TrainingRun extends EventEmitter<{
     this.buffers.reserve(this.membership.slots.length + 1);
     this.changed.notify();
     this.aggregator.onLeave();
+    if (r.opened.length > 0 || r.retired.length > 0) this.emit("resized", this.membership.workerCount);
     this.#checkComplete();
     return r;
   }
