@@ -4,30 +4,15 @@
  * machine).
  */
 import t from "tap";
-import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { NODE_FLAGS } from "@distributed-ps/common/node-flags.ts";
+import { runNode } from "../../test/helpers/processes.ts";
 import type { BenchResult } from "../lib/report.ts";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
-
-function run(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(root, "bench/run.ts"), ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`bench did not finish within 60 s:\n${out}`));
-    }, 60_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, out });
-    });
-  });
+async function run(args: string[]): Promise<{ code: number; out: string }> {
+  const { code, output } = await runNode("bench/run.ts", { args, timeoutMs: 60_000 });
+  return { code, out: output };
 }
 
 const positive = (v: unknown) => typeof v === "number" && Number.isFinite(v) && v > 0;

@@ -5,36 +5,21 @@
  *
  * The seed is fixed so that CI replays the same plans; CHAOS_TEST_SEED=<n> tries others.
  */
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import t from "tap";
+import t, { type Test } from "tap";
+import { startNode } from "../../test/helpers/processes.ts";
 import { SCENARIOS } from "../lib/chaos/plan.ts";
 import { until } from "../lib/chaos/waiting.ts";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
-const script = fileURLToPath(new URL("../chaos.ts", import.meta.url));
 const SEED = process.env.CHAOS_TEST_SEED ?? "20261205";
 /** A run's bound here: runs take 10–30 s on 2 busy cores; a hang is reported after this. */
 const RUN_TIMEOUT_S = 90;
 
-interface Harness {
-  exit: Promise<number | null>;
-  output: () => string;
-  kill: (signal: NodeJS.Signals) => void;
-}
-
-function harness(env: Record<string, string>): Harness {
-  const child = spawn(process.execPath, [script], { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-  return {
-    exit: new Promise((res) => child.once("exit", (code) => res(code))),
-    output: () => output,
-    kill: (signal) => child.kill(signal),
-  };
+/** The suite as a process (killed at the test's teardown). */
+function harness(t: Test, env: Record<string, string>) {
+  const p = startNode(t, "scripts/chaos.ts", { env });
+  return { exit: p.exit, output: p.output, kill: (signal: NodeJS.Signals) => p.child.kill(signal) };
 }
 
 function chaosJson(output: string) {
@@ -46,8 +31,7 @@ function chaosJson(output: string) {
 const runs = SCENARIOS.length;
 t.test(`every scenario once (modes rotating), seed ${SEED}: all complete, exactly, none hangs`, { timeout: runs * (RUN_TIMEOUT_S + 30) * 1000 + 60_000 }, async (t) => {
   const dir = t.testdir();
-  const h = harness({ SEED, RUNS: String(runs), MODE: "all", SCENARIO: "all", RESULTS_DIR: dir, KEEP: "", RUN_TIMEOUT_S: String(RUN_TIMEOUT_S) });
-  t.teardown(() => h.kill("SIGKILL"));
+  const h = harness(t, { SEED, RUNS: String(runs), MODE: "all", SCENARIO: "all", RESULTS_DIR: dir, KEEP: "", RUN_TIMEOUT_S: String(RUN_TIMEOUT_S) });
   const code = await h.exit;
   const summary = chaosJson(h.output());
   t.ok(summary, "the last line is CHAOS_JSON");
@@ -68,14 +52,13 @@ t.test(`every scenario once (modes rotating), seed ${SEED}: all complete, exactl
 
 t.test("SIGINT: the suite kills every process it started, reports, and exits 130", { timeout: 120_000 }, async (t) => {
   const dir = t.testdir();
-  const h = harness({ SEED: "1", RUNS: "3", SCENARIO: "clean", MODE: "sync", RESULTS_DIR: dir, KEEP: "1" });
-  t.teardown(() => h.kill("SIGKILL"));
+  const h = harness(t, { SEED: "1", RUNS: "3", SCENARIO: "clean", MODE: "sync", RESULTS_DIR: dir, KEEP: "1" });
   const events = join(dir, "run-001-clean-sync", "chaos-events.log");
   const started = () => (existsSync(events) ? [...readFileSync(events, "utf8").matchAll(/started (\S+) \(pid (\d+)\)/g)].map((m) => Number(m[2])) : []);
   t.ok(await until(() => started().length === 4, { timeoutMs: 60_000 }), "the server and 3 workers started");
   const pids = started();
   h.kill("SIGINT");
-  let code: number | null | "still running" = "still running";
+  let code: number | "still running" = "still running";
   void h.exit.then((c) => (code = c));
   await until(() => code !== "still running", { timeoutMs: 20_000 });
   t.equal(code, 130, "exit code 130, promptly");

@@ -3,17 +3,13 @@
  * one results JSON per run, the combined experiment.json and the PNG charts.
  */
 import t from "tap";
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const script = fileURLToPath(new URL("../experiment.ts", import.meta.url));
+import { exitWithin, runNode, startNode } from "../../test/helpers/processes.ts";
 
 t.test("sync and async with 1 worker: per-run JSON with per-epoch history, and charts", async (t) => {
   const dir = t.testdir();
   const env = {
-    ...process.env,
     EXPERIMENT_MODES: "sync,async",
     EXPERIMENT_WORKERS: "1",
     EPOCHS: "2",
@@ -23,13 +19,7 @@ t.test("sync and async with 1 worker: per-run JSON with per-epoch history, and c
     STATUS_INTERVAL_MS: "0",
     TTA_TARGET: "0.25",
   };
-  const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
-    const child = spawn(process.execPath, [script], { env, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    child.once("exit", (c) => resolve({ code: c, output }));
-  });
+  const { code, output } = await runNode("scripts/experiment.ts", { env });
   t.equal(code, 0, "experiment exits 0");
   if (code !== 0) t.comment(output.slice(-3000));
   for (const label of ["sync-1w", "async-1w"]) {
@@ -62,12 +52,7 @@ t.test("sync and async with 1 worker: per-run JSON with per-epoch history, and c
 });
 
 t.test("a bad matrix is refused with a clear message", async (t) => {
-  const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
-    const child = spawn(process.execPath, [script], { env: { ...process.env, EXPERIMENT_MODES: "sync,fast" }, stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.once("exit", (code) => resolve({ code, err }));
-  });
-  t.equal(r.code, 2, "exit code 2");
-  t.match(r.err, /EXPERIMENT_MODES="sync,fast": .*a comma-separated list of sync, async, ssp/, "names the variable and what it accepts");
+  const p = startNode(t, "scripts/experiment.ts", { env: { EXPERIMENT_MODES: "sync,fast" } });
+  t.equal(await exitWithin(p, 60_000), 2, "exit code 2");
+  t.match(p.stderr.join("\n"), /EXPERIMENT_MODES="sync,fast": .*a comma-separated list of sync, async, ssp/, "names the variable and what it accepts");
 });

@@ -6,36 +6,19 @@
  * sync: both evaluate the final parameters). ONNX's own checker accepts the file.
  */
 import t from "tap";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { createLogger } from "../../common/src/log.ts";
 import { loadDataset, type DatasetConfig } from "../../worker/src/data/load-dataset.ts";
 import { referencePython } from "../lib/python.ts";
+import { runLocal as runJob } from "./helpers/run-local.ts";
 
-const script = fileURLToPath(new URL("../run-local.ts", import.meta.url));
 const FASHION_MNIST = "/usr/share/datasets/fashion-mnist";
 
-interface WorkerMetrics {
-  final_test_accuracy: number;
-  final_test_loss: number;
-}
-
-function runLocal(env: Record<string, string>, dir: string): Promise<{ code: number | null; output: string; workers: WorkerMetrics[] }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script], {
-      env: { ...process.env, RESULTS_DIR: `${dir}/run`, DATA_DIR: `${dir}/data`, PROGRESS_INTERVAL_MS: "60000", STATUS_INTERVAL_MS: "0", ACCURACY_TARGET: "0", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    child.once("exit", (code) => {
-      const workers = [...output.matchAll(/^worker-\d+ \| METRICS_JSON: (.*)$/gm)].map((m) => JSON.parse(m[1]!) as WorkerMetrics);
-      resolve({ code, output, workers });
-    });
-  });
+/** A job whose data and results stay under `dir`. */
+function runLocal(env: Record<string, string>, dir: string) {
+  return runJob({ DATA_DIR: `${dir}/data`, ACCURACY_TARGET: "0", ...env }, `${dir}/run`);
 }
 
 /** Accuracy and mean cross-entropy of model.onnx over the test split the workers evaluated on. */

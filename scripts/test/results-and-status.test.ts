@@ -8,24 +8,17 @@
  * - status over gRPC against a live in-process server.
  */
 import t from "tap";
-import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
 import { gradient, startTestServer, workersWithParameters } from "../../test/helpers/test-server.ts";
+import { exitWithin, startNode } from "../../test/helpers/processes.ts";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
-
-function run(script: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script, ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.once("exit", (code) => resolve({ code, out, err }));
-  });
+/** Runs `script` (from the root); stdout and stderr apart, as the tests look at each. */
+async function run(script: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+  const p = startNode(undefined, script, { args, env });
+  const code = await exitWithin(p, 300_000);
+  return { code, out: p.stdout.join("\n"), err: p.stderr.join("\n") };
 }
 
 const isPng = (path: string) => readFileSync(path).subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));

@@ -6,24 +6,14 @@
  * tensor's shard.
  */
 import t from "tap";
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { decodeSafetensors } from "../../common/src/safetensors.ts";
+import { runLocal as runJob } from "./helpers/run-local.ts";
 
-const script = fileURLToPath(new URL("../run-local.ts", import.meta.url));
 
-function runLocal(env: Record<string, string>, dir: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script], {
-      env: { ...process.env, RESULTS_DIR: `${dir}/run`, PROGRESS_INTERVAL_MS: "60000", STATUS_INTERVAL_MS: "0", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    child.once("exit", (code) => resolve({ code, output }));
-  });
+/** A job whose results stay under `dir`. */
+function runLocal(env: Record<string, string>, dir: string) {
+  return runJob(env, `${dir}/run`);
 }
 
 /** The exported model as name -> raw float32 bytes, merging the shards' parts when there are several. */

@@ -12,6 +12,7 @@ import { ECSClient } from "@aws-sdk/client-ecs";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import { watchWorkerServiceCount } from "../src/ecs/worker-count.ts";
 import { scaleServicesToZero } from "../src/ecs/scale-down.ts";
+import { waitUntil } from "../../test/helpers/wait.ts";
 
 const TARGET = "AmazonEC2ContainerServiceV20141113";
 const CLUSTER = "ps-cluster";
@@ -81,15 +82,6 @@ function capturingLogger() {
   return { log, lines, warnings: () => lines.filter((l) => l.level === "warn").map((l) => l.message) };
 }
 
-/** Waits until `cond` holds (checked every few ms), failing after a generous limit. */
-async function until(cond: () => boolean, what: string, limitMs = 10_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 t.test("the watch reports the desired count, its changes, and rides out errors", async (t) => {
   let mode: "ok" | "throttle" | "server-error" | "missing" | "hold" = "ok";
   let desired = 4;
@@ -114,10 +106,10 @@ t.test("the watch reports the desired count, its changes, and rides out errors",
   /** Waits for `n` more requests, i.e. polls that saw the current answer. */
   const polls = (n: number) => {
     const target = calls.length + n;
-    return until(() => calls.length >= target, `${n} more polls`);
+    return waitUntil(() => calls.length >= target, `${n} more polls`);
   };
 
-  await until(() => counts.length === 1, "the first count");
+  await waitUntil(() => counts.length === 1, "the first count");
   t.same(counts, [4], "the first value read is reported");
   t.equal(calls[0]?.target, `${TARGET}.DescribeServices`, "DescribeServices is called");
   t.same(calls[0]?.body, { cluster: CLUSTER, services: [SERVICE] }, "for the right cluster and service");
@@ -126,30 +118,30 @@ t.test("the watch reports the desired count, its changes, and rides out errors",
   t.same(counts, [4], "no report while the count is unchanged");
 
   desired = 6;
-  await until(() => counts.length === 2, "the change to 6");
+  await waitUntil(() => counts.length === 2, "the change to 6");
   desired = 2;
-  await until(() => counts.length === 3, "the change to 2");
+  await waitUntil(() => counts.length === 3, "the change to 2");
   t.same(counts, [4, 6, 2], "every change is reported once, in order");
 
   mode = "throttle";
-  await until(() => warnings().length === 1, "the throttling warning");
+  await waitUntil(() => warnings().length === 1, "the throttling warning");
   t.match(warnings()[0], /ThrottlingException.*Rate exceeded/, "the warning says what failed");
   t.match(warnings()[0], `aws ecs describe-services --cluster ${CLUSTER} --services ${SERVICE}`, "and how to check by hand");
   await polls(3);
   t.equal(warnings().length, 1, "a persisting error is logged once");
 
   mode = "server-error";
-  await until(() => warnings().length === 2, "the server error warning");
+  await waitUntil(() => warnings().length === 2, "the server error warning");
   t.match(warnings()[1], /HTTP 500/, "a different error is logged again");
 
   desired = 3; // changed while the API failed: picked up on recovery
   mode = "ok";
-  await until(() => counts.length === 4, "the count after recovery");
+  await waitUntil(() => counts.length === 4, "the count after recovery");
   t.same(counts, [4, 6, 2, 3], "polling recovers and reports the count");
   t.ok(lines.some((l) => l.level === "info" && /works again/.test(l.message)), "the recovery is logged");
 
   mode = "missing";
-  await until(() => warnings().length === 3, "the missing-service warning");
+  await waitUntil(() => warnings().length === 3, "the missing-service warning");
   t.match(warnings()[2], /MISSING/, "a failures entry (service missing) is a warning");
   mode = "ok";
   await polls(2);
@@ -160,8 +152,9 @@ t.test("the watch reports the desired count, its changes, and rides out errors",
   // A slow call: no second request is made while it is open, however many intervals pass.
   mode = "hold";
   desired = 7;
-  await until(() => held.length === 1, "a held request");
+  await waitUntil(() => held.length === 1, "a held request");
   const before = calls.length;
+  // What is checked is that nothing happens over four intervals: there is no state to wait for.
   await sleep(4 * INTERVAL);
   t.equal(calls.length, before, "no overlapping poll while a call is in flight");
 

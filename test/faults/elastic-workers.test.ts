@@ -6,13 +6,10 @@
  * exactly once (the server's per-epoch example counts equal the sizes of that epoch's parts), and
  * the retired worker that lived exits 0.
  */
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import t from "tap";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
+import { exitWithin, freePort, runNode, startProcess } from "../helpers/processes.ts";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
 const TRAIN = 12_000;
 const BATCH = 32;
 const EPOCHS = 4;
@@ -28,13 +25,9 @@ function examplesFor(parts: number): number {
 }
 
 async function scale(address: string, workers: number): Promise<string> {
-  const child = spawn(process.execPath, [root + "scripts/scale.ts", "--workers", String(workers), "--address", address], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number | null>((res) => child.once("exit", res));
-  if (code !== 0) throw new Error(`scale.ts exited ${code}: ${out}`);
-  return out.trim();
+  const { code, output } = await runNode("scripts/scale.ts", { args: ["--workers", String(workers), "--address", address] });
+  if (code !== 0) throw new Error(`scale.ts exited ${code}: ${output}`);
+  return output.trim();
 }
 
 for (const mode of ["sync", "async"] as const) {

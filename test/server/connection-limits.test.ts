@@ -8,7 +8,6 @@ import t, { type Test } from "tap";
 import http2 from "node:http2";
 import net from "node:net";
 import { once } from "node:events";
-import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
   PullParametersRequestSchema,

@@ -5,16 +5,14 @@
  * browser test saves its screenshots under test/output/ (and, with UPDATE_SCREENSHOTS=1 or
  * when missing, the README's docs/dashboard.png).
  */
-import t, { type Test } from "tap";
-import { spawn, type ChildProcess } from "node:child_process";
+import t from "tap";
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { publicConfiguration, RunTelemetry } from "../../server/src/observability/telemetry.ts";
 import { startDashboard } from "../../server/src/observability/dashboard-server.ts";
+import { root, startNode } from "../helpers/processes.ts";
 import { startTestServer, workersWithParameters, gradient } from "../helpers/test-server.ts";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
 const CHROMIUM = "/usr/bin/chromium";
 
 async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
@@ -74,66 +72,37 @@ t.test("the dashboard port serves the page, status and history as JSON, /metrics
   t.equal((await fetch(dash.url, { method: "DELETE" })).status, 405, "other methods are refused");
 });
 
-/** Starts a program and collects its lines; resolves `waitFor` matches as they appear. */
-function startProgram(t: Test, script: string, env: Record<string, string>) {
-  const child: ChildProcess = spawn(process.execPath, [script], { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  const lines: string[] = [];
-  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  for (const stream of [child.stdout!, child.stderr!]) {
-    createInterface({ input: stream }).on("line", (line) => {
-      lines.push(line);
-      for (const w of [...waiters]) {
-        const m = w.re.exec(line);
-        if (m) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(m);
-        }
-      }
-    });
-  }
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill("SIGKILL");
-  });
-  return {
-    child,
-    lines,
-    waitFor: (re: RegExp, ms: number) =>
-      new Promise<RegExpMatchArray>((resolve, reject) => {
-        const found = lines.map((l) => re.exec(l)).find((m) => m !== null);
-        if (found) return resolve(found);
-        const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${ms} ms; last lines:\n${lines.slice(-20).join("\n")}`)), ms);
-        waiters.push({ re, resolve: (m) => (clearTimeout(timer), resolve(m)) });
-      }),
-  };
-}
-
 t.test("headless Chromium watches a live run: both workers and a loss curve that grows", { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (apt-get install chromium)` }, async (t) => {
   const { chromium } = await import("playwright-core");
   const outDir = fileURLToPath(new URL("../output/", import.meta.url));
   mkdirSync(outDir, { recursive: true });
 
-  const server = startProgram(t, "server/src/main.ts", {
-    SERVER_HOST: "127.0.0.1",
-    SERVER_PORT: "0",
-    DASHBOARD_PORT: "0",
-    TOTAL_WORKERS_EXPECTED: "2",
-    // Async, so that the staleness chart has something to show in the screenshot.
-    SERVER_MODE: "async",
-    EXIT_ON_COMPLETE: "false",
-    STATUS_INTERVAL_MS: "0",
+  const server = startNode(t, "server/src/main.ts", {
+    env: {
+      SERVER_HOST: "127.0.0.1",
+      SERVER_PORT: "0",
+      DASHBOARD_PORT: "0",
+      TOTAL_WORKERS_EXPECTED: "2",
+      // Async, so that the staleness chart has something to show in the screenshot.
+      SERVER_MODE: "async",
+      EXIT_ON_COMPLETE: "false",
+      STATUS_INTERVAL_MS: "0",
+    },
   });
-  const grpc = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/, 20_000))[1]!;
-  const url = (await server.waitFor(/dashboard on (http:\/\/\S+\/)/, 20_000))[1]!;
+  const grpc = /listening on 127\.0\.0\.1:(\d+)/.exec(await server.waitFor(/listening on 127\.0\.0\.1:\d+/, 20_000))![1]!;
+  const url = /dashboard on (http:\/\/\S+\/)/.exec(await server.waitFor(/dashboard on http:\/\/\S+\//, 20_000))![1]!;
   t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/, "the server logs the dashboard URL at start-up");
   for (let i = 0; i < 2; i++) {
-    startProgram(t, "worker/src/main.ts", {
-      PARAMETER_SERVER_ADDRESS: `127.0.0.1:${grpc}`,
-      WORKER_LABEL: `browser-test worker ${i}`,
-      EPOCHS: "3",
-      PROGRESS_INTERVAL_MS: "300",
-      // The tfjs engine: the browser must catch the run while it trains; ONNX Runtime finishes
-      // this job in about three seconds.
-      WORKER_ENGINE: "tfjs",
+    startNode(t, "worker/src/main.ts", {
+      env: {
+        PARAMETER_SERVER_ADDRESS: `127.0.0.1:${grpc}`,
+        WORKER_LABEL: `browser-test worker ${i}`,
+        EPOCHS: "3",
+        PROGRESS_INTERVAL_MS: "300",
+        // The tfjs engine: the browser must catch the run while it trains; ONNX Runtime finishes
+        // this job in about three seconds.
+        WORKER_ENGINE: "tfjs",
+      },
     });
   }
 

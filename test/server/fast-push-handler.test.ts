@@ -19,6 +19,7 @@ import {
 import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const enveloped = (m: Uint8Array) => Buffer.concat([envelopePrefix(m.length), m]);
 
@@ -192,7 +193,7 @@ t.test("a client that gives up mid-push leaves nothing behind; the next push goe
   const body = pushBody(w!.session, 0, gradient(1));
   const a = await rawPush(ts.address, body, { stopAfter: body.length - 10, piece: 9 });
   t.not(a.status, "0", "the cancelled push was not accepted");
-  await new Promise((r) => setTimeout(r, 50));
+  await waitUntil(() => ts.server.limits.streams === 0, "the server let go of the cancelled stream");
   t.same(values((await w!.pull()).tensors).w, [1, 2, 3, 4], "nothing applied");
   t.equal((await rawPush(ts.address, body, { piece: 13 })).status, "0", "the next push is applied");
   t.same(values((await w!.pull()).tensors).w, [0, 1, 2, 3], "once");

@@ -24,6 +24,7 @@ import { ServerReflection as ServerReflectionAlpha } from "@distributed-ps/commo
 import { Dtype, ParameterServerService, type WorkerSession } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { MESSAGE_RESERVE_BYTES } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
 import { startTestServer } from "../helpers/test-server.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const ps = ParameterServerService.method;
 /** 3M float32 values: 12 MB, two full chunks and a part at the default chunk size. */
@@ -241,7 +242,7 @@ t.test("metadata over SETTINGS_MAX_HEADER_LIST_SIZE: that call is refused, the c
   const { session } = await joinAndInitialise(client);
   // Waits for a version that will not come, so it is open while the big calls go by.
   const inFlight = client.serverStream(ps.pullParameters, { session, minVersion: 1 });
-  await new Promise((r) => setTimeout(r, 100));
+  await waitUntil(() => ts.server.limits.streams === 1, "the pull's stream open on the server");
   for (const [what, values] of [
     ["one 70 KB value", [70_000]],
     ["four values, 70 KB in all", [20_000, 20_000, 20_000, 10_000]],

@@ -13,7 +13,7 @@ import type { MutableSlot } from "../../server/src/run/slot.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { nextVersions, WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
 import { ShardedConnection } from "../../worker/src/connection/sharded-connection.ts";
-import { connectWorker, ensureParameters, parameterBytes, shardTestGradient, shardTestModel, startShards, trainSteps } from "../helpers/shards.ts";
+import { connectWorker, ensureParameters, parameterBytes, shardTestGradient, shardTestModel, startShards } from "../helpers/shards.ts";
 import { startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
 
 const errorOf = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => ConnectError.from(e));

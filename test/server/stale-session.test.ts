@@ -8,6 +8,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Dtype, PushGradientsRequestSchema } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { chunkTensors } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
 import { gradient, startTestServer } from "../helpers/test-server.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 t.test("a gradient from a session that expired mid-upload is refused, and changes nothing", async (t) => {
   // The run's clock, moved past the lease by hand instead of waiting it out; strictly increasing,
@@ -38,7 +39,7 @@ t.test("a gradient from a session that expired mid-upload is refused, and change
     (e: unknown) => ConnectError.from(e),
   );
   // Once the first chunk has arrived (it renews the lease), the upload stalls for longer than the lease.
-  while (slot.lastSeen === seen) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil(() => slot.lastSeen !== seen, "the first chunk renewing the lease");
   skipped += 800;
   const replacement = await ts.register("replacement");
   t.equal(replacement.slot, old.slot, "the replacement took the expired slot");

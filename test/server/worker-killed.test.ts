@@ -3,25 +3,15 @@
  * its lease runs out, and a replacement process takes the same slot.
  */
 import t, { type Test } from "tap";
-import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { gradient, settledWithin, startTestServer } from "../helpers/test-server.ts";
+import { startNode } from "../helpers/processes.ts";
+import { settledWithin, startTestServer } from "../helpers/test-server.ts";
 
-const fixture = fileURLToPath(new URL("../fixtures/stuck-worker.ts", import.meta.url));
-
+/** The fixture worker (test/fixtures/stuck-worker.ts): registers, then never pushes. */
 function startStuckWorker(t: Test, address: string) {
-  const child = spawn(process.execPath, [fixture, address], { stdio: ["ignore", "pipe", "inherit"] });
-  t.teardown(() => void child.kill("SIGKILL"));
-  const slot = new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      const m = /^REGISTERED (\d+)$/.exec(line);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once("exit", (code) => reject(new Error(`stuck worker exited with ${code} before registering`)));
-  });
-  return { child, slot };
+  const p = startNode(t, "test/fixtures/stuck-worker.ts", { args: [address] });
+  const slot = p.waitFor(/^REGISTERED \d+$/, 30_000).then((line) => Number(line.split(" ")[1]));
+  return { child: p.child, slot };
 }
 
 t.test("SIGKILL mid-step: the step completes after the lease, and the replacement gets the same slot", async (t) => {

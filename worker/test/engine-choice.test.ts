@@ -4,23 +4,16 @@
  * it contacts a server; `auto` warns once and trains with tfjs.
  */
 import t from "tap";
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { runNode } from "../../test/helpers/processes.ts";
 
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url));
 const withoutOnnxRuntime = fileURLToPath(new URL("./fixtures/without-onnxruntime.mjs", import.meta.url));
 
-function worker(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", withoutOnnxRuntime, main], {
-      // Nothing listens on port 1: a worker that got as far as connecting would retry, then say so.
-      env: { ...process.env, PARAMETER_SERVER_ADDRESS: "127.0.0.1:1", CONNECT_TIMEOUT_MS: "300", TRAIN_EXAMPLES: "1000", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    child.once("exit", (code) => resolve({ code, output }));
+function worker(env: Record<string, string>): Promise<{ code: number; output: string }> {
+  return runNode("worker/src/main.ts", {
+    nodeArgs: ["--import", withoutOnnxRuntime],
+    // Nothing listens on port 1: a worker that got as far as connecting would retry, then say so.
+    env: { PARAMETER_SERVER_ADDRESS: "127.0.0.1:1", CONNECT_TIMEOUT_MS: "300", TRAIN_EXAMPLES: "1000", ...env },
   });
 }
 

@@ -2,14 +2,13 @@ import t, { type Test } from "tap";
 import { createServer, type Server } from "node:http";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { DATASETS } from "../src/data/catalog.ts";
 import { checkSliceHoldsABatch, DatasetError, loadDataset, type DatasetConfig } from "../src/data/load-dataset.ts";
 import { sliceForPart } from "../src/data/partition.ts";
 import { pixelValue, sha256, tinyCifarArchive, tinyIdxFiles } from "./fixtures/tiny-datasets.ts";
+import { runNode } from "../../test/helpers/processes.ts";
 
 const lines: string[] = [];
 
@@ -275,17 +274,9 @@ t.test("a real worker process with a broken data file: one error line naming the
   const labels = gunzipSync(idx.get("train-labels-idx1-ubyte.gz")!);
   labels[8 + 41] = 12;
   for (const [name, bytes] of idx) writeFileSync(join(dir, name), name === "train-labels-idx1-ubyte.gz" ? gzipSync(labels) : bytes);
-  const main = fileURLToPath(new URL("../src/main.ts", import.meta.url));
-  const r = await new Promise<{ code: number | null; output: string }>((resolve) => {
-    const child = spawn(process.execPath, [main], {
-      // Nothing listens on port 1: the data is loaded before any server is contacted.
-      env: { ...process.env, DATASET: "mnist", DATASET_URL: dir, DATASET_SHA256: "skip", DATA_DIR: freshDir(t), PARAMETER_SERVER_ADDRESS: "127.0.0.1:1", CONNECT_TIMEOUT_MS: "300" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    child.once("exit", (code) => resolve({ code, output }));
+  const r = await runNode("worker/src/main.ts", {
+    // Nothing listens on port 1: the data is loaded before any server is contacted.
+    env: { DATASET: "mnist", DATASET_URL: dir, DATASET_SHA256: "skip", DATA_DIR: freshDir(t), PARAMETER_SERVER_ADDRESS: "127.0.0.1:1", CONNECT_TIMEOUT_MS: "300" },
   });
   t.equal(r.code, 1, "exit 1");
   const errors = r.output.split("\n").filter((l) => /ERROR/.test(l));

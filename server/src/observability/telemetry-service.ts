@@ -3,7 +3,7 @@
  */
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { TelemetryService } from "@distributed-ps/common/gen/paramserver/v1/telemetry_pb.js";
-import { publicConfiguration, type RunTelemetry } from "./telemetry.ts";
+import type { RunTelemetry } from "./telemetry.ts";
 
 /** What the dashboard shows about checkpoints; undefined when checkpointing is off. */
 export interface CheckpointView {
