@@ -18,6 +18,7 @@ import t from "tap";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createLab, netnsUnavailable, SERVER_DNS_NAME } from "../helpers/netns.ts";
 import { exitWithin, type Proc } from "../helpers/processes.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const unavailable = netnsUnavailable();
 if (unavailable !== undefined) t.comment(`network fault tests skipped: ${unavailable}`);
@@ -50,12 +51,8 @@ function quantile(xs: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
-async function waitForCount(p: Proc, re: RegExp, count: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (p.lines.filter((l) => re.test(l)).length < count) {
-    if (Date.now() > deadline) throw new Error(`fewer than ${count} lines matching ${re} within ${timeoutMs} ms; last lines:\n${p.lines.slice(-10).join("\n")}`);
-    await sleep(50);
-  }
+function waitForCount(p: Proc, re: RegExp, count: number, timeoutMs: number): Promise<void> {
+  return waitUntil(() => p.lines.filter((l) => re.test(l)).length >= count, () => `${count} lines matching ${re}; last lines:\n${p.lines.slice(-10).join("\n")}`, { timeoutMs, pollMs: 50 });
 }
 
 t.test("a worker's link is cut for longer than the lease: it is dropped, the other trains on, it rejoins its slot", { skip: unavailable ?? false }, async (t) => {

@@ -4,12 +4,15 @@
  * "should be enough".
  */
 
-/** Resolves once `condition()` holds (checked every `pollMs`); rejects naming `what` after `timeoutMs`. */
-export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, o: { timeoutMs?: number; pollMs?: number } = {}): Promise<void> {
+/**
+ * Resolves once `condition()` holds (checked every `pollMs`); rejects naming `what` after `timeoutMs`
+ * (a function: said as things are then, e.g. with a process's last lines).
+ */
+export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string | (() => string), o: { timeoutMs?: number; pollMs?: number } = {}): Promise<void> {
   const timeoutMs = o.timeoutMs ?? 10_000;
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${typeof what === "string" ? what : what()}`);
     await new Promise((r) => setTimeout(r, o.pollMs ?? 5));
   }
 }

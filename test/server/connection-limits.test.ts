@@ -19,6 +19,7 @@ import { envelopePrefix } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
 import { gradient, initialParameters, settledWithin, startTestServer, workersWithParameters, type TestServer } from "../helpers/test-server.ts";
 import { selfSignedCertificate } from "../helpers/certificate.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const PUSH_PATH = "/paramserver.v1.ParameterServerService/PushGradients";
 const PULL_PATH = "/paramserver.v1.ParameterServerService/PullParameters";
@@ -38,14 +39,8 @@ async function within<T>(p: Promise<T>, what: string, ms = WITHIN_MS): Promise<T
   }
 }
 
-/** Waits until `ok()` holds (checked every 20 ms), failing after `ms`. */
-async function until(ok: () => boolean, what: string, ms = WITHIN_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** Waits until `ok()` holds, failing after WITHIN_MS. */
+const until = (ok: () => boolean, what: string) => waitUntil(ok, what, { timeoutMs: WITHIN_MS });
 
 function port(ts: TestServer): number {
   return Number(ts.address.split(":")[1]);

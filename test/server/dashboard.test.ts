@@ -12,6 +12,7 @@ import { publicConfiguration, RunTelemetry } from "../../server/src/observabilit
 import { startDashboard } from "../../server/src/observability/dashboard-server.ts";
 import { root, startNode } from "../helpers/processes.ts";
 import { startTestServer, workersWithParameters, gradient } from "../helpers/test-server.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 
@@ -125,27 +126,21 @@ t.test("headless Chromium watches a live run: both workers and a loss curve that
   const ROW_STATES = `[...document.querySelectorAll("#workers tbody tr")].map((tr) => tr.dataset.state)`;
   const BADGE = `document.querySelector("#state")?.dataset.state`;
   // Polled from here: Playwright's own waitForFunction would eval() in the page, which its CSP forbids.
-  const waitUntil = async (expr: string, ms: number) => {
-    const deadline = Date.now() + ms;
-    while (!(await page.evaluate(expr))) {
-      if (Date.now() > deadline) throw new Error(`page never satisfied ${expr} within ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
+  const pageSatisfies = (expr: string, ms: number) => waitUntil(async () => Boolean(await page.evaluate(expr)), `the page satisfying ${expr}`, { timeoutMs: ms, pollMs: 200 });
 
-  await waitUntil(`${ROW_STATES}.filter((s) => s === "active").length === 2`, 60_000);
+  await pageSatisfies(`${ROW_STATES}.filter((s) => s === "active").length === 2`, 60_000);
   const labels = (await page.evaluate(`[...document.querySelectorAll("#workers tbody tr td:nth-child(3)")].map((td) => td.textContent)`)) as string[];
   t.same(labels.sort(), ["browser-test worker 0", "browser-test worker 1"], "the workers table shows both workers by label");
 
-  await waitUntil(`${LOSS_POINTS} >= 4`, 60_000);
+  await pageSatisfies(`${LOSS_POINTS} >= 4`, 60_000);
   const first = (await page.evaluate(LOSS_POINTS)) as number;
-  await waitUntil(`${LOSS_POINTS} > ${first + 2}`, 60_000);
+  await pageSatisfies(`${LOSS_POINTS} > ${first + 2}`, 60_000);
   const second = (await page.evaluate(LOSS_POINTS)) as number;
   t.ok(second > first, `the loss curve grows while the run trains (${first} → ${second} points)`);
   t.equal(await page.evaluate(BADGE), "training", "the badge says training");
   await page.screenshot({ path: `${outDir}dashboard-live.png`, fullPage: true });
 
-  await waitUntil(`${BADGE} === "complete"`, 120_000);
+  await pageSatisfies(`${BADGE} === "complete"`, 120_000);
   await page.waitForTimeout(1500); // one more poll, so the last sample and reports are drawn
   const accuracyPoints = (await page.evaluate(ACCURACY_POINTS)) as number;
   t.ok(accuracyPoints >= 6, `the accuracy chart has each worker's evaluations (${accuracyPoints} points)`);

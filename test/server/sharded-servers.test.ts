@@ -15,6 +15,8 @@ import { nextVersions, WorkerConnection } from "../../worker/src/connection/work
 import { ShardedConnection } from "../../worker/src/connection/sharded-connection.ts";
 import { connectWorker, ensureParameters, parameterBytes, shardTestGradient, shardTestModel, startShards } from "../helpers/shards.ts";
 import { startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
+import type { SyncBarrier } from "../../server/src/aggregation/sync-barrier.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const errorOf = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => ConnectError.from(e));
 
@@ -148,8 +150,8 @@ t.test("sync barrier: gradients are summed in slot order, whatever order they ar
         { name: "b", shape: [2], data: new Float32Array(2).fill(grads[slot]!) },
       ];
       pushes.push(workers[slot]!.push(g, 0, { exampleCount: 1 }));
-      // The next gradient is sent only once this one has arrived.
-      for (let i = 0; i < 500 && ts.server.run.membership.slots[slot]!.pushes === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      // The next gradient is sent only once this one is at the barrier (the last one completes the step).
+      if (slot !== order.at(-1)) await waitUntil(() => (ts.server.run.aggregator as SyncBarrier).pushedThisStep.has(slot), `slot ${slot}'s gradient at the barrier`);
     }
     await Promise.all(pushes);
     const w = values((await workers[0]!.pull()).tensors).w!;

@@ -67,6 +67,11 @@ export class SyncBarrier implements Aggregator {
     return { step, pushed: new Set(), progress: new Map(), ordered: [], held: new Map(), next: 0, timer: undefined, done, resolve, reject };
   }
 
+  /** The slots whose gradient the open step holds so far. */
+  get pushedThisStep(): ReadonlySet<number> {
+    return this.#pending.pushed;
+  }
+
   admit(slot: Slot, baseVersion: number): void {
     const step = this.#pending.step;
     if (baseVersion < step) {
