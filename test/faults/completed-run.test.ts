@@ -8,14 +8,11 @@ import { readdir, rm } from "node:fs/promises";
 import t from "tap";
 import { decodeSafetensors } from "@distributed-ps/common/safetensors.ts";
 import { readFile } from "node:fs/promises";
-import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
+import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
 
 t.test("restarted after a completed run: reports it complete, exports if missing, exits 0", async (t) => {
   const dir = t.testdir();
-  const port = await freePort();
-  const serverEnv = {
-    SERVER_HOST: "127.0.0.1",
-    SERVER_PORT: String(port),
+  const { port, env: serverEnv } = await onLoopback({
     TOTAL_WORKERS_EXPECTED: "2",
     SERVER_MODE: "sync",
     CHECKPOINT_URI: `${dir}/checkpoints`,
@@ -23,7 +20,7 @@ t.test("restarted after a completed run: reports it complete, exports if missing
     // Only the end of the run writes checkpoints: the rule under test.
     CHECKPOINT_EVERY_STEPS: "0",
     CHECKPOINT_EVERY_SECONDS: "0",
-  };
+  });
   const first = startProcess(t, "server/src/main.ts", serverEnv);
   await first.waitFor(/listening on/);
   const workerEnv = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "1", TRAIN_EXAMPLES: "3200", TEST_EXAMPLES: "500" };

@@ -8,7 +8,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import t from "tap";
-import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
+import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
 
 t.test("on ECS the worker count follows the worker service's desired count", async (t) => {
   let desired = 2;
@@ -37,10 +37,7 @@ t.test("on ECS the worker count follows the worker service's desired count", asy
     ecs.close();
   });
 
-  const port = await freePort();
-  const server = startProcess(t, "server/src/main.ts", {
-    SERVER_HOST: "127.0.0.1",
-    SERVER_PORT: String(port),
+  const { port, env: serverEnv } = await onLoopback({
     DASHBOARD_PORT: "0",
     SERVER_MODE: "sync",
     ECS_CLUSTER: "ps-cluster",
@@ -52,6 +49,7 @@ t.test("on ECS the worker count follows the worker service's desired count", asy
     AWS_ACCESS_KEY_ID: "test",
     AWS_SECRET_ACCESS_KEY: "test",
   });
+  const server = startProcess(t, "server/src/main.ts", serverEnv);
   t.match(await server.waitFor(/listening on/), /mode sync, 2 workers/, "it started with the service's desired count (2), not the default 4");
   const describe = calls.find((c) => c.target === "DescribeServices");
   t.same(describe?.body, { cluster: "ps-cluster", services: ["ps-workers"] }, "it asked ECS about the worker service");

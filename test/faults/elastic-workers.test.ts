@@ -8,7 +8,7 @@
  */
 import t from "tap";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import { exitWithin, freePort, runNode, startProcess } from "../helpers/processes.ts";
+import { exitWithin, onLoopback, runNode, startProcess } from "../helpers/processes.ts";
 
 const TRAIN = 12_000;
 const BATCH = 32;
@@ -33,15 +33,13 @@ async function scale(address: string, workers: number): Promise<string> {
 
 for (const mode of ["sync", "async"] as const) {
   t.test(`${mode}: scale 2 -> 3 -> 1 mid-run, one retired worker killed; every epoch's data trained once`, async (t) => {
-    const port = await freePort();
-    const address = `127.0.0.1:${port}`;
-    const server = startProcess(t, "server/src/main.ts", {
-      SERVER_HOST: "127.0.0.1",
-      SERVER_PORT: String(port),
+    const { port, env: serverEnv } = await onLoopback({
       TOTAL_WORKERS_EXPECTED: "2",
       SERVER_MODE: mode,
       LEASE_MS: "1500",
     });
+    const address = `127.0.0.1:${port}`;
+    const server = startProcess(t, "server/src/main.ts", serverEnv);
     await server.waitFor(/listening on/);
     // The tfjs engine: the scaling below is aimed at moments of a run that lasts seconds; ONNX
     // Runtime trains this job in about three, faster than the steps can be taken.
@@ -96,14 +94,12 @@ for (const mode of ["sync", "async"] as const) {
 }
 
 t.test("SIGTERM: a worker leaves at once, and the sync barrier does not wait out its lease", async (t) => {
-  const port = await freePort();
-  const server = startProcess(t, "server/src/main.ts", {
-    SERVER_HOST: "127.0.0.1",
-    SERVER_PORT: String(port),
+  const { port, env: serverEnv } = await onLoopback({
     TOTAL_WORKERS_EXPECTED: "2",
     SERVER_MODE: "sync",
     LEASE_MS: "120000", // waiting out this lease would outlast the test
   });
+  const server = startProcess(t, "server/src/main.ts", serverEnv);
   await server.waitFor(/listening on/);
   const env = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "2", TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", PROGRESS_INTERVAL_MS: "200" };
   const [a, b] = [startProcess(t, "worker/src/main.ts", env), startProcess(t, "worker/src/main.ts", env)];

@@ -4,17 +4,12 @@
  * exits 1 at once; the correct workers then train the run.
  */
 import t from "tap";
-import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
+import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
 
 t.test("a worker with the wrong SEED registering first is refused; the right ones train", async (t) => {
-  const port = await freePort();
   const identity = { DATASET: "synthetic", MODEL: "mlp", SEED: "42", BATCH_SIZE: "32", EPOCHS: "1", TRAIN_EXAMPLES: "3200" };
-  const server = startProcess(t, "server/src/main.ts", {
-    ...identity,
-    SERVER_HOST: "127.0.0.1",
-    SERVER_PORT: String(port),
-    TOTAL_WORKERS_EXPECTED: "2",
-  });
+  const { port, env: serverEnv } = await onLoopback({ ...identity, TOTAL_WORKERS_EXPECTED: "2" });
+  const server = startProcess(t, "server/src/main.ts", serverEnv);
   await server.waitFor(/listening on/);
   const env = { ...identity, PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, TEST_EXAMPLES: "500" };
   const wrong = startProcess(t, "worker/src/main.ts", { ...env, SEED: "7" });

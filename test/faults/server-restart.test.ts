@@ -8,24 +8,21 @@
  * A gradient applied twice, or a batch skipped, changes one of those numbers.
  */
 import t from "tap";
-import { freePort, exitWithin, startProcess } from "../helpers/processes.ts";
+import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
 
 const GRADIENTS_PER_SLOT = 2 * (8000 / 32);
 
 for (const mode of ["sync", "async"] as const) {
   t.test(`${mode}: SIGKILL the server, restart it, and the run finishes from the checkpoint`, async (t) => {
     const dir = t.testdir();
-    const port = await freePort();
-    const serverEnv = {
-      SERVER_HOST: "127.0.0.1",
-      SERVER_PORT: String(port),
+    const { port, env: serverEnv } = await onLoopback({
       TOTAL_WORKERS_EXPECTED: "2",
       SERVER_MODE: mode,
       CHECKPOINT_URI: `${dir}/checkpoints`,
       CHECKPOINT_EVERY_STEPS: "60",
       CHECKPOINT_EVERY_SECONDS: "0",
       LEASE_MS: "2000",
-    };
+    });
     const workerEnv = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "2", TRAIN_EXAMPLES: "16000", TEST_EXAMPLES: "1000", CONNECT_TIMEOUT_MS: "60000" };
 
     const first = startProcess(t, "server/src/main.ts", serverEnv);
@@ -62,15 +59,13 @@ for (const mode of ["sync", "async"] as const) {
 
 t.test("SIGTERM: the server stops accepting work, saves a checkpoint and exits 0", async (t) => {
   const dir = t.testdir();
-  const port = await freePort();
-  const server = startProcess(t, "server/src/main.ts", {
-    SERVER_HOST: "127.0.0.1",
-    SERVER_PORT: String(port),
+  const { port, env: serverEnv } = await onLoopback({
     TOTAL_WORKERS_EXPECTED: "1",
     CHECKPOINT_URI: `${dir}/checkpoints`,
     CHECKPOINT_EVERY_STEPS: "0",
     CHECKPOINT_EVERY_SECONDS: "0",
   });
+  const server = startProcess(t, "server/src/main.ts", serverEnv);
   await server.waitFor(/listening on/);
   const worker = startProcess(t, "worker/src/main.ts", { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "50", CONNECT_TIMEOUT_MS: "3000" });
   await worker.waitFor(/epoch 1\/50 batch/, 30_000);

@@ -5,7 +5,7 @@
  * and continues. Every worker exits 0 and every epoch is trained exactly once.
  */
 import t from "tap";
-import { exitWithin, freePort, startProcess, type Proc } from "../helpers/processes.ts";
+import { exitWithin, onLoopback, startProcess, type Proc } from "../helpers/processes.ts";
 import { assertExactRun } from "../helpers/exact-run.ts";
 
 const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
@@ -13,17 +13,14 @@ const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
 for (const mode of ["sync", "async", "ssp"] as const) {
   t.test(`${mode}: SIGTERM the server twice mid-run and start it again; the workers outlive it`, async (t) => {
     const dir = t.testdir();
-    const port = await freePort();
-    const serverEnv = {
-      SERVER_HOST: "127.0.0.1",
-      SERVER_PORT: String(port),
+    const { port, env: serverEnv } = await onLoopback({
       TOTAL_WORKERS_EXPECTED: "3",
       SERVER_MODE: mode,
       LEASE_MS: "1000",
       CHECKPOINT_URI: `${dir}/checkpoints`,
       CHECKPOINT_EVERY_STEPS: "0",
       CHECKPOINT_EVERY_SECONDS: "0",
-    };
+    });
     const workerEnv = {
       PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`,
       EPOCHS: String(RUN.epochs),

@@ -7,7 +7,7 @@
  */
 import { readdir } from "node:fs/promises";
 import t from "tap";
-import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
+import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
 import { assertExactRun } from "../helpers/exact-run.ts";
 
 const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
@@ -22,15 +22,13 @@ const workerEnv = (port: number) => ({
 
 for (const mode of ["sync", "async", "ssp"] as const) {
   t.test(`${mode}: a worker killed and never replaced; the others train its data and the run completes`, async (t) => {
-    const port = await freePort();
-    const server = startProcess(t, "server/src/main.ts", {
-      SERVER_HOST: "127.0.0.1",
-      SERVER_PORT: String(port),
+    const { port, env: serverEnv } = await onLoopback({
       TOTAL_WORKERS_EXPECTED: "3",
       SERVER_MODE: mode,
       LEASE_MS: "1000",
       REPLACEMENT_GRACE_MS: "1000",
     });
+    const server = startProcess(t, "server/src/main.ts", serverEnv);
     await server.waitFor(/listening on/);
     const workers = [0, 1, 2].map(() => startProcess(t, "worker/src/main.ts", workerEnv(port)));
     // The first worker training epoch 1 is killed: on a busy machine a worker may start so late that
@@ -55,10 +53,7 @@ for (const mode of ["sync", "async", "ssp"] as const) {
 
 t.test("no worker left: the server checkpoints and exits 3 after NO_WORKERS_TIMEOUT_MS; a restart continues", async (t) => {
   const dir = t.testdir();
-  const port = await freePort();
-  const serverEnv = {
-    SERVER_HOST: "127.0.0.1",
-    SERVER_PORT: String(port),
+  const { port, env: serverEnv } = await onLoopback({
     TOTAL_WORKERS_EXPECTED: "1",
     SERVER_MODE: "async",
     LEASE_MS: "1000",
@@ -67,7 +62,7 @@ t.test("no worker left: the server checkpoints and exits 3 after NO_WORKERS_TIME
     CHECKPOINT_URI: `${dir}/checkpoints`,
     CHECKPOINT_EVERY_STEPS: "0",
     CHECKPOINT_EVERY_SECONDS: "0",
-  };
+  });
   const server = startProcess(t, "server/src/main.ts", serverEnv);
   await server.waitFor(/listening on/);
   const worker = startProcess(t, "worker/src/main.ts", workerEnv(port));

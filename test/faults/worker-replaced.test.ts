@@ -4,20 +4,18 @@
  * with every batch's gradient applied exactly once.
  */
 import t from "tap";
-import { exitWithin, freePort, startProcess } from "../helpers/processes.ts";
+import { exitWithin, freePort, onLoopback, startProcess } from "../helpers/processes.ts";
 
 const GRADIENTS_PER_SLOT = 2 * (8000 / 32);
 
 for (const mode of ["sync", "async", "ssp"] as const) {
   t.test(`${mode}: SIGKILL a worker, start a replacement, and the run completes`, async (t) => {
-    const port = await freePort();
-    const server = startProcess(t, "server/src/main.ts", {
-      SERVER_HOST: "127.0.0.1",
-      SERVER_PORT: String(port),
+    const { port, env: serverEnv } = await onLoopback({
       TOTAL_WORKERS_EXPECTED: "2",
       SERVER_MODE: mode,
       LEASE_MS: "1000",
     });
+    const server = startProcess(t, "server/src/main.ts", serverEnv);
     await server.waitFor(/listening on/);
     const env = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "2", TRAIN_EXAMPLES: "16000", TEST_EXAMPLES: "1000", PROGRESS_INTERVAL_MS: "300" };
     const survivor = startProcess(t, "worker/src/main.ts", env);
