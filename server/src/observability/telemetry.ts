@@ -7,37 +7,18 @@
  * Memory is bounded: when a series reaches its cap, every other point of its older half is
  * dropped, so a long run keeps its whole shape at a coarser resolution and its recent past in full.
  */
+import type { RunSample as RunSampleMessage, SlotTelemetry } from "@distributed-ps/common/gen/paramserver/v1/telemetry_pb.js";
 import type { MetricsRecord, PushRecord, TrainingRun } from "../run/training-run.ts";
 
-export interface RunSample {
-  timestampMs: number;
-  version: number;
-  updatesPerSecond: number;
-  samplesPerSecond: number;
-  stepTimeMs: number;
-  activeWorkers: number;
-  meanStaleness: number;
-  maxStaleness: number;
-  /** Negative when no slot has reported one. */
-  trainLoss: number;
-  /** Negative when no slot has been evaluated yet. */
-  testAccuracy: number;
-  staleGradientsRejected: number;
-  learningRate: number;
-}
+/** A sample of the whole run: the telemetry service's RunSample, as a plain object. */
+export type RunSample = Omit<RunSampleMessage, "$typeName" | "$unknown">;
 
 export interface ReportRecord extends MetricsRecord {
   receivedMs: number;
 }
 
-export interface SlotRates {
-  slot: number;
-  samplesPerSecond: number;
-  stepTimeMs: number;
-  meanStaleness: number;
-  maxStaleness: number;
-  lastStaleness: number;
-}
+/** A slot's recent rates: the telemetry service's SlotTelemetry, as a plain object. */
+export type SlotRates = Omit<SlotTelemetry, "$typeName" | "$unknown">;
 
 /** Pushes of one slot in the recent window. */
 interface PushEvent {
