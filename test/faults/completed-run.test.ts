@@ -9,6 +9,7 @@ import t from "tap";
 import { decodeSafetensors } from "@distributed-ps/common/safetensors.ts";
 import { readFile } from "node:fs/promises";
 import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
+import { startAnsweringServer } from "../helpers/server-status.ts";
 
 t.test("restarted after a completed run: reports it complete, exports if missing, exits 0", async (t) => {
   const dir = t.testdir();
@@ -21,8 +22,7 @@ t.test("restarted after a completed run: reports it complete, exports if missing
     CHECKPOINT_EVERY_STEPS: "0",
     CHECKPOINT_EVERY_SECONDS: "0",
   });
-  const first = startProcess(t, "server/src/main.ts", serverEnv);
-  await first.waitFor(/listening on/);
+  const first = await startAnsweringServer(t, serverEnv);
   const workerEnv = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "1", TRAIN_EXAMPLES: "3200", TEST_EXAMPLES: "500" };
   const workers = [0, 1].map(() => startProcess(t, "worker/src/main.ts", workerEnv));
   t.same(await Promise.all(workers.map((w) => exitWithin(w, 60_000))), [0, 0], "both workers finished");

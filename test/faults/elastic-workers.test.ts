@@ -9,6 +9,7 @@
 import t from "tap";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { exitWithin, onLoopback, runNode, startProcess } from "../helpers/processes.ts";
+import { ServerStatus, slotOfWorker, SlotState, startAnsweringServer } from "../helpers/server-status.ts";
 
 const TRAIN = 12_000;
 const BATCH = 32;
@@ -39,21 +40,21 @@ for (const mode of ["sync", "async"] as const) {
       LEASE_MS: "1500",
     });
     const address = `127.0.0.1:${port}`;
-    const server = startProcess(t, "server/src/main.ts", serverEnv);
-    await server.waitFor(/listening on/);
+    const server = await startAnsweringServer(t, serverEnv);
+    const status = new ServerStatus(address);
     // The tfjs engine: the scaling below is aimed at moments of a run that lasts seconds; ONNX
     // Runtime trains this job in about three, faster than the steps can be taken.
     const env = { PARAMETER_SERVER_ADDRESS: address, EPOCHS: String(EPOCHS), TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", BATCH_SIZE: String(BATCH), WORKER_ENGINE: "tfjs" };
     const first = [startProcess(t, "worker/src/main.ts", env), startProcess(t, "worker/src/main.ts", env)];
-    await server.waitFor(/epoch 1: data divided among 2 worker slot\(s\)/, 60_000);
-    await first[0]!.waitFor(/epoch 1\/\d+ batch \d+/, 30_000);
+    await status.until((s) => s.epochs[0]?.parts === 2 && s.version > 0, "epoch 1 divided among 2 slots, and trained", 60_000);
 
     t.match(await scale(address, 3), /now has 3 worker slot\(s\); opened slot\(s\) 2/, "make scale WORKERS=3 opened slot 2");
     const third = startProcess(t, "worker/src/main.ts", env);
-    t.match(await third.waitFor(/registered as slot \d/, 20_000), /registered as slot 2 of 3/, "a third worker registered into slot 2");
+    const registered = await status.until((s) => slotOfWorker(s, third.pid) !== undefined, "the third worker registered", 20_000);
+    t.equal(slotOfWorker(registered, third.pid)!.slot, 2, "a third worker registered into slot 2");
     // The first epoch begun after the resize (the second, unless the machine was slow to resize).
-    const cut = await server.waitFor(/epoch \d+: data divided among 3 worker slot\(s\) \(0, 1, 2\)/, 60_000);
-    const widened = Number(/epoch (\d+):/.exec(cut)![1]);
+    const cut = await status.until((s) => s.epochs.some((e) => e.parts === 3), "an epoch divided among 3 slots", 60_000);
+    const widened = cut.epochs.find((e) => e.parts === 3)!.epoch + 1;
     t.ok(widened < EPOCHS, `epoch ${widened} was divided among 3 workers, with epochs to go`);
     await third.waitFor(new RegExp(`epoch ${widened}/${EPOCHS} part 2 of 3: \\d+ batches`), 10_000);
 
@@ -61,8 +62,8 @@ for (const mode of ["sync", "async"] as const) {
     const down = await connectToServer(address).setWorkerCount({ count: 1 });
     t.same([down.count, down.retired], [1, [2, 1]], "SetWorkerCount 1 retired slots 2 and 1");
     // ECS may stop the task of a retiring worker rather than let it finish: kill slot 1's worker.
-    const slotOf = async (p: (typeof first)[number]) => Number(/registered as slot (\d)/.exec(await p.waitFor(/registered as slot \d/))![1]);
-    const victim = (await slotOf(first[0]!)) === 1 ? first[0]! : first[1]!;
+    const holders = await status.until((s) => slotOfWorker(s, first[0]!.pid) !== undefined, "the first worker's slot");
+    const victim = slotOfWorker(holders, first[0]!.pid)!.slot === 1 ? first[0]! : first[1]!;
     const survivor = victim === first[0] ? first[1]! : first[0]!;
     victim.child.kill("SIGKILL");
     t.equal(await victim.exit, 137, "slot 1's worker was killed");
@@ -99,16 +100,16 @@ t.test("SIGTERM: a worker leaves at once, and the sync barrier does not wait out
     SERVER_MODE: "sync",
     LEASE_MS: "120000", // waiting out this lease would outlast the test
   });
-  const server = startProcess(t, "server/src/main.ts", serverEnv);
-  await server.waitFor(/listening on/);
+  await startAnsweringServer(t, serverEnv);
+  const status = new ServerStatus(`127.0.0.1:${port}`);
   const env = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "2", TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", PROGRESS_INTERVAL_MS: "200" };
   const [a, b] = [startProcess(t, "worker/src/main.ts", env), startProcess(t, "worker/src/main.ts", env)];
-  await b.waitFor(/epoch 1\/2 batch \d+/, 60_000);
-  const slot = Number(/registered as slot (\d)/.exec(await b.waitFor(/registered as slot \d/))![1]);
+  const training = await status.until((s) => (slotOfWorker(s, b.pid)?.pushes ?? 0) >= 1, "a gradient of the second worker's applied", 60_000);
+  const slot = slotOfWorker(training, b.pid)!.slot;
   const stoppedAt = Date.now();
   b.child.kill("SIGTERM");
   t.equal(await exitWithin(b, 10_000), 143, "the worker exited (143) promptly after SIGTERM");
-  await server.waitFor(new RegExp(`slot ${slot}: its worker is stopping; slot is free for a replacement`), 5_000);
+  await status.until((s) => s.slots[slot]?.state === SlotState.FREE, `slot ${slot} free`, 5_000);
   t.pass("the server freed its slot at once");
   // Progress lines carry the parameter version: it must move on by many steps, not just finish one.
   const newestVersion = () => Math.max(-1, ...a.lines.map((l) => Number(/\| version (\d+) \|/.exec(l)?.[1] ?? -1)));

@@ -5,12 +5,12 @@
  */
 import t from "tap";
 import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
+import { startAnsweringServer } from "../helpers/server-status.ts";
 
 t.test("a worker with the wrong SEED registering first is refused; the right ones train", async (t) => {
   const identity = { DATASET: "synthetic", MODEL: "mlp", SEED: "42", BATCH_SIZE: "32", EPOCHS: "1", TRAIN_EXAMPLES: "3200" };
   const { port, env: serverEnv } = await onLoopback({ ...identity, TOTAL_WORKERS_EXPECTED: "2" });
-  const server = startProcess(t, "server/src/main.ts", serverEnv);
-  await server.waitFor(/listening on/);
+  const server = await startAnsweringServer(t, serverEnv);
   const env = { ...identity, PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, TEST_EXAMPLES: "500" };
   const wrong = startProcess(t, "worker/src/main.ts", { ...env, SEED: "7" });
   t.equal(await exitWithin(wrong, 30_000), 1, "the worker with SEED=7 exits 1");

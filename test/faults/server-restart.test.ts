@@ -9,6 +9,7 @@
  */
 import t from "tap";
 import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
+import { startAnsweringServer } from "../helpers/server-status.ts";
 
 const GRADIENTS_PER_SLOT = 2 * (8000 / 32);
 
@@ -25,8 +26,7 @@ for (const mode of ["sync", "async"] as const) {
     });
     const workerEnv = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "2", TRAIN_EXAMPLES: "16000", TEST_EXAMPLES: "1000", CONNECT_TIMEOUT_MS: "60000" };
 
-    const first = startProcess(t, "server/src/main.ts", serverEnv);
-    await first.waitFor(/listening on/);
+    const first = await startAnsweringServer(t, serverEnv);
     const workers = [0, 1].map(() => startProcess(t, "worker/src/main.ts", workerEnv));
     await first.waitFor(/checkpoint \(every steps\): version 120\b/, 60_000);
     first.child.kill("SIGKILL");
@@ -65,8 +65,7 @@ t.test("SIGTERM: the server stops accepting work, saves a checkpoint and exits 0
     CHECKPOINT_EVERY_STEPS: "0",
     CHECKPOINT_EVERY_SECONDS: "0",
   });
-  const server = startProcess(t, "server/src/main.ts", serverEnv);
-  await server.waitFor(/listening on/);
+  const server = await startAnsweringServer(t, serverEnv);
   const worker = startProcess(t, "worker/src/main.ts", { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "50", CONNECT_TIMEOUT_MS: "3000" });
   await worker.waitFor(/epoch 1\/50 batch/, 30_000);
   const sentAt = Date.now();

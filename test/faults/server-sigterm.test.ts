@@ -7,6 +7,7 @@
 import t from "tap";
 import { exitWithin, onLoopback, startProcess, type Proc } from "../helpers/processes.ts";
 import { assertExactRun } from "../helpers/exact-run.ts";
+import { startAnsweringServer } from "../helpers/server-status.ts";
 
 const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
 
@@ -30,8 +31,7 @@ for (const mode of ["sync", "async", "ssp"] as const) {
       PROGRESS_INTERVAL_MS: "200",
       CONNECT_TIMEOUT_MS: "60000",
     };
-    let server: Proc = startProcess(t, "server/src/main.ts", serverEnv);
-    await server.waitFor(/listening on/);
+    let server: Proc = await startAnsweringServer(t, serverEnv);
     const workers = [0, 1, 2].map(() => startProcess(t, "worker/src/main.ts", workerEnv));
     for (const epoch of [1, 2]) {
       await workers[0]!.waitFor(new RegExp(`epoch ${epoch}/3 batch \\d+`), 60_000);

@@ -5,6 +5,7 @@
  */
 import t from "tap";
 import { exitWithin, freePort, onLoopback, startProcess } from "../helpers/processes.ts";
+import { ServerStatus, slotOfWorker, SlotState, startAnsweringServer } from "../helpers/server-status.ts";
 
 const GRADIENTS_PER_SLOT = 2 * (8000 / 32);
 
@@ -15,22 +16,21 @@ for (const mode of ["sync", "async", "ssp"] as const) {
       SERVER_MODE: mode,
       LEASE_MS: "1000",
     });
-    const server = startProcess(t, "server/src/main.ts", serverEnv);
-    await server.waitFor(/listening on/);
+    const server = await startAnsweringServer(t, serverEnv);
+    const status = new ServerStatus(`127.0.0.1:${port}`);
     const env = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "2", TRAIN_EXAMPLES: "16000", TEST_EXAMPLES: "1000", PROGRESS_INTERVAL_MS: "300" };
     const survivor = startProcess(t, "worker/src/main.ts", env);
     const victim = startProcess(t, "worker/src/main.ts", env);
-    const registered = await victim.waitFor(/registered as slot \d/);
-    const slot = Number(/slot (\d)/.exec(registered)![1]);
-    await victim.waitFor(/epoch 1\/2 batch \d+/, 30_000);
+    const slot = slotOfWorker(await status.until((s) => slotOfWorker(s, victim.pid) !== undefined, "the victim registered"), victim.pid)!.slot;
+    await status.until((s) => (s.slots[slot]?.pushes ?? 0) >= 1, "a gradient of the victim's applied");
     victim.child.kill("SIGKILL");
     t.equal(await victim.exit, 137, "the worker was killed with SIGKILL");
 
-    await server.waitFor(new RegExp(`slot ${slot}: lease expired`), 10_000);
+    await status.until((s) => s.slots[slot]?.state === SlotState.FREE, `slot ${slot} free`, 10_000);
     t.pass("the server noticed the dead worker within its lease");
     const replacement = startProcess(t, "worker/src/main.ts", env);
-    const again = await replacement.waitFor(/registered as slot \d/, 20_000);
-    t.match(again, new RegExp(`registered as slot ${slot} `), `the replacement took slot ${slot} again`);
+    const again = await status.until((s) => slotOfWorker(s, replacement.pid) !== undefined, "the replacement registered", 20_000);
+    t.equal(slotOfWorker(again, replacement.pid)!.slot, slot, `the replacement took slot ${slot} again`);
     const resumed = await replacement.waitFor(/resuming slot \d at epoch \d+, batch \d+/, 10_000);
     t.match(resumed, new RegExp(`resuming slot ${slot} at epoch 1, batch [1-9]`), "and continued from the slot's data position, not from the start");
 

@@ -1,0 +1,67 @@
+/**
+ * A server process's state through its own API (GetStatus), for tests that wait on what the server
+ * holds — which slot a worker has, how far it trained, whether a lease ran out — rather than on
+ * the wording of a log line.
+ */
+import { SlotState, type GetStatusResponse, type SlotStatus } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { connectToServer, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
+import type { Test } from "tap";
+import { startProcess, type Proc } from "./processes.ts";
+import { waitUntil } from "./wait.ts";
+
+export { SlotState };
+
+export class ServerStatus {
+  readonly #client: ParameterServerClient;
+  #last: GetStatusResponse | undefined;
+
+  constructor(address: string) {
+    this.#client = connectToServer(address);
+  }
+
+  /** The state now, or undefined while the server does not answer (not started, restarting). */
+  async get(): Promise<GetStatusResponse | undefined> {
+    try {
+      this.#last = await this.#client.getStatus({}, { timeoutMs: 2000 });
+      return this.#last;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Resolves with the first state for which `ok` holds; rejects naming `what` (and the last state seen) after `timeoutMs`. */
+  async until(ok: (s: GetStatusResponse) => boolean, what: string, timeoutMs = 30_000): Promise<GetStatusResponse> {
+    let found: GetStatusResponse | undefined;
+    await waitUntil(
+      async () => {
+        const s = await this.get();
+        if (s !== undefined && ok(s)) found = s;
+        return found !== undefined;
+      },
+      () => `${what}; last status: ${this.#last === undefined ? "none" : describe(this.#last)}`,
+      { timeoutMs, pollMs: 25 },
+    );
+    return found!;
+  }
+}
+
+/** The slot held by the worker process `pid` (workers label themselves "pid <pid>" by default). */
+export function slotOfWorker(s: GetStatusResponse, pid: number): SlotStatus | undefined {
+  return s.slots.find((slot) => slot.workerLabel === `pid ${pid}` && slot.state === SlotState.ACTIVE);
+}
+
+function describe(s: GetStatusResponse): string {
+  const slots = s.slots.map((x) => `${x.slot}:${SlotState[x.state]}(${x.workerLabel},${x.pushes})`).join(" ");
+  return `version ${s.version}, slots ${slots}`;
+}
+
+/** Starts the server with `env` (a loopback environment, onLoopback's) and resolves once it answers GetStatus. */
+export async function startAnsweringServer(t: Test, env: Record<string, string>): Promise<Proc> {
+  const server = startProcess(t, "server/src/main.ts", env);
+  const status = new ServerStatus(`127.0.0.1:${env.SERVER_PORT}`);
+  let exitCode: number | undefined;
+  void server.exit.then((code) => (exitCode = code));
+  await waitUntil(async () => exitCode !== undefined || (await status.get()) !== undefined, () => `the server answering; last lines:\n${server.tail()}`, { pollMs: 25 });
+  if (exitCode !== undefined) throw new Error(`the server exited (${exitCode}) before answering; last lines:\n${server.tail()}`);
+  return server;
+}
