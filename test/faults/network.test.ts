@@ -19,6 +19,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createLab, netnsUnavailable, SERVER_DNS_NAME } from "../helpers/netns.ts";
 import { exitWithin, type Proc } from "../helpers/processes.ts";
 import { waitUntil } from "../helpers/wait.ts";
+import { workerEnvFor } from "../helpers/exact-run.ts";
 
 const unavailable = netnsUnavailable();
 if (unavailable !== undefined) t.comment(`network fault tests skipped: ${unavailable}`);
@@ -70,16 +71,7 @@ t.test("a worker's link is cut for longer than the lease: it is dropped, the oth
     DASHBOARD_ENABLED: "false",
   });
   await server.waitFor(/listening on/, 15_000);
-  const env = {
-    PARAMETER_SERVER_ADDRESS: `${SERVER_DNS_NAME}:${PORT}`,
-    EPOCHS: String(EPOCHS),
-    TRAIN_EXAMPLES: String(TRAIN),
-    TEST_EXAMPLES: "500",
-    BATCH_SIZE: String(BATCH_SIZE),
-    PROGRESS_INTERVAL_MS: "200",
-    RPC_TIMEOUT_MS: "5000",
-    CONNECT_TIMEOUT_MS: "30000",
-  };
+  const env = workerEnvFor({ epochs: EPOCHS, trainExamples: TRAIN, batchSize: BATCH_SIZE }, `${SERVER_DNS_NAME}:${PORT}`, { RPC_TIMEOUT_MS: "5000", CONNECT_TIMEOUT_MS: "30000" });
   const a = lab.start(lab.workers[0]!, "worker/src/main.ts", { ...env, WORKER_SLOT: "0" });
   const b = lab.start(lab.workers[1]!, "worker/src/main.ts", { ...env, WORKER_SLOT: "1" });
   t.match(await b.waitFor(/registered as slot \d/, 30_000), /registered as slot 1 /, "B holds slot 1");
@@ -143,16 +135,8 @@ t.test("a worker's link is slow: the other is held no longer than the straggler 
     DASHBOARD_ENABLED: "false",
   });
   await server.waitFor(/listening on/, 15_000);
-  const env = {
-    PARAMETER_SERVER_ADDRESS: `${SERVER_DNS_NAME}:${PORT}`,
-    EPOCHS: String(EPOCHS),
-    TRAIN_EXAMPLES: String(TRAIN),
-    TEST_EXAMPLES: "200",
-    BATCH_SIZE: String(BATCH_SIZE),
-    // Shorter than a step under the bound, so A logs every step and its line times are step times.
-    PROGRESS_INTERVAL_MS: "100",
-    RPC_TIMEOUT_MS: "20000",
-  };
+  // Progress every 100 ms, shorter than a step under the bound, so A logs every step and its line times are step times.
+  const env = workerEnvFor({ epochs: EPOCHS, trainExamples: TRAIN, batchSize: BATCH_SIZE }, `${SERVER_DNS_NAME}:${PORT}`, { TEST_EXAMPLES: "200", PROGRESS_INTERVAL_MS: "100", RPC_TIMEOUT_MS: "20000" });
   lab.limit(slow, RATE_KBIT);
   const a = lab.start(lab.workers[0]!, "worker/src/main.ts", { ...env, WORKER_SLOT: "0" });
   const b = lab.start(slow, "worker/src/main.ts", { ...env, WORKER_SLOT: "1", LOG_LEVEL: "debug" });

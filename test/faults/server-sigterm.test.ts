@@ -6,7 +6,7 @@
  */
 import t from "tap";
 import { exitWithin, onLoopback, startProcess, type Proc } from "../helpers/processes.ts";
-import { assertExactRun } from "../helpers/exact-run.ts";
+import { assertExactRun, workerEnvFor } from "../helpers/exact-run.ts";
 import { startAnsweringServer } from "../helpers/server-status.ts";
 
 const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
@@ -22,15 +22,7 @@ for (const mode of ["sync", "async", "ssp"] as const) {
       CHECKPOINT_EVERY_STEPS: "0",
       CHECKPOINT_EVERY_SECONDS: "0",
     });
-    const workerEnv = {
-      PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`,
-      EPOCHS: String(RUN.epochs),
-      TRAIN_EXAMPLES: String(RUN.trainExamples),
-      BATCH_SIZE: String(RUN.batchSize),
-      TEST_EXAMPLES: "500",
-      PROGRESS_INTERVAL_MS: "200",
-      CONNECT_TIMEOUT_MS: "60000",
-    };
+    const workerEnv = workerEnvFor(RUN, `127.0.0.1:${port}`, { CONNECT_TIMEOUT_MS: "60000" });
     let server: Proc = await startAnsweringServer(t, serverEnv);
     const workers = [0, 1, 2].map(() => startProcess(t, "worker/src/main.ts", workerEnv));
     for (const epoch of [1, 2]) {

@@ -10,17 +10,10 @@ import t from "tap";
 import type { SlotStatus } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
 import { ServerStatus, SlotState, startAnsweringServer } from "../helpers/server-status.ts";
-import { assertExactRun } from "../helpers/exact-run.ts";
+import { assertExactRun, workerEnvFor } from "../helpers/exact-run.ts";
 
 const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
-const workerEnv = (port: number) => ({
-  PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`,
-  EPOCHS: String(RUN.epochs),
-  TRAIN_EXAMPLES: String(RUN.trainExamples),
-  BATCH_SIZE: String(RUN.batchSize),
-  TEST_EXAMPLES: "500",
-  PROGRESS_INTERVAL_MS: "200",
-});
+const workerEnv = (port: number) => workerEnvFor(RUN, `127.0.0.1:${port}`);
 
 for (const mode of ["sync", "async", "ssp"] as const) {
   t.test(`${mode}: a worker killed and never replaced; the others train its data and the run completes`, async (t) => {

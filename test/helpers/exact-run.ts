@@ -14,6 +14,19 @@ export interface ExactRun {
   mode: "sync" | "async" | "ssp";
 }
 
+/** A worker's environment for a run of this shape against `address` (`extra` on top). */
+export function workerEnvFor(run: Omit<ExactRun, "mode">, address: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PARAMETER_SERVER_ADDRESS: address,
+    EPOCHS: String(run.epochs),
+    TRAIN_EXAMPLES: String(run.trainExamples),
+    BATCH_SIZE: String(run.batchSize),
+    TEST_EXAMPLES: "500",
+    PROGRESS_INTERVAL_MS: "200",
+    ...extra,
+  };
+}
+
 interface EpochRecord {
   epoch: number;
   parts: number;

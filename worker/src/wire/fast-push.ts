@@ -35,17 +35,12 @@ export function fastPush(
   timeoutMs: number,
   arena?: WireArena,
 ): Promise<PushGradientsResponse> {
-  return channel.guard("push", () => push(channel, header, tensors, dtype, chunkBytes, timeoutMs, arena));
+  return channel.guard("push", () => push(channel, { header, tensors, dtype, chunkBytes, timeoutMs, arena }));
 }
 
 async function push(
   channel: FastChannel,
-  header: MessageInitShape<typeof PushHeaderSchema>,
-  tensors: readonly NamedTensor[],
-  dtype: Dtype,
-  chunkBytes: number,
-  timeoutMs: number,
-  arena: WireArena | undefined,
+  { header, tensors, dtype, chunkBytes, timeoutMs, arena }: { header: MessageInitShape<typeof PushHeaderSchema>; tensors: readonly NamedTensor[]; dtype: Dtype; chunkBytes: number; timeoutMs: number; arena: WireArena | undefined },
 ): Promise<PushGradientsResponse> {
   const stream = await channel.open(ParameterServerService.method.pushGradients, timeoutMs);
   const timer = setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), timeoutMs);
