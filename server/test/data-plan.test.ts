@@ -101,3 +101,30 @@ t.test("a checkpoint from before plans: one part per slot per epoch, from the sl
   );
   t.same([plan.heldBy(1)?.epoch, plan.heldBy(1)?.batch], [0, 9], "slot 1 continues its epoch-1 part at batch 9");
 });
+
+t.test("assign: a held part, else stop if retired, else an orphan, else done, else the next epoch at its boundary, else wait", async (t) => {
+  const plan = new DataPlan();
+  const slot = (index: number, retired = false) => ({ index, retired, part: plan.heldBy(index) });
+  const members = () => [0, 1];
+  const first = plan.assign(slot(0), 2, members);
+  t.same([first.assignment.kind, first.begun?.map((p) => p.plannedSlot)], ["train", [0, 1]], "the first ask begins epoch 1, cut among the members");
+  t.equal(plan.assign(slot(0), 2, members).begun, undefined, "asking again: the part it holds, nothing begun");
+  const [p0, p1] = plan.epoch(0)!;
+  t.equal(plan.assign(slot(1), 2, members).assignment.kind, "train", "slot 1 trains its own part");
+  p0!.complete = true;
+  p0!.holder = 0;
+  t.equal(plan.assign(slot(0), 2, members).assignment.kind, "train", "slot 0, done with its part, begins epoch 2 (its boundary)");
+  t.equal(plan.latest, 1, "epoch 2 planned");
+  t.equal(plan.assign(slot(1, true), 2, members).assignment.kind, "train", "a retired slot still finishes the part it holds");
+  plan.release(1, undefined);
+  t.equal(plan.assign(slot(0), 2, members).adopted, undefined, "slot 0 goes on with the part it holds");
+  const adopted = plan.assign({ index: 2, retired: false, part: undefined }, 2, members);
+  t.equal(adopted.adopted, p1, "a part nobody holds is adopted by a slot that holds none, oldest first");
+  t.equal(p1!.holder, 2, "and held by it");
+  t.equal(plan.assign(slot(1, true), 2, members).assignment.kind, "retire", "a retired slot holding nothing stops");
+  for (const [, parts] of plan.all()) for (const p of parts) p.complete = true;
+  t.equal(plan.assign(slot(0), 2, members).assignment.kind, "done", "every part of every epoch trained: done");
+  const fresh = new DataPlan();
+  fresh.begin(0, [0, 1]);
+  t.equal(fresh.assign({ index: 2, retired: false, part: undefined }, 2, () => [0, 1, 2]).assignment.kind, "wait", "a newcomer waits for the next epoch boundary");
+});
