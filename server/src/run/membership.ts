@@ -17,6 +17,9 @@
  * Lowering the count retires slots: free ones first (their workers are gone anyway), then the
  * highest live ones, whose workers finish the part of the data they are training and then stop.
  * Raising it opens retired slots again, then new ones.
+ *
+ * This is the one module that changes a slot (elsewhere a Slot is read-only, slot.ts): its lease, its
+ * data position as gradients are accepted and applied, the part it trains, its latest metrics.
  */
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
