@@ -69,7 +69,8 @@ export function startNode(script: string, o: NodeOptions = {}): NodeProcess {
     createInterface({ input: child[stream]! }).on("line", (line) => {
       lines.push(line);
       own[stream].push(line);
-      for (const kept of [lines, own[stream]]) if (kept.length > maxLines) kept.splice(0, Math.ceil(maxLines / 5));
+      if (lines.length > maxLines) lines.splice(0, Math.ceil(maxLines / 5));
+      if (own[stream].length > maxLines) own[stream].splice(0, Math.ceil(maxLines / 5));
       for (const w of watchers) w(line);
     });
   }

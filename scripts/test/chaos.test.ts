@@ -7,20 +7,14 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import t, { type Test } from "tap";
+import t from "tap";
 import { startNode } from "../../test/helpers/processes.ts";
 import { SCENARIOS } from "../lib/chaos/plan.ts";
-import { until } from "../lib/chaos/waiting.ts";
+import { until } from "../lib/waiting.ts";
 
 const SEED = process.env.CHAOS_TEST_SEED ?? "20261205";
 /** A run's bound here: runs take 10–30 s on 2 busy cores; a hang is reported after this. */
 const RUN_TIMEOUT_S = 90;
-
-/** The suite as a process (killed at the test's teardown). */
-function harness(t: Test, env: Record<string, string>) {
-  const p = startNode(t, "scripts/chaos.ts", { env });
-  return { exit: p.exit, output: p.output, kill: (signal: NodeJS.Signals) => p.child.kill(signal) };
-}
 
 function chaosJson(output: string) {
   const lines = output.trimEnd().split("\n");
@@ -31,7 +25,7 @@ function chaosJson(output: string) {
 const runs = SCENARIOS.length;
 t.test(`every scenario once (modes rotating), seed ${SEED}: all complete, exactly, none hangs`, { timeout: runs * (RUN_TIMEOUT_S + 30) * 1000 + 60_000 }, async (t) => {
   const dir = t.testdir();
-  const h = harness(t, { SEED, RUNS: String(runs), MODE: "all", SCENARIO: "all", RESULTS_DIR: dir, KEEP: "", RUN_TIMEOUT_S: String(RUN_TIMEOUT_S) });
+  const h = startNode(t, "scripts/chaos.ts", { env: { SEED, RUNS: String(runs), MODE: "all", SCENARIO: "all", RESULTS_DIR: dir, KEEP: "", RUN_TIMEOUT_S: String(RUN_TIMEOUT_S) } });
   const code = await h.exit;
   const summary = chaosJson(h.output());
   t.ok(summary, "the last line is CHAOS_JSON");
@@ -52,7 +46,7 @@ t.test(`every scenario once (modes rotating), seed ${SEED}: all complete, exactl
 
 t.test("SIGINT: the suite kills every process it started, reports, and exits 130", { timeout: 120_000 }, async (t) => {
   const dir = t.testdir();
-  const h = harness(t, { SEED: "1", RUNS: "3", SCENARIO: "clean", MODE: "sync", RESULTS_DIR: dir, KEEP: "1" });
+  const h = startNode(t, "scripts/chaos.ts", { env: { SEED: "1", RUNS: "3", SCENARIO: "clean", MODE: "sync", RESULTS_DIR: dir, KEEP: "1" } });
   const events = join(dir, "run-001-clean-sync", "chaos-events.log");
   const started = () => (existsSync(events) ? [...readFileSync(events, "utf8").matchAll(/started (\S+) \(pid (\d+)\)/g)].map((m) => Number(m[2])) : []);
   t.ok(await until(() => started().length === 4, { timeoutMs: 60_000 }), "the server and 3 workers started");

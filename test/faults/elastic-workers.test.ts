@@ -40,8 +40,8 @@ for (const mode of ["sync", "async"] as const) {
       LEASE_MS: "1500",
     });
     const address = `127.0.0.1:${port}`;
-    const server = await startAnsweringServer(t, serverEnv);
     const status = new ServerStatus(address);
+    const server = await startAnsweringServer(t, serverEnv, status);
     // The tfjs engine: the scaling below is aimed at moments of a run that lasts seconds; ONNX
     // Runtime trains this job in about three, faster than the steps can be taken.
     const env = { PARAMETER_SERVER_ADDRESS: address, EPOCHS: String(EPOCHS), TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", BATCH_SIZE: String(BATCH), WORKER_ENGINE: "tfjs" };
@@ -100,8 +100,8 @@ t.test("SIGTERM: a worker leaves at once, and the sync barrier does not wait out
     SERVER_MODE: "sync",
     LEASE_MS: "120000", // waiting out this lease would outlast the test
   });
-  await startAnsweringServer(t, serverEnv);
   const status = new ServerStatus(`127.0.0.1:${port}`);
+  await startAnsweringServer(t, serverEnv, status);
   const env = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "2", TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", PROGRESS_INTERVAL_MS: "200" };
   const [a, b] = [startProcess(t, "worker/src/main.ts", env), startProcess(t, "worker/src/main.ts", env)];
   const training = await status.until((s) => (slotOfWorker(s, b.pid)?.pushes ?? 0) >= 1, "a gradient of the second worker's applied", 60_000);

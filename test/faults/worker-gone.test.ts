@@ -23,8 +23,8 @@ for (const mode of ["sync", "async", "ssp"] as const) {
       LEASE_MS: "1000",
       REPLACEMENT_GRACE_MS: "1000",
     });
-    const server = await startAnsweringServer(t, serverEnv);
     const status = new ServerStatus(`127.0.0.1:${port}`);
+    const server = await startAnsweringServer(t, serverEnv, status);
     const workers = [0, 1, 2].map(() => startProcess(t, "worker/src/main.ts", workerEnv(port)));
     // The first worker training epoch 1 is killed: on a busy machine a worker may start so late that
     // its slot was given up already (lease plus grace) and it begins at epoch 2.

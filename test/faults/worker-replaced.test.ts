@@ -16,8 +16,8 @@ for (const mode of ["sync", "async", "ssp"] as const) {
       SERVER_MODE: mode,
       LEASE_MS: "1000",
     });
-    const server = await startAnsweringServer(t, serverEnv);
     const status = new ServerStatus(`127.0.0.1:${port}`);
+    const server = await startAnsweringServer(t, serverEnv, status);
     const env = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "2", TRAIN_EXAMPLES: "16000", TEST_EXAMPLES: "1000", PROGRESS_INTERVAL_MS: "300" };
     const survivor = startProcess(t, "worker/src/main.ts", env);
     const victim = startProcess(t, "worker/src/main.ts", env);

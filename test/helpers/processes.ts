@@ -7,10 +7,7 @@ import type { Test } from "tap";
 import { freePort } from "../../scripts/lib/free-port.ts";
 import { exitWithin, ROOT, startNode as start, type NodeOptions, type NodeProcess } from "../../scripts/lib/node-process.ts";
 
-export { exitWithin, freePort, type NodeOptions };
-
-/** The repository's root, with a trailing slash. */
-export const root = ROOT;
+export { exitWithin, freePort, ROOT, type NodeOptions };
 
 export interface Proc extends NodeProcess {
   /** The last METRICS_JSON record, if any. */

@@ -55,10 +55,12 @@ function describe(s: GetStatusResponse): string {
   return `version ${s.version}, slots ${slots}`;
 }
 
-/** Starts the server with `env` (a loopback environment, onLoopback's) and resolves once it answers GetStatus. */
-export async function startAnsweringServer(t: Test, env: Record<string, string>): Promise<Proc> {
+/**
+ * Starts the server with `env` (a loopback environment, onLoopback's) and resolves once it answers
+ * GetStatus (through `status`, when the test watches the server with one of its own).
+ */
+export async function startAnsweringServer(t: Test, env: Record<string, string>, status = new ServerStatus(`127.0.0.1:${env.SERVER_PORT}`)): Promise<Proc> {
   const server = startProcess(t, "server/src/main.ts", env);
-  const status = new ServerStatus(`127.0.0.1:${env.SERVER_PORT}`);
   let exitCode: number | undefined;
   void server.exit.then((code) => (exitCode = code));
   await waitUntil(async () => exitCode !== undefined || (await status.get()) !== undefined, () => `the server answering; last lines:\n${server.tail()}`, { pollMs: 25 });

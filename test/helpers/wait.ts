@@ -1,8 +1,9 @@
 /**
- * Waiting on state in tests: a condition polled until it holds, failing with what was awaited. The
- * only bounded sleep the tests use; what a test waits for is the state itself, never a time that
+ * Waiting on state in tests: a condition polled until it holds (scripts/lib/waiting.ts's `until`),
+ * failing with what was awaited. What a test waits for is the state itself, never a time that
  * "should be enough".
  */
+import { until } from "../../scripts/lib/waiting.ts";
 
 /**
  * Resolves once `condition()` holds (checked every `pollMs`); rejects naming `what` after `timeoutMs`
@@ -10,9 +11,5 @@
  */
 export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string | (() => string), o: { timeoutMs?: number; pollMs?: number } = {}): Promise<void> {
   const timeoutMs = o.timeoutMs ?? 10_000;
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${typeof what === "string" ? what : what()}`);
-    await new Promise((r) => setTimeout(r, o.pollMs ?? 5));
-  }
+  if (!(await until(condition, { timeoutMs, pollMs: o.pollMs ?? 5 }))) throw new Error(`not within ${timeoutMs} ms: ${typeof what === "string" ? what : what()}`);
 }

@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { publicConfiguration, RunTelemetry } from "../../server/src/observability/telemetry.ts";
 import { startDashboard } from "../../server/src/observability/dashboard-server.ts";
-import { root, startNode } from "../helpers/processes.ts";
+import { ROOT, startNode } from "../helpers/processes.ts";
 import { startTestServer, workersWithParameters, gradient } from "../helpers/test-server.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
@@ -148,9 +148,9 @@ t.test("headless Chromium watches a live run: both workers and a loss curve that
   await page.screenshot({ path: `${outDir}dashboard.png`, fullPage: true });
   t.same(errors, [], "the page logged no errors");
 
-  const docs = `${root}docs/dashboard.png`;
+  const docs = `${ROOT}docs/dashboard.png`;
   if (process.env.UPDATE_SCREENSHOTS === "1" || !existsSync(docs)) {
-    mkdirSync(`${root}docs`, { recursive: true });
+    mkdirSync(`${ROOT}docs`, { recursive: true });
     copyFileSync(`${outDir}dashboard.png`, docs);
   }
   t.comment(`screenshots: ${outDir}dashboard-live.png, ${outDir}dashboard.png`);

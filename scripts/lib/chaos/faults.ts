@@ -10,7 +10,7 @@ import { checkpointFiles, damageNewestCheckpoint } from "./checkpoint-damage.ts"
 import { TOTAL_GRADIENTS } from "./job.ts";
 import { describeFault, type Fault, type FinishThenKill, type Scale, type WorkerKill, type WorkerPause, type ServerKill, type ServerPause, type DamageCheckpoint } from "./plan.ts";
 import type { ServerWatch } from "./server-watch.ts";
-import { Mutex, sleep, until } from "./waiting.ts";
+import { Mutex, sleep, until } from "../waiting.ts";
 
 /** A server has this long to exit after SIGTERM (it checkpoints first); a worker, to leave. */
 const TERM_EXIT_MS = 15_000;

@@ -21,7 +21,7 @@ import { JOB, MAX_SHORTFALL } from "./job.ts";
 import { describeFault, type RunPlan } from "./plan.ts";
 import { evaluateExport } from "./quality.ts";
 import { ServerWatch } from "./server-watch.ts";
-import { Mutex, sleep, until } from "./waiting.ts";
+import { Mutex, sleep, until } from "../waiting.ts";
 
 export interface RunOptions {
   resultsDir: string;

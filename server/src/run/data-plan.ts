@@ -64,10 +64,8 @@ export class DataPlan {
     const boundary = newest === undefined || newest.some((p) => p.plannedSlot === slot.index && p.holder === slot.index) || newest.every((p) => p.complete);
     if (next >= epochs || !boundary) return { assignment: { kind: "wait" } };
     const parts = this.begin(next, members());
-    const own = parts.find((p) => p.holder === slot.index);
-    // Never undefined while the asking slot is live and not retired, as NextAssignment's callers are.
-    if (own === undefined) return { assignment: { kind: "wait" }, begun: parts };
-    return { assignment: { kind: "train", part: own }, begun: parts };
+    // The asking slot is live and not retired, so a member: it has a part of the new epoch.
+    return { assignment: { kind: "train", part: parts.find((p) => p.holder === slot.index)! }, begun: parts };
   }
 
   /** The oldest unfinished part `slot` holds. */

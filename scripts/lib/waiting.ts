@@ -1,6 +1,7 @@
 /**
- * Bounded waiting for the harness: nothing here waits without an abort signal or a time limit.
- * Both helpers resolve (never reject), so that an aborted wait is an ordinary answer.
+ * Bounded waiting for the harnesses (the chaos suite's, the tests'): nothing here waits without an
+ * abort signal or a time limit. Both helpers resolve (never reject), so that an aborted wait is an
+ * ordinary answer.
  */
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts. */
@@ -22,10 +23,10 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
  * Resolves true once `condition()` holds (checked every `pollMs`), or false when `signal` aborts or
  * `timeoutMs` passes, whichever comes first.
  */
-export async function until(condition: () => boolean, o: { signal?: AbortSignal; timeoutMs?: number; pollMs?: number }): Promise<boolean> {
+export async function until(condition: () => boolean | Promise<boolean>, o: { signal?: AbortSignal; timeoutMs?: number; pollMs?: number }): Promise<boolean> {
   const end = o.timeoutMs === undefined ? Infinity : Date.now() + o.timeoutMs;
   for (;;) {
-    if (condition()) return true;
+    if (await condition()) return true;
     if (o.signal?.aborted || Date.now() >= end) return false;
     if (!(await sleep(Math.min(o.pollMs ?? 50, Math.max(1, end - Date.now())), o.signal))) return condition();
   }
