@@ -5,7 +5,7 @@
  */
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import t, { type Test } from "tap";
+import t from "tap";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
@@ -13,6 +13,7 @@ import { Dtype, PullParametersResponseSchema } from "@distributed-ps/common/gen/
 import { envelopePrefix, frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
 import { TensorStreamError } from "@distributed-ps/common/tensor-stream/tensor-stream-error.ts";
+import { answerWith, scripted } from "../helpers/scripted-server.ts";
 import { startTestServer, workersWithParameters } from "../helpers/test-server.ts";
 import { FastChannel } from "../../worker/src/wire/fast-channel.ts";
 import { fastPull } from "../../worker/src/wire/fast-pull.ts";
@@ -58,27 +59,6 @@ t.test("against the real server with AUTH_TOKEN: a wrong token is Unauthenticate
   t.equal(ConnectError.from(err).code, Code.Unauthenticated, "wrong token: Unauthenticated");
 });
 
-/** An HTTP/2 server that answers every call with `answer`. */
-async function scripted(t: Test, answer: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void): Promise<FastChannel> {
-  const server = http2.createServer();
-  const seen: http2.ServerHttp2Stream[] = [];
-  server.on("stream", (stream, headers) => {
-    seen.push(stream);
-    stream.on("error", () => {});
-    // The request body is read (and ignored) so that the client's end goes through.
-    stream.resume();
-    answer(stream, headers);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const channel = new FastChannel(`127.0.0.1:${(server.address() as AddressInfo).port}`, { authToken: "tok" });
-  t.teardown(async () => {
-    channel.close();
-    for (const s of seen) if (!s.closed) s.close();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return channel;
-}
-
 const header = (version: number, tensorCount: number) => {
   const m = toBinary(PullParametersResponseSchema, create(PullParametersResponseSchema, { message: { case: "header", value: { version, tensorCount } } }));
   return Buffer.concat([envelopePrefix(m.length), m]);
@@ -95,9 +75,7 @@ t.test("against a scripted server", async (t) => {
     let requestHeaders: http2.IncomingHttpHeaders = {};
     const channel = await scripted(t, (stream, headers) => {
       requestHeaders = headers;
-      stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-      stream.end(body([1, 2, 3]));
+      answerWith(stream, body([1, 2, 3]));
     });
     const c = collector();
     const r = await fastPull(channel, { session: { slot: 0, token: "s" } }, c, { timeoutMs: 5000 });
@@ -108,10 +86,8 @@ t.test("against a scripted server", async (t) => {
 
   t.test("a truncated body with status 0 is a malformed answer (Internal)", async (t) => {
     const channel = await scripted(t, (stream) => {
-      stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
       const b = body([1, 2, 3]);
-      stream.end(b.subarray(0, b.length - 2));
+      answerWith(stream, b.subarray(0, b.length - 2));
     });
     const err = await failure(fastPull(channel, { session: { slot: 0, token: "s" } }, collector(), { timeoutMs: 5000 }));
     t.equal(ConnectError.from(err).code, Code.Internal, "Internal");
@@ -135,9 +111,7 @@ t.test("against a scripted server", async (t) => {
 
   t.test("tensors that break the rules are a TensorStreamError", async (t) => {
     const channel = await scripted(t, (stream) => {
-      stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-      stream.end(body([1, NaN, 3]));
+      answerWith(stream, body([1, NaN, 3]));
     });
     const err = await failure(fastPull(channel, { session: { slot: 0, token: "s" } }, collector(), { timeoutMs: 5000 }));
     t.type(err, TensorStreamError, "TensorStreamError");
@@ -147,10 +121,8 @@ t.test("against a scripted server", async (t) => {
 
   t.test("an error status mid-stream wins over the broken body it leaves", async (t) => {
     const channel = await scripted(t, (stream) => {
-      stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": String(Code.ResourceExhausted), "grpc-message": encodeURIComponent("too busy: try later") }));
       const b = body([1, 2, 3]);
-      stream.end(b.subarray(0, b.length - 5));
+      answerWith(stream, b.subarray(0, b.length - 5), { "grpc-status": String(Code.ResourceExhausted), "grpc-message": encodeURIComponent("too busy: try later") });
     });
     const err = await failure(fastPull(channel, { session: { slot: 0, token: "s" } }, collector(), { timeoutMs: 5000 }));
     t.equal(ConnectError.from(err).code, Code.ResourceExhausted, "the server's code");

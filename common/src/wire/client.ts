@@ -30,6 +30,9 @@ export function endpointOf(client: ParameterServerClient): Endpoint | undefined 
   return endpoints.get(client);
 }
 
+/** The largest message a client reads or writes unless told otherwise (ConnectOptions.maxMessageBytes). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 << 20;
+
 export interface ConnectOptions {
   maxMessageBytes?: number;
   /** Shared secret sent as a bearer token on every call (the server's AUTH_TOKEN). */
@@ -58,7 +61,7 @@ export function clientInterceptors(o: ConnectOptions): Interceptor[] {
 
 /** The gRPC transport connectToServer uses, for the server's other services too (health, reflection). */
 export function grpcTransport(address: string, o: ConnectOptions = {}, sessions = sessionManager(address, o)): Transport {
-  const maxMessageBytes = o.maxMessageBytes ?? (64 << 20);
+  const maxMessageBytes = o.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   return createGrpcTransport({
     baseUrl: baseUrl(address, o),
     interceptors: clientInterceptors(o),

@@ -32,43 +32,96 @@ export function unwrapEnvelope(body: Buffer): Uint8Array {
  * data} — PullParametersResponse.chunk and PushGradientsRequest.chunk alike — up to the data's
  * bytes, which follow as they are (a view for float32). 16-bit encodings go into fresh arrays, or
  * into what `wireBytes(n)` hands out (n bytes, 2-byte aligned) for a sender that reuses them.
+ * With `framings` (ChunkFramings.messages()), prefixes made for earlier messages are reused.
  */
 export function* frameTensorChunks(
   t: NamedTensor,
   dtype: Dtype,
   chunkBytes: number,
   wireBytes?: (n: number) => Uint8Array,
+  framings?: ChunkFramings,
 ): Generator<[Buffer, Uint8Array]> {
-  // Field 2: the message's `chunk`.
-  for (const [field, data] of tensorChunkFields(t, 2, dtype, chunkBytes, wireBytes)) {
-    yield [Buffer.concat([envelopePrefix(field.length + data.length), field]), data];
-  }
+  if (framings?.enveloped === false) throw new TypeError("frameTensorChunks: these framings are of fields, not messages");
+  const plan = (framings ?? ChunkFramings.messages()).of(t, dtype, chunkBytes);
+  for (const { from, to, prefix } of plan) yield [prefix, chunkData(t, from, to, dtype, wireBytes)];
 }
 
 /**
- * The chunks of one tensor as fields numbered `fieldNumber` of an enclosing message, each a
- * TensorChunk, as [prefix, data] pairs: the prefix is the field's framing up to the data's bytes,
- * which follow as they are. frameTensorChunks puts each in a message of its own; a message with a
- * repeated TensorChunk field (PushGradientsResponse.parameters) is these pairs one after another.
+ * The chunks of one tensor as fields of an enclosing message (`framings`: ChunkFramings.fields),
+ * each a TensorChunk, as [prefix, data] pairs: the prefix is the field's framing up to the data's
+ * bytes, which follow as they are. frameTensorChunks puts each in a message of its own; a message
+ * with a repeated TensorChunk field (PushGradientsResponse.parameters) is these pairs one after another.
  */
 export function* tensorChunkFields(
   t: NamedTensor,
-  fieldNumber: number,
+  framings: ChunkFramings,
   dtype: Dtype,
   chunkBytes: number,
   wireBytes?: (n: number) => Uint8Array,
 ): Generator<[Buffer, Uint8Array]> {
+  for (const { from, to, prefix } of framings.of(t, dtype, chunkBytes)) yield [prefix, chunkData(t, from, to, dtype, wireBytes)];
+}
+
+/** One chunk of a tensor: its elements [from, to) and the framing that goes before their bytes. */
+interface ChunkPlan {
+  readonly from: number;
+  readonly to: number;
+  readonly prefix: Buffer;
+}
+
+/**
+ * How chunks are framed — as messages of their own (frameTensorChunks) or as the fields of one
+ * message (tensorChunkFields) — and the prefixes made so far, kept per tensor name, dtype and chunk
+ * size while the shape stays the same: a worker pushes the same tensors every step, a server
+ * answers with the same parameters version after version, and writing their framing anew each
+ * time was most of the garbage a small model's call left (a few allocations per field).
+ */
+export class ChunkFramings {
+  readonly #field: number;
+  /** Whether each chunk is a message of its own, in its gRPC envelope. */
+  readonly enveloped: boolean;
+  readonly #plans = new Map<string, { shape: readonly number[]; elements: number; plan: readonly ChunkPlan[] }>();
+
+  private constructor(field: number, enveloped: boolean) {
+    this.#field = field;
+    this.enveloped = enveloped;
+  }
+
+  /** Each chunk a message whose field 2 it is: PullParametersResponse.chunk, PushGradientsRequest.chunk. */
+  static messages(): ChunkFramings {
+    return new ChunkFramings(2, true);
+  }
+
+  /** Each chunk a `fieldNumber` field of one enclosing message (PushGradientsResponse.parameters). */
+  static fields(fieldNumber: number): ChunkFramings {
+    return new ChunkFramings(fieldNumber, false);
+  }
+
+  of(t: NamedTensor, dtype: Dtype, chunkBytes: number): readonly ChunkPlan[] {
+    const key = `${dtype} ${chunkBytes} ${t.name}`;
+    const kept = this.#plans.get(key);
+    if (kept !== undefined && kept.elements === t.data.length && sameShape(kept.shape, t.shape)) return kept.plan;
+    const plan = planChunks(t, this.#field, dtype, chunkBytes, this.enveloped);
+    this.#plans.set(key, { shape: [...t.shape], elements: t.data.length, plan });
+    return plan;
+  }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** The chunks of `t` and their prefixes: each chunk's field framing, in an envelope of its own when `enveloped`. */
+function planChunks(t: NamedTensor, fieldNumber: number, dtype: Dtype, chunkBytes: number, enveloped: boolean): ChunkPlan[] {
   const size = bytesPerElement(dtype);
   const perChunk = Math.max(1, Math.floor(chunkBytes / size));
   const name = Buffer.from(t.name, "utf8");
   const n = t.data.length;
+  const plan: ChunkPlan[] = [];
   let from = 0;
   do {
     const to = Math.min(n, from + perChunk);
-    const data =
-      wireBytes === undefined || dtype === Dtype.FLOAT32
-        ? encodeElements(t.data, from, to, dtype)
-        : encodeHalvesInto(t.data, from, to, dtype, wireBytes((to - from) * size));
+    const dataLength = (to - from) * size;
     const w = new Writer();
     // TensorChunk, without the data field's payload.
     w.tag(1, 2).varint(name.length).bytes(name); // name
@@ -79,12 +132,21 @@ export function* tensorChunkFields(
       w.tag(3, 0).varint(dtype); // dtype
     }
     if (from > 0) w.tag(4, 0).varint(from * size); // byte_offset
-    w.tag(5, 2).varint(data.length); // data, payload follows
+    w.tag(5, 2).varint(dataLength); // data, payload follows
     const inner = w.finish();
-    const outer = new Writer().tag(fieldNumber, 2).varint(inner.length + data.length).finish();
-    yield [Buffer.concat([outer, inner]), data];
+    const outer = new Writer().tag(fieldNumber, 2).varint(inner.length + dataLength).finish();
+    const field = Buffer.concat([outer, inner]);
+    plan.push({ from, to, prefix: enveloped ? Buffer.concat([envelopePrefix(field.length + dataLength), field]) : field });
     from = to;
   } while (from < n);
+  return plan;
+}
+
+/** The bytes of t.data[from, to) as `dtype`: a view for float32, else encoded (into `wireBytes` if given). */
+function chunkData(t: NamedTensor, from: number, to: number, dtype: Dtype, wireBytes: ((n: number) => Uint8Array) | undefined): Uint8Array {
+  return wireBytes === undefined || dtype === Dtype.FLOAT32
+    ? encodeElements(t.data, from, to, dtype)
+    : encodeHalvesInto(t.data, from, to, dtype, wireBytes((to - from) * bytesPerElement(dtype)));
 }
 
 /** Just enough of a protobuf writer for the framing above. */

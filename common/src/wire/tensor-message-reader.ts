@@ -1,7 +1,9 @@
 /**
- * Reads a stream of gRPC-enveloped messages of the shape `oneof message { Header header = 1;
- * TensorChunk chunk = 2; }` — PullParametersResponse (a pull's answer) and PushGradientsRequest (a
- * push's body) — as it arrives from the socket, without assembling messages: the small fields of
+ * Reads a stream of gRPC-enveloped messages that carry TensorChunks — `oneof message { Header
+ * header = 1; TensorChunk chunk = 2; }` (PullParametersResponse, a pull's answer, and
+ * PushGradientsRequest, a push's body) or a message with a `repeated TensorChunk` field and scalars
+ * (PushGradientsResponse with the parameters, a push's answer; see MessageLayout) — as it arrives
+ * from the socket, without assembling messages: the small fields of
  * each TensorChunk are parsed from the bytes at hand, and its data is handed to the sink as views
  * of the socket buffers it arrived in (one copy, into the receiving tensors; nothing to collect).
  *
@@ -17,9 +19,9 @@
  * otherwise the chunk is delivered at its end, its data held meanwhile as the socket buffers it
  * came in (at most one message, which `maxMessageBytes` bounds). Holding is not free (held for every
  * chunk, they slowed the pull measurably), so the common case avoids it.
- * One thing protobuf allows is refused: a message that repeats its `header` or `chunk` field
- * (which a parser would merge), something no serializer writes. What the chunks carry (names,
- * offsets in order, sizes, dtypes, values) is for the sink to check.
+ * One thing protobuf allows is refused: a message that repeats its `header` field, or a oneof's
+ * `chunk` field (which a parser would merge), something no serializer writes. What the chunks carry
+ * (names, offsets in order, sizes, dtypes, values) is for the sink to check.
  */
 import { Dtype } from "../gen/paramserver/v1/parameter_server_pb.js";
 import type { ChunkFraming } from "../tensor-stream/tensor-assembler.ts";
@@ -40,10 +42,28 @@ export class MessageTooLargeError extends FramingError {
   }
 }
 
+/** Where a message keeps its parts. */
+export interface MessageLayout {
+  /** The field of the header sub-message, which must come first and once; none if undefined. */
+  readonly header: number | undefined;
+  /** The TensorChunk field. */
+  readonly chunk: number;
+  /** Whether the chunk field is `repeated` (many chunks per message) rather than part of a oneof (one). */
+  readonly repeated: boolean;
+}
+
+/** PullParametersResponse and PushGradientsRequest: `oneof message { header = 1; chunk = 2; }`. */
+export const HEADER_OR_CHUNK: MessageLayout = { header: 1, chunk: 2, repeated: false };
+
 /** Where the reader delivers what it read; its exceptions end the reading. */
 export interface TensorMessageSink {
-  /** The header message (field 1), whole; it comes first and once. */
-  header(bytes: Uint8Array): void;
+  /** The header message (MessageLayout.header), whole; it comes first and once. */
+  header?(bytes: Uint8Array): void;
+  /**
+   * A varint field of the message itself (not of a chunk), as read: how the scalars of a layout
+   * without a header arrive. Without this method they are skipped as unknown fields are.
+   */
+  scalar?(field: number, value: number): void;
   /**
    * A TensorChunk whose data field is its last: its fields, then its `dataLength` bytes of data
    * through writeData() as they arrive (views of the socket buffers; pieces may split elements),
@@ -105,6 +125,7 @@ interface FieldKey {
 
 export class TensorMessageReader {
   readonly #sink: TensorMessageSink;
+  readonly #layout: MessageLayout;
   readonly #maxMessageBytes: number;
   /** What the stream is, for messages: "pull answer", "push". */
   readonly #what: string;
@@ -134,8 +155,9 @@ export class TensorMessageReader {
   #chunkInMessage = false;
 
   /** Refuses messages over `maxMessageBytes`, as Connect does. */
-  constructor(sink: TensorMessageSink, maxMessageBytes: number, what: string) {
+  constructor(sink: TensorMessageSink, maxMessageBytes: number, what: string, layout: MessageLayout = HEADER_OR_CHUNK) {
     this.#sink = sink;
+    this.#layout = layout;
     this.#maxMessageBytes = maxMessageBytes;
     this.#what = what;
   }
@@ -153,7 +175,8 @@ export class TensorMessageReader {
     if (this.#state !== AT_ENVELOPE || this.#queued > 0) {
       throw new FramingError(`${this.#what} ended inside message ${this.#messages + (this.#state === AT_ENVELOPE ? 1 : 0)}`);
     }
-    if (!this.#headerSeen) throw new FramingError(`${this.#what} ended without a header`);
+    if (this.#layout.header !== undefined && !this.#headerSeen) throw new FramingError(`${this.#what} ended without a header`);
+    if (this.#messages === 0) throw new FramingError(`${this.#what} ended without a message`);
   }
 
   #process(): void {
@@ -183,11 +206,12 @@ export class TensorMessageReader {
           if (key === undefined) return;
           this.#consume(key.bytes);
           this.#messageLeft -= key.bytes;
-          if (key.field === 1 && key.wireType === WIRE_LENGTH) {
+          const layout = this.#layout;
+          if (key.field === layout.header && key.wireType === WIRE_LENGTH) {
             this.#expectSmallField(key, false, IN_MESSAGE);
-          } else if (key.field === 2 && key.wireType === WIRE_LENGTH) {
-            if (!this.#headerSeen) throw new FramingError(`message ${this.#messages}: a chunk before the header`);
-            if (this.#chunkInMessage) throw new FramingError(`message ${this.#messages}: two chunks in one message`);
+          } else if (key.field === layout.chunk && key.wireType === WIRE_LENGTH) {
+            if (layout.header !== undefined && !this.#headerSeen) throw new FramingError(`message ${this.#messages}: a chunk before the header`);
+            if (this.#chunkInMessage && !layout.repeated) throw new FramingError(`message ${this.#messages}: two chunks in one message`);
             this.#chunkInMessage = true;
             this.#messageLeft -= key.value;
             this.#chunkLeft = key.value;
@@ -202,8 +226,10 @@ export class TensorMessageReader {
               indices: NO_PAYLOAD,
             };
             this.#state = IN_CHUNK;
-          } else if (key.field === 1 || key.field === 2) {
+          } else if (key.field === layout.header || key.field === layout.chunk) {
             throw new FramingError(`message ${this.#messages}: field ${key.field} has wire type ${key.wireType}`);
+          } else if (key.wireType === WIRE_VARINT && this.#sink.scalar !== undefined) {
+            this.#sink.scalar(key.field, key.value);
           } else {
             this.#skip(key, "message", IN_MESSAGE);
           }
@@ -254,7 +280,7 @@ export class TensorMessageReader {
           } else {
             if (this.#headerSeen) throw new FramingError(`message ${this.#messages}: a second header`);
             this.#headerSeen = true;
-            this.#sink.header(bytes);
+            this.#sink.header?.(bytes);
           }
           this.#consume(f.length);
           this.#smallField = undefined;

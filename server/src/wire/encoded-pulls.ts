@@ -7,7 +7,7 @@
  * its memory is then reused for the next version.
  */
 import { Dtype } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { ChunkFramings, frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { Snapshot } from "../store/parameter-store.ts";
 
 /** A pull's chunks as [prefix, data] pairs (see frameTensorChunks). */
@@ -23,9 +23,15 @@ interface Entry {
 }
 
 export class EncodedPulls {
+  readonly #framings: ChunkFramings;
   #entries: Entry[] = [];
   /** Regions of entries no pull needs any more, for the next version's bytes. */
   #spare: Uint8Array[] = [];
+
+  /** Frames chunks with `framings` (prefixes kept from version to version). */
+  constructor(framings = ChunkFramings.messages()) {
+    this.#framings = framings;
+  }
 
   /** The chunks of `snapshot` in the 16-bit `dtype`; call release() once they are written. */
   acquire(snapshot: Snapshot, dtype: Dtype, chunkBytes: number): { chunks: FramedChunks; release: () => void } {
@@ -56,7 +62,7 @@ export class EncodedPulls {
     const region = reusable >= 0 ? this.#spare.splice(reusable, 1)[0]! : new Uint8Array(needed);
     let used = 0;
     const bytes = (n: number) => region.subarray(used, (used += n)); // n is even: every piece stays 2-byte aligned
-    const chunks = snapshot.tensors.flatMap((t) => [...frameTensorChunks(t, dtype, chunkBytes, bytes)]);
+    const chunks = snapshot.tensors.flatMap((t) => [...frameTensorChunks(t, dtype, chunkBytes, bytes, this.#framings)]);
     return { version: snapshot.version, dtype, chunkBytes, chunks, region, readers: 0 };
   }
 

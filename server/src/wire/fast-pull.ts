@@ -23,7 +23,7 @@ import {
   type PullParametersRequest,
   type PullParametersRequestSchema,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { envelopePrefix, frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { ChunkFramings, envelopePrefix, frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { EncodedPulls } from "./encoded-pulls.ts";
 import type { HandFramedServerStream, ResponseWriter } from "./hand-framed-call.ts";
 import { startPull } from "../rpc/service.ts";
@@ -31,7 +31,8 @@ import type { TrainingRun } from "../run/training-run.ts";
 
 /** PullParameters for hand-framed-call.ts, answering from `run`. */
 export function createFastPull(run: TrainingRun): HandFramedServerStream<typeof PullParametersRequestSchema, typeof PullParametersResponseSchema> {
-  const encodedPulls = new EncodedPulls();
+  const framings = ChunkFramings.messages();
+  const encodedPulls = new EncodedPulls(framings);
   return {
     method: ParameterServerService.method.pullParameters,
     async *serve(request: PullParametersRequest, ctx: HandlerContext, out: ResponseWriter) {
@@ -47,7 +48,7 @@ export function createFastPull(run: TrainingRun): HandFramedServerStream<typeof 
       // float32 chunks are views of the snapshot; 16-bit ones are encoded once per version for every pull.
       const encoded = dtype === Dtype.FLOAT32 ? undefined : encodedPulls.acquire(snapshot, dtype, chunkBytes);
       if (encoded !== undefined) out.onDone(() => encoded.release());
-      const chunks = encoded?.chunks ?? snapshot.tensors.flatMap((t) => [...frameTensorChunks(t, dtype, chunkBytes)]);
+      const chunks = encoded?.chunks ?? snapshot.tensors.flatMap((t) => [...frameTensorChunks(t, dtype, chunkBytes, undefined, framings)]);
       for (const [prefix, data] of chunks) {
         // Between whole messages only: a stream cut inside one would be a protocol error.
         if (ctx.signal.aborted) throw ctx.signal.reason;

@@ -16,13 +16,13 @@ import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
   Dtype,
   ParameterServerService,
+  PushGradientsResponseSchema,
   PushHeaderSchema,
   type PushGradientsRequestSchema,
-  type PushGradientsResponseSchema,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { ChunkFraming } from "@distributed-ps/common/tensor-stream/tensor-assembler.ts";
-import { tensorChunkFields } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { ChunkFramings, tensorChunkFields } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { FramingError, MessageTooLargeError, TensorMessageReader, type TensorMessageSink } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { GradientUpload } from "../run/gradient-upload.ts";
 import { asConnectError } from "../rpc/service.ts";
@@ -101,21 +101,20 @@ export function createFastPush(run: TrainingRun, maxMessageBytes: number): HandF
  */
 class ParametersField {
   #newest: { tensors: readonly NamedTensor[]; version: number; pieces: Uint8Array[] } | undefined;
+  /** The chunks' framing: the same for every version (async mode answers each push with its own). */
+  readonly #framings = ChunkFramings.fields(PushGradientsResponseSchema.field.parameters.number);
 
   of(snapshot: Snapshot): BulkFields {
     const { tensors, version } = snapshot;
     let newest = this.#newest;
     // The same version in the same buffers: the views are of what this snapshot holds.
     if (newest === undefined || newest.version !== version || newest.tensors !== tensors) {
-      newest = { tensors, version, pieces: tensors.flatMap((t) => [...tensorChunkFields(t, PARAMETERS_FIELD, Dtype.FLOAT32, Number.MAX_SAFE_INTEGER)].flat()) };
+      newest = { tensors, version, pieces: tensors.flatMap((t) => [...tensorChunkFields(t, this.#framings, Dtype.FLOAT32, Number.MAX_SAFE_INTEGER)].flat()) };
       this.#newest = newest;
     }
     return { pieces: newest.pieces, release: () => snapshot.release() };
   }
 }
-
-/** PushGradientsResponse.parameters' field number (parameter_server.proto). */
-const PARAMETERS_FIELD = 4;
 
 /**
  * Feeds the body to `reader` as it arrives (the reader decodes it into the upload right away, or

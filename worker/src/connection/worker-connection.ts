@@ -20,6 +20,7 @@ import type { ParameterServerClient } from "@distributed-ps/common/wire/client.t
 import { isSparse, type NamedTensor, type SparseTensor } from "@distributed-ps/common/named-tensor.ts";
 import { chunkTensors, DEFAULT_CHUNK_BYTES } from "@distributed-ps/common/tensor-stream/chunk-tensors.ts";
 import { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
+import { ChunkFramings } from "@distributed-ps/common/wire/grpc-framing.ts";
 import { fastChannelFor } from "../wire/fast-channel.ts";
 import { fastPull } from "../wire/fast-pull.ts";
 import { fastPush } from "../wire/fast-push.ts";
@@ -93,10 +94,14 @@ export class WorkerConnection implements ParameterConnection {
   /** Deadline for each call, milliseconds. Sync pushes wait for the whole barrier within it. */
   readonly callTimeoutMs: number;
   readonly #chunkBytes: number;
-  /** Buffers pulls decode into, reused from pull to pull (a fresh 45 MB a step costs page faults). */
+  /** Buffers pulls (and the parameters push answers carry) decode into, reused from pull to pull (a fresh 45 MB a step costs page faults). */
   readonly #pullBuffers = new Map<string, Float32Array>();
   /** Memory for the wire bytes of 16-bit pushes, reused from push to push for the same reason. */
   readonly #pushWire = new WireArena();
+  /** The framing of the pushed tensors' chunks, the same from push to push. */
+  readonly #pushFramings = ChunkFramings.messages();
+  /** The parameters hand-framed pushes' answers carried, decoded as they arrived (into the pull buffers). */
+  readonly #carried = new WeakMap<PushGradientsResponse, PulledParameters>();
 
   constructor(client: ParameterServerClient, registration: RegisterResponse, callTimeoutMs: number) {
     if (registration.session === undefined || registration.config === undefined) {
@@ -148,11 +153,12 @@ export class WorkerConnection implements ParameterConnection {
 
   /**
    * The current parameters (at least `minVersion`, if the server reaches it within its wait bound).
-   * The tensors' buffers are reused by the next pull: copy what must outlive it.
+   * The tensors' buffers are reused by the next pull, and by the next push that asks for the
+   * parameters: copy what must outlive it.
    */
   async pull(min: MinVersion = 0, dtype: Dtype = Dtype.FLOAT32): Promise<PulledParameters> {
     const minVersion = typeof min === "number" ? min : (min[0] ?? 0);
-    const collector = new TensorCollector({ maxElements: Number.MAX_SAFE_INTEGER, maxTensors: Number.MAX_SAFE_INTEGER, reuse: this.#pullBuffers });
+    const collector = this.#pullCollector();
     const request = { session: this.session, dtype, minVersion };
     const fast = fastChannelFor(this.client);
     if (fast !== undefined) {
@@ -184,7 +190,16 @@ export class WorkerConnection implements ParameterConnection {
     const header = { session, tensorCount: gradients.length, baseVersion, exampleCount: o.exampleCount, position: o.position, returnParameters: o.returnParameters ?? false };
     const fast = fastChannelFor(this.client);
     if (fast !== undefined && !gradients.some(isSparse)) {
-      return fastPush(fast, header, gradients as readonly NamedTensor[], o.dtype ?? Dtype.FLOAT32, chunkBytes, this.callTimeoutMs, this.#pushWire);
+      const { answer, parameters } = await fastPush(fast, header, gradients as readonly NamedTensor[], {
+        dtype: o.dtype ?? Dtype.FLOAT32,
+        chunkBytes,
+        timeoutMs: this.callTimeoutMs,
+        collector: this.#pullCollector(),
+        arena: this.#pushWire,
+        framings: this.#pushFramings,
+      });
+      if (parameters !== undefined) this.#carried.set(answer, { version: answer.parametersVersion, tensors: parameters });
+      return answer;
     }
     async function* messages() {
       yield create(PushGradientsRequestSchema, { message: { case: "header", value: header } });
@@ -196,10 +211,18 @@ export class WorkerConnection implements ParameterConnection {
   }
 
   parametersIn(answer: PushGradientsResponse): PulledParameters | undefined {
+    const carried = this.#carried.get(answer);
+    if (carried !== undefined) return carried;
     if (answer.parameters.length === 0) return undefined;
-    const collector = new TensorCollector({ maxElements: Number.MAX_SAFE_INTEGER, maxTensors: Number.MAX_SAFE_INTEGER, reuse: this.#pullBuffers });
+    // Connect's path (sparse pushes) parsed the answer whole.
+    const collector = this.#pullCollector();
     for (const chunk of answer.parameters) collector.add(chunk);
     return { version: answer.parametersVersion, tensors: collector.finish(collector.tensors.length) };
+  }
+
+  /** Collects parameters (a pull's, or those a push's answer carries) into the reused pull buffers. */
+  #pullCollector(): TensorCollector {
+    return new TensorCollector({ maxElements: Number.MAX_SAFE_INTEGER, maxTensors: Number.MAX_SAFE_INTEGER, reuse: this.#pullBuffers });
   }
 
   /** Blocks (server-bounded) until there is a part of the data to train, or nothing more to do. */

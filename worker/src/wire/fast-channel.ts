@@ -10,12 +10,14 @@ import { Code, ConnectError, createContextValues, type Interceptor, type StreamR
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { codeFromHttpStatus, findTrailerError, grpcStatusOk } from "@connectrpc/connect/protocol-grpc";
-import { clientInterceptors, endpointOf, sessionManager, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
+import { clientInterceptors, DEFAULT_MAX_MESSAGE_BYTES, endpointOf, sessionManager, type ConnectOptions, type ParameterServerClient } from "@distributed-ps/common/wire/client.ts";
 import { TensorStreamError } from "@distributed-ps/common/tensor-stream/tensor-stream-error.ts";
 import { widenConnectionWindow } from "@distributed-ps/common/wire/http2-settings.ts";
 
 export class FastChannel {
   readonly options: ConnectOptions;
+  /** The largest message an answer may hold, as the generic client allows it. */
+  readonly maxMessageBytes: number;
   readonly #sessions: Http2SessionManager;
   /** The client's interceptors (the bearer token), which every call it makes goes through. */
   readonly #interceptors: Interceptor[];
@@ -25,6 +27,7 @@ export class FastChannel {
   /** On `sessions` (a client's, to share its connection), or on a connection of its own. */
   constructor(address: string, options: ConnectOptions, sessions: Http2SessionManager = sessionManager(address, options)) {
     this.options = options;
+    this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#sessions = sessions;
     this.#interceptors = clientInterceptors(options);
   }
@@ -95,35 +98,64 @@ export class FastChannel {
   }
 }
 
-/** What a call's response said about how it ended: its headers and trailers, as they arrive. */
-export interface CallStatus {
-  /** Headers and trailers together (a trailers-only answer carries the status in its headers). */
-  readonly fields: Headers;
+/**
+ * What a call's response said about how it ended: its headers and trailers, as they arrive. Kept
+ * as node:http2 gives them; Connect's reader of a status (findTrailerError) gets them as Headers
+ * only when the call did not end with OK, which a small model's worker would otherwise build twice
+ * a step.
+ */
+export class CallStatus {
   /** The HTTP status of the response headers, if they arrived. */
   httpStatus: number | undefined;
+  readonly #blocks: http2.IncomingHttpHeaders[] = [];
+
+  take(block: http2.IncomingHttpHeaders): void {
+    this.#blocks.push(block);
+  }
+
+  /** The grpc-status field, from the headers (a trailers-only answer) or the trailers; undefined if none came. */
+  get grpcStatus(): string | undefined {
+    let status: string | undefined;
+    for (const b of this.#blocks) {
+      const v = b["grpc-status"];
+      if (v !== undefined) status = Array.isArray(v) ? v.join(", ") : v;
+    }
+    return status;
+  }
+
+  /** Whether the call ended with OK and nothing that could say otherwise (status details). */
+  get ok(): boolean {
+    return this.grpcStatus === grpcStatusOk && this.#blocks.every((b) => b["grpc-status-details-bin"] === undefined);
+  }
+
+  /** Headers and trailers together, as Connect reads a status from them. */
+  get fields(): Headers {
+    const fields = new Headers();
+    for (const b of this.#blocks) {
+      for (const [name, value] of Object.entries(b)) {
+        if (name.startsWith(":") || value === undefined) continue;
+        for (const v of Array.isArray(value) ? value : [value]) fields.append(name, v);
+      }
+    }
+    return fields;
+  }
 }
 
 /** Watches `stream` for its gRPC status. */
 export function watchStatus(stream: http2.ClientHttp2Stream): CallStatus {
-  const s: CallStatus = { fields: new Headers(), httpStatus: undefined };
-  const take = (h: http2.IncomingHttpHeaders) => {
-    for (const [name, value] of Object.entries(h)) {
-      if (name.startsWith(":") || value === undefined) continue;
-      for (const v of Array.isArray(value) ? value : [value]) s.fields.append(name, v);
-    }
-  };
+  const s = new CallStatus();
   stream.on("response", (h) => {
     s.httpStatus = Number(h[":status"]);
-    take(h);
+    s.take(h);
   });
-  stream.on("trailers", take);
+  stream.on("trailers", (h) => s.take(h));
   return s;
 }
 
 /** Whether the server answered with a status other than OK. */
 export function refusedByServer(s: CallStatus): boolean {
-  const status = s.fields.get("grpc-status");
-  return status !== null && status !== grpcStatusOk;
+  const status = s.grpcStatus;
+  return status !== undefined && status !== grpcStatusOk;
 }
 
 /**
@@ -132,7 +164,8 @@ export function refusedByServer(s: CallStatus): boolean {
  * `isWireError`); without one, the call did not get an answer: Unavailable, or the HTTP status's code.
  */
 export function errorOfStatus(what: string, s: CallStatus, closedEarlyWhy: string): ConnectError | undefined {
-  if (s.fields.has("grpc-status")) return findTrailerError(s.fields);
+  if (s.ok) return undefined;
+  if (s.grpcStatus !== undefined) return findTrailerError(s.fields);
   if (s.httpStatus !== undefined && s.httpStatus !== 200) {
     return new ConnectError(`${what}: HTTP status ${s.httpStatus} without a gRPC status`, codeFromHttpStatus(s.httpStatus));
   }

@@ -19,9 +19,6 @@ import { errorOfStatus, refusedByServer, watchStatus, type FastChannel } from ".
 import { FramingError } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { PullResponseReader } from "./pull-response-reader.ts";
 
-/** What the generic client allows a message by default (common/client.ts). */
-const DEFAULT_MAX_MESSAGE_BYTES = 64 << 20;
-
 export interface FastPullOptions {
   timeoutMs: number;
   signal?: AbortSignal | undefined;
@@ -44,7 +41,7 @@ async function pull(
   o: FastPullOptions,
 ): Promise<{ version: number; tensorCount: number }> {
   o.signal?.throwIfAborted();
-  const reader = new PullResponseReader(collector, channel.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+  const reader = new PullResponseReader(collector, channel.maxMessageBytes);
   const stream = await channel.open(ParameterServerService.method.pullParameters, o.timeoutMs);
   /** Why the client gave up on the stream, if it did: reported instead of the stream's ending. */
   let failure: unknown;

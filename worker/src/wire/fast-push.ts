@@ -10,51 +10,79 @@
  * pushes keep using the generic client.
  */
 import http2 from "node:http2";
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   ParameterServerService,
   PushGradientsRequestSchema,
-  PushGradientsResponseSchema,
   type Dtype,
   type PushGradientsResponse,
   type PushHeaderSchema,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { envelopePrefix, frameTensorChunks, type ChunkFramings } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
+import type { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
 import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
+import { FramingError } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { errorOfStatus, watchStatus, type FastChannel } from "./fast-channel.ts";
+import { PushAnswerReader } from "./push-answer-reader.ts";
 import type { WireArena } from "./wire-arena.ts";
+
+export interface FastPushOptions {
+  dtype: Dtype;
+  chunkBytes: number;
+  timeoutMs: number;
+  /** Where the parameters an answer carries are decoded (PushHeader.return_parameters). */
+  collector: TensorCollector;
+  /** Memory for a 16-bit push's wire bytes. */
+  arena?: WireArena | undefined;
+  /** The chunks' framing, kept from push to push. */
+  framings?: ChunkFramings | undefined;
+}
+
+/** The server's answer, and the parameters it carried (finished in the collector) if it carried any. */
+export interface FastPushResult {
+  answer: PushGradientsResponse;
+  parameters: NamedTensor[] | undefined;
+}
 
 export function fastPush(
   channel: FastChannel,
   header: MessageInitShape<typeof PushHeaderSchema>,
   tensors: readonly NamedTensor[],
-  dtype: Dtype,
-  chunkBytes: number,
-  timeoutMs: number,
-  arena?: WireArena,
-): Promise<PushGradientsResponse> {
-  return channel.guard("push", () => push(channel, { header, tensors, dtype, chunkBytes, timeoutMs, arena }));
+  o: FastPushOptions,
+): Promise<FastPushResult> {
+  return channel.guard("push", () => push(channel, header, tensors, o));
 }
 
 async function push(
   channel: FastChannel,
-  { header, tensors, dtype, chunkBytes, timeoutMs, arena }: { header: MessageInitShape<typeof PushHeaderSchema>; tensors: readonly NamedTensor[]; dtype: Dtype; chunkBytes: number; timeoutMs: number; arena: WireArena | undefined },
-): Promise<PushGradientsResponse> {
+  header: MessageInitShape<typeof PushHeaderSchema>,
+  tensors: readonly NamedTensor[],
+  { dtype, chunkBytes, timeoutMs, collector, arena, framings }: FastPushOptions,
+): Promise<FastPushResult> {
   const stream = await channel.open(ParameterServerService.method.pushGradients, timeoutMs);
   const timer = setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), timeoutMs);
   const wire = arena?.lend();
   try {
     const status = watchStatus(stream);
-    const parts: Buffer[] = [];
-    stream.on("data", (d: Buffer) => parts.push(d));
+    const reader = new PushAnswerReader(collector, channel.maxMessageBytes);
+    /** Why the answer could not be read, if it could not: reported once the call's status is known. */
+    let unreadable: unknown;
+    stream.on("data", (bytes: Buffer) => {
+      if (unreadable !== undefined) return;
+      try {
+        reader.push(bytes);
+      } catch (err) {
+        unreadable = err;
+      }
+    });
     stream.on("error", () => {});
     const closed = new Promise<void>((resolve) => stream.once("close", resolve));
     const first = toBinary(PushGradientsRequestSchema, create(PushGradientsRequestSchema, { message: { case: "header", value: header } }));
     await writeWithBackpressure(stream, Buffer.concat([envelopePrefix(first.length), first]));
     for (const t of tensors) {
-      for (const [prefix, data] of frameTensorChunks(t, dtype, chunkBytes, wire?.bytes)) {
+      for (const [prefix, data] of frameTensorChunks(t, dtype, chunkBytes, wire?.bytes, framings)) {
         await writeWithBackpressure(stream, [prefix, data]);
       }
     }
@@ -63,9 +91,12 @@ async function push(
     const failure = errorOfStatus("push", status, "stream closed without a status (connection lost or deadline passed)");
     if (failure !== undefined) throw failure;
     try {
-      return fromBinary(PushGradientsResponseSchema, unwrapEnvelope(Buffer.concat(parts)));
+      if (unreadable !== undefined) throw unreadable;
+      const { answer, tensors: parameters } = reader.finish();
+      return { answer, parameters };
     } catch (err) {
-      throw new ConnectError(`malformed push answer: ${(err as Error).message}`, Code.Internal);
+      // Tensors that break the stream's rules stay TensorStreamErrors, as a pull reports them.
+      throw err instanceof FramingError ? new ConnectError(`malformed push answer: ${err.message}`, Code.Internal) : err;
     }
   } finally {
     clearTimeout(timer);
