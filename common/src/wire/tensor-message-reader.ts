@@ -148,6 +148,8 @@ export class TensorMessageReader {
   /** After SKIPPING or IN_SMALL_FIELD: where to return. */
   #resume = AT_ENVELOPE;
   #smallField: { field: number; length: number; inChunk: boolean } | undefined;
+  /** The field key #readKey read last. */
+  readonly #key: FieldKey = { field: 0, wireType: 0, value: 0, bytes: 0 };
   #chunk: ChunkFields | undefined;
   #messages = 0;
   #headerSeen = false;
@@ -294,29 +296,26 @@ export class TensorMessageReader {
   /** A TensorChunk field whose key (and varint value or length) has been consumed. */
   #chunkField(key: FieldKey): void {
     const chunk = this.#chunk!;
-    const wrongType = (expected: number) => {
-      if (key.wireType !== expected) throw new FramingError(`message ${this.#messages}: TensorChunk field ${key.field} has wire type ${key.wireType}`);
-    };
     switch (key.field) {
       case 1: // name
-        wrongType(WIRE_LENGTH);
+        this.#expectWireType(key, WIRE_LENGTH);
         this.#expectSmallField(key, true, IN_CHUNK);
         return;
       case 2: // shape: packed, or one unpacked element
         if (key.wireType === WIRE_VARINT) chunk.shape.push(key.value);
         else if (key.wireType === WIRE_LENGTH) this.#expectSmallField(key, true, IN_CHUNK);
-        else wrongType(WIRE_LENGTH);
+        else this.#expectWireType(key, WIRE_LENGTH);
         return;
       case 3:
-        wrongType(WIRE_VARINT);
+        this.#expectWireType(key, WIRE_VARINT);
         chunk.dtype = key.value as Dtype;
         return;
       case 4:
-        wrongType(WIRE_VARINT);
+        this.#expectWireType(key, WIRE_VARINT);
         chunk.byteOffset = BigInt(key.value);
         return;
       case 5: // data
-        wrongType(WIRE_LENGTH);
+        this.#expectWireType(key, WIRE_LENGTH);
         chunk.data = this.#expectPayload(key);
         if (this.#chunkLeft === 0) {
           // The chunk's last field: its other fields are final, so its data can go as it arrives.
@@ -325,20 +324,24 @@ export class TensorMessageReader {
         }
         return;
       case 6:
-        wrongType(WIRE_VARINT);
+        this.#expectWireType(key, WIRE_VARINT);
         chunk.sparse = key.value !== 0;
         return;
       case 7:
-        wrongType(WIRE_VARINT);
+        this.#expectWireType(key, WIRE_VARINT);
         chunk.sparseCount = key.value;
         return;
       case 8: // indices
-        wrongType(WIRE_LENGTH);
+        this.#expectWireType(key, WIRE_LENGTH);
         chunk.indices = this.#expectPayload(key);
         return;
       default:
         this.#skip(key, "chunk", IN_CHUNK);
     }
+  }
+
+  #expectWireType(key: FieldKey, expected: number): void {
+    if (key.wireType !== expected) throw new FramingError(`message ${this.#messages}: TensorChunk field ${key.field} has wire type ${key.wireType}`);
   }
 
   /** The payload of a data or indices field, read next; a repeated field's last value is the one that counts. */
@@ -360,10 +363,10 @@ export class TensorMessageReader {
     }
     // A packed shape, appended to what came before (as protobuf merges repeated fields).
     for (let at = 0; at < bytes.length; ) {
-      const v = readVarint(bytes, at, bytes.length);
-      if (v === undefined) throw new FramingError(`message ${this.#messages}: truncated packed shape`);
-      chunk.shape.push(v.value);
-      at += v.bytes;
+      const length = readVarint(bytes, at, bytes.length);
+      if (length === 0) throw new FramingError(`message ${this.#messages}: truncated packed shape`);
+      chunk.shape.push(varintValue);
+      at += length;
     }
   }
 
@@ -417,24 +420,40 @@ export class TensorMessageReader {
   /**
    * The next field's key and, for varint and length-delimited fields, its value or length, if all of
    * it has arrived; within `limit` bytes (what is left of the enclosing message), else an error.
+   * The key is the reader's one FieldKey, valid until the next call: a small model's call reads
+   * dozens of keys, and an object for each was a measurable share of what the collector cleaned.
    */
   #readKey(limit: number, what: string): FieldKey | undefined {
-    const bytes = this.#peek(Math.min(limit, 20, this.#queued));
-    if (bytes === undefined || bytes.length === 0) return undefined;
-    const complete = bytes.length === limit; // nothing beyond these bytes belongs to the message
-    const tag = readVarint(bytes, 0, bytes.length);
-    if (tag === undefined) return this.#incomplete(complete, what);
-    const field = Math.floor(tag.value / 8);
-    const wireType = tag.value % 8;
-    if (field === 0) throw new FramingError(`message ${this.#messages}: ${what} has a field numbered 0`);
-    if (wireType !== WIRE_VARINT && wireType !== WIRE_LENGTH) return { field, wireType, value: 0, bytes: tag.bytes };
-    const value = readVarint(bytes, tag.bytes, bytes.length);
-    if (value === undefined) return this.#incomplete(complete, what);
-    const used = tag.bytes + value.bytes;
-    if (wireType === WIRE_LENGTH && value.value > limit - used) {
-      throw new FramingError(`message ${this.#messages}: ${what} field ${field} of ${value.value} bytes runs past its end`);
+    const want = Math.min(limit, 20, this.#queued);
+    if (want === 0) return undefined;
+    // Read in place when the bytes are in the first buffer (nearly always), else from a copy.
+    const head = this.#queue[0]!;
+    let bytes: Uint8Array = head;
+    let at = this.#headOffset;
+    if (head.length - at < want) {
+      bytes = this.#peek(want)!;
+      at = 0;
     }
-    return { field, wireType, value: value.value, bytes: used };
+    const end = at + want;
+    const complete = want === limit; // nothing beyond these bytes belongs to the message
+    const tagBytes = readVarint(bytes, at, end);
+    if (tagBytes === 0) return this.#incomplete(complete, what);
+    const tag = varintValue;
+    const key = this.#key;
+    key.field = Math.floor(tag / 8);
+    key.wireType = tag % 8;
+    key.value = 0;
+    key.bytes = tagBytes;
+    if (key.field === 0) throw new FramingError(`message ${this.#messages}: ${what} has a field numbered 0`);
+    if (key.wireType !== WIRE_VARINT && key.wireType !== WIRE_LENGTH) return key;
+    const valueBytes = readVarint(bytes, at + tagBytes, end);
+    if (valueBytes === 0) return this.#incomplete(complete, what);
+    key.value = varintValue;
+    key.bytes += valueBytes;
+    if (key.wireType === WIRE_LENGTH && key.value > limit - key.bytes) {
+      throw new FramingError(`message ${this.#messages}: ${what} field ${key.field} of ${key.value} bytes runs past its end`);
+    }
+    return key;
   }
 
   #incomplete(complete: boolean, what: string): undefined {
@@ -479,8 +498,14 @@ const EMPTY = new Uint8Array(0);
 /** A data or indices field the chunk did not carry (an empty one is left out of the encoding). */
 const NO_PAYLOAD: Payload = { pieces: [], length: 0 };
 
-/** A varint within bytes[at, end), or undefined if it does not end there; values above 2^53 are refused. */
-function readVarint(bytes: Uint8Array, at: number, end: number): { value: number; bytes: number } | undefined {
+/** The value of the varint readVarint read last (module-wide: the reader is synchronous). */
+let varintValue = 0;
+
+/**
+ * Reads a varint within bytes[at, end) into varintValue and returns its length in bytes, or 0 if it
+ * does not end there; values above 2^53 are refused.
+ */
+function readVarint(bytes: Uint8Array, at: number, end: number): number {
   let value = 0;
   let scale = 1;
   for (let i = at; i < end && i - at < 10; i++) {
@@ -488,10 +513,11 @@ function readVarint(bytes: Uint8Array, at: number, end: number): { value: number
     value += (b & 0x7f) * scale;
     if ((b & 0x80) === 0) {
       if (!Number.isSafeInteger(value)) throw new FramingError(`varint ${value} exceeds 2^53`);
-      return { value, bytes: i - at + 1 };
+      varintValue = value;
+      return i - at + 1;
     }
     scale *= 128;
   }
   if (end - at >= 10) throw new FramingError("varint longer than 10 bytes");
-  return undefined;
+  return 0;
 }

@@ -105,11 +105,16 @@ export class ParallelStep {
 
   /** Runs every job; returns once all of them are applied. */
   run(jobs: readonly StepJob[]): void {
+    // A small update (a small model's every step) runs here without looking at its arrays.
+    if (this.helpers === 0 || this.#broken || jobs.reduce((n, job) => n + job.param.length, 0) < this.#minElements) {
+      for (const job of jobs) runStepJob(job);
+      return;
+    }
     const shared: StepJob[] = [];
     const local: StepJob[] = [];
     let sharedElements = 0;
     for (const job of jobs) {
-      if (this.helpers > 0 && !this.#broken && isShared(job)) {
+      if (isShared(job)) {
         shared.push(job);
         sharedElements += job.param.length;
       } else {

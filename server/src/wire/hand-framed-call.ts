@@ -116,14 +116,15 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
     };
     try {
       if (timeout.error !== undefined) throw timeout.error;
-      const input: AsyncIterable<MessageShape<I>> = method.methodKind === "server_streaming" ? requestMessages(req, o.readMaxBytes, parse) : createAsyncIterable([]);
-      const message: AsyncIterable<MessageShape<O>> =
+      const input: AsyncIterable<MessageShape<I>> = method.methodKind === "server_streaming" ? requestMessages(req, o.readMaxBytes, parse) : NO_MESSAGES;
+      const message: Iterable<MessageShape<O>> | AsyncIterable<MessageShape<O>> =
         o.interceptors.length === 0
           ? await respond(input, context)
           : await intercept<I, O>(o.interceptors, context, input, async (r) => {
               // As Connect's invoke-implementation.ts: the interceptors may have changed the request's headers, signal, values.
               const ctx: HandlerContext = { ...handlerContext(context), requestHeader: r.header, signal: r.signal, values: r.contextValues };
-              return respond(r.message, ctx);
+              const messages = await respond(r.message, ctx);
+              return Symbol.asyncIterator in messages ? messages : createAsyncIterable([...messages]);
             });
       for await (const m of message) {
         const bytes = serialize(m);
@@ -148,13 +149,14 @@ export function handFramedHandler<I extends DescMessage, O extends DescMessage>(
      * The implementation's answer to `messages` (the request) in `ctx`, as Connect's
      * invoke-implementation.ts gives it: a server stream's messages as they come; a client
      * stream's one message once the implementation has returned it (so that an interceptor's
-     * `next` settles with the call's outcome).
+     * `next` settles with the call's outcome), as an array: what an async iterable of one message
+     * would cost on every push is not worth it unless an interceptor asks for one.
      */
-    async function respond(messages: AsyncIterable<MessageShape<I>>, ctx: HandlerContext): Promise<AsyncIterable<MessageShape<O>>> {
+    async function respond(messages: AsyncIterable<MessageShape<I>>, ctx: HandlerContext): Promise<Iterable<MessageShape<O>> | AsyncIterable<MessageShape<O>>> {
       if (impl.method.methodKind === "server_streaming") return afterSingle(messages, (request) => (impl as HandFramedServerStream<I, O>).serve(request, ctx, out));
       answered = await (impl as HandFramedClientStream<I, O>).serve(req, ctx);
       if (answered.bulk !== undefined) out.onDone(answered.bulk.release);
-      return createAsyncIterable([answered.message]);
+      return [answered.message];
     }
   };
 }
@@ -168,6 +170,8 @@ function streamDone(res: Http2ServerResponse): Promise<void> {
 }
 
 const RESPONSE_HEADERS = { "content-type": "application/grpc+proto" };
+/** A client stream's request messages as its implementation sees them: it reads the body itself. */
+const NO_MESSAGES: AsyncIterable<never> = { [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) };
 const OK_TRAILERS = { "grpc-status": grpcStatusOk };
 
 /**
