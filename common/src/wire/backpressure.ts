@@ -10,6 +10,9 @@ export interface DrainableStream {
   /** Client streams have it; a server response does not (`destroyed` says it there). */
   readonly closed?: boolean;
   write(data: Uint8Array): boolean;
+  /** Node's Writable cork()/uncork(): writes in between go out together (one writev). */
+  cork?(): void;
+  uncork?(): void;
   once(event: "drain" | "close", listener: () => void): unknown;
   off(event: "drain" | "close", listener: () => void): unknown;
 }
@@ -27,16 +30,34 @@ export const WRITE_SLICE_BYTES = 256 << 10;
  * Writes `data` — one array, or several written in order — resolving once the stream can take more
  * ('drain') or has closed. Writing to a closed stream does nothing: the caller learns why from the
  * stream's status. A message's pieces (its framing, then its data) go in one call, which waits
- * only when the stream is full.
+ * only when the stream is full. Pieces of at most WRITE_SLICE_BYTES in all are handed over
+ * together (corked: one writev into node:http2 instead of one write per piece — a small model's
+ * whole push or answer, where the per-write cost is most of the cost).
  */
 export async function writeWithBackpressure(stream: DrainableStream, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
-  for (const piece of data instanceof Uint8Array ? [data] : data) {
+  if (data instanceof Uint8Array) data = [data];
+  if (data.length > 1 && stream.cork !== undefined && stream.uncork !== undefined && totalBytes(data) <= WRITE_SLICE_BYTES) {
+    if (stream.destroyed || stream.closed === true) return;
+    stream.cork();
+    let more = true;
+    for (const piece of data) more = stream.write(piece);
+    stream.uncork();
+    if (!more) await drained(stream);
+    return;
+  }
+  for (const piece of data) {
     for (let offset = 0; offset < piece.length; offset += WRITE_SLICE_BYTES) {
       if (stream.destroyed || stream.closed === true) return;
       const slice = offset === 0 && piece.length <= WRITE_SLICE_BYTES ? piece : piece.subarray(offset, offset + WRITE_SLICE_BYTES);
       if (!stream.write(slice)) await drained(stream);
     }
   }
+}
+
+function totalBytes(pieces: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const p of pieces) n += p.length;
+  return n;
 }
 
 /** Resolves on the stream's next 'drain' or its 'close'. */

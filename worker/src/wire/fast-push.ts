@@ -22,7 +22,7 @@ import {
 import { envelopePrefix, frameTensorChunks, type ChunkFramings } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import type { TensorCollector } from "@distributed-ps/common/tensor-stream/tensor-collector.ts";
-import { writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
+import { WRITE_SLICE_BYTES, writeWithBackpressure } from "@distributed-ps/common/wire/backpressure.ts";
 import { FramingError } from "@distributed-ps/common/wire/tensor-message-reader.ts";
 import { errorOfStatus, watchStatus, type FastChannel } from "./fast-channel.ts";
 import { PushAnswerReader } from "./push-answer-reader.ts";
@@ -80,12 +80,20 @@ async function push(
     stream.on("error", () => {});
     const closed = new Promise<void>((resolve) => stream.once("close", resolve));
     const first = toBinary(PushGradientsRequestSchema, create(PushGradientsRequestSchema, { message: { case: "header", value: header } }));
-    await writeWithBackpressure(stream, Buffer.concat([envelopePrefix(first.length), first]));
+    // A small gradient goes in one write (writeWithBackpressure corks it); a large one a chunk at a time.
+    const pieces: Uint8Array[] = [envelopePrefix(first.length), first];
+    let bytes = 0;
     for (const t of tensors) {
       for (const [prefix, data] of frameTensorChunks(t, dtype, chunkBytes, wire?.bytes, framings)) {
-        await writeWithBackpressure(stream, [prefix, data]);
+        pieces.push(prefix, data);
+        bytes += data.length;
+        if (bytes > WRITE_SLICE_BYTES) {
+          await writeWithBackpressure(stream, pieces.splice(0));
+          bytes = 0;
+        }
       }
     }
+    if (pieces.length > 0) await writeWithBackpressure(stream, pieces);
     stream.end();
     await closed;
     const failure = errorOfStatus("push", status, "stream closed without a status (connection lost or deadline passed)");
