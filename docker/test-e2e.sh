@@ -215,7 +215,9 @@ else
 fi
 # The image's CMD carries common/src/node-flags.ts's flags; with --experimental-wasm-fp16 among
 # them the server converts float16 with the CPU's instructions and says so in its first line.
-if docker logs "$server" 2>&1 | grep -q "float16 conversion hardware"; then
+# The log read whole first: `grep -q` would close the pipe early and fail it under pipefail.
+server_log="$(docker logs "$server" 2>&1)"
+if grep -q "float16 conversion hardware" <<<"$server_log"; then
   pass "server converts float16 in hardware (the image's node flags reached it)"
 else
   fail "server log does not say 'float16 conversion hardware': the image's CMD lost a node flag?"

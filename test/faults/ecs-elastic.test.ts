@@ -9,6 +9,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import t from "tap";
 import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
+import { ServerStatus, startServerForStatus } from "../helpers/server-status.ts";
 
 t.test("on ECS the worker count follows the worker service's desired count", async (t) => {
   let desired = 2;
@@ -49,14 +50,16 @@ t.test("on ECS the worker count follows the worker service's desired count", asy
     AWS_ACCESS_KEY_ID: "test",
     AWS_SECRET_ACCESS_KEY: "test",
   });
-  const server = startProcess(t, "server/src/main.ts", serverEnv);
-  t.match(await server.waitFor(/listening on/), /mode sync, 2 workers/, "it started with the service's desired count (2), not the default 4");
+  const status = new ServerStatus(`127.0.0.1:${port}`);
+  const { server, first } = await startServerForStatus(t, serverEnv, status);
+  t.equal(first.config?.totalWorkers, 2, "it started with the service's desired count (2), not the default 4");
   const describe = calls.find((c) => c.target === "DescribeServices");
   t.same(describe?.body, { cluster: "ps-cluster", services: ["ps-workers"] }, "it asked ECS about the worker service");
 
   desired = 3;
-  await server.waitFor(/worker count 2 -> 3; opened slot\(s\) 2/, 10_000);
-  t.pass("desired count 3: slot 2 opened, no restart");
+  const resized = await status.until((s) => s.config?.totalWorkers === 3, "the worker count following the desired count 3", 10_000);
+  t.same(resized.slots.map((s) => s.slot), [0, 1, 2], "desired count 3: slot 2 opened");
+  t.equal(server.child.exitCode, null, "without a restart");
 
   const env = { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "1", TRAIN_EXAMPLES: "960", TEST_EXAMPLES: "200" };
   const workers = [0, 1, 2].map(() => startProcess(t, "worker/src/main.ts", env));

@@ -9,7 +9,9 @@
  */
 import t from "tap";
 import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
-import { startAnsweringServer } from "../helpers/server-status.ts";
+import { checkpointVersions, newestCheckpoint } from "../helpers/checkpoints.ts";
+import { startAnsweringServer, startServerForStatus } from "../helpers/server-status.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const GRADIENTS_PER_SLOT = 2 * (8000 / 32);
 
@@ -28,15 +30,15 @@ for (const mode of ["sync", "async"] as const) {
 
     const first = await startAnsweringServer(t, serverEnv);
     const workers = [0, 1].map(() => startProcess(t, "worker/src/main.ts", workerEnv));
-    await first.waitFor(/checkpoint \(every steps\): version 120\b/, 60_000);
+    const checkpoints = `${dir}/checkpoints`;
+    await waitUntil(() => checkpointVersions(checkpoints).includes(120), "the checkpoint of version 120 on disk", { timeoutMs: 60_000 });
     first.child.kill("SIGKILL");
     t.equal(await first.exit, 137, "the first server was killed with SIGKILL");
 
     // The workers notice and retry while no server is listening.
     await Promise.all(workers.map((w) => w.waitFor(/lost the session/, 20_000)));
-    const second = startProcess(t, "server/src/main.ts", serverEnv);
-    const resumed = await second.waitFor(/resumed from checkpoint/, 20_000);
-    t.match(resumed, /ckpt-\d+\.safetensors: version \d+/, "the restarted server resumed from a checkpoint");
+    const { server: second, first: resumed } = await startServerForStatus(t, serverEnv);
+    t.equal(resumed.version, newestCheckpoint(checkpoints), `the restarted server resumed from the newest checkpoint (version ${resumed.version}), not a new run`);
 
     const codes = await Promise.all(workers.map((w) => exitWithin(w, 120_000)));
     t.same(codes, [0, 0], "both workers finished with exit code 0");

@@ -7,7 +7,8 @@
 import t from "tap";
 import { exitWithin, onLoopback, startProcess, type Proc } from "../helpers/processes.ts";
 import { assertExactRun, workerEnvFor } from "../helpers/exact-run.ts";
-import { startAnsweringServer } from "../helpers/server-status.ts";
+import { newestCheckpoint } from "../helpers/checkpoints.ts";
+import { startAnsweringServer, startServerForStatus } from "../helpers/server-status.ts";
 
 const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
 
@@ -30,8 +31,9 @@ for (const mode of ["sync", "async", "ssp"] as const) {
       server.child.kill("SIGTERM");
       t.equal(await exitWithin(server, 20_000), 0, `SIGTERM in epoch ${epoch}: the server checkpointed and exited 0`);
       t.ok(server.lines.some((l) => /checkpoint \(SIGTERM\): version \d+/.test(l)), "it wrote a checkpoint on the way out");
-      server = startProcess(t, "server/src/main.ts", serverEnv);
-      await server.waitFor(/resumed from checkpoint/, 20_000);
+      const restarted = await startServerForStatus(t, serverEnv);
+      server = restarted.server;
+      t.equal(restarted.first.version, newestCheckpoint(`${dir}/checkpoints`), `the restarted server resumed from the checkpoint of the one stopped (version ${restarted.first.version})`);
     }
     const codes = await Promise.all(workers.map((w) => exitWithin(w, 120_000)));
     t.same(codes, [0, 0, 0], "every worker outlived both restarts and exited 0");

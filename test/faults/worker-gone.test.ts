@@ -5,11 +5,11 @@
  * left at all, the server does not wait forever: after NO_WORKERS_TIMEOUT_MS it checkpoints and
  * exits 3, and a server started again on the checkpoint continues.
  */
-import { readdir } from "node:fs/promises";
 import t from "tap";
 import type { SlotStatus } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
-import { ServerStatus, SlotState, startAnsweringServer } from "../helpers/server-status.ts";
+import { newestCheckpoint } from "../helpers/checkpoints.ts";
+import { ServerStatus, SlotState, startAnsweringServer, startServerForStatus } from "../helpers/server-status.ts";
 import { assertExactRun, workerEnvFor } from "../helpers/exact-run.ts";
 
 const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
@@ -71,11 +71,11 @@ t.test("no worker left: the server checkpoints and exits 3 after NO_WORKERS_TIME
   t.ok(server.lines.some((l) => /no worker has been connected for \d+ s \(NO_WORKERS_TIMEOUT_MS\) and the run is not complete/.test(l)), "it said why");
   t.ok(server.lines.some((l) => /checkpoint \(no workers\): version \d+/.test(l)), "and saved its state first");
   t.equal(server.metrics()?.run_complete, false, "its summary says the run is not complete");
-  t.ok((await readdir(`${dir}/checkpoints`)).some((f) => /^ckpt-\d+\.safetensors$/.test(f)), "a checkpoint is on disk");
+  t.ok(newestCheckpoint(`${dir}/checkpoints`) !== undefined, "a checkpoint is on disk");
 
   // Not the 2 s under test: on a busy machine the new worker may take that long to start.
-  const again = startProcess(t, "server/src/main.ts", { ...serverEnv, NO_WORKERS_TIMEOUT_MS: "60000" });
-  await again.waitFor(/resumed from checkpoint/, 20_000);
+  const { server: again, first: resumed } = await startServerForStatus(t, { ...serverEnv, NO_WORKERS_TIMEOUT_MS: "60000" });
+  t.equal(resumed.version, newestCheckpoint(`${dir}/checkpoints`), `the restarted server resumed from that checkpoint (version ${resumed.version})`);
   const replacement = startProcess(t, "worker/src/main.ts", workerEnv(port));
   t.equal(await exitWithin(replacement, 120_000), 0, "a new worker finished the run on the restarted server");
   t.equal(await exitWithin(again, 20_000), 0, "which then exited 0");

@@ -60,10 +60,24 @@ function describe(s: GetStatusResponse): string {
  * GetStatus (through `status`, when the test watches the server with one of its own).
  */
 export async function startAnsweringServer(t: Test, env: Record<string, string>, status = new ServerStatus(`127.0.0.1:${env.SERVER_PORT}`)): Promise<Proc> {
+  return (await startServerForStatus(t, env, status)).server;
+}
+
+/**
+ * startAnsweringServer, and the state of its first answer: for a server restarted from a
+ * checkpoint, the version it resumed at, before any worker could move it (a new run answers
+ * uninitialised, at version 0).
+ */
+export async function startServerForStatus(
+  t: Test,
+  env: Record<string, string>,
+  status = new ServerStatus(`127.0.0.1:${env.SERVER_PORT}`),
+): Promise<{ server: Proc; first: GetStatusResponse }> {
   const server = startProcess(t, "server/src/main.ts", env);
   let exitCode: number | undefined;
   void server.exit.then((code) => (exitCode = code));
-  await waitUntil(async () => exitCode !== undefined || (await status.get()) !== undefined, () => `the server answering; last lines:\n${server.tail()}`, { pollMs: 25 });
+  let first: GetStatusResponse | undefined;
+  await waitUntil(async () => exitCode !== undefined || (first = await status.get()) !== undefined, () => `the server answering; last lines:\n${server.tail()}`, { pollMs: 25 });
   if (exitCode !== undefined) throw new Error(`the server exited (${exitCode}) before answering; last lines:\n${server.tail()}`);
-  return server;
+  return { server, first: first! };
 }

@@ -37,6 +37,12 @@ export function checkpointKey(version: number): string {
   return `ckpt-${String(version).padStart(10, "0")}.safetensors`;
 }
 
+/** The version a checkpoint's key names (checkpointKey's inverse); undefined for any other name. */
+export function checkpointVersion(key: string): number | undefined {
+  const m = NAME.exec(key);
+  return m === null ? undefined : Number(m[1]);
+}
+
 /** Serialises the run's current state (synchronously: nothing can change while it runs). */
 export function captureCheckpoint(run: TrainingRun): { key: string; version: number; bytes: Uint8Array } {
   const snapshot = run.store.acquire();
@@ -212,7 +218,7 @@ export class Checkpointer {
   }
 
   async #prune(): Promise<void> {
-    const keys = (await this.#store.list()).filter((k) => NAME.test(k)).sort();
+    const keys = (await this.#store.list()).filter((k) => checkpointVersion(k) !== undefined).sort();
     const kept = (await this.#o.protect?.()) ?? new Set<string>();
     for (const key of keys.slice(0, Math.max(0, keys.length - this.#o.keep))) if (!kept.has(key)) await this.#store.delete(key);
   }
