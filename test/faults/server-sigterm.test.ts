@@ -8,7 +8,7 @@ import t from "tap";
 import { exitWithin, onLoopback, startProcess, type Proc } from "../helpers/processes.ts";
 import { assertExactRun, workerEnvFor } from "../helpers/exact-run.ts";
 import { newestCheckpoint } from "../helpers/checkpoints.ts";
-import { startAnsweringServer, startServerForStatus } from "../helpers/server-status.ts";
+import { ServerStatus, startAnsweringServer, startServerForStatus } from "../helpers/server-status.ts";
 
 const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
 
@@ -24,14 +24,16 @@ for (const mode of ["sync", "async", "ssp"] as const) {
       CHECKPOINT_EVERY_SECONDS: "0",
     });
     const workerEnv = workerEnvFor(RUN, `127.0.0.1:${port}`, { CONNECT_TIMEOUT_MS: "60000" });
-    let server: Proc = await startAnsweringServer(t, serverEnv);
+    const status = new ServerStatus(`127.0.0.1:${port}`);
+    let server: Proc = await startAnsweringServer(t, serverEnv, status);
     const workers = [0, 1, 2].map(() => startProcess(t, "worker/src/main.ts", workerEnv));
     for (const epoch of [1, 2]) {
-      await workers[0]!.waitFor(new RegExp(`epoch ${epoch}/3 batch \\d+`), 60_000);
+      // Mid-epoch: some worker has pushed a gradient of this epoch (positions count epochs from 0).
+      await status.until((s) => s.slots.some((x) => x.pushes > 0 && x.position?.epoch === epoch - 1 && x.position.batch > 0), `training in epoch ${epoch}`, 60_000);
       server.child.kill("SIGTERM");
       t.equal(await exitWithin(server, 20_000), 0, `SIGTERM in epoch ${epoch}: the server checkpointed and exited 0`);
       t.ok(server.lines.some((l) => /checkpoint \(SIGTERM\): version \d+/.test(l)), "it wrote a checkpoint on the way out");
-      const restarted = await startServerForStatus(t, serverEnv);
+      const restarted = await startServerForStatus(t, serverEnv, status);
       server = restarted.server;
       t.equal(restarted.first.version, newestCheckpoint(`${dir}/checkpoints`), `the restarted server resumed from the checkpoint of the one stopped (version ${restarted.first.version})`);
     }

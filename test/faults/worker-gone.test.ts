@@ -60,9 +60,10 @@ t.test("no worker left: the server checkpoints and exits 3 after NO_WORKERS_TIME
     CHECKPOINT_EVERY_STEPS: "0",
     CHECKPOINT_EVERY_SECONDS: "0",
   });
-  const server = await startAnsweringServer(t, serverEnv);
+  const status = new ServerStatus(`127.0.0.1:${port}`);
+  const server = await startAnsweringServer(t, serverEnv, status);
   const worker = startProcess(t, "worker/src/main.ts", workerEnv(port));
-  await worker.waitFor(/epoch 1\/3 batch \d+/, 60_000);
+  await status.until((s) => s.version > 0, "the worker training", 60_000);
   worker.child.kill("SIGKILL");
   const killedAt = Date.now();
   t.equal(await exitWithin(server, 30_000), 3, "the server gave up with exit code 3 instead of waiting forever");
