@@ -10,7 +10,7 @@
 import t from "tap";
 import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
 import { checkpointVersions, newestCheckpoint } from "../helpers/checkpoints.ts";
-import { ServerStatus, startAnsweringServer, startServerForStatus } from "../helpers/server-status.ts";
+import { serverWithTrainingWorker, startAnsweringServer, startServerForStatus } from "../helpers/server-status.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
 const GRADIENTS_PER_SLOT = 2 * (8000 / 32);
@@ -67,10 +67,7 @@ t.test("SIGTERM: the server stops accepting work, saves a checkpoint and exits 0
     CHECKPOINT_EVERY_STEPS: "0",
     CHECKPOINT_EVERY_SECONDS: "0",
   });
-  const status = new ServerStatus(`127.0.0.1:${port}`);
-  const server = await startAnsweringServer(t, serverEnv, status);
-  const worker = startProcess(t, "worker/src/main.ts", { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "50", CONNECT_TIMEOUT_MS: "3000" });
-  await status.until((s) => s.version > 0, "the worker training");
+  const { server, worker } = await serverWithTrainingWorker(t, serverEnv, { PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`, EPOCHS: "50", CONNECT_TIMEOUT_MS: "3000" });
   const sentAt = Date.now();
   server.child.kill("SIGTERM");
   t.equal(await exitWithin(server, 20_000), 0, "the server exited 0 after SIGTERM");

@@ -9,7 +9,7 @@ import t from "tap";
 import type { SlotStatus } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { exitWithin, onLoopback, startProcess } from "../helpers/processes.ts";
 import { newestCheckpoint } from "../helpers/checkpoints.ts";
-import { ServerStatus, SlotState, startAnsweringServer, startServerForStatus } from "../helpers/server-status.ts";
+import { ServerStatus, SlotState, serverWithTrainingWorker, startAnsweringServer, startServerForStatus } from "../helpers/server-status.ts";
 import { assertExactRun, workerEnvFor } from "../helpers/exact-run.ts";
 
 const RUN = { epochs: 3, trainExamples: 9600, batchSize: 32 };
@@ -60,10 +60,7 @@ t.test("no worker left: the server checkpoints and exits 3 after NO_WORKERS_TIME
     CHECKPOINT_EVERY_STEPS: "0",
     CHECKPOINT_EVERY_SECONDS: "0",
   });
-  const status = new ServerStatus(`127.0.0.1:${port}`);
-  const server = await startAnsweringServer(t, serverEnv, status);
-  const worker = startProcess(t, "worker/src/main.ts", workerEnv(port));
-  await status.until((s) => s.version > 0, "the worker training", 60_000);
+  const { server, worker } = await serverWithTrainingWorker(t, serverEnv, workerEnv(port));
   worker.child.kill("SIGKILL");
   const killedAt = Date.now();
   t.equal(await exitWithin(server, 30_000), 3, "the server gave up with exit code 3 instead of waiting forever");

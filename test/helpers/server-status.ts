@@ -81,3 +81,16 @@ export async function startServerForStatus(
   if (exitCode !== undefined) throw new Error(`the server exited (${exitCode}) before answering; last lines:\n${server.tail()}`);
   return { server, first: first! };
 }
+
+/** A server (startAnsweringServer) and one worker, resolved once the worker's first gradient is applied. */
+export async function serverWithTrainingWorker(
+  t: Test,
+  serverEnv: Record<string, string>,
+  workerEnv: Record<string, string>,
+): Promise<{ server: Proc; worker: Proc; status: ServerStatus }> {
+  const status = new ServerStatus(`127.0.0.1:${serverEnv.SERVER_PORT}`);
+  const server = await startAnsweringServer(t, serverEnv, status);
+  const worker = startProcess(t, "worker/src/main.ts", workerEnv);
+  await status.until((s) => s.version > 0, "the worker training", 60_000);
+  return { server, worker, status };
+}
