@@ -16,10 +16,19 @@ import {
   WorkerSessionSchema,
   type WorkerSession,
 } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
-import { envelopePrefix, frameTensorChunks, unwrapEnvelope } from "@distributed-ps/common/wire/grpc-framing.ts";
+import { envelopePrefix, frameTensorChunks } from "@distributed-ps/common/wire/grpc-framing.ts";
 import type { NamedTensor } from "@distributed-ps/common/named-tensor.ts";
 import { gradient, startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
 import { waitUntil } from "../helpers/wait.ts";
+
+/** The message in a unary body, without its 5-byte gRPC envelope; throws a description of what is wrong. */
+function unwrapEnvelope(body: Buffer): Uint8Array {
+  if (body.length < 5) throw new Error("body shorter than a gRPC envelope");
+  if (body[0] !== 0) throw new Error("compressed or unknown envelope flags");
+  const length = body.readUInt32BE(1);
+  if (body.length !== 5 + length) throw new Error(`envelope announces ${length} bytes, body has ${body.length - 5}`);
+  return body.subarray(5);
+}
 
 const enveloped = (m: Uint8Array) => Buffer.concat([envelopePrefix(m.length), m]);
 

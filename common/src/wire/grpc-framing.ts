@@ -17,15 +17,6 @@ export function envelopePrefix(length: number): Buffer {
   return b;
 }
 
-/** The message in a unary body, without its 5-byte gRPC envelope; throws a description of what is wrong. */
-export function unwrapEnvelope(body: Buffer): Uint8Array {
-  if (body.length < 5) throw new Error("body shorter than a gRPC envelope");
-  if (body[0] !== 0) throw new Error("compressed or unknown envelope flags");
-  const length = body.readUInt32BE(1);
-  if (body.length !== 5 + length) throw new Error(`envelope announces ${length} bytes, body has ${body.length - 5}`);
-  return body.subarray(5);
-}
-
 /**
  * The chunks of one tensor as [prefix, data] pairs. The prefix holds the gRPC envelope and the
  * protobuf framing of a message whose field 2 is a TensorChunk{name, shape, dtype, byte_offset,

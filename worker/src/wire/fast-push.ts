@@ -3,7 +3,8 @@
  * A push is the second-biggest stream (a whole gradient every step), and through the generic
  * client each chunk is copied three to four times (protobuf writer growth, its copy, its final
  * slice, the gRPC envelope) and left as garbage. Here the framing is encoded by hand and the
- * tensor bytes are written as they are (a view for float32, one conversion for fp16/bf16).
+ * tensor bytes are written as they are (a view for float32, one conversion for fp16/bf16). The
+ * answer, with the parameters a small model asks for, is read as it arrives (push-answer-reader.ts).
  *
  * It goes over the client's connection (fast-channel.ts) and reports failures as
  * ConnectErrors with the server's codes, so callers cannot tell the difference. Sparse (top-k)
