@@ -59,6 +59,20 @@ t.test("kept framings follow a tensor whose shape changes", async (t) => {
   t.equal(b[1]![0], a[1]![0], "the same shape again: the very prefix made before");
 });
 
+t.test("kept framings hold one chunk size per tensor: other sizes are framed right and replace it", async (t) => {
+  // A pull's chunk size comes from its request (max_message_bytes): a client asking for ever other
+  // sizes must not make the server keep a framing for each.
+  const framings = ChunkFramings.messages();
+  const x = tensors()[0]!;
+  const first = [...frameTensorChunks(x, Dtype.FLOAT32, 8, undefined, framings)];
+  for (const chunkBytes of [16, 24, 8]) {
+    t.same(plain(parseMessages([...frameTensorChunks(x, Dtype.FLOAT32, chunkBytes, undefined, framings)])), plain([...chunkTensors([x], Dtype.FLOAT32, chunkBytes)]), `${chunkBytes}-byte chunks`);
+  }
+  const again = [...frameTensorChunks(x, Dtype.FLOAT32, 8, undefined, framings)];
+  t.not(again[0]![0], first[0]![0], "8-byte chunks were framed again: the first framing was not kept beside the others");
+  t.equal([...frameTensorChunks(x, Dtype.FLOAT32, 8, undefined, framings)][0]![0], again[0]![0], "the same size twice in a row: kept");
+});
+
 t.test("fields: one message with a repeated TensorChunk field", async (t) => {
   const framings = ChunkFramings.fields(PushGradientsResponseSchema.field.parameters.number);
   for (const scale of [1, 2]) {

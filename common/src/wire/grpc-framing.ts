@@ -62,8 +62,8 @@ interface ChunkPlan {
 
 /**
  * How chunks are framed — as messages of their own (frameTensorChunks) or as the fields of one
- * message (tensorChunkFields) — and the prefixes made so far, kept per tensor name, dtype and chunk
- * size while the shape stays the same: a worker pushes the same tensors every step, a server
+ * message (tensorChunkFields) — and the prefixes made so far, kept per tensor name and dtype while
+ * the chunk size and the shape stay the same: a worker pushes the same tensors every step, a server
  * answers with the same parameters version after version, and writing their framing anew each
  * time was most of the garbage a small model's call left (a few allocations per field).
  */
@@ -71,7 +71,9 @@ export class ChunkFramings {
   readonly #field: number;
   /** Whether each chunk is a message of its own, in its gRPC envelope. */
   readonly enveloped: boolean;
-  readonly #plans = new Map<string, { shape: readonly number[]; elements: number; plan: readonly ChunkPlan[] }>();
+  /** Per dtype and tensor name, the newest plan: a chunk size or shape that changes replaces it, so
+   *  a client that asks for ever other chunk sizes (a pull's max_message_bytes) cannot grow this. */
+  readonly #plans = new Map<string, { chunkBytes: number; shape: readonly number[]; elements: number; plan: readonly ChunkPlan[] }>();
 
   private constructor(field: number, enveloped: boolean) {
     this.#field = field;
@@ -89,11 +91,11 @@ export class ChunkFramings {
   }
 
   of(t: NamedTensor, dtype: Dtype, chunkBytes: number): readonly ChunkPlan[] {
-    const key = `${dtype} ${chunkBytes} ${t.name}`;
+    const key = `${dtype} ${t.name}`;
     const kept = this.#plans.get(key);
-    if (kept !== undefined && kept.elements === t.data.length && sameShape(kept.shape, t.shape)) return kept.plan;
+    if (kept !== undefined && kept.chunkBytes === chunkBytes && kept.elements === t.data.length && sameShape(kept.shape, t.shape)) return kept.plan;
     const plan = planChunks(t, this.#field, dtype, chunkBytes, this.enveloped);
-    this.#plans.set(key, { shape: [...t.shape], elements: t.data.length, plan });
+    this.#plans.set(key, { chunkBytes, shape: [...t.shape], elements: t.data.length, plan });
     return plan;
   }
 }
