@@ -7,7 +7,6 @@
 import t, { type Test } from "tap";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
 import { ECSClient } from "@aws-sdk/client-ecs";
 import type { Logger } from "@distributed-ps/common/log.ts";
 import { watchWorkerServiceCount } from "../src/ecs/worker-count.ts";
@@ -154,15 +153,15 @@ t.test("the watch reports the desired count, its changes, and rides out errors",
   desired = 7;
   await waitUntil(() => held.length === 1, "a held request");
   const before = calls.length;
-  // What is checked is that nothing happens over four intervals: there is no state to wait for.
-  await sleep(4 * INTERVAL);
-  t.equal(calls.length, before, "no overlapping poll while a call is in flight");
+  // The next poll is scheduled only once this one has ended: nothing can start another meanwhile.
+  t.notOk(watch.scheduled, "no poll is scheduled while a call is in flight");
+  t.equal(calls.length, before, "and none was made");
 
-  // stop() during that call: its answer is not reported, and no requests follow.
-  watch.stop();
+  // stop() during that call: it is aborted, its answer is not reported, and nothing is left to run.
+  await watch.stop();
   mode = "ok";
   held.shift()?.();
-  await sleep(4 * INTERVAL);
+  t.notOk(watch.scheduled, "no poll scheduled after stop()");
   t.equal(calls.length, before, "no requests after stop()");
   t.same(counts, [4, 6, 2, 3], "no report after stop()");
   t.equal(warnings().length, 3, "the aborted call is not a warning");

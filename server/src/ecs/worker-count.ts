@@ -13,7 +13,10 @@ import { DescribeServicesCommand, ECSClient } from "@aws-sdk/client-ecs";
 import type { Logger } from "@distributed-ps/common/log.ts";
 
 export interface WorkerCountWatch {
-  stop(): void;
+  /** Stops polling (a call in flight is aborted); resolves once no poll is running or scheduled. */
+  stop(): Promise<void>;
+  /** Whether the next poll is waiting on its timer (never while a call is in flight: polls do not overlap). */
+  readonly scheduled: boolean;
 }
 
 export interface WorkerCountWatchOptions {
@@ -34,6 +37,9 @@ export function watchWorkerServiceCount(o: WorkerCountWatchOptions): WorkerCount
   const stopped = new AbortController();
   const byHand = `aws ecs describe-services --cluster ${cluster} --services ${service} --query 'services[0].desiredCount'`;
   let timer: NodeJS.Timeout | undefined;
+  /** The poll running now, if one is. */
+  let polling: Promise<void> | undefined;
+  let stopping: Promise<void> | undefined;
   let reported: number | undefined;
   // The error last logged, so a persisting failure is logged once, not every interval.
   let failing: string | undefined;
@@ -90,7 +96,10 @@ export function watchWorkerServiceCount(o: WorkerCountWatchOptions): WorkerCount
   // The next poll is scheduled when the previous one has finished, so polls never overlap
   // (a slow or retrying call just delays the next one).
   async function loop(): Promise<void> {
-    await poll();
+    timer = undefined;
+    polling = poll();
+    await polling;
+    polling = undefined;
     if (stopped.signal.aborted) return;
     timer = setTimeout(loop, intervalMs);
     timer.unref(); // the watch alone must not keep the server process alive
@@ -99,10 +108,17 @@ export function watchWorkerServiceCount(o: WorkerCountWatchOptions): WorkerCount
 
   return {
     stop() {
-      if (stopped.signal.aborted) return;
-      stopped.abort();
-      clearTimeout(timer);
-      if (o.client === undefined) client.destroy();
+      stopping ??= (async () => {
+        stopped.abort();
+        clearTimeout(timer);
+        timer = undefined;
+        await polling; // its call was aborted: it ends at once, reporting nothing
+        if (o.client === undefined) client.destroy();
+      })();
+      return stopping;
+    },
+    get scheduled() {
+      return timer !== undefined;
     },
   };
 }
