@@ -16,7 +16,7 @@
  */
 import t from "tap";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createLab, netnsUnavailable, SERVER_DNS_NAME } from "../helpers/netns.ts";
+import { createLab, netnsUnavailable, SERVER_DNS_NAME, type Lab } from "../helpers/netns.ts";
 import { exitWithin, type Proc } from "../helpers/processes.ts";
 import { waitUntil } from "../helpers/wait.ts";
 import { workerEnvFor } from "../helpers/exact-run.ts";
@@ -52,6 +52,20 @@ function quantile(xs: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
+/** The server on the lab's server host: sync, two workers, no dashboard, `env` on top; once it listens. */
+async function startServer(lab: Lab, env: Record<string, string>): Promise<Proc> {
+  const server = lab.start(lab.server, "server/src/main.ts", {
+    SERVER_HOST: lab.server.address,
+    SERVER_PORT: PORT,
+    TOTAL_WORKERS_EXPECTED: "2",
+    SERVER_MODE: "sync",
+    DASHBOARD_ENABLED: "false",
+    ...env,
+  });
+  await server.waitFor(/listening on/, 15_000);
+  return server;
+}
+
 function waitForCount(p: Proc, re: RegExp, count: number, timeoutMs: number): Promise<void> {
   return waitUntil(() => p.lines.filter((l) => re.test(l)).length >= count, () => `${count} lines matching ${re}; last lines:\n${p.lines.slice(-10).join("\n")}`, { timeoutMs, pollMs: 50 });
 }
@@ -62,15 +76,7 @@ t.test("a worker's link is cut for longer than the lease: it is dropped, the oth
   const [TRAIN, EPOCHS] = [16000, 2];
   const expected = gradientsPerSlot(TRAIN, EPOCHS);
   const lab = createLab(t, { workers: 2 });
-  const server = lab.start(lab.server, "server/src/main.ts", {
-    SERVER_HOST: lab.server.address,
-    SERVER_PORT: PORT,
-    TOTAL_WORKERS_EXPECTED: "2",
-    SERVER_MODE: "sync",
-    LEASE_MS: String(LEASE_MS),
-    DASHBOARD_ENABLED: "false",
-  });
-  await server.waitFor(/listening on/, 15_000);
+  const server = await startServer(lab, { LEASE_MS: String(LEASE_MS) });
   const env = workerEnvFor({ epochs: EPOCHS, trainExamples: TRAIN, batchSize: BATCH_SIZE }, `${SERVER_DNS_NAME}:${PORT}`, { RPC_TIMEOUT_MS: "5000", CONNECT_TIMEOUT_MS: "30000" });
   const a = lab.start(lab.workers[0]!, "worker/src/main.ts", { ...env, WORKER_SLOT: "0" });
   const b = lab.start(lab.workers[1]!, "worker/src/main.ts", { ...env, WORKER_SLOT: "1" });
@@ -124,17 +130,11 @@ t.test("a worker's link is slow: the other is held no longer than the straggler 
   const expected = gradientsPerSlot(TRAIN, EPOCHS);
   const lab = createLab(t, { workers: 2 });
   const slow = lab.workers[1]!;
-  const server = lab.start(lab.server, "server/src/main.ts", {
-    SERVER_HOST: lab.server.address,
-    SERVER_PORT: PORT,
-    TOTAL_WORKERS_EXPECTED: "2",
-    SERVER_MODE: "sync",
+  const server = await startServer(lab, {
     SYNC_TIMEOUT_MS: String(SYNC_TIMEOUT_MS),
     // Longer than a slow push: B stays a member, so only the straggler bound can release A.
     LEASE_MS: "5000",
-    DASHBOARD_ENABLED: "false",
   });
-  await server.waitFor(/listening on/, 15_000);
   // Progress every 100 ms, shorter than a step under the bound, so A logs every step and its line times are step times.
   const env = workerEnvFor({ epochs: EPOCHS, trainExamples: TRAIN, batchSize: BATCH_SIZE }, `${SERVER_DNS_NAME}:${PORT}`, { TEST_EXAMPLES: "200", PROGRESS_INTERVAL_MS: "100", RPC_TIMEOUT_MS: "20000" });
   lab.limit(slow, RATE_KBIT);
@@ -184,17 +184,11 @@ t.test("a worker's link is slow: the other is held no longer than the straggler 
 
 t.test("a worker uploading slower than the lease keeps its slot while its push streams in", { skip: unavailable ?? false }, async (t) => {
   const lab = createLab(t, { workers: 2 });
-  const server = lab.start(lab.server, "server/src/main.ts", {
-    SERVER_HOST: lab.server.address,
-    SERVER_PORT: PORT,
-    TOTAL_WORKERS_EXPECTED: "2",
-    SERVER_MODE: "sync",
+  const server = await startServer(lab, {
     LEASE_MS: "1500",
     // 4 KB chunks take 0.5 s each at 64 kbit/s, well within the lease; a whole 28 KB push takes 3.6 s.
     MAX_CHUNK_BYTES: "4096",
-    DASHBOARD_ENABLED: "false",
   });
-  await server.waitFor(/listening on/, 15_000);
   lab.limit(lab.workers[1]!, 64);
   const env = { PARAMETER_SERVER_ADDRESS: `${SERVER_DNS_NAME}:${PORT}`, EPOCHS: "1", TRAIN_EXAMPLES: "3200", TEST_EXAMPLES: "200", PROGRESS_INTERVAL_MS: "100", RPC_TIMEOUT_MS: "20000" };
   lab.start(lab.workers[0]!, "worker/src/main.ts", { ...env, WORKER_SLOT: "0" });

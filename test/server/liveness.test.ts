@@ -7,7 +7,7 @@
  */
 import t, { type Test } from "tap";
 import type { Assignment, WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
-import { gradient, settledWithin, startTestServer, workersWithParameters } from "../helpers/test-server.ts";
+import { gradient, settledWithin, startTestServer, workersWithParameters, type TestServer } from "../helpers/test-server.ts";
 
 type Train = Extract<Assignment, { kind: "train" }>;
 
@@ -33,22 +33,34 @@ function keepAlive(t: Test, w: WorkerConnection): () => void {
 
 const FAST = { SERVER_MODE: "async", LEASE_MS: "300", REPLACEMENT_GRACE_MS: "200", WAIT_TIMEOUT_MS: "5000" };
 
-t.test("restarted with a slot whose worker already left: the others take over its rest, then the run completes", async (t) => {
-  const dir = t.testdir();
-  const env = { ...FAST, TOTAL_WORKERS_EXPECTED: "3", CHECKPOINT_URI: `${dir}/ckpt`, CHECKPOINT_EVERY_STEPS: "0", CHECKPOINT_EVERY_SECONDS: "0" };
+/** A server checkpointing into the test's directory (on demand only), and three workers with their parts of epoch 1. */
+async function threeWorkersWithParts(t: Test) {
+  const env = { ...FAST, TOTAL_WORKERS_EXPECTED: "3", CHECKPOINT_URI: `${t.testdir()}/ckpt`, CHECKPOINT_EVERY_STEPS: "0", CHECKPOINT_EVERY_SECONDS: "0" };
   const first = await startTestServer(t, env);
   const [a, b, c] = await workersWithParameters(first, 3);
-  const parts = [train(await a!.nextAssignment(1)), train(await b!.nextAssignment(1)), train(await c!.nextAssignment(1))];
-  await pushBatches(a!, parts[0]!, 1, 2, 2);
-  await pushBatches(b!, parts[1]!, 1, 2, 2);
-  await pushBatches(c!, parts[2]!, 1, 1, 3); // slot 2's worker gets 1 of its 3 batches in, then is gone
+  const workers = [a!, b!, c!] as const;
+  const parts: Train[] = [];
+  for (const w of workers) parts.push(train(await w.nextAssignment(1)));
+  return { env, first, workers, parts };
+}
+
+/** Checkpoints `first` and stops it, starts the server again on that checkpoint, and re-registers slots 0 and 1 (kept alive). */
+async function restartedWithTwo(t: Test, first: TestServer, env: Record<string, string>) {
   await first.server.checkpointer!.save("test");
   await first.server.checkpointer!.close();
   await first.server.close();
-
   const second = await startTestServer(t, env);
   const [a2, b2] = [await second.register("a again", 0), await second.register("b again", 1)];
   for (const w of [a2, b2]) keepAlive(t, w);
+  return { second, a2, b2 };
+}
+
+t.test("restarted with a slot whose worker already left: the others take over its rest, then the run completes", async (t) => {
+  const { env, first, workers: [a, b, c], parts } = await threeWorkersWithParts(t);
+  await pushBatches(a, parts[0]!, 1, 2, 2);
+  await pushBatches(b, parts[1]!, 1, 2, 2);
+  await pushBatches(c, parts[2]!, 1, 1, 3); // slot 2's worker gets 1 of its 3 batches in, then is gone
+  const { second, a2, b2 } = await restartedWithTwo(t, first, env);
   const asks = [a2.nextAssignment(1), b2.nextAssignment(1)];
   t.same(await settledWithin(Promise.race(asks), 100), "pending", "slots 0 and 1 are not told 'done' while slot 2's part is untrained");
   // After a lease plus the grace from the restart, slot 2 is given up and its rest goes to one of them.
@@ -98,20 +110,10 @@ t.test("async scale-down after the others finished their parts, the retired work
 });
 
 t.test("restarted while a retired slot's worker was finishing its part: the part goes to the others", async (t) => {
-  const dir = t.testdir();
-  const env = { ...FAST, TOTAL_WORKERS_EXPECTED: "3", CHECKPOINT_URI: `${dir}/ckpt`, CHECKPOINT_EVERY_STEPS: "0", CHECKPOINT_EVERY_SECONDS: "0" };
-  const first = await startTestServer(t, env);
-  const [a, b, c] = await workersWithParameters(first, 3);
-  const parts = [train(await a!.nextAssignment(1)), train(await b!.nextAssignment(1)), train(await c!.nextAssignment(1))];
-  await pushBatches(c!, parts[2]!, 1, 1, 3);
+  const { env, first, workers: [, , c], parts } = await threeWorkersWithParts(t);
+  await pushBatches(c, parts[2]!, 1, 1, 3);
   t.same(first.server.run.resize(2).retired, [2], "slot 2 retired while its worker trains its part (1 of 3 batches in)");
-  await first.server.checkpointer!.save("test");
-  await first.server.checkpointer!.close();
-  await first.server.close();
-
-  const second = await startTestServer(t, env);
-  const [a2, b2] = [await second.register("a again", 0), await second.register("b again", 1)];
-  for (const w of [a2, b2]) keepAlive(t, w);
+  const { second, a2, b2 } = await restartedWithTwo(t, first, env);
   await pushBatches(a2, train(await a2.nextAssignment(1)), 1, 2, 2);
   const rest = train(await a2.nextAssignment(1));
   t.same([rest.part, rest.firstBatch, rest.plannedSlot], [2, 1, 2], "slot 0, done with its own part, takes over the retired slot's rest at once");

@@ -44,54 +44,33 @@ export function* chunkTensors(
   chunkBytes: number = DEFAULT_CHUNK_BYTES,
 ): Generator<TensorChunk> {
   const size = bytesPerElement(dtype);
-  const perChunk = Math.max(1, Math.floor(chunkBytes / size));
   for (const t of tensors) {
-    if (isSparse(t)) {
-      yield* chunkSparse(t, dtype, Math.max(1, Math.floor(chunkBytes / (size + 4))));
-      continue;
-    }
-    const n = t.data.length;
-    if (n !== elementCount(t.shape)) {
-      throw new TensorStreamError(`tensor "${t.name}" has ${n} elements but shape [${t.shape}]`);
-    }
+    const sparse = isSparse(t);
+    const values = sparse ? t.values : t.data;
+    const n = values.length;
+    if (sparse && t.indices.length !== n) throw new TensorStreamError(`sparse tensor "${t.name}" has ${t.indices.length} indices for ${n} values`);
+    if (!sparse && n !== elementCount(t.shape)) throw new TensorStreamError(`tensor "${t.name}" has ${n} elements but shape [${t.shape}]`);
+    // A sparse tensor's indices (4 bytes each) count towards the chunk size.
+    const perChunk = Math.max(1, Math.floor(chunkBytes / (sparse ? size + 4 : size)));
     let from = 0;
     do {
       const to = Math.min(n, from + perChunk);
       const chunk: MessageInitShape<typeof TensorChunkSchema> = {
         name: t.name,
         byteOffset: BigInt(from * size),
-        data: encodeElements(t.data, from, to, dtype),
+        data: encodeElements(values, from, to, dtype),
       };
+      if (sparse) chunk.indices = new Uint8Array(t.indices.buffer, t.indices.byteOffset + from * 4, (to - from) * 4);
       if (from === 0) {
         chunk.shape = [...t.shape];
         chunk.dtype = dtype;
+        if (sparse) {
+          chunk.sparse = true;
+          chunk.sparseCount = n;
+        }
       }
       yield create(TensorChunkSchema, chunk);
       from = to;
     } while (from < n);
   }
-}
-
-function* chunkSparse(t: SparseTensor, dtype: Dtype, perChunk: number): Generator<TensorChunk> {
-  const n = t.values.length;
-  if (t.indices.length !== n) throw new TensorStreamError(`sparse tensor "${t.name}" has ${t.indices.length} indices for ${n} values`);
-  const size = bytesPerElement(dtype);
-  let from = 0;
-  do {
-    const to = Math.min(n, from + perChunk);
-    const chunk: MessageInitShape<typeof TensorChunkSchema> = {
-      name: t.name,
-      byteOffset: BigInt(from * size),
-      data: encodeElements(t.values, from, to, dtype),
-      indices: new Uint8Array(t.indices.buffer, t.indices.byteOffset + from * 4, (to - from) * 4),
-    };
-    if (from === 0) {
-      chunk.shape = [...t.shape];
-      chunk.dtype = dtype;
-      chunk.sparse = true;
-      chunk.sparseCount = n;
-    }
-    yield create(TensorChunkSchema, chunk);
-    from = to;
-  } while (from < n);
 }
