@@ -10,39 +10,21 @@ import type { StepJob } from "./step-job.ts";
  */
 export class Adam implements Optimizer {
   readonly name: string;
-  readonly #beta1: number;
-  readonly #beta2: number;
-  readonly #epsilon: number;
-  readonly #weightDecay: number;
+  readonly #settings: Readonly<{ beta1: number; beta2: number; epsilon: number; weightDecay: number }>;
   readonly #m = new StateBuffers("m");
   readonly #v = new StateBuffers("v");
 
-  constructor(options: { beta1: number; beta2: number; epsilon: number; weightDecay: number }) {
-    this.#beta1 = options.beta1;
-    this.#beta2 = options.beta2;
-    this.#epsilon = options.epsilon;
-    this.#weightDecay = options.weightDecay;
-    this.name = options.weightDecay > 0 ? "adamw" : "adam";
+  constructor(settings: { beta1: number; beta2: number; epsilon: number; weightDecay: number }) {
+    this.#settings = { ...settings };
+    this.name = settings.weightDecay > 0 ? "adamw" : "adam";
   }
 
   plan(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, step: number, gradScale = 1): StepJob {
-    return {
-      kind: "adam",
-      param,
-      grads,
-      m: this.#m.get(key, param.length),
-      v: this.#v.get(key, param.length),
-      options: {
-        lr,
-        scale: gradScale,
-        beta1: this.#beta1,
-        beta2: this.#beta2,
-        c1: 1 - this.#beta1 ** step,
-        c2: 1 - this.#beta2 ** step,
-        epsilon: this.#epsilon,
-        decay: 1 - lr * this.#weightDecay,
-      },
-    };
+    const { beta1, beta2, epsilon, weightDecay } = this.#settings;
+    const [m, v] = [this.#m.get(key, param.length), this.#v.get(key, param.length)];
+    // The bias corrections of step `step`, and AdamW's decay as a factor on the parameter.
+    const options = { lr, scale: gradScale, beta1, beta2, c1: 1 - beta1 ** step, c2: 1 - beta2 ** step, epsilon, decay: 1 - lr * weightDecay };
+    return { kind: "adam", param, grads, m, v, options };
   }
 
   state(): Map<string, Float32Array> {

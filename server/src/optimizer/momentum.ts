@@ -9,26 +9,17 @@ import type { StepJob } from "./step-job.ts";
  */
 export class Momentum implements Optimizer {
   readonly name: string;
-  readonly #momentum: number;
-  readonly #nesterov: boolean;
-  readonly #weightDecay: number;
+  readonly #settings: Readonly<{ momentum: number; nesterov: boolean; weightDecay: number }>;
   readonly #velocity = new StateBuffers("velocity");
 
-  constructor(options: { momentum: number; nesterov: boolean; weightDecay: number }) {
-    this.#momentum = options.momentum;
-    this.#nesterov = options.nesterov;
-    this.#weightDecay = options.weightDecay;
-    this.name = options.nesterov ? "nesterov" : "momentum";
+  constructor(settings: { momentum: number; nesterov: boolean; weightDecay: number }) {
+    this.#settings = { ...settings };
+    this.name = settings.nesterov ? "nesterov" : "momentum";
   }
 
   plan(key: string, param: Float32Array, grads: readonly GradientSummand[], lr: number, _step: number, gradScale = 1): StepJob {
-    return {
-      kind: "momentum",
-      param,
-      grads,
-      velocity: this.#velocity.get(key, param.length),
-      options: { lr, scale: gradScale, weightDecay: this.#weightDecay, momentum: this.#momentum, nesterov: this.#nesterov },
-    };
+    const velocity = this.#velocity.get(key, param.length);
+    return { kind: "momentum", param, grads, velocity, options: { lr, scale: gradScale, ...this.#settings } };
   }
 
   state(): Map<string, Float32Array> {

@@ -71,6 +71,14 @@ function tensorInput(args: KernelArgs, name: string, kernel: string): tf.Tensor4
   return t as tf.Tensor4D;
 }
 
+/** A convolution gradient's two tensor inputs, its attributes, and the one shape it gets as an attribute. */
+function gradientInputs(args: KernelArgs, kernel: string, names: readonly [string, string], shapeAttr: "filterShape" | "inputShape") {
+  const attrs = args.attrs as unknown as ConvGradAttrs;
+  const shape = attrs[shapeAttr];
+  if (shape === undefined) throw new Error(`${kernel} (wasm): missing ${shapeAttr}`);
+  return { a: tensorInput(args, names[0], kernel), b: tensorInput(args, names[1], kernel), attrs, shape };
+}
+
 function convInfo(xShape: Shape4, filterShape: Shape4, attrs: ConvGradAttrs, kernel: string) {
   if (attrs.dataFormat !== "NHWC") throw new Error(`${kernel} (wasm): only NHWC is supported, got ${attrs.dataFormat}`);
   return tf.backend_util.computeConv2DInfo(xShape, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, "channelsLast");
@@ -106,11 +114,8 @@ function dilate(dy: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D {
 /** Gradient of Conv2D with respect to its filter; inputs {x, dy}. Exported for tests. */
 export function conv2dBackpropFilter(args: KernelArgs): tf.Tensor {
   const kernel = "Conv2DBackpropFilter";
-  const x = tensorInput(args, "x", kernel);
-  const dy = tensorInput(args, "dy", kernel);
-  const attrs = args.attrs as unknown as ConvGradAttrs;
-  if (attrs.filterShape === undefined) throw new Error(`${kernel} (wasm): missing filterShape`);
-  const info = convInfo(x.shape, attrs.filterShape, attrs, kernel);
+  const { a: x, b: dy, attrs, shape: filterShape } = gradientInputs(args, kernel, ["x", "dy"], "filterShape");
+  const info = convInfo(x.shape, filterShape, attrs, kernel);
   const { outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth, inHeight, inWidth, padInfo } = info;
   return tf.tidy(() => {
     // Exactly the rows and columns the taps reach: (o_max)*s + k_max + 1 of the padded input.
@@ -127,11 +132,8 @@ export function conv2dBackpropFilter(args: KernelArgs): tf.Tensor {
 /** Gradient of Conv2D with respect to its input; inputs {dy, filter}. Exported for tests. */
 export function conv2dBackpropInput(args: KernelArgs): tf.Tensor {
   const kernel = "Conv2DBackpropInput";
-  const dy = tensorInput(args, "dy", kernel);
-  const filter = tensorInput(args, "filter", kernel);
-  const attrs = args.attrs as unknown as ConvGradAttrs;
-  if (attrs.inputShape === undefined) throw new Error(`${kernel} (wasm): missing inputShape`);
-  const info = convInfo(attrs.inputShape, filter.shape, attrs, kernel);
+  const { a: dy, b: filter, attrs, shape: inputShape } = gradientInputs(args, kernel, ["dy", "filter"], "inputShape");
+  const info = convInfo(inputShape, filter.shape, attrs, kernel);
   const { strideHeight, strideWidth, filterHeight, filterWidth, inHeight, inWidth, padInfo } = info;
   return tf.tidy(() => {
     const d = dilate(dy, strideHeight, strideWidth);
