@@ -79,7 +79,7 @@ t.test("gives what protobuf-es parses, from any split of the bytes, for the serv
     for (const piece of [1, 2, 3, 7, 64, body.length]) {
       const got = read(body, piece);
       t.same(scalarsOf(got.answer), want.scalars, `${what}, ${piece}-byte pieces: the scalars`);
-      t.same(got.tensors === undefined ? undefined : asArrays(got.tensors), want.tensors, `${what}, ${piece}-byte pieces: the parameters`);
+      t.same(got.parameters === undefined ? undefined : asArrays(got.parameters), want.tensors, `${what}, ${piece}-byte pieces: the parameters`);
       t.equal(got.answer.parameters.length, 0, `${what}, ${piece}-byte pieces: the answer does not hold them twice`);
     }
   }
@@ -88,8 +88,8 @@ t.test("gives what protobuf-es parses, from any split of the bytes, for the serv
 
 t.test("decodes into the buffers it is given (the worker's pull buffers)", async (t) => {
   const reuse = new Map<string, Float32Array>();
-  const a = read(handFramed(sample()), 64, 1 << 20, reuse).tensors!;
-  const b = read(handFramed(sample()), 64, 1 << 20, reuse).tensors!;
+  const a = read(handFramed(sample()), 64, 1 << 20, reuse).parameters!;
+  const b = read(handFramed(sample()), 64, 1 << 20, reuse).parameters!;
   t.equal(b[0]!.data, a[0]!.data, "the same Float32Array");
   t.equal(reuse.get("dense/w"), a[0]!.data, "the one in the map");
 });

@@ -33,15 +33,15 @@ export function* frameTensorChunks(
   framings?: ChunkFramings,
 ): Generator<[Buffer, Uint8Array]> {
   if (framings?.enveloped === false) throw new TypeError("frameTensorChunks: these framings are of fields, not messages");
-  const plan = (framings ?? ChunkFramings.messages()).of(t, dtype, chunkBytes);
-  for (const { from, to, prefix } of plan) yield [prefix, chunkData(t, from, to, dtype, wireBytes)];
+  yield* tensorChunkFields(t, framings ?? ChunkFramings.messages(), dtype, chunkBytes, wireBytes);
 }
 
 /**
  * The chunks of one tensor as fields of an enclosing message (`framings`: ChunkFramings.fields),
  * each a TensorChunk, as [prefix, data] pairs: the prefix is the field's framing up to the data's
- * bytes, which follow as they are. frameTensorChunks puts each in a message of its own; a message
- * with a repeated TensorChunk field (PushGradientsResponse.parameters) is these pairs one after another.
+ * bytes, which follow as they are. frameTensorChunks puts each in a message of its own (these pairs
+ * with ChunkFramings.messages()); a message with a repeated TensorChunk field
+ * (PushGradientsResponse.parameters) is these pairs one after another.
  */
 export function* tensorChunkFields(
   t: NamedTensor,

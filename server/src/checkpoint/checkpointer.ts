@@ -12,10 +12,10 @@
  *
  * A checkpoint is written when the run's state changes in a way a restart must not lose: every
  * CHECKPOINT_EVERY_STEPS updates, every CHECKPOINT_EVERY_SECONDS if anything changed, when a slot
- * finishes, when the worker count changes, when the run completes, on SIGTERM. The state is captured synchronously — parameters,
- * optimizer state and slot positions all at one version — and written afterwards, one write at a
- * time, atomically (see BlobStore); of several captures of one version waiting for a write, only
- * the newest is written. Older checkpoints beyond CHECKPOINT_KEEP are deleted after a newer one is
+ * finishes, when the worker count changes, when the run completes, on SIGTERM. The state is
+ * captured synchronously — parameters, optimizer state and slot positions all at one version — and
+ * written afterwards, one write at a time, atomically (see BlobStore); of several captures of one
+ * version waiting for a write, only the newest is written. Older checkpoints beyond CHECKPOINT_KEEP are deleted after a newer one is
  * safely written. Loading takes the newest checkpoint that parses and matches its checksum,
  * reporting and skipping broken ones.
  */

@@ -94,7 +94,10 @@ export class WorkerConnection implements ParameterConnection {
   /** Deadline for each call, milliseconds. Sync pushes wait for the whole barrier within it. */
   readonly callTimeoutMs: number;
   readonly #chunkBytes: number;
-  /** Buffers pulls (and the parameters push answers carry) decode into, reused from pull to pull (a fresh 45 MB a step costs page faults). */
+  /**
+   * Buffers pulls (and the parameters push answers carry) decode into, reused from pull to pull (a
+   * fresh 45 MB a step costs page faults).
+   */
   readonly #pullBuffers = new Map<string, Float32Array>();
   /** Memory for the wire bytes of 16-bit pushes, reused from push to push for the same reason. */
   readonly #pushWire = new WireArena();

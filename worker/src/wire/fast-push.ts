@@ -83,11 +83,11 @@ async function push(
     const first = toBinary(PushGradientsRequestSchema, create(PushGradientsRequestSchema, { message: { case: "header", value: header } }));
     // A small gradient goes in one write (writeWithBackpressure corks it); a large one a chunk at a time.
     const pieces: Uint8Array[] = [envelopePrefix(first.length), first];
-    let bytes = 0;
+    let bytes = 5 + first.length;
     for (const t of tensors) {
       for (const [prefix, data] of frameTensorChunks(t, dtype, chunkBytes, wire?.bytes, framings)) {
         pieces.push(prefix, data);
-        bytes += data.length;
+        bytes += prefix.length + data.length;
         if (bytes > WRITE_SLICE_BYTES) {
           await writeWithBackpressure(stream, pieces.splice(0));
           bytes = 0;
@@ -101,8 +101,7 @@ async function push(
     if (failure !== undefined) throw failure;
     try {
       if (unreadable !== undefined) throw unreadable;
-      const { answer, tensors: parameters } = reader.finish();
-      return { answer, parameters };
+      return reader.finish();
     } catch (err) {
       // Tensors that break the stream's rules stay TensorStreamErrors, as a pull reports them.
       throw err instanceof FramingError ? new ConnectError(`malformed push answer: ${err.message}`, Code.Internal) : err;

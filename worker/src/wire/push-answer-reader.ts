@@ -20,7 +20,6 @@ export class PushAnswerReader {
   readonly #reader: TensorMessageReader;
   readonly #collector: TensorCollector;
   readonly #answer: PushGradientsResponse = create(PushGradientsResponseSchema);
-  #chunks = 0;
 
   /** Decodes the parameters into `collector`; refuses an answer over `maxMessageBytes` as the generic client does. */
   constructor(collector: TensorCollector, maxMessageBytes: number) {
@@ -35,16 +34,10 @@ export class PushAnswerReader {
           else if (field === FIELDS.contributors.number) answer.contributors = value >>> 0;
           else if (field === FIELDS.parametersVersion.number) answer.parametersVersion = value >>> 0;
         },
-        beginChunk: (framing, dataLength) => {
-          this.#chunks++;
-          collector.beginChunk(framing, dataLength);
-        },
+        beginChunk: (framing, dataLength) => collector.beginChunk(framing, dataLength),
         writeData: (piece) => collector.writeData(piece),
         endChunk: () => collector.endChunk(),
-        chunk: (framing, data, dataLength) => {
-          this.#chunks++;
-          collector.addPieces(framing, data, dataLength);
-        },
+        chunk: (framing, data, dataLength) => collector.addPieces(framing, data, dataLength),
       },
       maxMessageBytes,
       "push answer",
@@ -59,11 +52,13 @@ export class PushAnswerReader {
 
   /**
    * The body ended: checks it ended on a message boundary; returns the answer (its `parameters`
-   * left empty) and the tensors it carried, finished, if it carried any.
+   * field left empty) and the tensors it carried, finished, if it carried any.
    */
-  finish(): { answer: PushGradientsResponse; tensors: NamedTensor[] | undefined } {
+  finish(): { answer: PushGradientsResponse; parameters: NamedTensor[] | undefined } {
     this.#reader.finish();
-    // One chunk per tensor (the proto's contract for `parameters`), as the generic path counts them.
-    return { answer: this.#answer, tensors: this.#chunks === 0 ? undefined : this.#collector.finish(this.#collector.tensors.length) };
+    // Every chunk begins or continues a tensor: none means the answer carried no parameters. The
+    // tensors are counted as they came, as the generic path counts them.
+    const count = this.#collector.tensors.length;
+    return { answer: this.#answer, parameters: count === 0 ? undefined : this.#collector.finish(count) };
   }
 }
