@@ -17,40 +17,24 @@ from the repository root.
 EOF
 }
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(dirname "$here")"
+# shellcheck source=SCRIPTDIR/../scripts/lib/cli.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/cli.sh"
 
 tag="latest"
 platform=""
 base="${BASE_IMAGE:-}"
 local_base=false
-while (($# > 0)); do
+cli_value_options=(--tag --platform --base)
+option() {
   case "$1" in
-    -h | --help)
-      usage
-      exit 0
-      ;;
-    --tag | --platform | --base)
-      if (($# < 2)); then
-        echo "build-images: $1 needs a value" >&2
-        exit 2
-      fi
-      case "$1" in
-        --tag) tag="$2" ;;
-        --platform) platform="$2" ;;
-        --base) base="$2" ;;
-      esac
-      shift
-      ;;
+    --tag) tag="$2" ;;
+    --platform) platform="$2" ;;
+    --base) base="$2" ;;
     --local-base) local_base=true ;;
-    *)
-      echo "build-images: unknown argument: $1" >&2
-      usage >&2
-      exit 2
-      ;;
+    *) return 1 ;;
   esac
-  shift
-done
+}
+cli_parse build-images "$@"
 
 if $local_base; then
   base="distributed-ps-base:node24"

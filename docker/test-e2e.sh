@@ -26,35 +26,26 @@ Starts dockerd when no daemon answers and this runs as root (CI), and stops it a
 EOF
 }
 
+# shellcheck source=SCRIPTDIR/../scripts/lib/cli.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/cli.sh"
+
 workers=2
 keep=false
 wait_health=true
-while (($# > 0)); do
+cli_value_options=(--workers)
+option() {
   case "$1" in
-    -h | --help)
-      usage
-      exit 0
-      ;;
     --workers)
-      if (($# < 2)) || ! [[ "$2" =~ ^[1-9][0-9]?$ ]]; then
-        echo "test-e2e: --workers needs a number from 1 to 99" >&2
-        exit 2
-      fi
+      [[ "$2" =~ ^[1-9][0-9]?$ ]] || cli_usage_error "--workers needs a number from 1 to 99, not '$2'"
       workers="$2"
-      shift
       ;;
     --keep) keep=true ;;
     --no-health) wait_health=false ;;
-    *)
-      echo "test-e2e: unknown argument: $1" >&2
-      usage >&2
-      exit 2
-      ;;
+    *) return 1 ;;
   esac
-  shift
-done
+}
+cli_parse test-e2e "$@"
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 timeout_s="${E2E_TIMEOUT:-300}"
 mode="${E2E_MODE:-sync}"
 read -r -a worker_env <<<"${E2E_WORKER_ENV:-EPOCHS=1 TRAIN_EXAMPLES=4000 TEST_EXAMPLES=500}"

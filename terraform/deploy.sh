@@ -36,57 +36,26 @@ deploy keep them instead of going back to the defaults.
 EOF
 }
 
-die() {
-  echo "deploy: $*" >&2
-  exit 1
-}
-
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(dirname "$here")"
+# shellcheck source=SCRIPTDIR/../scripts/lib/cli.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/cli.sh"
 
 platform="linux/amd64"
 region=""
 tag="${IMAGE_TAG:-}"
 dry_run=false
-tf_args=()
-while (($# > 0)); do
+cli_value_options=(--platform --region --tag)
+cli_rest_allowed=true
+option() {
   case "$1" in
-    -h | --help)
-      usage
-      exit 0
-      ;;
-    --platform)
-      (($# >= 2)) || die "--platform needs a value (linux/amd64 or linux/arm64)"
-      platform="$2"
-      shift
-      ;;
-    --platform=*) platform="${1#*=}" ;;
-    --region)
-      (($# >= 2)) || die "--region needs a value"
-      region="$2"
-      shift
-      ;;
-    --region=*) region="${1#*=}" ;;
-    --tag)
-      (($# >= 2)) || die "--tag needs a value"
-      tag="$2"
-      shift
-      ;;
-    --tag=*) tag="${1#*=}" ;;
+    --platform) platform="$2" ;;
+    --region) region="$2" ;;
+    --tag) tag="$2" ;;
     --dry-run) dry_run=true ;;
-    --)
-      shift
-      tf_args=("$@")
-      break
-      ;;
-    *)
-      echo "deploy: unknown argument: $1" >&2
-      usage >&2
-      exit 2
-      ;;
+    *) return 1 ;;
   esac
-  shift
-done
+}
+cli_parse deploy "$@"
+tf_args=("${cli_rest[@]}")
 
 # Keep deploying to the region of the existing deployment unless told otherwise: with the default
 # region the same state would describe resources terraform cannot find, and it would recreate them.

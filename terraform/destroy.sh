@@ -16,35 +16,19 @@ Arguments after -- go to terraform destroy, e.g. -- -var region=eu-west-1
 EOF
 }
 
-die() {
-  echo "destroy: $*" >&2
-  exit 1
-}
-
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/../scripts/lib/cli.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/cli.sh"
 
 assume_yes=false
-tf_args=()
-while (($# > 0)); do
+cli_rest_allowed=true
+option() {
   case "$1" in
-    -h | --help)
-      usage
-      exit 0
-      ;;
     -y | --yes) assume_yes=true ;;
-    --)
-      shift
-      tf_args=("$@")
-      break
-      ;;
-    *)
-      echo "destroy: unknown argument: $1" >&2
-      usage >&2
-      exit 2
-      ;;
+    *) return 1 ;;
   esac
-  shift
-done
+}
+cli_parse destroy "$@"
+tf_args=("${cli_rest[@]}")
 
 missing=()
 command -v terraform >/dev/null ||

@@ -116,47 +116,11 @@ locals {
       }
     }
   })])]
-}
-
-# One parameter server task and service per shard: shard 0 is the documented parameter-server,
-# shard k > 0 parameter-server-<k>; they differ only in name and environment. (count, not for_each:
-# the shards are 0..K-1, and a deployment made before the shards existed keeps its server as [0].)
-resource "aws_ecs_task_definition" "parameter_server" {
-  count = var.shard_count
-
-  family                   = local.shard_service_names[count.index]
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = tostring(var.parameter_server_cpu)
-  memory                   = tostring(var.parameter_server_memory)
-  execution_role_arn       = local.execution_role_arn
-  task_role_arn            = local.parameter_server_task_role_arn
-
-  container_definitions = local.parameter_server_container_definitions[count.index]
-
-  runtime_platform {
-    operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
-  }
-
-  volume {
-    name = "tmp"
-  }
-}
-
-resource "aws_ecs_task_definition" "worker" {
-  family                   = local.worker_name
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = tostring(var.worker_cpu)
-  memory                   = tostring(var.worker_memory)
-  execution_role_arn       = local.execution_role_arn
-  task_role_arn            = local.worker_task_role_arn
 
   # No container health check: a worker serves no port, and the server already judges worker
-  # liveness through its lease (LEASE_MS). An ECS health check that failed would make ECS replace
-  # the worker, which then rejoins under a new id: the churn this setup avoids.
-  container_definitions = jsonencode([merge(local.container_defaults, {
+  # liveness through its lease (LEASE_MS). An ECS health check that failed would make ECS replace the
+  # worker, which then rejoins under a new id: the churn this setup avoids.
+  worker_container_definitions = [jsonencode([merge(local.container_defaults, {
     name        = "worker"
     image       = local.worker_image
     environment = [for k, v in local.worker_environment : { name = k, value = v } if v != null]
@@ -169,76 +133,72 @@ resource "aws_ecs_task_definition" "worker" {
         awslogs-stream-prefix = "worker"
       }
     }
-  })])
+  })])]
+}
 
-  runtime_platform {
-    operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
-  }
+# One task definition and service per shard: shard 0 is the documented parameter-server, shard k > 0
+# parameter-server-<k>; they differ only in name and environment. (A count inside the module, not
+# for_each: the shards are 0..K-1, and a deployment made before the shards existed keeps its server
+# as [0].)
+module "parameter_server" {
+  source = "./modules/fargate-service"
 
-  volume {
-    name = "tmp"
+  names                 = local.shard_service_names
+  container_definitions = local.parameter_server_container_definitions
+  registry_arns         = aws_service_discovery_service.parameter_server[*].arn
+  cpu                   = var.parameter_server_cpu
+  memory                = var.parameter_server_memory
+  task_role_arn         = local.task_role_arns.parameter_server
+  security_group_ids    = [aws_security_group.parameter_server.id]
+  desired_count         = local.parameter_server_desired
+  job                   = local.fargate_job
+
+  # With create_iam_roles, the tasks' permissions exist before the first task starts.
+  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.task]
+}
+
+module "worker" {
+  source = "./modules/fargate-service"
+
+  names                 = [local.worker_name]
+  container_definitions = local.worker_container_definitions
+  cpu                   = var.worker_cpu
+  memory                = var.worker_memory
+  task_role_arn         = local.task_role_arns.worker
+  security_group_ids    = [aws_security_group.worker.id]
+  desired_count         = local.worker_desired
+  job                   = local.fargate_job
+
+  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.task]
+}
+
+locals {
+  fargate_job = {
+    cluster_id         = aws_ecs_cluster.main.id
+    subnet_ids         = aws_subnet.public[*].id
+    cpu_architecture   = var.cpu_architecture
+    execution_role_arn = local.execution_role_arn
   }
 }
 
-resource "aws_ecs_service" "parameter_server" {
-  count = var.shard_count
-
-  name             = local.shard_service_names[count.index]
-  cluster          = aws_ecs_cluster.main.id
-  task_definition  = aws_ecs_task_definition.parameter_server[count.index].arn
-  desired_count    = local.parameter_server_desired
-  launch_type      = "FARGATE"
-  platform_version = "LATEST"
-  # Stop the old server before starting a new one: two servers would split the workers.
-  deployment_minimum_healthy_percent = 0
-  deployment_maximum_percent         = 100
-  propagate_tags                     = "SERVICE"
-
-  network_configuration {
-    subnets          = aws_subnet.public[*].id
-    security_groups  = [aws_security_group.parameter_server.id]
-    assign_public_ip = true
-  }
-
-  service_registries {
-    registry_arn = aws_service_discovery_service.parameter_server[count.index].arn
-  }
-
-  # Stops a deployment whose tasks cannot start (e.g. an image built for the wrong architecture)
-  # instead of launching replacements without end.
-  deployment_circuit_breaker {
-    enable   = true
-    rollback = false
-  }
-
-  # With create_iam_roles, the tasks' permissions exist before the first task starts.
-  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.parameter_server_task, aws_iam_role_policy.worker_task]
+# The services were resources of this module before the shared module held them: moved, a
+# deployment made then keeps its services and task definitions instead of replacing them.
+moved {
+  from = aws_ecs_task_definition.parameter_server
+  to   = module.parameter_server.aws_ecs_task_definition.this
 }
 
-resource "aws_ecs_service" "worker" {
-  name             = local.worker_name
-  cluster          = aws_ecs_cluster.main.id
-  task_definition  = aws_ecs_task_definition.worker.arn
-  desired_count    = local.worker_desired
-  launch_type      = "FARGATE"
-  platform_version = "LATEST"
-  # A new image is a new training run: replace all workers at once rather than mixing versions.
-  deployment_minimum_healthy_percent = 0
-  deployment_maximum_percent         = 100
-  propagate_tags                     = "SERVICE"
+moved {
+  from = aws_ecs_service.parameter_server
+  to   = module.parameter_server.aws_ecs_service.this
+}
 
-  network_configuration {
-    subnets          = aws_subnet.public[*].id
-    security_groups  = [aws_security_group.worker.id]
-    assign_public_ip = true
-  }
+moved {
+  from = aws_ecs_task_definition.worker
+  to   = module.worker.aws_ecs_task_definition.this[0]
+}
 
-  deployment_circuit_breaker {
-    enable   = true
-    rollback = false
-  }
-
-  # With create_iam_roles, the tasks' permissions exist before the first task starts.
-  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.parameter_server_task, aws_iam_role_policy.worker_task]
+moved {
+  from = aws_ecs_service.worker
+  to   = module.worker.aws_ecs_service.this[0]
 }

@@ -12,9 +12,8 @@ data "aws_iam_role" "lab" {
 }
 
 locals {
-  execution_role_arn             = var.create_iam_roles ? aws_iam_role.execution[0].arn : data.aws_iam_role.lab[0].arn
-  parameter_server_task_role_arn = var.create_iam_roles ? aws_iam_role.parameter_server_task[0].arn : data.aws_iam_role.lab[0].arn
-  worker_task_role_arn           = var.create_iam_roles ? aws_iam_role.worker_task[0].arn : data.aws_iam_role.lab[0].arn
+  execution_role_arn = var.create_iam_roles ? aws_iam_role.execution[0].arn : data.aws_iam_role.lab[0].arn
+  task_role_arns     = { for task in keys(local.task_roles) : task => var.create_iam_roles ? aws_iam_role.task[task].arn : data.aws_iam_role.lab[0].arn }
 
   ecs_tasks_assume_role_policy = jsonencode({
     Version = "2012-10-17"
@@ -85,11 +84,35 @@ resource "aws_iam_role_policy" "execution" {
 # The two task roles differ only in what they may do with the bucket's objects: both list the bucket
 # and may scale the finished job down.
 locals {
-  task_object_access = {
-    parameter_server = { policy = "bucket-read-write-scale-down", sid = "ReadWriteObjects", actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] }
-    worker           = { policy = "bucket-read-scale-down", sid = "ReadObjects", actions = ["s3:GetObject"] }
+  task_roles = {
+    parameter_server = {
+      name    = "${local.name}-parameter-server-task"
+      policy  = "bucket-read-write-scale-down"
+      sid     = "ReadWriteObjects"
+      actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    }
+    worker = {
+      name    = "${local.name}-worker-task"
+      policy  = "bucket-read-scale-down"
+      sid     = "ReadObjects"
+      actions = ["s3:GetObject"]
+    }
   }
-  task_policies = { for task, access in local.task_object_access : task => jsonencode({
+}
+
+resource "aws_iam_role" "task" {
+  for_each = var.create_iam_roles ? local.task_roles : {}
+
+  name               = each.value.name
+  assume_role_policy = local.ecs_tasks_assume_role_policy
+}
+
+resource "aws_iam_role_policy" "task" {
+  for_each = aws_iam_role.task
+
+  name = local.task_roles[each.key].policy
+  role = each.value.id
+  policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
       {
@@ -99,42 +122,34 @@ locals {
         Resource = [aws_s3_bucket.data.arn]
       },
       {
-        Sid      = access.sid
+        Sid      = local.task_roles[each.key].sid
         Effect   = "Allow"
-        Action   = access.actions
+        Action   = local.task_roles[each.key].actions
         Resource = ["${aws_s3_bucket.data.arn}/*"]
       },
       local.scale_down_statement,
     ]
-  }) }
+  })
 }
 
-resource "aws_iam_role" "parameter_server_task" {
-  count = var.create_iam_roles ? 1 : 0
-
-  name               = "${local.name}-parameter-server-task"
-  assume_role_policy = local.ecs_tasks_assume_role_policy
+# One resource for both task roles since the roles were two: moved, a deployment made before keeps
+# its roles (recreated, they would clash with the old ones' names).
+moved {
+  from = aws_iam_role.parameter_server_task[0]
+  to   = aws_iam_role.task["parameter_server"]
 }
 
-resource "aws_iam_role_policy" "parameter_server_task" {
-  count = var.create_iam_roles ? 1 : 0
-
-  name   = local.task_object_access.parameter_server.policy
-  role   = aws_iam_role.parameter_server_task[0].id
-  policy = local.task_policies.parameter_server
+moved {
+  from = aws_iam_role.worker_task[0]
+  to   = aws_iam_role.task["worker"]
 }
 
-resource "aws_iam_role" "worker_task" {
-  count = var.create_iam_roles ? 1 : 0
-
-  name               = "${local.name}-worker-task"
-  assume_role_policy = local.ecs_tasks_assume_role_policy
+moved {
+  from = aws_iam_role_policy.parameter_server_task[0]
+  to   = aws_iam_role_policy.task["parameter_server"]
 }
 
-resource "aws_iam_role_policy" "worker_task" {
-  count = var.create_iam_roles ? 1 : 0
-
-  name   = local.task_object_access.worker.policy
-  role   = aws_iam_role.worker_task[0].id
-  policy = local.task_policies.worker
+moved {
+  from = aws_iam_role_policy.worker_task[0]
+  to   = aws_iam_role_policy.task["worker"]
 }

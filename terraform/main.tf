@@ -127,22 +127,28 @@ resource "aws_vpc_security_group_ingress_rule" "parameter_server_from_workers" {
   referenced_security_group_id = aws_security_group.worker.id
 }
 
-resource "aws_vpc_security_group_egress_rule" "parameter_server_https" {
-  security_group_id = aws_security_group.parameter_server.id
-  description       = "HTTPS to AWS APIs (ECR, S3, CloudWatch Logs, ECS)"
+resource "aws_vpc_security_group_egress_rule" "https" {
+  for_each = {
+    parameter_server = { group = aws_security_group.parameter_server.id, to = "AWS APIs (ECR, S3, CloudWatch Logs, ECS)" }
+    worker           = { group = aws_security_group.worker.id, to = "AWS APIs and dataset downloads" }
+  }
+
+  security_group_id = each.value.group
+  description       = "HTTPS to ${each.value.to}"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
   cidr_ipv4         = "0.0.0.0/0"
 }
 
-resource "aws_vpc_security_group_egress_rule" "worker_https" {
-  security_group_id = aws_security_group.worker.id
-  description       = "HTTPS to AWS APIs and dataset downloads"
-  ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 443
-  cidr_ipv4         = "0.0.0.0/0"
+moved {
+  from = aws_vpc_security_group_egress_rule.parameter_server_https
+  to   = aws_vpc_security_group_egress_rule.https["parameter_server"]
+}
+
+moved {
+  from = aws_vpc_security_group_egress_rule.worker_https
+  to   = aws_vpc_security_group_egress_rule.https["worker"]
 }
 
 resource "aws_vpc_security_group_egress_rule" "worker_to_parameter_server" {

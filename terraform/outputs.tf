@@ -42,7 +42,7 @@ output "cluster_name" {
 
 output "parameter_server_service_name" {
   description = "ECS service running the parameter server."
-  value       = aws_ecs_service.parameter_server[0].name
+  value       = module.parameter_server.services[0].name
 }
 
 output "parameter_server_shards" {
@@ -55,7 +55,7 @@ output "parameter_server_shards" {
 
 output "worker_service_name" {
   description = "ECS service running the workers."
-  value       = aws_ecs_service.worker.name
+  value       = module.worker.services[0].name
 }
 
 output "parameter_server_log_group" {
@@ -109,6 +109,6 @@ output "monitoring_commands" {
     aws logs tail ${aws_cloudwatch_log_group.parameter_server.name} --follow --region ${var.region}
     aws logs tail ${aws_cloudwatch_log_group.worker.name} --follow --region ${var.region}
     aws ecs list-tasks --cluster ${aws_ecs_cluster.main.name} --region ${var.region}
-    aws ecs describe-services --cluster ${aws_ecs_cluster.main.name} --services ${join(" ", local.shard_service_names)} ${aws_ecs_service.worker.name} --region ${var.region}
+    aws ecs describe-services --cluster ${aws_ecs_cluster.main.name} --services ${join(" ", local.shard_service_names)} ${module.worker.services[0].name} --region ${var.region}
   EOT
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment code: terraform fmt, init from a local provider mirror, validate,
-# terraform test (AWS mocked), and shellcheck on every script under terraform/ and docker/.
+# terraform test (AWS mocked), and shellcheck on every script under terraform/, docker/ and scripts/lib/.
 #
 # init/validate/test run on a copy of the configuration in a temporary directory, so they neither
 # touch a real deployment's .terraform/, lock file or image_tag.auto.tfvars, nor are influenced by them.
@@ -11,7 +11,7 @@ usage() {
 Usage: terraform/test.sh [-h]
 
 Runs offline: terraform fmt -check, terraform init (from a provider filesystem mirror),
-terraform validate, terraform test, and shellcheck on terraform/ and docker/ scripts.
+terraform validate, terraform test, and shellcheck on terraform/, docker/ and scripts/lib/ scripts.
 
 Environment:
   TF_PLUGIN_MIRROR  provider mirror root, the directory that contains registry.terraform.io/
@@ -66,7 +66,7 @@ terraform -chdir="$here" fmt -check -recursive -diff
 
 mkdir -p "$tmp/config"
 cp "$here"/*.tf "$tmp/config/"
-cp -r "$here/tests" "$tmp/config/tests"
+cp -r "$here/tests" "$here/modules" "$tmp/config/"
 
 step "terraform init (mirror: $mirror)"
 terraform -chdir="$tmp/config" init -backend=false -input=false -no-color >"$tmp/init.log" 2>&1 || {
@@ -95,6 +95,6 @@ if ! command -v shellcheck >/dev/null; then
     exit 1
   fi
 fi
-mapfile -t scripts < <(find "$here" "$repo/docker" -name .terraform -prune -o -type f -name '*.sh' -print | sort)
-shellcheck "${scripts[@]}"
+mapfile -t scripts < <(find "$here" "$repo/docker" "$repo/scripts/lib" -name .terraform -prune -o -type f -name '*.sh' -print | sort)
+shellcheck -x "${scripts[@]}"
 echo "shellcheck: ${#scripts[@]} scripts clean"

@@ -84,7 +84,11 @@ interface Run {
 
 function sandbox(t: Test, opts: { without?: string[] } = {}): Sandbox {
   const dir = t.testdir({
-    repo: { terraform: {}, docker: { "Dockerfile.server": "FROM scratch\n", "Dockerfile.worker": "FROM scratch\n" } },
+    repo: {
+      terraform: {},
+      docker: { "Dockerfile.server": "FROM scratch\n", "Dockerfile.worker": "FROM scratch\n" },
+      scripts: { lib: { "cli.sh": readFileSync(join(terraformDir, "..", "scripts", "lib", "cli.sh"), "utf8") } },
+    },
     fakebin: {},
     sysbin: {},
   });

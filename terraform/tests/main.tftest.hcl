@@ -18,7 +18,7 @@ run "defaults_match_the_documented_deployment" {
     error_message = "cluster name must be distributed-ps-dev-cluster"
   }
   assert {
-    condition     = aws_ecs_service.parameter_server[0].name == "distributed-ps-dev-parameter-server" && aws_ecs_service.worker.name == "distributed-ps-dev-worker"
+    condition     = module.parameter_server.services[0].name == "distributed-ps-dev-parameter-server" && module.worker.services[0].name == "distributed-ps-dev-worker"
     error_message = "service names must be distributed-ps-dev-parameter-server and distributed-ps-dev-worker"
   }
   assert {
@@ -52,7 +52,7 @@ run "defaults_match_the_documented_deployment" {
     error_message = "DNS name / address outputs are wrong: ${output.parameter_server_address}"
   }
   assert {
-    condition     = one(aws_ecs_service.parameter_server[0].service_registries).registry_arn == aws_service_discovery_service.parameter_server[0].arn
+    condition     = one(module.parameter_server.services[0].service_registries).registry_arn == aws_service_discovery_service.parameter_server[0].arn
     error_message = "the server service must register in Cloud Map"
   }
   assert {
@@ -87,49 +87,55 @@ run "defaults_match_the_documented_deployment" {
     condition     = aws_vpc_security_group_egress_rule.worker_to_parameter_server.referenced_security_group_id == aws_security_group.parameter_server.id && aws_vpc_security_group_egress_rule.worker_to_parameter_server.from_port == 8000
     error_message = "workers must be allowed out to the server's port"
   }
+  assert {
+    condition = alltrue([for task, group in { parameter_server = aws_security_group.parameter_server.id, worker = aws_security_group.worker.id } :
+      aws_vpc_security_group_egress_rule.https[task].security_group_id == group && aws_vpc_security_group_egress_rule.https[task].from_port == 443 &&
+    aws_vpc_security_group_egress_rule.https[task].to_port == 443 && aws_vpc_security_group_egress_rule.https[task].cidr_ipv4 == "0.0.0.0/0"])
+    error_message = "both groups must be allowed out on HTTPS (ECR, S3, logs, the ECS API), and only on 443"
+  }
 
   # Desired counts: one server, worker_count (16 by default) workers.
   assert {
-    condition     = aws_ecs_service.parameter_server[0].desired_count == 1 && aws_ecs_service.worker.desired_count == 16
+    condition     = module.parameter_server.services[0].desired_count == 1 && module.worker.services[0].desired_count == 16
     error_message = "desired counts must be 1 server and 16 workers"
   }
   assert {
-    condition     = aws_ecs_service.parameter_server[0].deployment_maximum_percent == 100 && aws_ecs_service.parameter_server[0].deployment_minimum_healthy_percent == 0
+    condition     = module.parameter_server.services[0].deployment_maximum_percent == 100 && module.parameter_server.services[0].deployment_minimum_healthy_percent == 0
     error_message = "a server deployment must never run two servers at once"
   }
   assert {
-    condition     = aws_ecs_service.worker.launch_type == "FARGATE" && one(aws_ecs_service.worker.network_configuration).assign_public_ip
+    condition     = module.worker.services[0].launch_type == "FARGATE" && one(module.worker.services[0].network_configuration).assign_public_ip
     error_message = "workers run on Fargate with a public IP (no NAT gateway)"
   }
   assert {
-    condition     = one(aws_ecs_service.worker.network_configuration).security_groups == toset([aws_security_group.worker.id]) && one(aws_ecs_service.parameter_server[0].network_configuration).security_groups == toset([aws_security_group.parameter_server.id])
+    condition     = one(module.worker.services[0].network_configuration).security_groups == toset([aws_security_group.worker.id]) && one(module.parameter_server.services[0].network_configuration).security_groups == toset([aws_security_group.parameter_server.id])
     error_message = "each service must use its own security group"
   }
 
   # Architecture defaults to X86_64.
   assert {
-    condition     = aws_ecs_task_definition.parameter_server[0].runtime_platform[0].cpu_architecture == "X86_64" && aws_ecs_task_definition.worker.runtime_platform[0].cpu_architecture == "X86_64"
+    condition     = module.parameter_server.task_definitions[0].runtime_platform[0].cpu_architecture == "X86_64" && module.worker.task_definitions[0].runtime_platform[0].cpu_architecture == "X86_64"
     error_message = "default architecture must be X86_64"
   }
   assert {
-    condition     = aws_ecs_task_definition.parameter_server[0].cpu == "2048" && aws_ecs_task_definition.parameter_server[0].memory == "4096" && aws_ecs_task_definition.worker.cpu == "2048" && aws_ecs_task_definition.worker.memory == "4096"
+    condition     = module.parameter_server.task_definitions[0].cpu == "2048" && module.parameter_server.task_definitions[0].memory == "4096" && module.worker.task_definitions[0].cpu == "2048" && module.worker.task_definitions[0].memory == "4096"
     error_message = "default task size must be 2 vCPU / 4 GB as documented"
   }
 
   # IAM: LabRole everywhere by default, no roles created.
   assert {
-    condition     = aws_ecs_task_definition.parameter_server[0].execution_role_arn == "arn:aws:iam::123456789012:role/LabRole" && aws_ecs_task_definition.parameter_server[0].task_role_arn == "arn:aws:iam::123456789012:role/LabRole" && aws_ecs_task_definition.worker.task_role_arn == "arn:aws:iam::123456789012:role/LabRole"
+    condition     = module.parameter_server.task_definitions[0].execution_role_arn == "arn:aws:iam::123456789012:role/LabRole" && module.parameter_server.task_definitions[0].task_role_arn == "arn:aws:iam::123456789012:role/LabRole" && module.worker.task_definitions[0].task_role_arn == "arn:aws:iam::123456789012:role/LabRole"
     error_message = "by default every role must be LabRole"
   }
   assert {
-    condition     = length(aws_iam_role.execution) == 0 && length(aws_iam_role.parameter_server_task) == 0 && length(aws_iam_role.worker_task) == 0
+    condition     = length(aws_iam_role.execution) == 0 && length(aws_iam_role.task) == 0
     error_message = "no IAM roles may be created by default"
   }
 
   # Container definitions, decoded.
   assert {
     condition = {
-      for e in jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].environment : e.name => e.value
+      for e in jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].environment : e.name => e.value
       } == {
       SERVER_PORT    = "8000"
       SERVER_MODE    = "sync"
@@ -141,11 +147,11 @@ run "defaults_match_the_documented_deployment" {
       SERVER_SERVICE = "distributed-ps-dev-parameter-server"
       WORKER_SERVICE = "distributed-ps-dev-worker"
     }
-    error_message = "server environment is wrong: ${jsonencode(jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].environment)}"
+    error_message = "server environment is wrong: ${jsonencode(jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].environment)}"
   }
   assert {
     condition = {
-      for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.name => e.value
+      for e in jsondecode(module.worker.task_definitions[0].container_definitions)[0].environment : e.name => e.value
       } == {
       ENGINE_THREADS           = "2"
       PARAMETER_SERVER_ADDRESS = "parameter-server.distributed-ps-dev.local:8000"
@@ -156,26 +162,26 @@ run "defaults_match_the_documented_deployment" {
       SERVER_SERVICE           = "distributed-ps-dev-parameter-server"
       WORKER_SERVICE           = "distributed-ps-dev-worker"
     }
-    error_message = "worker environment is wrong: ${jsonencode(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment)}"
+    error_message = "worker environment is wrong: ${jsonencode(jsondecode(module.worker.task_definitions[0].container_definitions)[0].environment)}"
   }
   assert {
-    condition     = jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].image == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-parameter-server:0123abcd4567" && jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].image == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-worker:0123abcd4567"
+    condition     = jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].image == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-parameter-server:0123abcd4567" && jsondecode(module.worker.task_definitions[0].container_definitions)[0].image == "123456789012.dkr.ecr.us-west-2.amazonaws.com/distributed-ps-dev-worker:0123abcd4567"
     error_message = "containers must run the ECR images at image_tag"
   }
   assert {
-    condition     = jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].portMappings[0].containerPort == 8000
+    condition     = jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].portMappings[0].containerPort == 8000
     error_message = "server container must expose port 8000"
   }
   assert {
-    condition     = jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].healthCheck.command == ["CMD", "node", "server/src/healthcheck.ts"]
+    condition     = jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].healthCheck.command == ["CMD", "node", "server/src/healthcheck.ts"]
     error_message = "server health check must run server/src/healthcheck.ts"
   }
   assert {
-    condition     = jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].stopTimeout == 120
+    condition     = jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].stopTimeout == 120
     error_message = "server must get Fargate's maximum 120 s to checkpoint after SIGTERM"
   }
   assert {
-    condition = alltrue([for td in [aws_ecs_task_definition.parameter_server[0], aws_ecs_task_definition.worker] :
+    condition = alltrue([for td in [module.parameter_server.task_definitions[0], module.worker.task_definitions[0]] :
       jsondecode(td.container_definitions)[0].user == "1000:1000" &&
       jsondecode(td.container_definitions)[0].readonlyRootFilesystem &&
       jsondecode(td.container_definitions)[0].linuxParameters.initProcessEnabled &&
@@ -184,11 +190,11 @@ run "defaults_match_the_documented_deployment" {
     error_message = "containers must run as 1000:1000, read-only root with /tmp mounted, and an init process"
   }
   assert {
-    condition     = jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].logConfiguration.options["awslogs-group"] == "/ecs/distributed-ps-dev-parameter-server" && jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].logConfiguration.options["awslogs-group"] == "/ecs/distributed-ps-dev-worker"
+    condition     = jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].logConfiguration.options["awslogs-group"] == "/ecs/distributed-ps-dev-parameter-server" && jsondecode(module.worker.task_definitions[0].container_definitions)[0].logConfiguration.options["awslogs-group"] == "/ecs/distributed-ps-dev-worker"
     error_message = "containers must log to their awslogs groups"
   }
   assert {
-    condition = alltrue([for td in [aws_ecs_task_definition.parameter_server[0], aws_ecs_task_definition.worker] :
+    condition = alltrue([for td in [module.parameter_server.task_definitions[0], module.worker.task_definitions[0]] :
     jsondecode(td.container_definitions)[0].secrets == [{ name = "AUTH_TOKEN", valueFrom = aws_ssm_parameter.auth_token[0].arn }]])
     error_message = "by default both containers get the generated AUTH_TOKEN as a secret from SSM"
   }
@@ -197,7 +203,7 @@ run "defaults_match_the_documented_deployment" {
     error_message = "the generated token is a 48-character SecureString"
   }
   assert {
-    condition = alltrue([for td in [aws_ecs_task_definition.parameter_server[0], aws_ecs_task_definition.worker] :
+    condition = alltrue([for td in [module.parameter_server.task_definitions[0], module.worker.task_definitions[0]] :
     !can(jsondecode(td.container_definitions)[0].environment[index([for e in jsondecode(td.container_definitions)[0].environment : e.name], "AUTH_TOKEN")])])
     error_message = "the token must never appear as a plain environment variable"
   }
@@ -254,12 +260,12 @@ run "worker_count_and_mode_flow_into_services_and_containers" {
   }
 
   assert {
-    condition     = aws_ecs_service.worker.desired_count == 4 && aws_ecs_service.parameter_server[0].desired_count == 1
+    condition     = module.worker.services[0].desired_count == 4 && module.parameter_server.services[0].desired_count == 1
     error_message = "worker desired count must follow worker_count"
   }
   assert {
     condition = {
-      for e in jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].environment : e.name => e.value
+      for e in jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].environment : e.name => e.value
       if contains(["TOTAL_WORKERS_EXPECTED", "SERVER_MODE", "STALENESS_BOUND", "OPTIMIZER", "LEARNING_RATE", "LR_SCHEDULE", "LEASE_MS", "SERVER_PORT", "CHECKPOINT_KEEP"], e.name)
       } == {
       SERVER_MODE     = "ssp"
@@ -275,7 +281,7 @@ run "worker_count_and_mode_flow_into_services_and_containers" {
   }
   assert {
     condition = {
-      for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.name => e.value
+      for e in jsondecode(module.worker.task_definitions[0].container_definitions)[0].environment : e.name => e.value
       if contains(["PARAMETER_SERVER_ADDRESS", "BATCH_SIZE", "EPOCHS", "SEED", "DATASET", "MODEL", "TRAIN_EXAMPLES", "LOG_LEVEL"], e.name)
       } == {
       PARAMETER_SERVER_ADDRESS = "parameter-server.distributed-ps-dev.local:9000"
@@ -291,7 +297,7 @@ run "worker_count_and_mode_flow_into_services_and_containers" {
   }
   assert {
     condition = {
-      for e in jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].environment : e.name => e.value
+      for e in jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].environment : e.name => e.value
       if contains(["DATASET", "MODEL", "BATCH_SIZE", "EPOCHS", "SEED", "TRAIN_EXAMPLES", "LOCAL_STEPS"], e.name)
       } == {
       BATCH_SIZE     = "64"
@@ -304,7 +310,7 @@ run "worker_count_and_mode_flow_into_services_and_containers" {
     error_message = "the server must know the run's identity (the workers' dataset, model, batch size, epochs, seed, training examples) to refuse a mismatching worker"
   }
   assert {
-    condition     = aws_vpc_security_group_ingress_rule.parameter_server_from_workers.from_port == 9000 && jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].portMappings[0].containerPort == 9000
+    condition     = aws_vpc_security_group_ingress_rule.parameter_server_from_workers.from_port == 9000 && jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].portMappings[0].containerPort == 9000
     error_message = "ingress rule and container port must follow server_port"
   }
   # 5 tasks x 0.10374
@@ -322,7 +328,7 @@ run "not_running_scales_both_services_to_zero" {
   }
 
   assert {
-    condition     = aws_ecs_service.parameter_server[0].desired_count == 0 && aws_ecs_service.worker.desired_count == 0
+    condition     = module.parameter_server.services[0].desired_count == 0 && module.worker.services[0].desired_count == 0
     error_message = "running = false must scale both services to zero"
   }
   assert {
@@ -339,11 +345,11 @@ run "arm64_switches_both_task_definitions_and_the_price" {
   }
 
   assert {
-    condition     = aws_ecs_task_definition.parameter_server[0].runtime_platform[0].cpu_architecture == "ARM64" && aws_ecs_task_definition.worker.runtime_platform[0].cpu_architecture == "ARM64"
+    condition     = module.parameter_server.task_definitions[0].runtime_platform[0].cpu_architecture == "ARM64" && module.worker.task_definitions[0].runtime_platform[0].cpu_architecture == "ARM64"
     error_message = "cpu_architecture = ARM64 must reach both task definitions"
   }
   assert {
-    condition     = aws_ecs_task_definition.worker.runtime_platform[0].operating_system_family == "LINUX"
+    condition     = module.worker.task_definitions[0].runtime_platform[0].operating_system_family == "LINUX"
     error_message = "tasks must be Linux"
   }
   # 17 x (2 x 0.03238 + 4 x 0.00356 + 0.005) = 1.428
@@ -366,7 +372,7 @@ run "custom_sizes_and_retention" {
   }
 
   assert {
-    condition     = aws_ecs_task_definition.parameter_server[0].memory == "30720" && aws_ecs_task_definition.worker.cpu == "256"
+    condition     = module.parameter_server.task_definitions[0].memory == "30720" && module.worker.task_definitions[0].cpu == "256"
     error_message = "task sizes must follow the variables"
   }
   assert {
@@ -374,11 +380,11 @@ run "custom_sizes_and_retention" {
     error_message = "retention and names must follow the variables"
   }
   assert {
-    condition     = [for e in jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["4"]
+    condition     = [for e in jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["4"]
     error_message = "a 4-vCPU server applies updates on 4 threads"
   }
   assert {
-    condition     = [for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.value if e.name == "ENGINE_THREADS"] == ["1"]
+    condition     = [for e in jsondecode(module.worker.task_definitions[0].container_definitions)[0].environment : e.value if e.name == "ENGINE_THREADS"] == ["1"]
     error_message = "a quarter-vCPU worker runs ONNX Runtime on one thread"
   }
 }
@@ -393,7 +399,7 @@ run "small_server_steps_on_one_thread_unless_told_otherwise" {
   }
 
   assert {
-    condition     = [for e in jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["1"]
+    condition     = [for e in jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["1"]
     error_message = "half a vCPU: no helper threads"
   }
 }
@@ -406,7 +412,7 @@ run "step_threads_can_be_set_through_the_extra_environment" {
   }
 
   assert {
-    condition     = [for e in jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["3"]
+    condition     = [for e in jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].environment : e.value if e.name == "STEP_THREADS"] == ["3"]
     error_message = "server_extra_environment must be able to set STEP_THREADS"
   }
 }
@@ -420,24 +426,24 @@ run "created_roles_replace_lab_role" {
   }
 
   assert {
-    condition     = aws_ecs_task_definition.parameter_server[0].execution_role_arn == aws_iam_role.execution[0].arn && aws_ecs_task_definition.worker.execution_role_arn == aws_iam_role.execution[0].arn
+    condition     = module.parameter_server.task_definitions[0].execution_role_arn == aws_iam_role.execution[0].arn && module.worker.task_definitions[0].execution_role_arn == aws_iam_role.execution[0].arn
     error_message = "task definitions must use the created execution role"
   }
   assert {
-    condition     = aws_ecs_task_definition.parameter_server[0].task_role_arn == aws_iam_role.parameter_server_task[0].arn && aws_ecs_task_definition.worker.task_role_arn == aws_iam_role.worker_task[0].arn
+    condition     = module.parameter_server.task_definitions[0].task_role_arn == aws_iam_role.task["parameter_server"].arn && module.worker.task_definitions[0].task_role_arn == aws_iam_role.task["worker"].arn
     error_message = "task definitions must use their own created task roles"
   }
   assert {
-    condition     = jsondecode(aws_iam_role.worker_task[0].assume_role_policy).Statement[0].Principal.Service == "ecs-tasks.amazonaws.com"
+    condition     = jsondecode(aws_iam_role.task["worker"].assume_role_policy).Statement[0].Principal.Service == "ecs-tasks.amazonaws.com"
     error_message = "task roles must be assumable by ECS tasks"
   }
   assert {
-    condition = anytrue([for s in jsondecode(aws_iam_role_policy.parameter_server_task[0].policy).Statement :
-    contains(s.Action, "ecs:UpdateService") && toset(s.Resource) == toset([aws_ecs_service.parameter_server[0].id, aws_ecs_service.worker.id])])
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.task["parameter_server"].policy).Statement :
+    contains(s.Action, "ecs:UpdateService") && toset(s.Resource) == toset([module.parameter_server.services[0].id, module.worker.services[0].id])])
     error_message = "the server may scale exactly this job's two services (their ARNs spelled from the cluster's, as ECS gives them)"
   }
   assert {
-    condition = alltrue([for s in jsondecode(aws_iam_role_policy.worker_task[0].policy).Statement :
+    condition = alltrue([for s in jsondecode(aws_iam_role_policy.task["worker"].policy).Statement :
     !contains(s.Action, "s3:PutObject") && !contains(s.Action, "s3:DeleteObject")])
     error_message = "workers only read the bucket"
   }
@@ -447,7 +453,7 @@ run "created_roles_replace_lab_role" {
     error_message = "the execution role must be able to read the auth token parameter"
   }
   assert {
-    condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].secrets == [{ name = "AUTH_TOKEN", valueFrom = "arn:aws:ssm:us-west-2:123456789012:parameter/distributed-ps/auth-token" }]
+    condition     = jsondecode(module.worker.task_definitions[0].container_definitions)[0].secrets == [{ name = "AUTH_TOKEN", valueFrom = "arn:aws:ssm:us-west-2:123456789012:parameter/distributed-ps/auth-token" }]
     error_message = "AUTH_TOKEN must be passed as an ECS secret"
   }
 }
@@ -516,7 +522,7 @@ run "authentication_can_be_turned_off" {
   }
 
   assert {
-    condition     = length(aws_ssm_parameter.auth_token) == 0 && length(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].secrets) == 0
+    condition     = length(aws_ssm_parameter.auth_token) == 0 && length(jsondecode(module.worker.task_definitions[0].container_definitions)[0].secrets) == 0
     error_message = "generate_auth_token = false: no parameter and no secret"
   }
 }
@@ -529,7 +535,7 @@ run "an_existing_token_parameter_is_used_instead" {
   }
 
   assert {
-    condition     = length(aws_ssm_parameter.auth_token) == 0 && jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].secrets[0].valueFrom == "arn:aws:ssm:us-west-2:123456789012:parameter/mine"
+    condition     = length(aws_ssm_parameter.auth_token) == 0 && jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].secrets[0].valueFrom == "arn:aws:ssm:us-west-2:123456789012:parameter/mine"
     error_message = "a given parameter ARN replaces the generated token"
   }
 }

@@ -14,12 +14,12 @@ run "one_shard_by_default" {
   command = apply
 
   assert {
-    condition     = length(aws_ecs_service.parameter_server) == 1 && length(aws_ecs_task_definition.parameter_server) == 1 && length(aws_service_discovery_service.parameter_server) == 1
+    condition     = length(module.parameter_server.services) == 1 && length(module.parameter_server.task_definitions) == 1 && length(aws_service_discovery_service.parameter_server) == 1
     error_message = "shard_count = 1 must create one server service"
   }
   assert {
     condition = length([
-      for e in jsondecode(aws_ecs_task_definition.parameter_server[0].container_definitions)[0].environment : e.name
+      for e in jsondecode(module.parameter_server.task_definitions[0].container_definitions)[0].environment : e.name
       if contains(["SHARD_INDEX", "SHARD_ADDRESSES"], e.name)
     ]) == 0
     error_message = "a single server gets no shard settings"
@@ -40,15 +40,15 @@ run "three_shards_are_three_services_with_their_own_names" {
 
   # Services, task definitions and Cloud Map names.
   assert {
-    condition     = length(aws_ecs_service.parameter_server) == 3 && length(aws_ecs_task_definition.parameter_server) == 3 && length(aws_service_discovery_service.parameter_server) == 3
+    condition     = length(module.parameter_server.services) == 3 && length(module.parameter_server.task_definitions) == 3 && length(aws_service_discovery_service.parameter_server) == 3
     error_message = "shard_count = 3 must make three server services"
   }
   assert {
-    condition     = aws_ecs_service.parameter_server[*].name == ["distributed-ps-dev-parameter-server", "distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
+    condition     = module.parameter_server.services[*].name == ["distributed-ps-dev-parameter-server", "distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
     error_message = "server services must be named <name>-parameter-server, -1, -2"
   }
   assert {
-    condition     = aws_ecs_task_definition.parameter_server[*].family == ["distributed-ps-dev-parameter-server", "distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
+    condition     = module.parameter_server.task_definitions[*].family == ["distributed-ps-dev-parameter-server", "distributed-ps-dev-parameter-server-1", "distributed-ps-dev-parameter-server-2"]
     error_message = "each shard has its own task definition family"
   }
   assert {
@@ -60,13 +60,13 @@ run "three_shards_are_three_services_with_their_own_names" {
     error_message = "shard 0 must stay reachable at the documented address"
   }
   assert {
-    condition = [for s in aws_ecs_service.parameter_server : [one(s.service_registries).registry_arn, s.task_definition]] == [
-      for i in range(3) : [aws_service_discovery_service.parameter_server[i].arn, aws_ecs_task_definition.parameter_server[i].arn]
+    condition = [for s in module.parameter_server.services : [one(s.service_registries).registry_arn, s.task_definition]] == [
+      for i in range(3) : [aws_service_discovery_service.parameter_server[i].arn, module.parameter_server.task_definitions[i].arn]
     ] && length(toset(aws_service_discovery_service.parameter_server[*].arn)) == 3
     error_message = "each shard service must run its own task definition and register its own Cloud Map name"
   }
   assert {
-    condition = alltrue([for s in aws_ecs_service.parameter_server :
+    condition = alltrue([for s in module.parameter_server.services :
     s.desired_count == 1 && one(s.network_configuration).security_groups == toset([aws_security_group.parameter_server.id]) && s.deployment_maximum_percent == 100])
     error_message = "every shard runs one task in the server security group, never two at once"
   }
@@ -78,7 +78,7 @@ run "three_shards_are_three_services_with_their_own_names" {
   # Each shard's environment: its index, every address, its own service; only shard 0 scales the workers.
   assert {
     condition = [
-      for td in aws_ecs_task_definition.parameter_server : {
+      for td in module.parameter_server.task_definitions : {
         for e in jsondecode(td.container_definitions)[0].environment : e.name => e.value
         if contains(["SHARD_INDEX", "SHARD_ADDRESSES", "SERVER_SERVICE", "WORKER_SERVICE", "CHECKPOINT_URI", "TOTAL_WORKERS_EXPECTED"], e.name)
       }
@@ -92,17 +92,17 @@ run "three_shards_are_three_services_with_their_own_names" {
     error_message = "shard environments are wrong"
   }
   assert {
-    condition     = [for td in aws_ecs_task_definition.parameter_server : jsondecode(td.container_definitions)[0].logConfiguration.options["awslogs-stream-prefix"]] == ["parameter-server", "parameter-server-1", "parameter-server-2"]
+    condition     = [for td in module.parameter_server.task_definitions : jsondecode(td.container_definitions)[0].logConfiguration.options["awslogs-stream-prefix"]] == ["parameter-server", "parameter-server-1", "parameter-server-2"]
     error_message = "each shard logs to the server log group under its own stream prefix"
   }
   assert {
-    condition     = { for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.name => e.value }["PARAMETER_SERVER_ADDRESS"] == "parameter-server.distributed-ps-dev.local:8000"
+    condition     = { for e in jsondecode(module.worker.task_definitions[0].container_definitions)[0].environment : e.name => e.value }["PARAMETER_SERVER_ADDRESS"] == "parameter-server.distributed-ps-dev.local:8000"
     error_message = "workers dial shard 0 and learn the other shards from it"
   }
 
   # The finished job may scale every server shard down.
   assert {
-    condition = anytrue([for s in jsondecode(aws_iam_role_policy.parameter_server_task[0].policy).Statement :
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.task["parameter_server"].policy).Statement :
     contains(s.Action, "ecs:UpdateService") && toset(s.Resource) == toset([for name in ["parameter-server", "parameter-server-1", "parameter-server-2", "worker"] : "arn:aws:ecs:us-west-2:123456789012:service/distributed-ps-dev-cluster/distributed-ps-dev-${name}"])])
     error_message = "the server may scale exactly this job's services: the workers and every shard"
   }
@@ -117,7 +117,7 @@ run "stopped_shards_run_nothing" {
   }
 
   assert {
-    condition     = length(aws_ecs_service.parameter_server) == 2 && alltrue([for s in aws_ecs_service.parameter_server : s.desired_count == 0]) && output.running_tasks == 0
+    condition     = length(module.parameter_server.services) == 2 && alltrue([for s in module.parameter_server.services : s.desired_count == 0]) && output.running_tasks == 0
     error_message = "running = false scales every shard to zero"
   }
 }

@@ -63,21 +63,21 @@ override_resource {
 }
 
 override_resource {
-  target = aws_iam_role.parameter_server_task
+  target = aws_iam_role.task["parameter_server"]
   values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-parameter-server-task" }
 }
 
 override_resource {
-  target = aws_iam_role.worker_task
+  target = aws_iam_role.task["worker"]
   values = { arn = "arn:aws:iam::123456789012:role/distributed-ps-dev-worker-task" }
 }
 
 override_resource {
-  target = aws_ecs_service.parameter_server
+  target = module.parameter_server.aws_ecs_service.this
   values = { id = "arn:aws:ecs:us-west-2:123456789012:service/distributed-ps-dev-cluster/distributed-ps-dev-parameter-server" }
 }
 
 override_resource {
-  target = aws_ecs_service.worker
+  target = module.worker.aws_ecs_service.this
   values = { id = "arn:aws:ecs:us-west-2:123456789012:service/distributed-ps-dev-cluster/distributed-ps-dev-worker" }
 }
