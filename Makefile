@@ -47,7 +47,7 @@ setup: $(NODE_STAMP) node_modules/.install-stamp ## Install Node 24 (if needed) 
 generate: setup ## Regenerate the typed stubs in common/src/gen from proto/ (run after editing a .proto)
 	npx buf generate
 
-config-reference: setup ## Rewrite docs/configuration.md from the configuration schemas (run after adding or changing a variable)
+config-reference: setup ## Rewrite docs/configuration.md and terraform/container-environment.json from the configuration schemas (run after adding or changing a variable)
 	node scripts/config-reference.ts
 
 kernels: setup ## Recompile common/src/kernels/*.wat (simd.wat, simd-fp16.wat) into common/src/kernels/gen/ (run after editing a .wat)

@@ -65,7 +65,7 @@ step "terraform fmt -check -recursive"
 terraform -chdir="$here" fmt -check -recursive -diff
 
 mkdir -p "$tmp/config"
-cp "$here"/*.tf "$tmp/config/"
+cp "$here"/*.tf "$here"/*.json "$tmp/config/"
 cp -r "$here/tests" "$here/modules" "$tmp/config/"
 
 step "terraform init (mirror: $mirror)"

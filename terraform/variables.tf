@@ -165,92 +165,52 @@ variable "server_mode" {
   description = "Training mode of the parameter server (SERVER_MODE): sync (barrier per step), async, or ssp (stale-synchronous, see staleness_bound)."
   type        = string
   default     = "sync"
-
-  validation {
-    condition     = contains(["sync", "async", "ssp"], var.server_mode)
-    error_message = "The server_mode must be one of sync, async, ssp."
-  }
 }
 
 # Training knobs below default to null: the variable is then not passed, and the code's own default
-# applies. coalesce() in the validations stands in for null because Terraform 1.11 does not
-# short-circuit `||`.
+# applies. They, server_mode and the *_extra_environment maps are checked at plan time against what
+# the programs accept (container-environment.tf), with the programs' own rules.
 
 variable "staleness_bound" {
   description = "STALENESS_BOUND: how many steps the fastest worker may run ahead in ssp mode. null = code default."
   type        = number
   default     = null
-
-  validation {
-    condition     = coalesce(var.staleness_bound, 0) >= 0 && floor(coalesce(var.staleness_bound, 0)) == coalesce(var.staleness_bound, 0)
-    error_message = "The staleness_bound must be a whole number >= 0."
-  }
 }
 
 variable "optimizer" {
   description = "OPTIMIZER applied by the server: sgd, momentum or adam. null = code default."
   type        = string
   default     = null
-
-  validation {
-    condition     = contains(["sgd", "momentum", "adam"], coalesce(var.optimizer, "sgd"))
-    error_message = "The optimizer must be one of sgd, momentum, adam."
-  }
 }
 
 variable "learning_rate" {
   description = "LEARNING_RATE of the server's optimizer. null = code default."
   type        = number
   default     = null
-
-  validation {
-    condition     = coalesce(var.learning_rate, 1) > 0
-    error_message = "The learning_rate must be greater than 0."
-  }
 }
 
 variable "lr_schedule" {
   description = "LR_SCHEDULE: constant, step or cosine. null = code default."
   type        = string
   default     = null
-
-  validation {
-    condition     = contains(["constant", "step", "cosine"], coalesce(var.lr_schedule, "constant"))
-    error_message = "The lr_schedule must be one of constant, step, cosine."
-  }
 }
 
 variable "lease_ms" {
   description = "LEASE_MS: milliseconds a worker may stay silent before the server drops it. null = code default."
   type        = number
   default     = null
-
-  validation {
-    condition     = coalesce(var.lease_ms, 1) > 0
-    error_message = "The lease_ms must be greater than 0."
-  }
 }
 
 variable "batch_size" {
   description = "BATCH_SIZE per worker step. null = code default."
   type        = number
   default     = null
-
-  validation {
-    condition     = coalesce(var.batch_size, 1) >= 1 && floor(coalesce(var.batch_size, 1)) == coalesce(var.batch_size, 1)
-    error_message = "The batch_size must be a whole number >= 1."
-  }
 }
 
 variable "epochs" {
   description = "EPOCHS to train. null = code default."
   type        = number
   default     = null
-
-  validation {
-    condition     = coalesce(var.epochs, 1) >= 1 && floor(coalesce(var.epochs, 1)) == coalesce(var.epochs, 1)
-    error_message = "The epochs must be a whole number >= 1."
-  }
 }
 
 variable "seed" {

@@ -6,6 +6,7 @@
  * here. scripts/config-reference.ts writes the file; a test fails when it differs.
  */
 import { z } from "zod";
+import { envRules, type EnvRule } from "./env.ts";
 
 export interface VariableDoc {
   /** What the variable does, in a sentence or two of Markdown. */
@@ -38,4 +39,17 @@ function defaultOf(field: z.ZodType): string {
 /** Text for a table cell: a `|` would end it. */
 function cell(text: string): string {
   return text.replaceAll("|", "\\|");
+}
+
+/** A variable's rule with the words its error message uses. */
+export type DescribedRule = EnvRule & { readonly accepts: string };
+
+/** The variables of `schema` that have a rule (envRules), in declaration order. */
+export function environmentRules(schema: z.ZodObject): Record<string, DescribedRule> {
+  const rules: Record<string, DescribedRule> = {};
+  for (const [name, field] of Object.entries(schema.shape)) {
+    const rule = envRules.get(field as z.ZodType);
+    if (rule !== undefined) rules[name] = { ...rule, accepts: z.globalRegistry.get(field as z.ZodType)?.description ?? "" };
+  }
+  return rules;
 }

@@ -25,57 +25,72 @@ export class ConfigError extends Error {
 // the default rather than failing to parse "".
 const unsetIfEmpty = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
 
+/**
+ * What a variable accepts, as data rather than code, for checks made outside these programs: the
+ * Terraform plan checks the containers' environment against it (terraform/container-environment.json,
+ * made by `make config-reference`), so a value the program would refuse fails the plan instead of
+ * the task. A value is compared as the parsers here read it: trimmed, and a word in lower case.
+ * Variables without one (text, addresses, lists) are not checked there.
+ */
+export type EnvRule =
+  | { readonly kind: "integer" | "number"; readonly min: number; readonly max: number }
+  | { readonly kind: "word"; readonly values: readonly string[] };
+
+/** The rule of each variable made by the helpers below that has one. */
+export const envRules = z.registry<EnvRule>();
+
 // Defaults are given as the string a user would write and go through the same parsing as real
 // values (zod's prefault), so a default can never have a different type than a parsed value.
-function withDefault<T extends z.ZodType>(schema: T, fallback: string | number | boolean | undefined, accepts: string) {
+function withDefault<T extends z.ZodType>(schema: T, fallback: string | number | boolean | undefined, accepts: string, rule?: EnvRule) {
   const inner = fallback === undefined ? schema : schema.prefault(String(fallback) as never);
-  return z.preprocess(unsetIfEmpty, inner).describe(accepts);
+  const field = z.preprocess(unsetIfEmpty, inner).describe(accepts);
+  if (rule !== undefined) envRules.add(field as z.ZodType, rule);
+  return field;
 }
 
-/** An integer in [min, max], written in decimal. */
-export function intVar(opts: { min: number; max: number; default?: number }) {
-  const accepts = `an integer from ${opts.min} to ${opts.max}`;
-  const schema = z
+function decimalInteger(opts: { min: number; max: number }) {
+  return z
     .string()
     .trim()
     .regex(/^[+-]?\d+$/, "expected a decimal integer")
     .transform(Number)
     .pipe(z.number().int().min(opts.min).max(opts.max));
-  return withDefault(schema, opts.default, accepts);
+}
+
+/** An integer in [min, max], written in decimal. */
+export function intVar(opts: { min: number; max: number; default?: number }) {
+  const accepts = `an integer from ${opts.min} to ${opts.max}`;
+  return withDefault(decimalInteger(opts), opts.default, accepts, { kind: "integer", min: opts.min, max: opts.max });
 }
 
 /** An integer in [min, max] that may be left unset (then undefined); `accepts` says what it means. */
 export function optionalIntVar(opts: { min: number; max: number }, meaning: string) {
-  const schema = z
-    .string()
-    .trim()
-    .regex(/^[+-]?\d+$/, "expected a decimal integer")
-    .transform(Number)
-    .pipe(z.number().int().min(opts.min).max(opts.max))
-    .optional();
-  return z.preprocess(unsetIfEmpty, schema).describe(`an integer from ${opts.min} to ${opts.max}: ${meaning}`);
+  return z
+    .preprocess(unsetIfEmpty, decimalInteger(opts).optional())
+    .describe(`an integer from ${opts.min} to ${opts.max}: ${meaning}`)
+    .register(envRules, { kind: "integer", min: opts.min, max: opts.max });
 }
 
 /** A finite number in [min, max]. */
 export function numberVar(opts: { min: number; max: number; default?: number }) {
   const accepts = `a number from ${opts.min} to ${opts.max}`;
-  return withDefault(z.coerce.number().finite().min(opts.min).max(opts.max), opts.default, accepts);
+  return withDefault(z.coerce.number().finite().min(opts.min).max(opts.max), opts.default, accepts, { kind: "number", min: opts.min, max: opts.max });
 }
+
+const lowerCaseWord = (v: unknown) => (typeof v === "string" ? v.trim().toLowerCase() : v);
 
 /** One of a fixed list of words (case-insensitive). */
 export function enumVar<const T extends readonly [string, ...string[]]>(values: T, fallback?: T[number]) {
   const accepts = `one of: ${values.join(", ")}`;
-  const schema = z.preprocess((v) => (typeof v === "string" ? v.trim().toLowerCase() : v), z.enum(values));
-  return withDefault(schema, fallback, accepts);
+  return withDefault(z.preprocess(lowerCaseWord, z.enum(values)), fallback, accepts, { kind: "word", values });
 }
+
+const BOOLEAN_WORDS = ["true", "false", "1", "0", "yes", "no"] as const;
 
 /** true/false, also 1/0 and yes/no. */
 export function boolVar(fallback?: boolean) {
-  const schema = z
-    .enum(["true", "false", "1", "0", "yes", "no"])
-    .transform((v) => v === "true" || v === "1" || v === "yes");
-  const lowered = z.preprocess((v) => (typeof v === "string" ? v.trim().toLowerCase() : v), schema);
-  return withDefault(lowered, fallback, "true or false");
+  const schema = z.enum(BOOLEAN_WORDS).transform((v) => v === "true" || v === "1" || v === "yes");
+  return withDefault(z.preprocess(lowerCaseWord, schema), fallback, "true or false", { kind: "word", values: BOOLEAN_WORDS });
 }
 
 /** A host:port address (host name, IPv4, or [IPv6]). */

@@ -466,20 +466,70 @@ run "created_roles_replace_lab_role" {
 run "rejects_each_invalid_setting" {
   command = plan
   variables {
-    worker_cpu               = 3072 # not a Fargate size
-    server_mode              = "bsp"
+    worker_cpu               = 3072    # not a Fargate size
     cpu_architecture         = "arm64" # Fargate spells it ARM64
     worker_count             = 0
     log_retention_days       = 10
-    optimizer                = "rmsprop"
     public_subnet_cidrs      = ["10.0.1.0/24"]
     worker_extra_environment = { EPOCHS = "3" } # would shadow the epochs variable
     server_extra_environment = { SEED = "7" }   # would set the server's identity apart from the workers'
   }
   expect_failures = [
-    var.worker_cpu, var.server_mode, var.cpu_architecture, var.worker_count, var.log_retention_days,
-    var.optimizer, var.public_subnet_cidrs, var.worker_extra_environment, var.server_extra_environment,
+    var.worker_cpu, var.cpu_architecture, var.worker_count, var.log_retention_days,
+    var.public_subnet_cidrs, var.worker_extra_environment, var.server_extra_environment,
   ]
+}
+
+# What the containers would refuse at start fails the plan, with the programs' own rules
+# (container-environment.tf): one run for each kind of rule, each with one bad value, and one run
+# with values at the rules' edges that the programs accept.
+run "refuses_a_word_the_server_does_not_know" {
+  command = plan
+  variables { server_mode = "bsp" }
+  expect_failures = [terraform_data.container_environment]
+}
+
+run "refuses_a_number_out_of_the_servers_range" {
+  command = plan
+  variables { learning_rate = 500 }
+  expect_failures = [terraform_data.container_environment]
+}
+
+run "refuses_an_integer_out_of_the_servers_range" {
+  command = plan
+  variables { lease_ms = 50 }
+  expect_failures = [terraform_data.container_environment]
+}
+
+run "refuses_a_fraction_where_the_server_wants_an_integer" {
+  command = plan
+  variables { server_extra_environment = { CHECKPOINT_KEEP = "2.5" } }
+  expect_failures = [terraform_data.container_environment]
+}
+
+run "refuses_a_word_the_workers_do_not_know" {
+  command = plan
+  variables { worker_extra_environment = { PULL_DTYPE = "fp64" } }
+  expect_failures = [terraform_data.container_environment]
+}
+
+run "accepts_what_the_containers_accept" {
+  command = plan
+  variables {
+    server_mode   = "SSP" # words in any case
+    learning_rate = 100
+    lease_ms      = 100
+    server_extra_environment = {
+      CHECKPOINT_KEEP = " 1000 " # trimmed, as the server reads it
+      NESTEROV        = "Yes"
+      ADAM_EPSILON    = "1e-12"
+    }
+    worker_extra_environment = { PULL_DTYPE = "bf16" }
+  }
+  assert {
+    condition     = local.environment_problems == []
+    error_message = "values the programs accept must pass the plan"
+  }
 }
 
 run "rejects_memory_a_valid_cpu_cannot_have" {
