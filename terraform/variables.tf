@@ -220,13 +220,13 @@ variable "seed" {
 }
 
 variable "dataset" {
-  description = "DATASET the workers train on (a name the worker code knows). null = code default."
+  description = "DATASET the workers train on (one the workers know: docs/configuration.md). null = code default."
   type        = string
   default     = null
 }
 
 variable "model" {
-  description = "MODEL the workers train (a name the worker code knows). null = code default."
+  description = "MODEL the workers train (one the workers know: docs/configuration.md). null = code default."
   type        = string
   default     = null
 }
