@@ -74,7 +74,7 @@ function formatStatus(s: GetStatusResponse, address: string): string {
         const m = x.latestMetrics;
         return [
           String(x.slot),
-          x.retiring ? "retiring" : (STATE_NAMES[x.state] ?? "?"),
+          x.retiring ? "retiring" : x.abandoned ? "abandoned" : (STATE_NAMES[x.state] ?? "?"),
           x.workerLabel || "–",
           x.registrations === 0 ? "–" : `${(x.lastSeenMsAgo / 1000).toFixed(1)}s`,
           String(x.pushes),

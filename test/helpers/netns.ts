@@ -5,6 +5,9 @@
  * outside. Workers find the server under the documented DNS name through /etc/netns/<ns>/hosts,
  * which `ip netns exec` mounts over /etc/hosts.
  *
+ * The test itself is not on that network: `reach` gives it a loopback address that relays to a
+ * host's port (for the server's GetStatus).
+ *
  * Faults: `cut` takes a host's bridge port down (a pulled cable: the host's own interface loses
  * carrier, nothing answers), `restore` brings it back; `limit` rate-limits what a host sends with
  * a token bucket (tc tbf; netem is not in this kernel).
@@ -14,9 +17,13 @@
  * killed (its pid is gone) are removed when the next lab is made.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import type { Test } from "tap";
-import { startProcess, type Proc } from "./processes.ts";
+import { startNode, startProcess, type Proc } from "./processes.ts";
+import { relay } from "./relay.ts";
+import { waitUntil } from "./wait.ts";
 
 export const SERVER_DNS_NAME = "parameter-server.distributed-ps-dev.local";
 
@@ -39,6 +46,8 @@ export interface Lab {
   readonly workers: readonly Host[];
   /** Starts the program inside `host`'s namespace (killed at the test's teardown). */
   start(host: Host, script: "server/src/main.ts" | "worker/src/main.ts", env: Record<string, string>): Proc;
+  /** An address on the test's own loopback that reaches `port` on `host` (while the relay is up: until teardown). */
+  reach(host: Host, port: number): Promise<string>;
   /** Disconnects `host` from the bridge: its packets go nowhere and nothing reaches it. */
   cut(host: Host): void;
   restore(host: Host): void;
@@ -106,6 +115,21 @@ export function netnsUnavailable(): string | undefined {
   }
 }
 
+/**
+ * Relays a loopback port of the test's namespace to `port` on `h`: through a Unix socket, which is a
+ * path and so reachable from every network namespace, to a relay running in `h`'s.
+ */
+async function reach(t: Test, h: Host, port: number): Promise<string> {
+  const dir = mkdtempSync(`${tmpdir()}/${PREFIX}${process.pid}-`);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const socket = `${dir}/relay.sock`;
+  const inside = startNode(t, "test/fixtures/relay.ts", { args: [socket, h.address, String(port)], wrap: ["ip", "netns", "exec", h.ns] });
+  await waitUntil(() => existsSync(socket), () => `the relay in ${h.ns} listening on ${socket}; its last lines:\n${inside.tail()}`);
+  const outside = await relay({ host: "127.0.0.1", port: 0 }, { path: socket });
+  t.teardown(() => void outside.close());
+  return `127.0.0.1:${(outside.address() as AddressInfo).port}`;
+}
+
 let labs = 0;
 
 /** Builds the network (torn down with `t`): a server host and `workers` worker hosts. */
@@ -142,6 +166,7 @@ export function createLab(t: Test, o: { workers: number }): Lab {
     server,
     workers,
     start: (h, script, env) => startProcess(t, script, env, { wrap: ["ip", "netns", "exec", h.ns] }),
+    reach: (h, port) => reach(t, h, port),
     cut: (h) => void ip("-n", bridgeNs, "link", "set", h.bridgePort, "down"),
     restore: (h) => void ip("-n", bridgeNs, "link", "set", h.bridgePort, "up"),
     // The queue holds 5 s of traffic, so TCP is slowed by the bucket, not by drops.

@@ -50,8 +50,27 @@ export function slotOfWorker(s: GetStatusResponse, pid: number): SlotStatus | un
   return s.slots.find((slot) => slot.workerLabel === `pid ${pid}` && slot.state === SlotState.ACTIVE);
 }
 
+/**
+ * Resolves once worker process `pid` holds `slot` by a registration newer than `left` (the slot as
+ * its previous holder left it) and has had a gradient applied there: a worker rejoined, or a
+ * replacement, is training in the slot. Resolves with the slot then.
+ */
+export async function trainingAgainIn(status: ServerStatus, slot: number, pid: number, left: SlotStatus, timeoutMs: number): Promise<SlotStatus> {
+  const deadline = Date.now() + timeoutMs;
+  const held = (s: GetStatusResponse) => {
+    const x = s.slots[slot];
+    return x?.state === SlotState.ACTIVE && x.workerLabel === `pid ${pid}` && x.registrations > left.registrations ? x : undefined;
+  };
+  const joined = held(await status.until((s) => held(s) !== undefined, `worker pid ${pid} registered into slot ${slot} again`, timeoutMs))!;
+  // Counted from its registration: the previous holder's last gradient may be applied after `left`.
+  const training = await status.until((s) => (held(s)?.pushes ?? 0) > joined.pushes, `a gradient of worker pid ${pid} applied in slot ${slot}`, Math.max(0, deadline - Date.now()));
+  return held(training)!;
+}
+
 function describe(s: GetStatusResponse): string {
-  const slots = s.slots.map((x) => `${x.slot}:${SlotState[x.state]}(${x.workerLabel},${x.pushes})`).join(" ");
+  const slots = s.slots
+    .map((x) => `${x.slot}:${SlotState[x.state]}${x.abandoned ? "/abandoned" : ""}(${x.workerLabel}, ${x.pushes} pushes, ${x.registrations} reg., epoch ${(x.position?.epoch ?? 0) + 1} batch ${x.position?.batch ?? 0})`)
+    .join(" ");
   return `version ${s.version}, slots ${slots}`;
 }
 
@@ -74,12 +93,17 @@ export async function startServerForStatus(
   status = new ServerStatus(`127.0.0.1:${env.SERVER_PORT}`),
 ): Promise<{ server: Proc; first: GetStatusResponse }> {
   const server = startProcess(t, "server/src/main.ts", env);
+  return { server, first: await firstAnswer(server, status) };
+}
+
+/** The first GetStatus answer of `server` (a process just started) through `status`; rejects if it exits first. */
+export async function firstAnswer(server: Proc, status: ServerStatus): Promise<GetStatusResponse> {
   let exitCode: number | undefined;
   void server.exit.then((code) => (exitCode = code));
   let first: GetStatusResponse | undefined;
   await waitUntil(async () => exitCode !== undefined || (first = await status.get()) !== undefined, () => `the server answering; last lines:\n${server.tail()}`, { pollMs: 25 });
   if (exitCode !== undefined) throw new Error(`the server exited (${exitCode}) before answering; last lines:\n${server.tail()}`);
-  return { server, first: first! };
+  return first!;
 }
 
 /** A server (startAnsweringServer) and one worker, resolved once the worker's first gradient is applied. */

@@ -10,7 +10,8 @@ import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { publicConfiguration, RunTelemetry } from "../../server/src/observability/telemetry.ts";
 import { startDashboard } from "../../server/src/observability/dashboard-server.ts";
-import { ROOT, startNode } from "../helpers/processes.ts";
+import { freePort, onLoopback, ROOT, startNode } from "../helpers/processes.ts";
+import { startAnsweringServer } from "../helpers/server-status.ts";
 import { startTestServer, workersWithParameters, gradient } from "../helpers/test-server.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
@@ -78,25 +79,22 @@ t.test("headless Chromium watches a live run: both workers and a loss curve that
   const outDir = fileURLToPath(new URL("../output/", import.meta.url));
   mkdirSync(outDir, { recursive: true });
 
-  const server = startNode(t, "server/src/main.ts", {
-    env: {
-      SERVER_HOST: "127.0.0.1",
-      SERVER_PORT: "0",
-      DASHBOARD_PORT: "0",
-      TOTAL_WORKERS_EXPECTED: "2",
-      // Async, so that the staleness chart has something to show in the screenshot.
-      SERVER_MODE: "async",
-      EXIT_ON_COMPLETE: "false",
-      STATUS_INTERVAL_MS: "0",
-    },
+  const dashboardPort = await freePort();
+  const { port, env } = await onLoopback({
+    DASHBOARD_PORT: String(dashboardPort),
+    TOTAL_WORKERS_EXPECTED: "2",
+    // Async, so that the staleness chart has something to show in the screenshot.
+    SERVER_MODE: "async",
+    EXIT_ON_COMPLETE: "false",
   });
-  const grpc = /listening on 127\.0\.0\.1:(\d+)/.exec(await server.waitFor(/listening on 127\.0\.0\.1:\d+/, 20_000))![1]!;
-  const url = /dashboard on (http:\/\/\S+\/)/.exec(await server.waitFor(/dashboard on http:\/\/\S+\//, 20_000))![1]!;
-  t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/, "the server logs the dashboard URL at start-up");
+  const server = await startAnsweringServer(t, env);
+  const url = `http://127.0.0.1:${dashboardPort}/`;
+  // The dashboard starts after the gRPC port answers.
+  await waitUntil(async () => (await fetch(`${url}healthz`).catch(() => undefined))?.ok === true, `the dashboard answering at ${url}healthz`, { timeoutMs: 20_000, pollMs: 50 });
   for (let i = 0; i < 2; i++) {
     startNode(t, "worker/src/main.ts", {
       env: {
-        PARAMETER_SERVER_ADDRESS: `127.0.0.1:${grpc}`,
+        PARAMETER_SERVER_ADDRESS: `127.0.0.1:${port}`,
         WORKER_LABEL: `browser-test worker ${i}`,
         // Six epochs on the tfjs engine: the browser must catch the run while it trains. ONNX
         // Runtime finishes three in about three seconds, and tfjs three once ended between the loss
@@ -120,6 +118,8 @@ t.test("headless Chromium watches a live run: both workers and a loss curve that
     if (m.type() === "error") errors.push(m.text());
   });
   await page.goto(url);
+  // Long after start-up, so the line has surely been read.
+  t.ok(server.lines.some((l) => l.includes(`dashboard on ${url}`)), "the server logs the dashboard URL at start-up");
 
   // Page-side expressions are strings: the test is typechecked without the DOM library.
   const LOSS_POINTS = `Number(document.querySelector('[data-chart="loss"] svg')?.dataset.points ?? 0)`;

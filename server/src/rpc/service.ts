@@ -276,6 +276,8 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           slot: s.index,
           state: slotState(s),
           retiring: s.retired && s.state === "active",
+          // A retired slot's data went to the others too, but "retired" says more.
+          abandoned: s.abandoned && !s.retired,
           workerLabel: s.label,
           lastSeenMsAgo: s.lastSeen === 0 ? 0 : Math.max(0, now - s.lastSeen),
           pushes: s.pushes,

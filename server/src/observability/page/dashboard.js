@@ -160,7 +160,7 @@ function render(status, history) {
   const rows = slots.map((s) => {
     const slot = s.slot ?? 0;
     const r = rates.get(slot) ?? {};
-    const st = s.retiring ? "retiring" : (s.state ?? "SLOT_STATE_FREE").replace("SLOT_STATE_", "").toLowerCase();
+    const st = s.retiring ? "retiring" : s.abandoned ? "abandoned" : (s.state ?? "SLOT_STATE_FREE").replace("SLOT_STATE_", "").toLowerCase();
     const tr = document.createElement("tr");
     tr.dataset.slot = String(slot);
     tr.dataset.state = st;

@@ -1288,6 +1288,14 @@ export declare type SlotStatus = Message<"paramserver.v1.SlotStatus"> & {
    * @generated from field: bool retiring = 9;
    */
   retiring: boolean;
+
+  /**
+   * Free, and nobody registered within REPLACEMENT_GRACE_MS: the data it held went to the other
+   * workers, and a worker registering into it starts as a newcomer.
+   *
+   * @generated from field: bool abandoned = 10;
+   */
+  abandoned: boolean;
 };
 
 /**
