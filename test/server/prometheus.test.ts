@@ -110,6 +110,7 @@ t.test("/metrics describes the run in valid exposition format", async (t) => {
   t.equal(get("ps_updates_applied_total"), 4, "updates applied");
   t.equal(get("ps_workers", { state: "active" }), 2, "active workers");
   t.equal(get("ps_gradients_counted_total", { slot: "0" }), 3, "gradients of slot 0");
+  t.equal(get("ps_steps_missed_total", { slot: "1" }), 0, "sync steps slot 1 missed");
   t.equal(get("ps_examples_counted_total"), 64, "examples counted");
   t.equal(get("ps_worker_train_loss", { slot: "1" }), 0.25, "slot 1's reported loss");
   t.ok(Number.isNaN(get("ps_worker_train_loss", { slot: "0" })), "NaN for a slot that has not reported");

@@ -5,6 +5,7 @@
 import t from "tap";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Dtype } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
+import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { gradient, settledWithin, startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
 
 const LR = "0.1";
@@ -38,6 +39,22 @@ t.test("a push completes only once the last worker of the step has pushed", asyn
     "w = [1,2,3,4] − 0.1 × mean(1,2,6)",
   );
   t.same(values(pulled.tensors).b!.map((x) => Number(x.toFixed(5))), [0.2, -0.8], "b = [0.5,−0.5] − 0.3");
+});
+
+t.test("a straggler past SYNC_TIMEOUT_MS: the step is applied without it, and GetStatus counts the step it missed", async (t) => {
+  const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "sync", LEARNING_RATE: LR, SYNC_TIMEOUT_MS: "200" });
+  const [a, b] = await workersWithParameters(ts, 2);
+  const missed = async () => (await connectToServer(ts.address).getStatus({})).slots.map((s) => s.stepsMissed);
+  t.same(await missed(), [0, 0], "nothing missed yet");
+
+  const alone = await a!.push(gradient(1), 0, { exampleCount: 1 });
+  t.equal(alone.contributors, 1, "step 0 was applied with slot 0's gradient only");
+  t.same(await missed(), [0, 1], "slot 1 missed step 0");
+  t.ok(ts.logs.some((l) => /step 0: applying with 1 gradient\(s\) after 200 ms; no gradient from slot\(s\) 1 \(stragglers\)/.test(l)), "and the log says so");
+
+  const [ra, rb] = await Promise.all([a!.push(gradient(1), 1, { exampleCount: 1 }), b!.push(gradient(1), 1, { exampleCount: 1 })]);
+  t.same([ra.contributors, rb.contributors], [2, 2], "step 1 waited for both");
+  t.same(await missed(), [0, 1], "a step both made in time is missed by nobody");
 });
 
 t.test("a second push for the same step is refused and not counted twice", async (t) => {

@@ -167,9 +167,10 @@ export class SyncBarrier implements Aggregator {
 
   #expire(p: PendingStep): void {
     if (p !== this.#pending) return;
-    const missing = this.#membership.participating().filter((s) => !p.pushed.has(s.index)).map((s) => s.index);
+    const missing = this.#membership.participating().filter((s) => !p.pushed.has(s.index));
+    for (const slot of missing) this.#membership.missedStep(slot);
     this.#log.warn(
-      `step ${p.step}: applying with ${p.pushed.size} gradient(s) after ${this.#timeoutMs} ms; no gradient from slot(s) ${missing.join(", ")} (stragglers)`,
+      `step ${p.step}: applying with ${p.pushed.size} gradient(s) after ${this.#timeoutMs} ms; no gradient from slot(s) ${missing.map((s) => s.index).join(", ")} (stragglers)`,
     );
     this.#apply(p);
   }

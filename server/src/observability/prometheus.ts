@@ -69,6 +69,7 @@ export function renderPrometheus(run: TrainingRun, telemetry: RunTelemetry, now 
   e.family("ps_parameter_version", "gauge", "Current parameter version (sync: completed steps; async/ssp: applied gradients).", [[undefined, run.store.version]]);
   e.family("ps_updates_applied_total", "counter", "Parameter updates applied by the optimizer.", [[undefined, run.updater.updatesApplied]]);
   e.family("ps_gradients_counted_total", "counter", "Gradients that counted, by slot (across every holder of the slot).", slots.map((s) => [slotLabels(s.index), s.pushes]));
+  e.family("ps_steps_missed_total", "counter", "Sync steps applied without the slot's gradient, which had not come within SYNC_TIMEOUT_MS.", slots.map((s) => [slotLabels(s.index), s.stepsMissed]));
   e.family("ps_examples_counted_total", "counter", "Training examples in gradients that counted since the server started.", [[undefined, telemetry.examplesCounted]]);
   e.family("ps_stale_gradients_rejected_total", "counter", "Gradients refused as too stale (async/ssp) or late for their step (sync).", [[undefined, run.aggregator.staleRejected]]);
   // A retired slot counts as "retired" (or "retiring" while its worker finishes its part), not by its lease state.

@@ -281,6 +281,7 @@ export function createService(run: TrainingRun, shardAddress: string): ServiceIm
           workerLabel: s.label,
           lastSeenMsAgo: s.lastSeen === 0 ? 0 : Math.max(0, now - s.lastSeen),
           pushes: s.pushes,
+          stepsMissed: s.stepsMissed,
           registrations: s.registrations,
           latestMetrics: s.latestMetrics,
           position: s.position,

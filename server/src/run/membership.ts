@@ -364,6 +364,11 @@ export class Membership {
     progress.applied();
   }
 
+  /** A sync step was applied without a gradient of `slot`: it straggled past SYNC_TIMEOUT_MS. */
+  missedStep(slot: Slot): void {
+    this.#own(slot).stepsMissed++;
+  }
+
   /** The slot itself, for changing it: only slots of this membership are accepted. */
   #own(slot: Slot): MutableSlot {
     const own = this.#slots[slot.index];

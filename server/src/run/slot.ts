@@ -28,6 +28,8 @@ export interface MutableSlot {
   registrations: number;
   /** Gradients from this slot that are in the parameters, across all of its holders. */
   pushes: number;
+  /** Sync steps applied without a gradient of this slot, which had not come within SYNC_TIMEOUT_MS; since the server started. */
+  stepsMissed: number;
   /**
    * Data position after the slot's latest accepted gradient, including one still waiting in an open
    * sync step: where a replacement worker continues (that gradient will still be applied).
@@ -83,6 +85,7 @@ export function newSlot(index: number): MutableSlot {
     abandoned: false,
     registrations: 0,
     pushes: 0,
+    stepsMissed: 0,
     position: { epoch: 0, batch: 0 },
     appliedPosition: { epoch: 0, batch: 0 },
     latestMetrics: undefined,

@@ -1296,6 +1296,14 @@ export declare type SlotStatus = Message<"paramserver.v1.SlotStatus"> & {
    * @generated from field: bool abandoned = 10;
    */
   abandoned: boolean;
+
+  /**
+   * Sync mode: steps applied without a gradient of this slot, which had not come within
+   * SYNC_TIMEOUT_MS (a straggler); counted since the server started.
+   *
+   * @generated from field: uint32 steps_missed = 11;
+   */
+  stepsMissed: number;
 };
 
 /**
