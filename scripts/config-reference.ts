@@ -23,7 +23,8 @@ export function configurationReference(): string {
 
 Both programs read environment variables, validated with zod: a bad value stops the program with
 exit code 2 and one message listing every bad variable and what it accepts. An empty value counts
-as unset.
+as unset. On AWS, \`terraform plan\` checks the containers' environment against each variable's rule
+first (terraform/container-environment.tf), so a bad value fails the plan, not the task.
 
 ## Server (\`node server/src/main.ts\`)
 
