@@ -32,7 +32,7 @@ resource "terraform_data" "container_environment" {
   lifecycle {
     precondition {
       condition     = length(local.environment_problems) == 0
-      error_message = "The containers would refuse their environment (set through the variable of the same name in lower case, or the *_extra_environment maps):\n${join("\n", local.environment_problems)}"
+      error_message = "The containers would refuse these values (most come from the variable of the same name in lower case, the others from server_extra_environment or worker_extra_environment):\n${join("\n", local.environment_problems)}"
     }
   }
 }

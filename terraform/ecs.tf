@@ -118,8 +118,8 @@ locals {
   })])]
 
   # No container health check: a worker serves no port, and the server already judges worker
-  # liveness through its lease (LEASE_MS). An ECS health check that failed would make ECS replace the
-  # worker, which then rejoins under a new id: the churn this setup avoids.
+  # liveness through its lease (LEASE_MS). An ECS health check that failed would make ECS replace
+  # the worker, which then rejoins under a new id: the churn this setup avoids.
   worker_container_definitions = [jsonencode([merge(local.container_defaults, {
     name        = "worker"
     image       = local.worker_image
@@ -181,8 +181,8 @@ locals {
   }
 }
 
-# The services were resources of this module before the shared module held them: moved, a
-# deployment made then keeps its services and task definitions instead of replacing them.
+# The task definitions and services were resources of this root module before the module held them:
+# moved, a deployment made then keeps them instead of replacing them.
 moved {
   from = aws_ecs_task_definition.parameter_server
   to   = module.parameter_server.aws_ecs_task_definition.this

@@ -132,8 +132,8 @@ resource "aws_iam_role_policy" "task" {
   })
 }
 
-# One resource for both task roles since the roles were two: moved, a deployment made before keeps
-# its roles (recreated, they would clash with the old ones' names).
+# Each task role and its policy were resources of their own before: moved, a deployment made then
+# keeps them (recreated, the new roles would clash with the old ones' names).
 moved {
   from = aws_iam_role.parameter_server_task[0]
   to   = aws_iam_role.task["parameter_server"]
