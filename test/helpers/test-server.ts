@@ -10,6 +10,8 @@ import { serverEnvSchema, type ServerEnv } from "../../server/src/config.ts";
 import { startServer, type RunningServer, type ServerExtras } from "../../server/src/server.ts";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
+import type { SyncBarrier } from "../../server/src/aggregation/sync-barrier.ts";
+import { waitUntil } from "./wait.ts";
 
 export interface TestServer {
   server: RunningServer;
@@ -66,6 +68,15 @@ export async function workersWithParameters(ts: TestServer, n: number): Promise<
   if (!first.initialize) throw new Error("first worker was not asked to initialise");
   await workers[0]!.initParameters(initialParameters());
   return workers;
+}
+
+/**
+ * Resolves once the open sync step holds slot `slot`'s gradient: for tests that send the next
+ * gradient only after this one has arrived (arrival order), instead of waiting a while for it.
+ */
+export function atBarrier(ts: TestServer, slot: number): Promise<void> {
+  const barrier = ts.server.run.aggregator as SyncBarrier;
+  return waitUntil(() => barrier.pushedThisStep.has(slot), `slot ${slot}'s gradient at the sync barrier`, { pollMs: 2 });
 }
 
 /** Resolves to "pending" if `p` has not settled after `ms`. */

@@ -7,14 +7,15 @@ import t from "tap";
 import { createLogger } from "@distributed-ps/common/log.ts";
 import { captureCheckpoint, parseCheckpoint } from "../../server/src/checkpoint/checkpointer.ts";
 import { StatusReporter } from "../../server/src/observability/status-reporter.ts";
-import { gradient, settledWithin, startTestServer, workersWithParameters } from "../helpers/test-server.ts";
+import { atBarrier, gradient, settledWithin, startTestServer, workersWithParameters } from "../helpers/test-server.ts";
 
 t.test("sync: a gradient waiting at the barrier is not counted until its step is applied", async (t) => {
   const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "sync" });
   const [a, b] = await workersWithParameters(ts, 2);
   const run = ts.server.run;
   const waiting = a!.push(gradient(1), 0, { exampleCount: 32, position: { epoch: 0, batch: 1 } });
-  t.equal(await settledWithin(waiting, 100), "pending", "slot 0's push waits for slot 1's");
+  await atBarrier(ts, 0);
+  t.equal(await settledWithin(waiting, 10), "pending", "slot 0's push waits at the barrier for slot 1's");
   const captured = captureCheckpoint(run);
   const checkpoint = parseCheckpoint(captured.key, captured.bytes);
   t.same(checkpoint.slots.map((s) => s.pushes), [0, 0], "a checkpoint taken now (SIGTERM) counts no gradient: none is in its parameters");

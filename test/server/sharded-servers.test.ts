@@ -14,9 +14,7 @@ import { connectToServer } from "@distributed-ps/common/wire/client.ts";
 import { nextVersions, WorkerConnection } from "../../worker/src/connection/worker-connection.ts";
 import { ShardedConnection } from "../../worker/src/connection/sharded-connection.ts";
 import { connectWorker, ensureParameters, parameterBytes, shardTestGradient, shardTestModel, startShards } from "../helpers/shards.ts";
-import { startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
-import type { SyncBarrier } from "../../server/src/aggregation/sync-barrier.ts";
-import { waitUntil } from "../helpers/wait.ts";
+import { atBarrier, startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
 
 const errorOf = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => ConnectError.from(e));
 
@@ -151,7 +149,7 @@ t.test("sync barrier: gradients are summed in slot order, whatever order they ar
       ];
       pushes.push(workers[slot]!.push(g, 0, { exampleCount: 1 }));
       // The next gradient is sent only once this one is at the barrier (the last one completes the step).
-      if (slot !== order.at(-1)) await waitUntil(() => (ts.server.run.aggregator as SyncBarrier).pushedThisStep.has(slot), `slot ${slot}'s gradient at the barrier`);
+      if (slot !== order.at(-1)) await atBarrier(ts, slot);
     }
     await Promise.all(pushes);
     const w = values((await workers[0]!.pull()).tensors).w!;

@@ -6,7 +6,7 @@ import t from "tap";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Dtype } from "@distributed-ps/common/gen/paramserver/v1/parameter_server_pb.js";
 import { connectToServer } from "@distributed-ps/common/wire/client.ts";
-import { gradient, settledWithin, startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
+import { atBarrier, gradient, settledWithin, startTestServer, values, workersWithParameters } from "../helpers/test-server.ts";
 
 const LR = "0.1";
 
@@ -18,7 +18,9 @@ t.test("a push completes only once the last worker of the step has pushed", asyn
 
   const pa = a!.push(gradient(1), 0, { exampleCount: 1 });
   const pb = b!.push(gradient(2), 0, { exampleCount: 1 });
-  t.equal(await settledWithin(pa, 400), "pending", "first push still waiting with 2 of 3 gradients in");
+  await Promise.all([atBarrier(ts, 0), atBarrier(ts, 1)]);
+  // Both gradients are in: an answer sent now would arrive within milliseconds on loopback.
+  t.equal(await settledWithin(pa, 100), "pending", "first push still waiting with 2 of 3 gradients in");
   t.equal(await settledWithin(pb, 10), "pending", "second push still waiting with 2 of 3 gradients in");
   const after = await b!.pull();
   t.equal(after.version, 0, "no update applied before the barrier is complete");
@@ -61,7 +63,7 @@ t.test("a second push for the same step is refused and not counted twice", async
   const ts = await startTestServer(t, { TOTAL_WORKERS_EXPECTED: "2", SERVER_MODE: "sync", LEARNING_RATE: LR });
   const [a, b] = await workersWithParameters(ts, 2);
   const first = a!.push(gradient(1), 0, { exampleCount: 1 });
-  await settledWithin(first, 100);
+  await atBarrier(ts, 0);
   const twice = await a!.push(gradient(100), 0, { exampleCount: 1 }).then(
     () => undefined,
     (e: unknown) => ConnectError.from(e),
@@ -122,9 +124,9 @@ t.test("a step sums float16, bfloat16 and float32 pushes in slot order, bit for 
   // is not: pushed in reverse slot order, the sum must still be taken in slot order.
   const x = 1.5 * 2 ** -25;
   const pc = c!.push(gradient(x), 0, { exampleCount: 1, dtype: Dtype.FLOAT32 });
-  await settledWithin(pc, 100);
+  await atBarrier(ts, 2);
   const pb = b!.push(gradient(x), 0, { exampleCount: 1, dtype: Dtype.BFLOAT16 });
-  await settledWithin(pb, 100);
+  await atBarrier(ts, 1);
   await a!.push(gradient(1), 0, { exampleCount: 1, dtype: Dtype.FLOAT16 });
   await Promise.all([pb, pc]);
   const sum = Math.fround(Math.fround(1 + x) + x);
@@ -145,7 +147,7 @@ t.test("top-k (sparse) tensors count like dense ones, in a push of their own or 
     0,
     { exampleCount: 1 },
   );
-  await settledWithin(pa, 100);
+  await atBarrier(ts, 0);
   await b!.push(
     [
       { name: "w", shape: [2, 2], data: Float32Array.from([2, 2, 2, 2]) },
@@ -162,7 +164,7 @@ t.test("top-k (sparse) tensors count like dense ones, in a push of their own or 
 
   // The pool's float32 sets are reused, not left with old values: the next sparse push sees zeros elsewhere.
   const pa2 = a!.push([{ name: "w", shape: [2, 2], indices: Uint32Array.from([0]), values: Float32Array.from([2]) }, { name: "b", shape: [2], data: new Float32Array(2) }], 1, { exampleCount: 1 });
-  await settledWithin(pa2, 100);
+  await atBarrier(ts, 0);
   await b!.push([{ name: "w", shape: [2, 2], data: new Float32Array(4) }, { name: "b", shape: [2], data: new Float32Array(2) }], 1, { exampleCount: 1 });
   await pa2;
   t.same(values((await a!.pull()).tensors).w, [-1, 0, 2, 1], "only w[0] moved, by 2 / 2");
