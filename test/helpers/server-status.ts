@@ -115,6 +115,10 @@ export async function serverWithTrainingWorker(
   const status = new ServerStatus(`127.0.0.1:${serverEnv.SERVER_PORT}`);
   const server = await startAnsweringServer(t, serverEnv, status);
   const worker = startProcess(t, "worker/src/main.ts", workerEnv);
-  await status.until((s) => s.version > 0, "the worker training", 60_000);
+  let serverExit: number | undefined;
+  void server.exit.then((code) => (serverExit = code));
+  const lines = () => `the worker's last lines:\n${worker.tail()}\nthe server's:\n${server.tail()}`;
+  await waitUntil(async () => serverExit !== undefined || ((await status.get())?.version ?? 0) > 0, () => `the worker training; ${lines()}`, { timeoutMs: 60_000, pollMs: 25 });
+  if (serverExit !== undefined) throw new Error(`the server exited (${serverExit}) before the worker trained; ${lines()}`);
   return { server, worker, status };
 }
