@@ -80,10 +80,11 @@ test: system-packages test-node test-terraform test-docker ## Run every test: un
 
 # `npx tap` alone is the everyday set: package.json's tap.exclude leaves out the process-level tests
 # that take more than a few seconds each (whole runs, chaos, faults, real data, connection limits),
-# which test-node then runs by name.
+# which test-node then runs by name, three files at a time: they spend much of their time waiting
+# on leases and timeouts, so a third file keeps two cores busy (7 min at two, under 5 at three, here).
 test-node: setup ## The TypeScript tests (tap): unit, integration, processes, end to end
 	npx tap
-	npx tap $$(node -p 'require("./package.json").tap.exclude.join(" ")')
+	npx tap --jobs=3 $$(node -p 'require("./package.json").tap.exclude.join(" ")')
 
 test-terraform: ## Terraform fmt/validate/test (offline, mock provider) and shellcheck of every script
 	terraform/test.sh
