@@ -28,16 +28,23 @@ t.test("one process: every port handed out is free and different", async (t) => 
 
 t.test("processes asking at once are handed different ports", async (t) => {
   const each = 40;
-  const script = `import { freePort } from ${JSON.stringify(MODULE)}; const ports = []; for (let i = 0; i < ${each}; i++) ports.push(await freePort()); console.log(JSON.stringify(ports));`;
-  const runs = Array.from({ length: 4 }, () =>
-    new Promise<number[]>((resolve, reject) => {
-      const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-      let out = "";
-      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      child.on("close", (code) => (code === 0 ? resolve(JSON.parse(out) as number[]) : reject(new Error(`exited ${code}`))));
-    }),
+  // Each child holds its claims until all have answered: a claim lasts as long as its process.
+  const script = `import { freePort } from ${JSON.stringify(MODULE)}; const ports = []; for (let i = 0; i < ${each}; i++) ports.push(await freePort()); console.log(JSON.stringify(ports)); process.stdin.resume();`;
+  const children = Array.from({ length: 4 }, () => spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["pipe", "pipe", "inherit"] }));
+  t.teardown(() => children.forEach((c) => c.kill()));
+  const answers = children.map(
+    (child) =>
+      new Promise<number[]>((resolve, reject) => {
+        let out = "";
+        child.stdout!.on("data", (d: Buffer) => {
+          out += d.toString();
+          if (out.endsWith("\n")) resolve(JSON.parse(out) as number[]);
+        });
+        child.on("close", (code) => reject(new Error(`exited ${code} before answering`)));
+      }),
   );
-  const ports = (await Promise.all(runs)).flat();
+  const ports = (await Promise.all(answers)).flat();
+  children.forEach((c) => c.stdin!.end());
   t.equal(ports.length, 4 * each);
   t.equal(new Set(ports).size, ports.length, `${ports.length} ports, all different`);
 });
