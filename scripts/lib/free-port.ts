@@ -7,7 +7,8 @@
  * given the same port: two test files running at once then started their servers on one port, and
  * one test talked to the other's server. So every port handed out is also claimed, as a file made
  * only if absent in a directory all of the project's processes share; a claim is taken over only
- * from a process that is gone.
+ * from a process that is gone. So it lasts as long as the process that asked, which outlives the
+ * servers it starts on the port (a test file, the bench harness, the chaos suite).
  */
 import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
