@@ -14,18 +14,16 @@ locals {
     worker = local.worker_environment
   }
 
-  # The values that have a rule, read as the programs read them: trimmed (and words in lower case).
-  checked_environment = { for program, environment in local.container_environments : program => {
-    for name, value in environment : name => trimspace(value) if contains(keys(local.accepted[program]), name) && value != null
-  } }
-
-  environment_problems = flatten([for program, values in local.checked_environment : [
-    for name, value in values : "${program} ${name} = \"${value}\": expected ${local.accepted[program][name].accepts}"
-    if !(local.accepted[program][name].kind == "word" ? contains(local.accepted[program][name].values, lower(value)) : try(
-      (local.accepted[program][name].kind == "number" || can(regex("^[+-]?[0-9]+$", value)))
-      && tonumber(value) >= local.accepted[program][name].min && tonumber(value) <= local.accepted[program][name].max,
-    false))
+  # Each value that has a rule, read as the programs read it: trimmed (and a word in lower case).
+  checked_environment = flatten([for program, environment in local.container_environments : [
+    for name, value in environment : { program = program, name = name, value = trimspace(value), rule = local.accepted[program][name] }
+    if contains(keys(local.accepted[program]), name) && value != null
   ]])
+
+  environment_problems = [for v in local.checked_environment : "${v.program} ${v.name} = \"${v.value}\": expected ${v.rule.accepts}"
+    if !(v.rule.kind == "word" ? contains(v.rule.values, lower(v.value)) : try(
+      (v.rule.kind == "number" || can(regex("^[+-]?[0-9]+$", v.value))) && tonumber(v.value) >= v.rule.min && tonumber(v.value) <= v.rule.max,
+  false))]
 }
 
 resource "terraform_data" "container_environment" {

@@ -97,13 +97,8 @@ export async function startServerForStatus(
 }
 
 /** The first GetStatus answer of `server` (a process just started) through `status`; rejects if it exits first. */
-export async function firstAnswer(server: Proc, status: ServerStatus): Promise<GetStatusResponse> {
-  let exitCode: number | undefined;
-  void server.exit.then((code) => (exitCode = code));
-  let first: GetStatusResponse | undefined;
-  await waitUntil(async () => exitCode !== undefined || (first = await status.get()) !== undefined, () => `the server answering; last lines:\n${server.tail()}`, { pollMs: 25 });
-  if (exitCode !== undefined) throw new Error(`the server exited (${exitCode}) before answering; last lines:\n${server.tail()}`);
-  return first!;
+export function firstAnswer(server: Proc, status: ServerStatus): Promise<GetStatusResponse> {
+  return untilWhileRunning(server, status, () => true, "the server answering", 10_000, () => `last lines:\n${server.tail()}`);
 }
 
 /** A server (startAnsweringServer) and one worker, resolved once the worker's first gradient is applied. */
@@ -115,10 +110,26 @@ export async function serverWithTrainingWorker(
   const status = new ServerStatus(`127.0.0.1:${serverEnv.SERVER_PORT}`);
   const server = await startAnsweringServer(t, serverEnv, status);
   const worker = startProcess(t, "worker/src/main.ts", workerEnv);
-  let serverExit: number | undefined;
-  void server.exit.then((code) => (serverExit = code));
   const lines = () => `the worker's last lines:\n${worker.tail()}\nthe server's:\n${server.tail()}`;
-  await waitUntil(async () => serverExit !== undefined || ((await status.get())?.version ?? 0) > 0, () => `the worker training; ${lines()}`, { timeoutMs: 60_000, pollMs: 25 });
-  if (serverExit !== undefined) throw new Error(`the server exited (${serverExit}) before the worker trained; ${lines()}`);
+  await untilWhileRunning(server, status, (s) => s.version > 0, "the worker training", 60_000, lines);
   return { server, worker, status };
+}
+
+/**
+ * The first state of `server` for which `ok` holds; rejects, saying `lines()`, if the process exits
+ * first (a server that cannot start, or gives up) or `timeoutMs` passes.
+ */
+async function untilWhileRunning(server: Proc, status: ServerStatus, ok: (s: GetStatusResponse) => boolean, what: string, timeoutMs: number, lines: () => string): Promise<GetStatusResponse> {
+  let exitCode: number | undefined;
+  void server.exit.then((code) => (exitCode = code));
+  let found: GetStatusResponse | undefined;
+  const done = async () => {
+    if (exitCode !== undefined) return true;
+    const s = await status.get();
+    if (s !== undefined && ok(s)) found = s;
+    return found !== undefined;
+  };
+  await waitUntil(done, () => `${what}; ${lines()}`, { timeoutMs, pollMs: 25 });
+  if (exitCode !== undefined) throw new Error(`the server exited (${exitCode}) before ${what}; ${lines()}`);
+  return found!;
 }
