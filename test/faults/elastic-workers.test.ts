@@ -46,7 +46,14 @@ for (const mode of ["sync", "async"] as const) {
     // Runtime trains this job in about three, faster than the steps can be taken.
     const env = { PARAMETER_SERVER_ADDRESS: address, EPOCHS: String(EPOCHS), TRAIN_EXAMPLES: String(TRAIN), TEST_EXAMPLES: "500", BATCH_SIZE: String(BATCH), WORKER_ENGINE: "tfjs" };
     const first = [startProcess(t, "worker/src/main.ts", env), startProcess(t, "worker/src/main.ts", env)];
-    await status.until((s) => s.epochs[0]?.parts === 2 && s.version > 0, "epoch 1 divided among 2 slots, and trained", 60_000);
+    const started = await status.until(
+      (s) => s.epochs[0]?.parts === 2 && s.version > 0 && first.every((w) => slotOfWorker(s, w.pid) !== undefined),
+      "epoch 1 divided among 2 slots, both workers in theirs, and trained",
+      60_000,
+    );
+    // Which of the two is retired below (slot 1) is known now: by then its slot may already be
+    // FINISHED, its part done before the third worker's.
+    const [retiring, survivor] = slotOfWorker(started, first[0]!.pid)!.slot === 1 ? [first[0]!, first[1]!] : [first[1]!, first[0]!];
 
     t.match(await scale(address, 3), /now has 3 worker slot\(s\); opened slot\(s\) 2/, "make scale WORKERS=3 opened slot 2");
     const third = startProcess(t, "worker/src/main.ts", env);
@@ -66,8 +73,6 @@ for (const mode of ["sync", "async"] as const) {
     // part is certain to be unfinished (slot 1's may be done already, its worker ahead of the third).
     third.child.kill("SIGKILL");
     t.equal(await third.exit, 137, "slot 2's worker was killed");
-    const holders = await status.until((s) => slotOfWorker(s, first[0]!.pid) !== undefined, "the first worker's slot");
-    const [retiring, survivor] = slotOfWorker(holders, first[0]!.pid)!.slot === 1 ? [first[0]!, first[1]!] : [first[1]!, first[0]!];
 
     t.equal(await exitWithin(retiring, 60_000), 0, "the retired worker that lived finished its part and exited 0");
     t.equal(retiring.metrics()?.retired, true, "and says it was retired");
