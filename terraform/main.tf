@@ -39,6 +39,8 @@ locals {
     "8192"  = range(16384, 61440 + 1, 4096)
     "16384" = range(32768, 122880 + 1, 8192)
   }
+  # The keys in numeric order for error messages (sort() is lexical: pad, sort, unpad).
+  fargate_cpu_values = join(", ", [for cpu in sort([for k in keys(local.fargate_memory_options) : format("%05d", k)]) : tonumber(cpu)])
 }
 
 data "aws_availability_zones" "available" {

@@ -90,8 +90,8 @@ variable "parameter_server_cpu" {
   default     = 2048
 
   validation {
-    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.parameter_server_cpu)
-    error_message = "The parameter_server_cpu must be a Fargate CPU value: 256, 512, 1024, 2048, 4096, 8192 or 16384."
+    condition     = contains(keys(local.fargate_memory_options), tostring(var.parameter_server_cpu))
+    error_message = "The parameter_server_cpu must be a Fargate CPU value: ${local.fargate_cpu_values}."
   }
 }
 
@@ -102,7 +102,7 @@ variable "parameter_server_memory" {
 
   validation {
     condition     = contains(lookup(local.fargate_memory_options, tostring(var.parameter_server_cpu), []), var.parameter_server_memory)
-    error_message = "The parameter_server_memory is not a Fargate combination for parameter_server_cpu. Valid: 256 -> 512/1024/2048; 512 -> 1024-4096; 1024 -> 2048-8192; 2048 -> 4096-16384 (1024 steps); 4096 -> 8192-30720 (1024 steps); 8192 -> 16384-61440 (4096 steps); 16384 -> 32768-122880 (8192 steps)."
+    error_message = "The parameter_server_memory (${var.parameter_server_memory}) is not a Fargate size for parameter_server_cpu ${var.parameter_server_cpu}, which takes: ${join(", ", lookup(local.fargate_memory_options, tostring(var.parameter_server_cpu), []))} MiB."
   }
 }
 
@@ -112,8 +112,8 @@ variable "worker_cpu" {
   default     = 2048
 
   validation {
-    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.worker_cpu)
-    error_message = "The worker_cpu must be a Fargate CPU value: 256, 512, 1024, 2048, 4096, 8192 or 16384."
+    condition     = contains(keys(local.fargate_memory_options), tostring(var.worker_cpu))
+    error_message = "The worker_cpu must be a Fargate CPU value: ${local.fargate_cpu_values}."
   }
 }
 
@@ -124,7 +124,7 @@ variable "worker_memory" {
 
   validation {
     condition     = contains(lookup(local.fargate_memory_options, tostring(var.worker_cpu), []), var.worker_memory)
-    error_message = "The worker_memory is not a Fargate combination for worker_cpu. Valid: 256 -> 512/1024/2048; 512 -> 1024-4096; 1024 -> 2048-8192; 2048 -> 4096-16384 (1024 steps); 4096 -> 8192-30720 (1024 steps); 8192 -> 16384-61440 (4096 steps); 16384 -> 32768-122880 (8192 steps)."
+    error_message = "The worker_memory (${var.worker_memory}) is not a Fargate size for worker_cpu ${var.worker_cpu}, which takes: ${join(", ", lookup(local.fargate_memory_options, tostring(var.worker_cpu), []))} MiB."
   }
 }
 
