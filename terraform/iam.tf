@@ -108,10 +108,10 @@ resource "aws_iam_role" "task" {
 }
 
 resource "aws_iam_role_policy" "task" {
-  for_each = aws_iam_role.task
+  for_each = var.create_iam_roles ? local.task_roles : {}
 
-  name = local.task_roles[each.key].policy
-  role = each.value.id
+  name = each.value.policy
+  role = aws_iam_role.task[each.key].id
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
@@ -122,9 +122,9 @@ resource "aws_iam_role_policy" "task" {
         Resource = [aws_s3_bucket.data.arn]
       },
       {
-        Sid      = local.task_roles[each.key].sid
+        Sid      = each.value.sid
         Effect   = "Allow"
-        Action   = local.task_roles[each.key].actions
+        Action   = each.value.actions
         Resource = ["${aws_s3_bucket.data.arn}/*"]
       },
       local.scale_down_statement,
