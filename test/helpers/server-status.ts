@@ -58,8 +58,8 @@ export function slotOfWorker(s: GetStatusResponse, pid: number): SlotStatus | un
 export async function trainingAgainIn(status: ServerStatus, slot: number, pid: number, left: SlotStatus, timeoutMs: number): Promise<SlotStatus> {
   const deadline = Date.now() + timeoutMs;
   const held = (s: GetStatusResponse) => {
-    const x = s.slots[slot];
-    return x?.state === SlotState.ACTIVE && x.workerLabel === `pid ${pid}` && x.registrations > left.registrations ? x : undefined;
+    const x = slotOfWorker(s, pid);
+    return x?.slot === slot && x.registrations > left.registrations ? x : undefined;
   };
   const joined = held(await status.until((s) => held(s) !== undefined, `worker pid ${pid} registered into slot ${slot} again`, timeoutMs))!;
   // Counted from its registration: the previous holder's last gradient may be applied after `left`.
